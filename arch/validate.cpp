@@ -1,0 +1,130 @@
+#include "arch/validate.hpp"
+
+#include <cmath>
+#include <string>
+
+namespace tessera::arch {
+namespace {
+
+class Checker {
+ public:
+  Checker(const ConfigNode& root, std::vector<Problem>& problems)
+      : root_(root), problems_(problems) {}
+
+  // Reports `message` at the key `path` (its line when the key is in the document).
+  void fail(const std::string& path, const std::string& message) {
+    const ConfigNode* n = root_.find_path(path);
+    // An absent key (defaulted) is reported at its nearest present ancestor.
+    std::string p = path;
+    while (n == nullptr && !p.empty()) {
+      size_t dot = p.rfind('.');
+      p = dot == std::string::npos ? "" : p.substr(0, dot);
+      n = p.empty() ? &root_ : root_.find_path(p);
+    }
+    problems_.push_back({n ? n->loc : root_.loc, path, message});
+  }
+
+  void require(bool ok, const std::string& path, const std::string& message) {
+    if (!ok) fail(path, message);
+  }
+
+ private:
+  const ConfigNode& root_;
+  std::vector<Problem>& problems_;
+};
+
+bool divides(double whole, double part) {
+  if (part <= 0) return false;
+  const double q = whole / part;
+  return std::fabs(q - std::round(q)) < 1e-9;
+}
+
+std::string fmt(double v, Dim d) { return format_quantity(v, d); }
+
+}  // namespace
+
+double min_sram_for_array(const SystolicParams& sa) {
+  const double r = double(sa.rows), c = double(sa.cols);
+  return double(sa.count) * (2 * (r * c * 2 + r * r * 2) + r * c * 4);
+}
+
+void validate(const Arch& a, const ConfigNode& root, std::vector<Problem>& problems) {
+  Checker check(root, problems);
+  const ChipParams& chip = a.chip;
+  const TileParams& tile = chip.tile;
+  const int64_t tiles = a.tiles();
+
+  // System
+  if (a.system.chips > 1) {
+    check.require(a.system.link.count >= 1, "system.link.count",
+                  "a system of " + std::to_string(a.system.chips) + " chips needs at least one link per chip");
+  }
+
+  // Chip
+  check.require(tiles % chip.cluster_size == 0, "chip.cluster_size",
+                "cluster size " + std::to_string(chip.cluster_size) + " does not divide the " +
+                    std::to_string(tiles) + " tiles of the mesh");
+
+  // Systolic array
+  const SystolicParams& sa = tile.systolic;
+  check.require(!sa.macs_per_cycle.values.empty(), "chip.tile.systolic.macs_per_cycle",
+                "the array supports no dtype");
+  for (const auto& [dtype, macs] : sa.macs_per_cycle.values) {
+    const std::string path = "chip.tile.systolic.macs_per_cycle." + dtype;
+    check.require(divides(macs, double(sa.rows * sa.cols)), path,
+                  "MACs per cycle (" + fmt(macs, Dim::Count) + ") must be a multiple of rows*cols (" +
+                      std::to_string(sa.rows * sa.cols) + ")");
+    check.require(a.power.mac_energy.has(dtype), "power.mac_energy." + dtype,
+                  "the array supports " + dtype + " but its MAC energy is not given");
+  }
+
+  // Tile SRAM
+  const SramParams& sram = tile.sram;
+  const double need = min_sram_for_array(sa);
+  check.require(sram.capacity >= need, "chip.tile.sram.capacity",
+                "SRAM of " + fmt(sram.capacity, Dim::Bytes) + " cannot hold one double-buffered " +
+                    std::to_string(sa.rows) + "x" + std::to_string(sa.cols) +
+                    " array tile's operands (needs " + fmt(need, Dim::Bytes) + ")");
+  check.require(divides(sram.bytes_per_cycle, double(sram.banks)), "chip.tile.sram.banks",
+                std::to_string(sram.banks) + " banks do not divide the port width of " +
+                    fmt(sram.bytes_per_cycle, Dim::Bytes) + " per cycle");
+
+  // Shared memory
+  check.require(divides(chip.shared_memory.capacity, double(chip.shared_memory.banks)),
+                "chip.shared_memory.banks", "banks do not divide the capacity");
+
+  // HBM
+  const HbmParams& h = a.hbm;
+  const int64_t pcs = a.hbm_pseudo_channels();
+  check.require(h.bus_width % h.pseudo_channels == 0, "hbm.pseudo_channels",
+                std::to_string(h.pseudo_channels) + " pseudo-channels do not divide the " +
+                    std::to_string(h.bus_width) + "-bit channel");
+  const double burst_bytes = double(h.bus_width / h.pseudo_channels) * double(h.timing.burst_length) / 8;
+  check.require(divides(h.capacity, double(pcs)), "hbm.capacity",
+                "capacity " + fmt(h.capacity, Dim::Bytes) + " is not divisible by the " +
+                    std::to_string(pcs) + " pseudo-channels");
+  check.require(divides(h.row_size, burst_bytes), "hbm.row_size",
+                "row size must be a multiple of the " + fmt(burst_bytes, Dim::Bytes) + " burst");
+  check.require(divides(h.interleave, burst_bytes), "hbm.interleave",
+                "interleave must be a multiple of the " + fmt(burst_bytes, Dim::Bytes) + " burst");
+  check.require(h.capacity / double(pcs) >= h.row_size * double(h.banks), "hbm.capacity",
+                "capacity per pseudo-channel is smaller than one row in every bank");
+  check.require(h.timing.tREFI > h.timing.tRFC, "hbm.timing.tREFI",
+                "refresh interval must be longer than the refresh itself (tRFC)");
+  check.require(h.timing.tRAS >= h.timing.tRCD, "hbm.timing.tRAS", "tRAS must be at least tRCD");
+
+  // Power
+  check.require(a.power.static_power < a.power.tdp, "power.static_power",
+                "static power (" + fmt(a.power.static_power, Dim::Power) + ") must be below the TDP (" +
+                    fmt(a.power.tdp, Dim::Power) + ")");
+
+  // Cost
+  check.require(a.cost.die_area.has_value() || a.cost.has_area_model, "cost.die_area",
+                "give the die area or a cost.area model to estimate it");
+  if (a.kind == ChipKind::Gpu) {
+    check.require(a.cost.purchase_price.has_value(), "cost.purchase_price",
+                  "a GPU is bought as a product: give its purchase price");
+  }
+}
+
+}  // namespace tessera::arch

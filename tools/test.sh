@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Builds and runs every test: the Release build (warnings are errors) and the ASan+UBSan build.
+# Expects the dependencies of tools/install-deps.sh. Used by .ci/run and the README.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+for preset in ci-release ci-asan; do
+  echo "== $preset: configure and build"
+  cmake --preset "$preset" > /dev/null
+  cmake --build --preset "$preset"
+  echo "== $preset: tests"
+  ctest --preset "$preset" --timeout 600
+done
