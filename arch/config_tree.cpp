@@ -55,11 +55,11 @@ ConfigNode convert(const YAML::Node& y, const std::string& file) {
       n.kind = ConfigNode::Kind::Map;
       for (const auto& kv : y) {
         if (!kv.first.IsScalar()) {
-          throw ArchError({{loc_of(kv.first.Mark(), file), "", "map keys must be plain names"}});
+          throw ArchError(loc_of(kv.first.Mark(), file), "", "map keys must be plain names");
         }
         std::string key = kv.first.Scalar();
         if (n.find(key) != nullptr) {
-          throw ArchError({{loc_of(kv.first.Mark(), file), key, "duplicate key"}});
+          throw ArchError(loc_of(kv.first.Mark(), file), key, "duplicate key");
         }
         ConfigNode child = convert(kv.second, file);
         if (child.kind == ConfigNode::Kind::Null) child.loc = loc_of(kv.first.Mark(), file);
@@ -82,7 +82,7 @@ ConfigNode parse_config_value(std::string_view text, const SourceLoc& where) {
   try {
     value = convert(YAML::Load(std::string(text)), where.file);
   } catch (const YAML::Exception& e) {
-    throw ArchError({{where, "", "cannot parse the value: " + e.msg}});
+    throw ArchError(where, "", "cannot parse the value: " + e.msg);
   }
   relocate(value, where);
   return value;
@@ -91,6 +91,19 @@ ConfigNode parse_config_value(std::string_view text, const SourceLoc& where) {
 
 ArchError::ArchError(std::vector<Problem> problems)
     : std::runtime_error(join_problems(problems)), problems_(std::move(problems)) {}
+
+namespace {
+std::vector<Problem> one_problem(SourceLoc loc, std::string key_path, std::string message) {
+  std::vector<Problem> v(1);
+  v[0].loc = std::move(loc);
+  v[0].key_path = std::move(key_path);
+  v[0].message = std::move(message);
+  return v;
+}
+}  // namespace
+
+ArchError::ArchError(SourceLoc loc, std::string key_path, std::string message)
+    : ArchError(one_problem(std::move(loc), std::move(key_path), std::move(message))) {}
 
 const ConfigNode* ConfigNode::find(std::string_view key) const {
   for (const auto& [k, v] : map) {
@@ -125,17 +138,17 @@ ConfigNode parse_config_text(std::string_view text, const std::string& source_na
       n.kind = ConfigNode::Kind::Map;  // an empty document is an empty description
     }
     if (!n.is_map()) {
-      throw ArchError({{n.loc, "", "the document must be a map of keys to values"}});
+      throw ArchError(n.loc, "", "the document must be a map of keys to values");
     }
     return n;
   } catch (const YAML::Exception& e) {
-    throw ArchError({{loc_of(e.mark, source_name), "", "syntax error: " + e.msg}});
+    throw ArchError(loc_of(e.mark, source_name), "", "syntax error: " + e.msg);
   }
 }
 
 ConfigNode parse_config_file(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw ArchError({{{path.string()}, "", "cannot open file"}});
+  if (!in) throw ArchError(SourceLoc{path.string()}, "", "cannot open file");
   std::stringstream ss;
   ss << in.rdbuf();
   return parse_config_text(ss.str(), path.string());
@@ -159,7 +172,7 @@ void apply_override(ConfigNode& root, std::string_view assignment) {
   const SourceLoc where{"<command line>: -s " + std::string(assignment)};
   size_t eq = assignment.find('=');
   if (eq == std::string_view::npos || eq == 0) {
-    throw ArchError({{where, "", "an override must look like key.path=value"}});
+    throw ArchError(where, "", "an override must look like key.path=value");
   }
   std::string_view path = assignment.substr(0, eq);
   ConfigNode value = parse_config_value(assignment.substr(eq + 1), where);
@@ -167,7 +180,7 @@ void apply_override(ConfigNode& root, std::string_view assignment) {
   while (true) {
     size_t dot = path.find('.');
     std::string key(path.substr(0, dot));
-    if (key.empty()) throw ArchError({{where, std::string(path), "empty key in the path"}});
+    if (key.empty()) throw ArchError(where, std::string(path), "empty key in the path");
     if (!node->is_map()) {
       node->kind = ConfigNode::Kind::Map;
       node->scalar.clear();

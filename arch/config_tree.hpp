@@ -31,6 +31,8 @@ struct Problem {
 class ArchError : public std::runtime_error {
  public:
   explicit ArchError(std::vector<Problem> problems);
+  // One problem.
+  ArchError(SourceLoc loc, std::string key_path, std::string message);
   const std::vector<Problem>& problems() const { return problems_; }
 
  private:

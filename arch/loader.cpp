@@ -303,7 +303,7 @@ ConfigNode resolve_document(std::string_view name_or_path, const std::filesystem
   }
   doc.loc.line = 0;  // the document as a whole: report by file
   if (std::find(chain.begin(), chain.end(), id) != chain.end()) {
-    throw ArchError({{doc.loc, "extends", "extends chain loops back to '" + id + "'"}});
+    throw ArchError(doc.loc, "extends", "extends chain loops back to '" + id + "'");
   }
   chain.push_back(id);
   if (doc.find("name") == nullptr) {
@@ -312,7 +312,7 @@ ConfigNode resolve_document(std::string_view name_or_path, const std::filesystem
   }
   if (const ConfigNode* ext = doc.find("extends")) {
     if (!ext->is_scalar() || ext->scalar.empty()) {
-      throw ArchError({{ext->loc, "extends", "expected the name of a preset or a file path"}});
+      throw ArchError(ext->loc, "extends", "expected the name of a preset or a file path");
     }
     ConfigNode base;
     try {
@@ -357,8 +357,8 @@ std::string_view preset_text(std::string_view name) {
     if (kEmbeddedPresets[i].name == name) return kEmbeddedPresets[i].text;
   }
   std::vector<std::string> names = preset_names();
-  throw ArchError({{{std::string(name)}, "",
-                    "no such preset or file; presets: " + join(names) + did_you_mean(name, names)}});
+  throw ArchError(SourceLoc{std::string(name)}, "",
+                    "no such preset or file; presets: " + join(names) + did_you_mean(name, names));
 }
 
 ConfigNode resolve_config(std::string_view name_or_path, const std::vector<std::string>& overrides) {
