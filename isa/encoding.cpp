@@ -17,6 +17,7 @@ int64_t enum_limit(FieldKind k) {
     case FieldKind::Space: return 4;
     case FieldKind::Bcast: return int64_t(kBcastNames.size());
     case FieldKind::Act: return int64_t(kActNames.size());
+    case FieldKind::After: return int64_t(kAfterNames.size());
     case FieldKind::Reg: return kNumRegs;
     case FieldKind::Flag: return 2;
     default: return -1;

@@ -34,6 +34,7 @@ enum class FieldKind : uint8_t {
   F32,     // a float immediate (its IEEE bits are stored)
   Bcast,   // isa::Bcast
   Act,     // isa::Act
+  After,   // isa::After
 };
 
 // How the second operand of a binary vector op is read.
@@ -48,6 +49,11 @@ inline constexpr std::array<std::string_view, 4> kBcastNames = {"none", "row", "
 // Activation applied by the MATMUL epilogue.
 enum class Act : uint8_t { None = 0, Relu, Gelu, Silu };
 inline constexpr std::array<std::string_view, 4> kActNames = {"none", "relu", "gelu", "silu"};
+
+// Which earlier instructions a `sem.signal` waits for before it fires. The sequencer does not
+// stall on it: the signal is held until they complete.
+enum class After : uint8_t { All = 0, Dma, Matmul, Vector, None };
+inline constexpr std::array<std::string_view, 5> kAfterNames = {"all", "dma", "matmul", "vector", "none"};
 
 inline constexpr int kNumRegs = 16;
 inline constexpr int kNumSems = 64;          // semaphores per tile
@@ -66,6 +72,7 @@ struct FieldDef {
   std::string_view space_field;  // Addr: the Space field that gives this address's space
   std::string_view tile_field;   // Addr: the Tile field naming whose SRAM (empty: own tile)
   std::string_view doc;
+  bool required = false;  // must be written in assembly; always printed by the disassembler
 };
 
 struct OpDef {
@@ -87,47 +94,48 @@ using K = FieldKind;
 using Sp = Space;
 
 inline constexpr FieldDef kNop[] = {
-    {"cycles", K::U, 32, 1, Sp::None, {}, {}, "core cycles the sequencer waits"},
+    {"cycles", K::U, 32, 1, Sp::None, {}, {}, "core cycles the sequencer waits", true},
 };
 inline constexpr FieldDef kNone[] = {{"", K::U, 0, 0, Sp::None, {}, {}, ""}};
 inline constexpr FieldDef kLoop[] = {
-    {"count", K::RegImm, 40, 1, Sp::None, {}, {}, "trip count (register + immediate), 1..2^30"},
+    {"count", K::RegImm, 40, 1, Sp::None, {}, {}, "trip count (register + immediate), 1..2^30", true},
 };
 inline constexpr FieldDef kLi[] = {
-    {"rd", K::Reg, 4, 0, Sp::None, {}, {}, "destination register"},
-    {"imm", K::S, 48, 0, Sp::None, {}, {}, "value"},
+    {"rd", K::Reg, 4, 0, Sp::None, {}, {}, "destination register", true},
+    {"imm", K::S, 48, 0, Sp::None, {}, {}, "value", true},
 };
 inline constexpr FieldDef kAddi[] = {
-    {"rd", K::Reg, 4, 0, Sp::None, {}, {}, "destination register"},
-    {"rs", K::Reg, 4, 0, Sp::None, {}, {}, "source register"},
-    {"imm", K::S, 48, 0, Sp::None, {}, {}, "value added"},
+    {"rd", K::Reg, 4, 0, Sp::None, {}, {}, "destination register", true},
+    {"rs", K::Reg, 4, 0, Sp::None, {}, {}, "source register", true},
+    {"imm", K::S, 48, 0, Sp::None, {}, {}, "value added", true},
 };
 inline constexpr FieldDef kAdd[] = {
-    {"rd", K::Reg, 4, 0, Sp::None, {}, {}, "destination register"},
-    {"rs1", K::Reg, 4, 0, Sp::None, {}, {}, "first source register"},
-    {"rs2", K::Reg, 4, 0, Sp::None, {}, {}, "second source register"},
+    {"rd", K::Reg, 4, 0, Sp::None, {}, {}, "destination register", true},
+    {"rs1", K::Reg, 4, 0, Sp::None, {}, {}, "first source register", true},
+    {"rs2", K::Reg, 4, 0, Sp::None, {}, {}, "second source register", true},
 };
 inline constexpr FieldDef kSemSignal[] = {
     {"tile", K::Tile, 16, int64_t(kTileSelf), Sp::None, {}, {}, "tile whose semaphore is signalled"},
-    {"sem", K::U, 8, 0, Sp::None, {}, {}, "semaphore index, 0..63"},
+    {"sem", K::U, 8, 0, Sp::None, {}, {}, "semaphore index, 0..63", true},
     {"count", K::U, 16, 1, Sp::None, {}, {}, "amount added"},
+    {"after", K::After, 3, 0, Sp::None, {}, {}, "earlier instructions that complete first: all, dma, matmul, vector, none"},
 };
 inline constexpr FieldDef kSemWait[] = {
-    {"sem", K::U, 8, 0, Sp::None, {}, {}, "semaphore index, 0..63"},
+    {"sem", K::U, 8, 0, Sp::None, {}, {}, "semaphore index, 0..63", true},
     {"count", K::U, 16, 1, Sp::None, {}, {}, "amount waited for and taken"},
 };
 inline constexpr FieldDef kBarrier[] = {
-    {"id", K::U, 8, 0, Sp::None, {}, {}, "barrier index, 0..15"},
-    {"count", K::U, 16, 1, Sp::None, {}, {}, "tiles that must arrive before all proceed"},
+    {"id", K::U, 8, 0, Sp::None, {}, {}, "barrier index, 0..15", true},
+    {"count", K::U, 16, 1, Sp::None, {}, {}, "tiles that must arrive before all proceed", true},
 };
 inline constexpr FieldDef kDma[] = {
-    {"dst", K::Addr, 44, 0, Sp::None, "dst_space", "dst_tile", "destination address"},
-    {"src", K::Addr, 44, 0, Sp::None, "src_space", "src_tile", "source address"},
+    {"dst", K::Addr, 44, 0, Sp::None, "dst_space", "dst_tile", "destination address", true},
+    {"src", K::Addr, 44, 0, Sp::None, "src_space", "src_tile", "source address", true},
     {"dst_space", K::Space, 2, int64_t(Sp::Sram), Sp::None, {}, {}, "space of dst"},
     {"dst_tile", K::Tile, 16, int64_t(kTileSelf), Sp::None, {}, {}, "tile owning dst when it is SRAM"},
     {"src_space", K::Space, 2, int64_t(Sp::Hbm), Sp::None, {}, {}, "space of src"},
     {"src_tile", K::Tile, 16, int64_t(kTileSelf), Sp::None, {}, {}, "tile owning src when it is SRAM"},
-    {"d0", K::U, 32, 1, Sp::None, {}, {}, "elements in the innermost (contiguous) dimension"},
+    {"d0", K::U, 32, 1, Sp::None, {}, {}, "elements in the innermost (contiguous) dimension", true},
     {"d1", K::U, 16, 1, Sp::None, {}, {}, "size of dimension 1"},
     {"d2", K::U, 16, 1, Sp::None, {}, {}, "size of dimension 2"},
     {"d3", K::U, 16, 1, Sp::None, {}, {}, "size of dimension 3 (outermost)"},
@@ -144,12 +152,12 @@ inline constexpr FieldDef kDma[] = {
     {"sem_tile", K::Tile, 16, int64_t(kTileSelf), Sp::None, {}, {}, "tile owning that semaphore"},
 };
 inline constexpr FieldDef kMatmul[] = {
-    {"acc", K::Addr, 44, 0, Sp::Sram, {}, {}, "accumulator, m x n of fp32 (int32 for int8 inputs)"},
-    {"a", K::Addr, 44, 0, Sp::Sram, {}, {}, "A operand, m x k"},
-    {"b", K::Addr, 44, 0, Sp::Sram, {}, {}, "B operand, k x n (n x k when tb)"},
-    {"m", K::U, 16, 1, Sp::None, {}, {}, "rows of A and of the result"},
-    {"k", K::U, 16, 1, Sp::None, {}, {}, "reduction length"},
-    {"n", K::U, 16, 1, Sp::None, {}, {}, "columns of B and of the result"},
+    {"acc", K::Addr, 44, 0, Sp::Sram, {}, {}, "accumulator, m x n of fp32 (int32 for int8 inputs)", true},
+    {"a", K::Addr, 44, 0, Sp::Sram, {}, {}, "A operand, m x k", true},
+    {"b", K::Addr, 44, 0, Sp::Sram, {}, {}, "B operand, k x n (n x k when tb)", true},
+    {"m", K::U, 16, 1, Sp::None, {}, {}, "rows of A and of the result", true},
+    {"k", K::U, 16, 1, Sp::None, {}, {}, "reduction length", true},
+    {"n", K::U, 16, 1, Sp::None, {}, {}, "columns of B and of the result", true},
     {"lda", K::U, 32, 0, Sp::None, {}, {}, "byte stride between rows of A (0: packed)"},
     {"ldb", K::U, 32, 0, Sp::None, {}, {}, "byte stride between rows of B (0: packed)"},
     {"ldc", K::U, 32, 0, Sp::None, {}, {}, "byte stride between rows of acc (0: packed)"},
@@ -168,13 +176,13 @@ inline constexpr FieldDef kMatmul[] = {
 
 // Vector instructions share their operand fields.
 #define TESSERA_VEC_DST \
-  {"dst", K::Addr, 44, 0, Sp::Sram, {}, {}, "destination"}, \
-  {"rows", K::U, 16, 1, Sp::None, {}, {}, "rows"}, \
-  {"cols", K::U, 16, 1, Sp::None, {}, {}, "columns"}, \
+  {"dst", K::Addr, 44, 0, Sp::Sram, {}, {}, "destination", true}, \
+  {"rows", K::U, 16, 1, Sp::None, {}, {}, "rows", true}, \
+  {"cols", K::U, 16, 1, Sp::None, {}, {}, "columns", true}, \
   {"ldd", K::U, 32, 0, Sp::None, {}, {}, "byte stride between rows of dst (0: packed)"}, \
   {"ddt", K::Dtype, 4, 2, Sp::None, {}, {}, "dtype of dst"}
 #define TESSERA_VEC_SRC0 \
-  {"src0", K::Addr, 44, 0, Sp::Sram, {}, {}, "first source"}, \
+  {"src0", K::Addr, 44, 0, Sp::Sram, {}, {}, "first source", true}, \
   {"lds0", K::U, 32, 0, Sp::None, {}, {}, "byte stride between rows of src0 (0: packed)"}, \
   {"s0dt", K::Dtype, 4, 2, Sp::None, {}, {}, "dtype of src0"}
 
@@ -213,18 +221,18 @@ inline constexpr FieldDef kVecMask[] = {
 #undef TESSERA_VEC_SRC0
 
 inline constexpr FieldDef kSend[] = {
-    {"src", K::Addr, 44, 0, Sp::None, "src_space", {}, "data sent"},
+    {"src", K::Addr, 44, 0, Sp::None, "src_space", {}, "data sent", true},
     {"src_space", K::Space, 2, int64_t(Sp::Hbm), Sp::None, {}, {}, "space of src"},
-    {"bytes", K::U, 40, 1, Sp::None, {}, {}, "bytes sent"},
-    {"peer", K::U, 16, 0, Sp::None, {}, {}, "destination chip"},
+    {"bytes", K::U, 40, 1, Sp::None, {}, {}, "bytes sent", true},
+    {"peer", K::U, 16, 0, Sp::None, {}, {}, "destination chip", true},
     {"tag", K::U, 16, 0, Sp::None, {}, {}, "matches the receiver's tag"},
     {"sem", K::Sem, 8, int64_t(kSemNone), Sp::None, {}, {}, "own semaphore signalled when the data has left"},
 };
 inline constexpr FieldDef kRecv[] = {
-    {"dst", K::Addr, 44, 0, Sp::None, "dst_space", {}, "where the data lands"},
+    {"dst", K::Addr, 44, 0, Sp::None, "dst_space", {}, "where the data lands", true},
     {"dst_space", K::Space, 2, int64_t(Sp::Hbm), Sp::None, {}, {}, "space of dst"},
-    {"bytes", K::U, 40, 1, Sp::None, {}, {}, "bytes received"},
-    {"peer", K::U, 16, 0, Sp::None, {}, {}, "source chip"},
+    {"bytes", K::U, 40, 1, Sp::None, {}, {}, "bytes received", true},
+    {"peer", K::U, 16, 0, Sp::None, {}, {}, "source chip", true},
     {"tag", K::U, 16, 0, Sp::None, {}, {}, "matches the sender's tag"},
     {"sem", K::Sem, 8, int64_t(kSemNone), Sp::None, {}, {}, "own semaphore signalled when the data has arrived"},
 };
@@ -245,8 +253,9 @@ inline constexpr FieldDef kRecv[] = {
   X(Addi, "addi", Control, kAddi, "add immediate", "rd = rs + imm.", "")                         \
   X(Add, "add", Control, kAdd, "add registers", "rd = rs1 + rs2.", "")                           \
   X(SemSignal, "sem.signal", Sync, kSemSignal, "signal a semaphore",                             \
-    "Adds `count` to semaphore `sem` of `tile` (the issuing tile by default); a remote signal "  \
-    "travels over the NoC.", "")                                                                 \
+    "Adds `count` to semaphore `sem` of `tile` (the issuing tile by default) once the earlier "  \
+    "instructions named by `after` have completed (all units by default), without stalling the " \
+    "sequencer. A remote signal travels over the NoC.", "")                                                                 \
   X(SemWait, "sem.wait", Sync, kSemWait, "wait on a semaphore",                                  \
     "Stalls the sequencer until semaphore `sem` of the issuing tile is at least `count`, then "  \
     "subtracts `count`.", "")                                                                    \
@@ -294,16 +303,17 @@ inline constexpr FieldDef kRecv[] = {
     "Receives `bytes` from chip `peer` (matching its `send` of the same tag) into dst.", "")
 
 enum class Opcode : uint8_t {
-#define TESSERA_X(name, mnem, cls, flds, summary, sem, vt) name,
+#define TESSERA_X(op_, mnem_, cls_, fields_, summary_, semantics_, timing_) op_,
   TESSERA_OPCODES(TESSERA_X)
 #undef TESSERA_X
 };
 
 inline constexpr OpDef kOps[] = {
-#define TESSERA_X(name, mnem, cls, flds, summary, sem, vt)                                   \
-  OpDef{mnem, OpClass::cls,                                                                  \
-        std::span<const FieldDef>(fields::flds, fields::flds[0].name.empty() ? 0 : std::size(fields::flds)), \
-        summary, sem, vt},
+#define TESSERA_X(op_, mnem_, cls_, fields_, summary_, semantics_, timing_)                  \
+  OpDef{mnem_, OpClass::cls_,                                                                \
+        std::span<const FieldDef>(fields::fields_,                                           \
+                                  fields::fields_[0].name.empty() ? 0 : std::size(fields::fields_)), \
+        summary_, semantics_, timing_},
     TESSERA_OPCODES(TESSERA_X)
 #undef TESSERA_X
 };

@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   CLI::App app{"Tessera: simulate LLM inference on in-house AI accelerators and compare with GPUs",
                "tessera"};
   app.require_subcommand(1);
+  app.fallthrough();  // -v/-q may follow the verb; subcommands inherit this
   bool verbose = false;
   bool quiet = false;
   app.add_flag("-v,--verbose", verbose, "log details (debug level)");
@@ -18,6 +19,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "tessera 0.1.0");
 
   tessera::cli::add_arch_commands(app);
+  tessera::cli::add_isa_commands(app);
 
   auto logger = spdlog::stderr_color_mt("tessera");
   spdlog::set_default_logger(logger);
