@@ -72,7 +72,7 @@ std::vector<Token> lex(std::string_view line) {
       i = j;
     } else if (ident_start(c)) {
       size_t j = i + 1;
-      while (j < line.size() && (ident_char(line[j]) || line[j] == '-')) ++j;
+      while (j < line.size() && ident_char(line[j])) ++j;
       out.push_back({Tok::Ident, std::string(line.substr(i, j - i)), col});
       i = j;
     } else if (c == '"') {
@@ -103,8 +103,13 @@ std::vector<Token> lex(std::string_view line) {
 std::string_view strip_comment(std::string_view line) {
   bool in_string = false;
   for (size_t i = 0; i < line.size(); ++i) {
-    if (line[i] == '"' && (i == 0 || line[i - 1] != '\\')) in_string = !in_string;
-    if (!in_string && (line[i] == ';' || line[i] == '#')) return line.substr(0, i);
+    if (in_string && line[i] == '\\') {
+      ++i;  // skip the escaped character
+    } else if (line[i] == '"') {
+      in_string = !in_string;
+    } else if (!in_string && (line[i] == ';' || line[i] == '#')) {
+      return line.substr(0, i);
+    }
   }
   return line;
 }
@@ -267,14 +272,9 @@ class Assembler {
     return t[i];
   }
 
-  static bool is_identifier(std::string_view s) {
-    if (s.empty() || !(std::isalpha(static_cast<unsigned char>(s[0])) || s[0] == '_')) return false;
-    return std::all_of(s.begin(), s.end(), [](char c) { return ident_char(c); });
-  }
-
   std::string identifier(const std::vector<Token>& t, size_t i, const char* what) {
     const Token& k = at(t, i, what);
-    if (k.kind != Tok::Ident || !is_identifier(k.text)) throw Located{fmt::format("expected {}", what), k.col};
+    if (k.kind != Tok::Ident || !valid_name(k.text)) throw Located{fmt::format("expected {}", what), k.col};
     return k.text;
   }
 
@@ -339,7 +339,9 @@ class Assembler {
     s.space = static_cast<Space>(*space);
     ++i;
     if (i < t.size() && t[i].text == "@") {
-      s.tile = static_cast<int32_t>(unsigned_number(t, i + 1, "a tile index"));
+      const uint64_t tile = unsigned_number(t, i + 1, "a tile index");
+      if (tile > uint64_t(INT32_MAX)) throw Located{"tile index out of range", t[i + 1].col};
+      s.tile = static_cast<int32_t>(tile);
       i += 2;
     }
     if (s.space == Space::Sram && s.tile < 0) throw Located{"an SRAM tensor names its tile: sram@TILE", sp.col};
@@ -369,7 +371,7 @@ class Assembler {
       if (k.text != "chip" && k.text != "tile") throw Located{"expected chip=N or tile=N", k.col};
       if (at(t, i + 1, "'='").text != "=") throw Located{"expected '='", t[i + 1].col};
       const uint64_t v = unsigned_number(t, i + 2, "a number");
-      if (v > 0xFFFFFFF) throw Located{"number out of range", t[i + 2].col};
+      if (v > 0xFFFFFFFF) throw Located{"number out of range", t[i + 2].col};
       if (k.text == "chip") {
         chip = static_cast<uint32_t>(v);
       } else {

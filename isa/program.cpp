@@ -52,6 +52,12 @@ class Reader {
     pos_ += sizeof(T);
     return v;
   }
+  std::string name() {
+    const size_t at = offset();
+    std::string s = str();
+    if (!valid_name(s)) throw FormatError(fmt::format("invalid name at byte {}", at));
+    return s;
+  }
   std::string str() {
     const uint32_t n = get<uint32_t>();
     need(n);
@@ -102,6 +108,18 @@ std::optional<Role> role_from_name(std::string_view s) {
     if (kRoles[i] == s) return static_cast<Role>(i);
   }
   return std::nullopt;
+}
+
+bool valid_name(std::string_view s) {
+  auto alpha = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; };
+  auto digit = [](char c) { return c >= '0' && c <= '9'; };
+  if (s.empty() || !alpha(s[0])) return false;
+  for (char c : s) {
+    if (!alpha(c) && !digit(c) && c != '.') return false;
+  }
+  // Register names would read as registers in addresses.
+  if (s[0] == 'r' && s.size() > 1 && std::all_of(s.begin() + 1, s.end(), digit)) return false;
+  return true;
 }
 
 uint64_t Symbol::bytes() const {
@@ -216,14 +234,18 @@ Program read_binary(std::span<const uint8_t> bytes) {
     switch (type) {
       case kMeta:
         for (uint32_t i = 0; i < count; ++i) {
-          std::string k = r.str();
+          std::string k = r.name();
+          if (p.meta.count(k)) throw FormatError(fmt::format("duplicate metadata '{}' at byte {}", k, r.offset()));
           p.meta[k] = r.str();
         }
         break;
       case kRegions:
         for (uint32_t i = 0; i < count; ++i) {
           Region g;
-          g.name = r.str();
+          g.name = r.name();
+          for (const Region& o : p.regions) {
+            if (o.name == g.name) throw FormatError(fmt::format("duplicate region '{}' at byte {}", g.name, r.offset()));
+          }
           g.kind = checked_enum<RegionKind>(r.get<uint8_t>(), kRegionKinds, "region kind", r.offset());
           g.base = r.get<uint64_t>();
           g.size = r.get<uint64_t>();
@@ -233,7 +255,8 @@ Program read_binary(std::span<const uint8_t> bytes) {
       case kSymbols:
         for (uint32_t i = 0; i < count; ++i) {
           Symbol y;
-          y.name = r.str();
+          y.name = r.name();
+          if (p.find_symbol(y.name)) throw FormatError(fmt::format("duplicate tensor '{}' at byte {}", y.name, r.offset()));
           const uint8_t dt = r.get<uint8_t>();
           if (dt >= kDtypeCount) throw FormatError(fmt::format("bad dtype {} at byte {}", dt, r.offset()));
           y.dtype = static_cast<Dtype>(dt);
@@ -243,11 +266,17 @@ Program read_binary(std::span<const uint8_t> bytes) {
           }
           y.space = static_cast<Space>(sp);
           y.tile = r.get<int32_t>();
+          if (y.space == Space::None || (y.space == Space::Sram ? y.tile < 0 : y.tile != -1)) {
+            throw FormatError(fmt::format("tensor '{}': space and tile disagree at byte {}", y.name, r.offset()));
+          }
           y.addr = r.get<uint64_t>();
           y.role = checked_enum<Role>(r.get<uint8_t>(), kRoles, "role", r.offset());
           const uint32_t rank = r.get<uint32_t>();
           if (rank > 8) throw FormatError(fmt::format("symbol rank {} at byte {}", rank, r.offset()));
-          for (uint32_t d = 0; d < rank; ++d) y.shape.push_back(r.get<int64_t>());
+          for (uint32_t d = 0; d < rank; ++d) {
+            y.shape.push_back(r.get<int64_t>());
+            if (y.shape.back() < 0) throw FormatError(fmt::format("negative dimension at byte {}", r.offset()));
+          }
           p.symbols.push_back(std::move(y));
         }
         break;
@@ -256,6 +285,9 @@ Program read_binary(std::span<const uint8_t> bytes) {
           Stream st;
           st.chip = r.get<uint32_t>();
           st.tile = r.get<uint32_t>();
+          if (p.find_stream(st.chip, st.tile)) {
+            throw FormatError(fmt::format("second stream for chip {} tile {} at byte {}", st.chip, st.tile, r.offset()));
+          }
           const uint32_t n = r.get<uint32_t>();
           const std::span<const uint8_t> rest = r.rest();
           size_t off = 0;

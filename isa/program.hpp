@@ -72,6 +72,10 @@ struct Program {
   bool operator==(const Program&) const = default;
 };
 
+// Names of metadata keys, regions and tensors: a letter or '_', then letters, digits, '_' or '.'
+// (what the assembly text can spell).
+bool valid_name(std::string_view s);
+
 class FormatError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;

@@ -46,7 +46,7 @@ struct Where {
 
 class Verifier {
  public:
-  Verifier(const Program& p, const Target& t) : p_(p), t_(t) {}
+  Verifier(const Program& p, const Target& t, uint64_t budget) : p_(p), t_(t), budget_(budget) {}
 
   std::vector<VerifyIssue> run() {
     std::set<std::pair<uint32_t, uint32_t>> seen;
@@ -119,8 +119,8 @@ class Verifier {
     std::vector<Frame> loops;
     uint64_t executed = 0;
     for (size_t pc = 0; pc < s.code.size(); ++pc) {
-      if (++executed > kVerifyBudget) {
-        issue(s, pc, fmt::format("more than {} dynamic instructions: too large to verify", kVerifyBudget));
+      if (++executed > budget_) {
+        issue(s, pc, fmt::format("more than {} dynamic instructions: too large to verify", budget_));
         return;
       }
       const Instr& in = s.code[pc];
@@ -369,6 +369,7 @@ class Verifier {
 
   const Program& p_;
   const Target& t_;
+  uint64_t budget_;
   std::vector<VerifyIssue> issues_;
   size_t stream_issues_ = 0;
   std::set<std::pair<size_t, std::string>> reported_;
@@ -380,7 +381,9 @@ class Verifier {
 
 }  // namespace
 
-std::vector<VerifyIssue> verify(const Program& p, const Target& t) { return Verifier(p, t).run(); }
+std::vector<VerifyIssue> verify(const Program& p, const Target& t, uint64_t budget) {
+  return Verifier(p, t, budget).run();
+}
 
 void verify_or_throw(const Program& p, const Target& t) {
   auto issues = verify(p, t);

@@ -50,7 +50,8 @@ class VerifyError : public std::runtime_error {
 // Dynamic instructions the verifier walks before it gives up on a program.
 inline constexpr uint64_t kVerifyBudget = 200'000'000;
 
-std::vector<VerifyIssue> verify(const Program& p, const Target& t);
+// `budget` bounds the dynamic instructions walked (a program beyond it is reported as too large).
+std::vector<VerifyIssue> verify(const Program& p, const Target& t, uint64_t budget = kVerifyBudget);
 void verify_or_throw(const Program& p, const Target& t);  // throws VerifyError
 
 }  // namespace tessera::isa

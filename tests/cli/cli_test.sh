@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# End-to-end: the `tessera arch` verbs as a user runs them.
-# Usage: arch_cli_test.sh TESSERA_BINARY SOURCE_DIR
+# End-to-end: the `tessera` verbs as a user runs them.
+# Usage: cli_test.sh TESSERA_BINARY SOURCE_DIR
 set -u
 tessera=$1
 src=$2
@@ -36,4 +36,15 @@ check "validate rejects bad units with file:line and key" 1 "bad.yaml:3:.*chip.c
 check "show rejects unknown override key" 1 "chip.clok: unknown key" -- "$tessera" arch show maia100-class -s chip.clok=1GHz
 check "unknown preset is an error" 1 "no such preset or file" -- "$tessera" arch show maia200
 check "unknown verb is a usage error" 106 "subcommand" -- "$tessera" arch frobnicate
+# isa verbs
+example="$src/isa/examples/gemm_4tile.tasm"
+check "asm writes a binary" 0 "" -- "$tessera" asm "$example" -o "$tmp/g.tbin"
+check "disasm prints canonical text" 0 "matmul acc=sram\[acc_t0\]" -- "$tessera" disasm "$tmp/g.tbin"
+check "verify accepts the example on maia100-class" 0 "ok for maia100-class" -- "$tessera" verify --arch maia100-class "$example"
+check "verify rejects it on a chip with too little SRAM" 1 "outside the SRAM" -- "$tessera" verify --arch maia100-class -s chip.tile.sram.capacity=128KiB "$tmp/g.tbin"
+check "isa doc lists matmul" 0 "### \`matmul\`" -- "$tessera" isa doc
+printf '.stream tile=0\n  frob 1\n' > "$tmp/bad.tasm"
+check "asm errors name file:line:column" 1 "bad.tasm:2:3: unknown instruction 'frob'" -- "$tessera" asm "$tmp/bad.tasm" -o "$tmp/bad.tbin"
+printf 'TSRAPROG garbage' > "$tmp/bad.tbin"
+check "disasm rejects a corrupt binary" 1 "bad.tbin" -- "$tessera" disasm "$tmp/bad.tbin"
 exit $fail
