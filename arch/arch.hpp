@@ -253,7 +253,7 @@ struct ChipParams {
 };
 
 struct HbmTiming {
-  double tRCD = 0, tRP = 0, tCL = 0, tRAS = 0, tRFC = 0, tREFI = 0;
+  double tRCD = 0, tRP = 0, tCL = 0, tRAS = 0, tRFC = 0, tREFI = 0, tWTR = 0, tRTW = 0;
   int64_t burst_length = 0;
 
   template <class V>
@@ -264,6 +264,8 @@ struct HbmTiming {
     v.field("tRAS", tRAS, {"activate to precharge (minimum row-open time)", Dim::Time});
     v.field("tRFC", tRFC, {"duration of an all-bank refresh", Dim::Time});
     v.field("tREFI", tREFI, {"interval between refreshes", Dim::Time});
+    v.field("tWTR", tWTR, {"bus turnaround from write data to a read", Dim::Time, 7.5e-9});
+    v.field("tRTW", tRTW, {"bus turnaround from read data to a write", Dim::Time, 3e-9});
     v.field("burst_length", burst_length, {"beats per column access of a pseudo-channel"});
   }
 };

@@ -4,17 +4,33 @@
 
 namespace tessera::sim {
 
-Tick Timeline::reserve(Tick ready, Tick duration) {
-  busy_total_ += duration;
-  if (duration <= 0) return ready;
-  // First interval that ends after `ready`: gaps before it are too early.
-  auto it = std::lower_bound(busy_.begin(), busy_.end(), ready,
-                             [](const std::pair<Tick, Tick>& iv, Tick t) { return iv.second <= t; });
+namespace {
+using Interval = std::pair<Tick, Tick>;
+
+// The first interval at or after which a reservation starting no earlier than `ready` fits,
+// and that start.
+template <class It>
+std::pair<It, Tick> fit(It begin, It end, Tick ready, Tick duration) {
+  // Intervals that end by `ready` cannot delay it.
+  It it = std::lower_bound(begin, end, ready, [](const Interval& iv, Tick t) { return iv.second <= t; });
   Tick start = ready;
-  while (it != busy_.end() && it->first < start + duration) {
+  while (it != end && it->first < start + duration) {
     start = std::max(start, it->second);
     ++it;
   }
+  return {it, start};
+}
+}  // namespace
+
+Tick Timeline::earliest(Tick ready, Tick duration) const {
+  if (duration <= 0) return ready;
+  return fit(busy_.begin(), busy_.end(), ready, duration).second;
+}
+
+Tick Timeline::reserve(Tick ready, Tick duration) {
+  busy_total_ += duration;
+  if (duration <= 0) return ready;
+  auto [it, start] = fit(busy_.begin(), busy_.end(), ready, duration);
   const Tick end = start + duration;
   // Insert [start, end) before `it`, merging with neighbours that touch it.
   auto pos = busy_.insert(it, {start, end});

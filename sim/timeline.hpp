@@ -15,6 +15,8 @@ class Timeline {
  public:
   // Returns the start of a `duration`-long reservation at or after `ready`.
   Tick reserve(Tick ready, Tick duration);
+  // Where reserve() would start, without reserving.
+  Tick earliest(Tick ready, Tick duration) const;
   // Forgets reservations that ended at or before `now` (no request can start before now).
   void forget_before(Tick now);
   Tick busy() const { return busy_total_; }  // total time reserved

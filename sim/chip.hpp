@@ -1,0 +1,301 @@
+// The SystemC model of one chip: tiles on a NoC, each with an in-order sequencer, a
+// scoreboard, DMA engines, systolic arrays and a vector unit; HBM pseudo-channels; cluster or
+// chip-wide shared memory; semaphores and barriers.
+//
+// Nothing ticks: every unit is an SC_METHOD woken by an event when it has work, and computes
+// how long an instruction takes from the architecture parameters and from reservations on the
+// resources it shares (SRAM ports, NoC links, HBM channels, shared-memory ports). Shared
+// resources behave like TLM-2.0 loosely-timed targets: they add the service time to the
+// request's time and never wait.
+#pragma once
+
+#include <systemc>
+
+#include <array>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <queue>
+#include <string>
+#include <vector>
+
+#include "arch/arch.hpp"
+#include "isa/operands.hpp"
+#include "isa/program.hpp"
+#include "sim/hbm.hpp"
+#include "sim/memory.hpp"
+#include "sim/noc.hpp"
+#include "sim/sram.hpp"
+#include "sim/stats.hpp"
+#include "sim/systolic.hpp"
+#include "sim/time.hpp"
+#include "sim/trace.hpp"
+
+namespace tessera::sim {
+
+inline Tick now_ticks() { return static_cast<Tick>(sc_core::sc_time_stamp().value()); }
+inline sc_core::sc_time ticks(Tick t) { return sc_core::sc_time::from_value(static_cast<uint64_t>(t)); }
+
+// Storage of one chip in functional mode.
+struct ChipMemory {
+  Memory hbm;
+  std::vector<Memory> sram;    // per tile
+  std::vector<Memory> shared;  // per shared-memory instance
+};
+
+struct SimOptions {
+  bool functional = false;
+  uint64_t dma_chunk_bytes = 64 << 10;  // DMA transfers move in chunks of at most this size
+  Tick time_limit = 0;                  // 0: none
+};
+
+// Runs callbacks at future times (signal deliveries, DMA chunk stages).
+class Scheduler : public sc_core::sc_module {
+ public:
+  SC_HAS_PROCESS(Scheduler);
+  explicit Scheduler(sc_core::sc_module_name name);
+  void at(Tick t, std::function<void()> fn);
+
+ private:
+  void run();
+  struct Item {
+    Tick t;
+    uint64_t seq;
+    std::function<void()> fn;
+    bool operator>(const Item& o) const { return t != o.t ? t > o.t : seq > o.seq; }
+  };
+  std::priority_queue<Item, std::vector<Item>, std::greater<>> queue_;
+  uint64_t seq_ = 0;
+  sc_core::sc_event event_;
+};
+
+enum class Unit : uint8_t { Dma, Matmul, Vector, None };
+
+// An instruction between issue and completion.
+struct Op {
+  uint64_t seq = 0;
+  Unit unit = Unit::None;
+  size_t pc = 0;
+  const isa::Instr* in = nullptr;
+  std::array<int64_t, isa::kMaxFields> v{};  // field values, registers applied
+  std::array<isa::Access, 8> acc{};
+  int naccess = 0;
+  Tick issued = 0;
+  int pending_chunks = 0;  // DMA
+};
+
+class Tile;
+class Chip;
+
+// The systolic arrays of a tile: a pipeline that accepts a MATMUL once the previous one's
+// occupancy has passed, and finishes each at its latency (in order).
+class MatmulUnit : public sc_core::sc_module {
+ public:
+  SC_HAS_PROCESS(MatmulUnit);
+  MatmulUnit(sc_core::sc_module_name name, Tile& tile);
+  bool full() const { return queue_.size() >= 2; }
+  void push(Op* op);
+
+ private:
+  void run();
+  Tile& tile_;
+  std::deque<Op*> queue_;
+  std::deque<std::pair<Tick, Op*>> running_;  // completion time, op
+  Tick accept_ = 0;
+  sc_core::sc_event event_;
+  double& busy_;
+  double& ops_;
+  double& sram_read_;
+  double& sram_write_;
+  std::array<double*, isa::kDtypeCount> macs_{};
+};
+
+// The vector unit: a pipeline over `lanes` elements per cycle, reading and writing SRAM
+// through the shared ports.
+class VectorUnit : public sc_core::sc_module {
+ public:
+  SC_HAS_PROCESS(VectorUnit);
+  VectorUnit(sc_core::sc_module_name name, Tile& tile);
+  bool full() const { return queue_.size() >= 2; }
+  void push(Op* op);
+
+ private:
+  void run();
+  Tile& tile_;
+  std::deque<Op*> queue_;
+  std::deque<std::pair<Tick, Op*>> running_;
+  Tick accept_ = 0;
+  sc_core::sc_event event_;
+  double& busy_;
+  double& ops_;
+  double& elements_;
+};
+
+// One DMA engine: takes transfers in order, splits them into chunks and keeps up to
+// queue_depth chunks in flight; the engine issues bytes_per_cycle.
+class DmaEngine : public sc_core::sc_module {
+ public:
+  SC_HAS_PROCESS(DmaEngine);
+  DmaEngine(sc_core::sc_module_name name, Tile& tile, int index);
+  ~DmaEngine() override;
+  size_t load() const { return queue_.size() + active_.size(); }
+  bool full() const;
+  void push(Op* op);
+
+ private:
+  struct Transfer;
+  struct Chunk;
+  void run();
+  void issue_chunk(Transfer& t);
+  void finish_chunk(Transfer* t, uint64_t row, uint64_t rows, uint64_t offset, uint64_t bytes);
+  Tile& tile_;
+  std::deque<Op*> queue_;
+  std::deque<std::unique_ptr<Transfer>> active_;
+  int outstanding_ = 0;
+  Tick issue_free_ = 0;
+  sc_core::sc_event event_;
+  double& busy_;
+  double& bytes_;
+  double& transfers_;
+};
+
+class Tile : public sc_core::sc_module {
+ public:
+  SC_HAS_PROCESS(Tile);
+  Tile(sc_core::sc_module_name name, Chip& chip, int index);
+  void load(const isa::Stream* stream);
+
+  // Called by units when an op completes; frees its scoreboard entry.
+  void complete(Op* op);
+  // A semaphore signal arriving (possibly from another tile).
+  void signal(int sem, int64_t count);
+  void barrier_release();
+
+  bool halted() const { return halted_; }
+  std::string blocked_reason() const;  // for the deadlock report
+  int index() const { return index_; }
+  Chip& chip() { return chip_; }
+  const arch::Arch& arch() const;
+  Clock clock() const;
+  SramPorts& sram() { return sram_; }
+  Memory* memory();  // functional storage of this tile's SRAM (nullptr in performance mode)
+  Stats& stats();
+  const std::string& prefix() const { return prefix_; }
+  Trace* trace();
+  int trace_track(Unit u) const { return tracks_[size_t(u)]; }
+
+ private:
+  enum class Block { None, Issue, Hazard, UnitFull, Semaphore, Barrier, Halting, Nop };
+  void step();
+  bool issue_memory_op(const isa::Instr& in, Unit unit);
+  bool hazard(const Op& op) const;
+  void block(Block why);
+  void unblock(Tick now);
+  void deliver_ready_signals();
+  void send_signal(int64_t tile, int64_t sem, int64_t count);
+  Op* new_op();
+  void free_op(Op* op);
+
+  Chip& chip_;
+  int index_;
+  std::string prefix_;
+  const isa::Stream* stream_ = nullptr;
+  size_t pc_ = 0;
+  std::array<int64_t, isa::kNumRegs> regs_{};
+  struct Loop {
+    size_t start;
+    int64_t remaining;
+  };
+  std::vector<Loop> loops_;
+  std::array<int64_t, isa::kNumSems> sems_{};
+  bool halted_ = false;
+  Block blocked_ = Block::None;
+  Tick blocked_since_ = 0;
+  Tick next_issue_ = 0;
+  uint64_t next_seq_ = 1;
+  std::vector<Op*> inflight_;
+  std::deque<Op> op_pool_;
+  std::vector<Op*> free_ops_;
+  // Signals held until earlier instructions of a unit complete (sem.signal after=...).
+  struct PendingSignal {
+    uint64_t after_seq;
+    Unit unit;  // Unit::None: any unit
+    int64_t tile, sem, count;
+  };
+  std::vector<PendingSignal> pending_signals_;
+  sc_core::sc_event wake_;
+  std::array<int, 3> tracks_{};  // trace tracks of the DMA engines, arrays and vector unit
+
+  SramPorts sram_;
+  MatmulUnit matmul_;
+  VectorUnit vector_;
+  std::vector<std::unique_ptr<DmaEngine>> dma_;
+
+  double& instructions_;
+  double& stall_hazard_;
+  double& stall_unit_;
+  double& stall_sem_;
+  double& stall_barrier_;
+  double& halt_time_;
+  friend class MatmulUnit;
+  friend class VectorUnit;
+  friend class DmaEngine;
+};
+
+class Chip : public sc_core::sc_module {
+ public:
+  Chip(sc_core::sc_module_name name, const arch::Arch& a, int index, const SimOptions& opt, Stats& stats,
+       ChipMemory* memory, Trace* trace);
+  void load(const isa::Program& p);
+
+  const arch::Arch& arch() const { return arch_; }
+  const SimOptions& options() const { return opt_; }
+  Stats& stats() { return stats_; }
+  Scheduler& scheduler() { return scheduler_; }
+  Noc& noc() { return noc_; }
+  Hbm& hbm() { return hbm_; }
+  ChipMemory* memory() { return memory_; }
+  Trace* trace() { return trace_; }
+  Tile& tile(int64_t i) { return *tiles_[size_t(i)]; }
+  int64_t tiles() const { return int64_t(tiles_.size()); }
+  int index() const { return index_; }
+  Clock clock() const { return clock_; }
+  const std::string& prefix() const { return prefix_; }
+  int64_t shared_instance(int64_t tile) const;
+  int hbm_track(int64_t pc) const { return hbm_tracks_[size_t(pc)]; }
+  Tick shared_access(int64_t instance, Tick t, uint64_t bytes, bool write);
+
+  void barrier_arrive(int id, int count, Tile& tile);
+  bool all_halted() const;
+  std::string deadlock_report() const;
+  // Drops reservations that ended before now from every timeline (keeps them short).
+  void tidy(Tick now);
+
+  // Energy-relevant totals of HBM traffic.
+  void collect_hbm_stats();
+
+ private:
+  const arch::Arch& arch_;
+  int index_;
+  std::string prefix_;
+  const SimOptions& opt_;
+  Stats& stats_;
+  ChipMemory* memory_;
+  Trace* trace_;
+  Clock clock_;
+  Scheduler scheduler_;
+  Noc noc_;
+  Hbm hbm_;
+  std::vector<std::unique_ptr<Timeline>> shared_ports_;
+  std::vector<double*> shared_bytes_;
+  struct Barrier {
+    int count = 0;
+    std::vector<Tile*> waiting;
+  };
+  std::array<Barrier, isa::kNumBarriers> barriers_;
+  std::vector<std::unique_ptr<Tile>> tiles_;
+  std::vector<int> hbm_tracks_;
+};
+
+}  // namespace tessera::sim

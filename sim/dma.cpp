@@ -1,0 +1,312 @@
+// DMA engines. A transfer is cut into chunks of whole rows (or pieces of a long row), at most
+// SimOptions::dma_chunk_bytes each. An engine issues bytes_per_cycle and keeps up to
+// queue_depth chunks in flight. Each chunk:
+//   1. reads its source: HBM pseudo-channels (requests reach the controllers after the NoC
+//      latency), a tile's SRAM ports, or the shared memory;
+//   2. crosses the NoC from where the data is to where it goes, reserving every link;
+//   3. writes its destination: SRAM ports or shared memory at once; HBM channels when the data
+//      arrives there (a scheduled stage, so the channels see requests in time order).
+// Timing never looks at the data; in functional mode the bytes move when the chunk completes.
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "sim/chip.hpp"
+#include "sim/functional.hpp"
+
+namespace tessera::sim {
+
+using isa::Opcode;
+using isa::Space;
+using sc_core::sc_module_name;
+
+namespace {
+constexpr Opcode D = Opcode::Dma;
+constexpr int kDst = isa::field_index(D, "dst"), kSrc = isa::field_index(D, "src");
+constexpr int kDstSpace = isa::field_index(D, "dst_space"), kDstTile = isa::field_index(D, "dst_tile");
+constexpr int kSrcSpace = isa::field_index(D, "src_space"), kSrcTile = isa::field_index(D, "src_tile");
+constexpr int kD0 = isa::field_index(D, "d0"), kD1 = isa::field_index(D, "d1"), kD2 = isa::field_index(D, "d2");
+constexpr int kD3 = isa::field_index(D, "d3"), kSs1 = isa::field_index(D, "ss1"), kDs1 = isa::field_index(D, "ds1");
+constexpr int kSdt = isa::field_index(D, "sdt"), kTranspose = isa::field_index(D, "transpose");
+constexpr int kSem = isa::field_index(D, "sem"), kSemTile = isa::field_index(D, "sem_tile");
+
+// Where data sits or goes on the NoC, and how much of it.
+struct Part {
+  int node;
+  Tick ready;
+  uint64_t bytes;
+};
+
+void add_part(std::vector<Part>& parts, int node, Tick ready, uint64_t bytes) {
+  for (Part& p : parts) {
+    if (p.node == node) {
+      p.ready = std::max(p.ready, ready);
+      p.bytes += bytes;
+      return;
+    }
+  }
+  parts.push_back({node, ready, bytes});
+}
+}  // namespace
+
+struct DmaEngine::Transfer {
+  Op* op = nullptr;
+  Space src_space = Space::Hbm, dst_space = Space::Sram;
+  int64_t src_tile = -1, dst_tile = -1;  // owning tile of SRAM ends
+  uint64_t src = 0, dst = 0;
+  int64_t d0 = 1, d1 = 1, d2 = 1, d3 = 1;
+  int64_t ss[3] = {}, ds[3] = {};
+  isa::Dtype sdt = isa::Dtype::Bf16, ddt = isa::Dtype::Bf16;
+  bool transpose = false;
+  uint64_t src_row = 0, dst_row = 0, rows = 0;
+  bool src_contiguous = false, dst_contiguous = false;
+  uint64_t next_row = 0, next_offset = 0;
+  int outstanding = 0;
+  bool issued_all = false;
+  Tick started = 0;
+
+  uint64_t row_address(bool source, uint64_t r) const {
+    const int64_t i1 = int64_t(r) % d1, i2 = (int64_t(r) / d1) % d2, i3 = int64_t(r) / (d1 * d2);
+    const int64_t* s = source ? ss : ds;
+    if (!source && transpose) return dst + uint64_t(i2 * s[1] + i3 * s[2]) + uint64_t(i1) * (dst_row / uint64_t(d0));
+    return (source ? src : dst) + uint64_t(i1 * s[0] + i2 * s[1] + i3 * s[2]);
+  }
+};
+
+DmaEngine::DmaEngine(sc_module_name name, Tile& tile, int index)
+    : sc_core::sc_module(name),
+      tile_(tile),
+      busy_(tile.stats().add(fmt::format("{}.dma{}.busy_ps", tile.prefix(), index), "ps", "time the engine spent issuing")),
+      bytes_(tile.stats().add(fmt::format("{}.dma{}.bytes", tile.prefix(), index), "bytes", "bytes moved")),
+      transfers_(tile.stats().add(fmt::format("{}.dma{}.transfers", tile.prefix(), index), "count", "DMA instructions")) {
+  SC_METHOD(run);
+  sensitive << event_;
+  dont_initialize();
+}
+
+DmaEngine::~DmaEngine() = default;
+
+bool DmaEngine::full() const { return int64_t(load()) >= tile_.arch().chip.tile.dma.queue_depth; }
+
+void DmaEngine::push(Op* op) {
+  queue_.push_back(op);
+  event_.notify(sc_core::SC_ZERO_TIME);
+}
+
+void DmaEngine::run() {
+  const Tick now = now_ticks();
+  const int64_t depth = tile_.arch().chip.tile.dma.queue_depth;
+  while (outstanding_ < depth) {
+    // Start the next queued transfer once the current ones have issued every chunk.
+    if (active_.empty() || active_.back()->issued_all) {
+      if (queue_.empty()) break;
+      Op* op = queue_.front();
+      queue_.pop_front();
+      auto t = std::make_unique<Transfer>();
+      const auto& v = op->v;
+      t->op = op;
+      t->src_space = static_cast<Space>(v[kSrcSpace]);
+      t->dst_space = static_cast<Space>(v[kDstSpace]);
+      t->src_tile = v[kSrcTile] == int64_t(isa::kTileSelf) ? tile_.index() : v[kSrcTile];
+      t->dst_tile = v[kDstTile] == int64_t(isa::kTileSelf) ? tile_.index() : v[kDstTile];
+      t->src = uint64_t(v[kSrc]);
+      t->dst = uint64_t(v[kDst]);
+      t->d0 = v[kD0], t->d1 = v[kD1], t->d2 = v[kD2], t->d3 = v[kD3];
+      for (int i = 0; i < 3; ++i) t->ss[i] = v[size_t(kSs1 + i)], t->ds[i] = v[size_t(kDs1 + i)];
+      t->sdt = static_cast<isa::Dtype>(v[kSdt]);
+      t->ddt = isa::dma_dst_dtype(*op->in);
+      t->transpose = v[kTranspose] != 0;
+      t->src_row = isa::dtype_bytes(t->sdt, size_t(t->d0));
+      t->dst_row = isa::dtype_bytes(t->ddt, size_t(t->d0));
+      t->rows = uint64_t(t->d1 * t->d2 * t->d3);
+      auto contiguous = [&](const int64_t* s, uint64_t row) {
+        return (t->d1 == 1 || uint64_t(s[0]) == row) && (t->d2 == 1 || uint64_t(s[1]) == uint64_t(t->d1) * row) &&
+               (t->d3 == 1 || uint64_t(s[2]) == uint64_t(t->d1 * t->d2) * row);
+      };
+      t->src_contiguous = contiguous(t->ss, t->src_row);
+      t->dst_contiguous = !t->transpose && contiguous(t->ds, t->dst_row);
+      t->started = now;
+      transfers_ += 1;
+      active_.push_back(std::move(t));
+    }
+    if (issue_free_ > now) {
+      event_.notify(ticks(issue_free_ - now));
+      return;
+    }
+    issue_chunk(*active_.back());
+  }
+}
+
+void DmaEngine::issue_chunk(Transfer& t) {
+  Chip& chip = tile_.chip();
+  Noc& noc = chip.noc();
+  const Tick t0 = now_ticks();
+  const uint64_t chunk = std::max<uint64_t>(chip.options().dma_chunk_bytes, 24);
+  const uint64_t piece = chunk - chunk % 24;  // whole elements of every dtype, packed ones included
+
+  uint64_t row = t.next_row, rows = 1, offset = 0, bytes;
+  if (t.src_row <= piece) {
+    rows = std::min<uint64_t>(t.rows - t.next_row, std::max<uint64_t>(1, chunk / t.src_row));
+    bytes = rows * t.src_row;
+    t.next_row += rows;
+  } else {
+    offset = t.next_offset;
+    bytes = std::min(piece, t.src_row - offset);
+    t.next_offset += bytes;
+    if (t.next_offset == t.src_row) t.next_row++, t.next_offset = 0;
+  }
+  t.issued_all = t.next_row == t.rows;
+  const uint64_t dst_bytes = bytes * uint64_t(isa::dtype_bits(t.ddt)) / uint64_t(isa::dtype_bits(t.sdt));
+  const int here = noc.tile_node(tile_.index());
+
+  // Calls fn(address, bytes) for each contiguous run of one end of this chunk.
+  auto runs = [&](bool source, auto&& fn) {
+    const bool contiguous = source ? t.src_contiguous : t.dst_contiguous;
+    const uint64_t row_bytes = source ? t.src_row : t.dst_row;
+    const uint64_t part = source ? bytes : dst_bytes;
+    if (rows == 1 || contiguous) {
+      fn(t.row_address(source, row) + (source ? offset : offset * t.dst_row / t.src_row), part);
+    } else if (!source && t.transpose) {
+      // Element i0 of every row lands in destination row i0: d0 runs of `rows` elements.
+      const uint64_t e = t.dst_row / uint64_t(t.d0);
+      for (int64_t i0 = 0; i0 < t.d0; ++i0) fn(t.row_address(false, row) + uint64_t(i0 * t.ds[0]), rows * e);
+    } else {
+      for (uint64_t r = row; r < row + rows; ++r) fn(t.row_address(source, r), row_bytes);
+    }
+  };
+  auto stride_of = [&](bool source) -> uint64_t {
+    if (source ? t.src_contiguous : t.dst_contiguous) return 0;
+    return uint64_t((source ? t.ss : t.ds)[0]);
+  };
+
+  // 1. Read the source.
+  std::vector<Part> sources;
+  switch (t.src_space) {
+    case Space::Hbm:
+      runs(true, [&](uint64_t addr, uint64_t n) {
+        chip.hbm().split(addr, n, [&](int64_t pc, uint64_t local, uint64_t k) {
+          const int node = noc.hbm_node(pc);
+          const Tick done = chip.hbm().channel(pc).access(t0 + noc.latency(here, node), local, k, false);
+          if (Trace* tr = chip.trace()) tr->busy(chip.hbm_track(pc), done - Tick(double(k) / double(chip.hbm().geometry().burst_bytes) * chip.hbm().geometry().burst_ps), done);
+          add_part(sources, node, done, k);
+        });
+      });
+      break;
+    case Space::Sram: {
+      Tile& owner = chip.tile(t.src_tile);
+      const Tick done = owner.sram().access(t0 + noc.latency(here, noc.tile_node(t.src_tile)), rows == 1 ? 1 : rows,
+                                            rows == 1 ? bytes : t.src_row, stride_of(true), false);
+      sources.push_back({noc.tile_node(t.src_tile), done, bytes});
+      break;
+    }
+    case Space::Shared: {
+      const int64_t inst = chip.shared_instance(tile_.index());
+      const int node = noc.shared_node(inst);
+      sources.push_back({node, chip.shared_access(inst, t0 + noc.latency(here, node), bytes, false), bytes});
+      break;
+    }
+    case Space::None: break;
+  }
+  // Conversion changes the byte count on the way.
+  for (Part& s : sources) s.bytes = s.bytes * dst_bytes / std::max<uint64_t>(bytes, 1);
+
+  Transfer* tp = &t;
+  auto finish = [this, tp, row, rows, offset, bytes] { finish_chunk(tp, row, rows, offset, bytes); };
+  ++t.outstanding;
+  ++outstanding_;
+  const Tick issue = tile_.clock().cycles(double(bytes) / tile_.arch().chip.tile.dma.bytes_per_cycle);
+  issue_free_ = std::max(issue_free_, t0) + issue;
+  busy_ += double(issue);
+  bytes_ += double(bytes);
+
+  // 2 and 3. Cross the NoC and write the destination.
+  if (t.dst_space == Space::Hbm) {
+    struct Write {
+      int64_t pc;
+      uint64_t local, n;
+      int node;
+    };
+    std::vector<Write> writes;
+    std::vector<Part> dests;
+    runs(false, [&](uint64_t addr, uint64_t n) {
+      chip.hbm().split(addr, n, [&](int64_t pc, uint64_t local, uint64_t k) {
+        writes.push_back({pc, local, k, noc.hbm_node(pc)});
+        add_part(dests, noc.hbm_node(pc), 0, k);
+      });
+    });
+    // Data from many places (HBM to HBM) gathers at this tile's engine first.
+    Part from = sources.size() == 1 ? sources[0] : Part{here, t0, dst_bytes};
+    if (sources.size() > 1) {
+      for (const Part& s : sources) from.ready = std::max(from.ready, noc.transfer(s.ready, s.node, here, s.bytes));
+    }
+    Tick first = -1;
+    for (Part& d : dests) {
+      d.ready = noc.transfer(from.ready, from.node, d.node, d.bytes);
+      first = first < 0 ? d.ready : std::min(first, d.ready);
+    }
+    chip.scheduler().at(first, [this, writes = std::move(writes), dests = std::move(dests), finish] {
+      Chip& c = tile_.chip();
+      Tick done = now_ticks();
+      for (const Write& w : writes) {
+        Tick arrive = 0;
+        for (const Part& d : dests) {
+          if (d.node == w.node) arrive = d.ready;
+        }
+        const Tick end = c.hbm().channel(w.pc).access(arrive, w.local, w.n, true);
+        if (Trace* tr = c.trace()) tr->busy(c.hbm_track(w.pc), end - Tick(double(w.n) / double(c.hbm().geometry().burst_bytes) * c.hbm().geometry().burst_ps), end);
+        done = std::max(done, end);
+      }
+      c.scheduler().at(done, finish);
+    });
+    return;
+  }
+
+  int to = here;
+  int64_t shared = -1;
+  if (t.dst_space == Space::Sram) to = noc.tile_node(t.dst_tile);
+  if (t.dst_space == Space::Shared) shared = chip.shared_instance(tile_.index()), to = noc.shared_node(shared);
+  Tick first = -1, last = t0;
+  for (const Part& s : sources) {
+    const Tick arrive = noc.transfer(s.ready, s.node, to, s.bytes);
+    first = first < 0 ? arrive : std::min(first, arrive);
+    last = std::max(last, arrive);
+  }
+  if (first < 0) first = t0;
+  Tick done = last;
+  if (t.dst_space == Space::Sram) {
+    const uint64_t drows = t.transpose ? uint64_t(t.d0) : rows;
+    const uint64_t dbytes = t.transpose ? rows * (t.dst_row / uint64_t(t.d0)) : (rows == 1 ? dst_bytes : t.dst_row);
+    done = std::max(done, chip.tile(t.dst_tile).sram().access(first, drows, dbytes, stride_of(false), true));
+  } else if (shared >= 0) {
+    done = std::max(done, chip.shared_access(shared, first, dst_bytes, true));
+  }
+  chip.scheduler().at(done, finish);
+}
+
+void DmaEngine::finish_chunk(Transfer* t, uint64_t row, uint64_t rows, uint64_t offset, uint64_t bytes) {
+  Chip& chip = tile_.chip();
+  if (ChipMemory* mem = chip.memory()) {
+    auto storage = [&](Space s, int64_t tile) -> Memory& {
+      if (s == Space::Hbm) return mem->hbm;
+      if (s == Space::Shared) return mem->shared[size_t(chip.shared_instance(tile_.index()))];
+      return mem->sram[size_t(tile)];
+    };
+    functional_dma(storage(t->src_space, t->src_tile), storage(t->dst_space, t->dst_tile), *t->op->in, t->op->v.data(),
+                   row, rows, offset, rows == 1 ? bytes : 0);
+  }
+  --t->outstanding;
+  --outstanding_;
+  if (t->issued_all && t->outstanding == 0) {
+    Op* op = t->op;
+    if (Trace* tr = tile_.trace()) tr->slice(tile_.trace_track(Unit::Dma), "dma", t->started, now_ticks());
+    if (op->v[kSem] != int64_t(isa::kSemNone)) {
+      const int64_t target = op->v[kSemTile] == int64_t(isa::kTileSelf) ? tile_.index() : op->v[kSemTile];
+      tile_.send_signal(target, op->v[kSem], 1);
+    }
+    active_.erase(std::find_if(active_.begin(), active_.end(), [&](const auto& p) { return p.get() == t; }));
+    tile_.complete(op);
+  }
+  event_.notify(sc_core::SC_ZERO_TIME);
+}
+
+}  // namespace tessera::sim

@@ -1,0 +1,248 @@
+#include "sim/functional.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "isa/operands.hpp"
+
+namespace tessera::sim {
+namespace {
+
+using isa::Dtype;
+using isa::Opcode;
+
+int64_t stride_or_packed(int64_t ld, Dtype d, int64_t cols) {
+  return ld != 0 ? ld : int64_t(isa::dtype_bytes(d, size_t(cols)));
+}
+
+// A rows x cols block read into floats.
+std::vector<float> load_matrix(const Memory& m, Dtype d, uint64_t base, int64_t ld, int64_t rows, int64_t cols) {
+  const int64_t stride = stride_or_packed(ld, d, cols);
+  const uint64_t row_bytes = isa::dtype_bytes(d, size_t(cols));
+  std::vector<float> out(size_t(rows * cols));
+  std::vector<uint8_t> buf(row_bytes);
+  for (int64_t r = 0; r < rows; ++r) {
+    m.read(base + uint64_t(r * stride), buf);
+    for (int64_t c = 0; c < cols; ++c) out[size_t(r * cols + c)] = isa::load_element(d, buf.data(), size_t(c));
+  }
+  return out;
+}
+
+void store_matrix(Memory& m, Dtype d, uint64_t base, int64_t ld, int64_t rows, int64_t cols, const float* x) {
+  const int64_t stride = stride_or_packed(ld, d, cols);
+  const uint64_t row_bytes = isa::dtype_bytes(d, size_t(cols));
+  std::vector<uint8_t> buf(row_bytes);
+  for (int64_t r = 0; r < rows; ++r) {
+    if (isa::dtype_bits(d) % 8 != 0) m.read(base + uint64_t(r * stride), buf);  // keep neighbouring nibbles
+    for (int64_t c = 0; c < cols; ++c) isa::store_element(d, buf.data(), size_t(c), x[r * cols + c]);
+    m.write(base + uint64_t(r * stride), buf);
+  }
+}
+
+// Applies the E8M0 block scales to an MX operand held as rows x cols floats, blocks of 32
+// running along the reduction dimension: along columns when `along_cols`, else along rows.
+void apply_mx_scales(const Memory& m, uint64_t scales, std::vector<float>& x, int64_t rows, int64_t cols,
+                     bool along_cols) {
+  if (along_cols) {
+    const int64_t per_row = (cols + isa::kMxBlock - 1) / isa::kMxBlock;
+    std::vector<uint8_t> s(size_t(rows * per_row));
+    m.read(scales, s);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) x[size_t(r * cols + c)] *= isa::e8m0_to_float(s[size_t(r * per_row + c / isa::kMxBlock)]);
+  } else {
+    const int64_t block_rows = (rows + isa::kMxBlock - 1) / isa::kMxBlock;
+    std::vector<uint8_t> s(size_t(block_rows * cols));
+    m.read(scales, s);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) x[size_t(r * cols + c)] *= isa::e8m0_to_float(s[size_t((r / isa::kMxBlock) * cols + c)]);
+  }
+}
+
+float activate(isa::Act a, float x) {
+  switch (a) {
+    case isa::Act::None: return x;
+    case isa::Act::Relu: return std::max(x, 0.0f);
+    case isa::Act::Gelu: return 0.5f * x * (1.0f + std::erf(x / std::sqrt(2.0f)));
+    case isa::Act::Silu: return x / (1.0f + std::exp(-x));
+  }
+  return x;
+}
+
+}  // namespace
+
+void functional_matmul(Memory& sram, const isa::Instr& in, const int64_t* v) {
+  constexpr Opcode M = Opcode::Matmul;
+  const Dtype dt = in.dtype(isa::field_index(M, "dtype"));
+  const int64_t m = v[isa::field_index(M, "m")], k = v[isa::field_index(M, "k")], n = v[isa::field_index(M, "n")];
+  const bool tb = v[isa::field_index(M, "tb")] != 0;
+  std::vector<float> a = load_matrix(sram, dt, uint64_t(v[isa::field_index(M, "a")]), v[isa::field_index(M, "lda")], m, k);
+  std::vector<float> b = tb ? load_matrix(sram, dt, uint64_t(v[isa::field_index(M, "b")]), v[isa::field_index(M, "ldb")], n, k)
+                            : load_matrix(sram, dt, uint64_t(v[isa::field_index(M, "b")]), v[isa::field_index(M, "ldb")], k, n);
+  if (isa::is_mx(dt)) {
+    apply_mx_scales(sram, uint64_t(v[isa::field_index(M, "as")]), a, m, k, true);
+    apply_mx_scales(sram, uint64_t(v[isa::field_index(M, "bs")]), b, tb ? n : k, tb ? k : n, tb);
+  }
+  const Dtype acc_dt = isa::accumulator_dtype(dt);
+  const uint64_t acc = uint64_t(v[isa::field_index(M, "acc")]);
+  const int64_t ldc = v[isa::field_index(M, "ldc")];
+  std::vector<float> c = v[isa::field_index(M, "accumulate")] ? load_matrix(sram, acc_dt, acc, ldc, m, n)
+                                                              : std::vector<float>(size_t(m * n), 0.0f);
+  if (acc_dt == Dtype::Int32) {
+    // Integer inputs accumulate exactly.
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) {
+        int64_t s = int64_t(c[size_t(i * n + j)]);
+        for (int64_t q = 0; q < k; ++q)
+          s += int64_t(a[size_t(i * k + q)]) * int64_t(tb ? b[size_t(j * k + q)] : b[size_t(q * n + j)]);
+        c[size_t(i * n + j)] = float(s);
+      }
+  } else {
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) {
+        float s = c[size_t(i * n + j)];
+        for (int64_t q = 0; q < k; ++q) s += a[size_t(i * k + q)] * (tb ? b[size_t(j * k + q)] : b[size_t(q * n + j)]);
+        c[size_t(i * n + j)] = s;
+      }
+  }
+  store_matrix(sram, acc_dt, acc, ldc, m, n, c.data());
+  const Dtype odt = in.dtype(isa::field_index(M, "odt"));
+  if (odt == Dtype::None) return;
+  std::vector<float> bias(size_t(n), 0.0f);
+  if (v[isa::field_index(M, "has_bias")]) bias = load_matrix(sram, Dtype::Fp32, uint64_t(v[isa::field_index(M, "bias")]), 0, 1, n);
+  const auto act = static_cast<isa::Act>(v[isa::field_index(M, "act")]);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) c[size_t(i * n + j)] = activate(act, c[size_t(i * n + j)] + bias[size_t(j)]);
+  store_matrix(sram, odt, uint64_t(v[isa::field_index(M, "out")]), v[isa::field_index(M, "ldo")], m, n, c.data());
+}
+
+void functional_vector(Memory& sram, const isa::Instr& in, const int64_t* v) {
+  constexpr Opcode A = Opcode::VAdd;  // vector instructions share their leading fields
+  const int64_t rows = v[isa::field_index(A, "rows")], cols = v[isa::field_index(A, "cols")];
+  const Dtype ddt = in.dtype(isa::field_index(A, "ddt"));
+  const uint64_t dst = uint64_t(v[isa::field_index(A, "dst")]);
+  const int64_t ldd = v[isa::field_index(A, "ldd")];
+  if (in.op == Opcode::VFill) {
+    const float value = in.f32(isa::field_index(Opcode::VFill, "value"));
+    std::vector<float> x(size_t(rows * cols), value);
+    store_matrix(sram, ddt, dst, ldd, rows, cols, x.data());
+    return;
+  }
+  const std::vector<float> x = load_matrix(sram, in.dtype(isa::field_index(A, "s0dt")),
+                                           uint64_t(v[isa::field_index(A, "src0")]), v[isa::field_index(A, "lds0")], rows, cols);
+  std::vector<float> y(size_t(rows * cols));
+  switch (in.op) {
+    case Opcode::VAdd:
+    case Opcode::VSub:
+    case Opcode::VMul:
+    case Opcode::VMax: {
+      const auto bc = static_cast<isa::Bcast>(v[isa::field_index(A, "bcast")]);
+      const float imm = in.f32(isa::field_index(A, "imm"));
+      const int64_t r1 = bc == isa::Bcast::Row ? 1 : rows, c1 = bc == isa::Bcast::Col ? 1 : cols;
+      std::vector<float> s1 = bc == isa::Bcast::Scalar
+                                  ? std::vector<float>{}
+                                  : load_matrix(sram, in.dtype(isa::field_index(A, "s1dt")), uint64_t(v[isa::field_index(A, "src1")]),
+                                                v[isa::field_index(A, "lds1")], r1, c1);
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < cols; ++c) {
+          const float p = x[size_t(r * cols + c)];
+          const float q = bc == isa::Bcast::Scalar ? imm
+                          : bc == isa::Bcast::Row  ? s1[size_t(c)]
+                          : bc == isa::Bcast::Col  ? s1[size_t(r)]
+                                                   : s1[size_t(r * cols + c)];
+          float o = 0;
+          switch (in.op) {
+            case Opcode::VAdd: o = p + q; break;
+            case Opcode::VSub: o = p - q; break;
+            case Opcode::VMul: o = p * q; break;
+            default: o = std::max(p, q); break;
+          }
+          y[size_t(r * cols + c)] = o;
+        }
+      break;
+    }
+    case Opcode::VExp: std::transform(x.begin(), x.end(), y.begin(), [](float p) { return std::exp(p); }); break;
+    case Opcode::VSilu: std::transform(x.begin(), x.end(), y.begin(), [](float p) { return activate(isa::Act::Silu, p); }); break;
+    case Opcode::VGelu: std::transform(x.begin(), x.end(), y.begin(), [](float p) { return activate(isa::Act::Gelu, p); }); break;
+    case Opcode::VRsqrt: std::transform(x.begin(), x.end(), y.begin(), [](float p) { return 1.0f / std::sqrt(p); }); break;
+    case Opcode::VRecip: std::transform(x.begin(), x.end(), y.begin(), [](float p) { return 1.0f / p; }); break;
+    case Opcode::VCast: y = x; break;
+    case Opcode::VScale: {
+      const float scale = in.f32(isa::field_index(Opcode::VScale, "scale"));
+      const float shift = in.f32(isa::field_index(Opcode::VScale, "shift"));
+      std::transform(x.begin(), x.end(), y.begin(), [&](float p) { return p * scale + shift; });
+      break;
+    }
+    case Opcode::VRsum:
+    case Opcode::VRmax: {
+      const float scale = in.f32(isa::field_index(Opcode::VRsum, "scale"));
+      std::vector<float> red(static_cast<size_t>(rows));
+      for (int64_t r = 0; r < rows; ++r) {
+        float acc = in.op == Opcode::VRsum ? 0.0f : -std::numeric_limits<float>::infinity();
+        for (int64_t c = 0; c < cols; ++c) {
+          const float p = x[size_t(r * cols + c)];
+          acc = in.op == Opcode::VRsum ? acc + p : std::max(acc, p);
+        }
+        red[size_t(r)] = acc * scale;
+      }
+      store_matrix(sram, ddt, dst, ldd, rows, 1, red.data());
+      return;
+    }
+    case Opcode::VMask: {
+      const int64_t diag = v[isa::field_index(Opcode::VMask, "diag")];
+      const float value = in.f32(isa::field_index(Opcode::VMask, "value"));
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < cols; ++c) y[size_t(r * cols + c)] = c <= r + diag ? x[size_t(r * cols + c)] : value;
+      break;
+    }
+    default: return;
+  }
+  store_matrix(sram, ddt, dst, ldd, rows, cols, y.data());
+}
+
+void functional_dma(const Memory& src, Memory& dst, const isa::Instr& in, const int64_t* v, uint64_t row,
+                    uint64_t rows, uint64_t offset, uint64_t bytes) {
+  constexpr Opcode D = Opcode::Dma;
+  const Dtype sdt = in.dtype(isa::field_index(D, "sdt")), ddt = isa::dma_dst_dtype(in);
+  const int64_t d0 = v[isa::field_index(D, "d0")], d1 = v[isa::field_index(D, "d1")], d2 = v[isa::field_index(D, "d2")];
+  const int64_t ss[3] = {v[isa::field_index(D, "ss1")], v[isa::field_index(D, "ss2")], v[isa::field_index(D, "ss3")]};
+  const int64_t ds[3] = {v[isa::field_index(D, "ds1")], v[isa::field_index(D, "ds2")], v[isa::field_index(D, "ds3")]};
+  const bool transpose = v[isa::field_index(D, "transpose")] != 0;
+  const uint64_t s0 = uint64_t(v[isa::field_index(D, "src")]), t0 = uint64_t(v[isa::field_index(D, "dst")]);
+  const size_t sbits = size_t(isa::dtype_bits(sdt)), dbits = size_t(isa::dtype_bits(ddt));
+  const uint64_t src_row_bytes = isa::dtype_bytes(sdt, size_t(d0));
+  if (rows > 1 || bytes == 0) offset = 0, bytes = src_row_bytes;
+  const uint64_t e_begin = offset * 8 / sbits, e_end = (offset + bytes) * 8 / sbits;
+
+  std::vector<uint8_t> in_row(src_row_bytes), out_row;
+  for (uint64_t r = row; r < row + rows; ++r) {
+    const int64_t i1 = int64_t(r) % d1, i2 = (int64_t(r) / d1) % d2, i3 = int64_t(r) / (d1 * d2);
+    const uint64_t sa = s0 + uint64_t(i1 * ss[0] + i2 * ss[1] + i3 * ss[2]);
+    src.read(sa, in_row);
+    if (!transpose) {
+      const uint64_t da = t0 + uint64_t(i1 * ds[0] + i2 * ds[1] + i3 * ds[2]);
+      if (sdt == ddt && sbits % 8 == 0) {
+        dst.write(da + offset, std::span<const uint8_t>(in_row.data() + offset, bytes));
+        continue;
+      }
+      out_row.assign(isa::dtype_bytes(ddt, size_t(d0)), 0);
+      if (dbits % 8 != 0) dst.read(da, out_row);
+      for (uint64_t e = e_begin; e < e_end; ++e) {
+        isa::store_element(ddt, out_row.data(), e, isa::load_element(sdt, in_row.data(), e));
+      }
+      const uint64_t lo = e_begin * dbits / 8, hi = (e_end * dbits + 7) / 8;
+      dst.write(da + lo, std::span<const uint8_t>(out_row.data() + lo, hi - lo));
+    } else {
+      // Element i0 of this source row lands in destination row i0, column i1.
+      const uint64_t base = t0 + uint64_t(i2 * ds[1] + i3 * ds[2]);
+      uint8_t cell[4] = {};
+      for (uint64_t e = e_begin; e < e_end; ++e) {
+        isa::store_element(ddt, cell, 0, isa::load_element(sdt, in_row.data(), e));
+        dst.write(base + e * uint64_t(ds[0]) + uint64_t(i1) * dbits / 8, std::span<const uint8_t>(cell, dbits / 8));
+      }
+    }
+  }
+}
+
+}  // namespace tessera::sim

@@ -1,0 +1,126 @@
+// HBM: pseudo-channels with banks, rows and an open-page policy, an address interleaving
+// map, all-bank refresh and JEDEC-style timing. Achieved bandwidth and latency emerge from
+// these; nothing is a fitted efficiency.
+//
+// Address map. Global byte address a: granule g = hbm.interleave, P pseudo-channels:
+//   pc = (a / g) % P,  local = (a / (g * P)) * g + a % g
+// Within a pseudo-channel, consecutive row-sized blocks go to successive banks, so a stream
+// overlaps one bank's activation with another's data:
+//   bank = (local / row_size) % banks,  row = local / (row_size * banks)
+//
+// Timing of one access to (bank, row) arriving at t, data of `bursts` bursts:
+//   row open:      column ready at max(t, bank ready)                        (row hit)
+//   row closed:    activate at max(t, bank ready), column ready + tRCD          (row miss)
+//   other row:     precharge at max(t, bank ready, activate + tRAS), activate + tRP,
+//                  column ready + tRCD                                          (row conflict)
+//   data: starts at max(column ready + tCL, bus free [+ tWTR/tRTW on a turn]), lasts
+//         bursts * tBurst, tBurst = burst_length / data_rate.
+// So an idle read of one burst takes tRCD + tCL + tBurst.
+// Refresh: every tREFI (staggered across pseudo-channels) the channel stops for tRFC and all
+// rows close; data never overlaps a refresh.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "arch/arch.hpp"
+#include "sim/time.hpp"
+
+namespace tessera::sim {
+
+struct HbmGeometry {
+  int64_t pcs = 0;          // pseudo-channels on the chip
+  int64_t banks = 0;        // per pseudo-channel
+  uint64_t row_size = 0;    // bytes
+  uint64_t burst_bytes = 0;
+  uint64_t interleave = 0;
+  uint64_t pc_capacity = 0;
+  Tick tRCD = 0, tRP = 0, tCL = 0, tRAS = 0, tRFC = 0, tREFI = 0, tWTR = 0, tRTW = 0;
+  double burst_ps = 0;      // duration of one burst on the data bus
+  double energy_per_bit = 0;
+
+  static HbmGeometry from(const arch::Arch& a);
+};
+
+struct HbmChannelStats {
+  uint64_t read_bytes = 0, write_bytes = 0;
+  uint64_t row_hits = 0, row_misses = 0, row_conflicts = 0;
+  uint64_t refreshes = 0;
+  Tick data_busy = 0;  // time the data bus carried data
+};
+
+class HbmChannel {
+ public:
+  HbmChannel(const HbmGeometry& g, int index);
+
+  // Serves `bytes` at pseudo-channel address `local` arriving at `t`; returns when the last
+  // data beat has been transferred. Requests are served in arrival order.
+  Tick access(Tick t, uint64_t local, uint64_t bytes, bool write);
+  const HbmChannelStats& stats() const { return stats_; }
+
+ private:
+  struct Bank {
+    int64_t open_row = -1;
+    Tick ready = 0;      // earliest next command
+    Tick activated = 0;  // last activate (for tRAS)
+  };
+  Tick segment(Tick t, uint64_t local, uint64_t bytes, bool write);
+  void refresh_until(Tick t);
+
+  const HbmGeometry& g_;
+  std::vector<Bank> banks_;
+  Tick bus_free_ = 0;
+  bool last_write_ = false;
+  Tick next_refresh_;
+  HbmChannelStats stats_;
+};
+
+// Every pseudo-channel of a chip, and the address map.
+class Hbm {
+ public:
+  explicit Hbm(const arch::Arch& a);
+  Hbm(const Hbm&) = delete;  // the channels refer to the geometry held here
+  Hbm& operator=(const Hbm&) = delete;
+
+  // Calls fn(pc, local, bytes) once per pseudo-channel holding part of [addr, addr + bytes).
+  template <class F>
+  void split(uint64_t addr, uint64_t bytes, F&& fn) const;
+
+  // Serves a contiguous access arriving at `t` on every channel it touches; returns the
+  // completion of the slowest.
+  Tick access(Tick t, uint64_t addr, uint64_t bytes, bool write);
+
+  const HbmGeometry& geometry() const { return g_; }
+  HbmChannel& channel(int64_t pc) { return channels_[size_t(pc)]; }
+  const HbmChannel& channel(int64_t pc) const { return channels_[size_t(pc)]; }
+  double peak_bandwidth() const;  // bytes/s
+
+ private:
+  HbmGeometry g_;
+  std::vector<HbmChannel> channels_;
+};
+
+template <class F>
+void Hbm::split(uint64_t addr, uint64_t bytes, F&& fn) const {
+  if (bytes == 0) return;
+  const uint64_t g = g_.interleave, P = uint64_t(g_.pcs);
+  const uint64_t i0 = addr / g, i1 = (addr + bytes - 1) / g;
+  const uint64_t head = addr % g, tail = (addr + bytes - 1) % g + 1;
+  if (i1 - i0 + 1 <= P) {
+    for (uint64_t i = i0; i <= i1; ++i) {
+      const uint64_t b = i == i0 ? head : 0, e = i == i1 ? tail : g;
+      fn(int64_t(i % P), (i / P) * g + b, e - b);
+    }
+    return;
+  }
+  // Every channel is touched; its part is one contiguous local range.
+  for (uint64_t pc = 0; pc < P; ++pc) {
+    const uint64_t first = i0 + (pc + P - i0 % P) % P;
+    const uint64_t last = i1 - (i1 % P + P - pc) % P;
+    const uint64_t b = (first / P) * g + (first == i0 ? head : 0);
+    const uint64_t e = (last / P) * g + (last == i1 ? tail : g);
+    fn(int64_t(pc), b, e - b);
+  }
+}
+
+}  // namespace tessera::sim

@@ -1,0 +1,108 @@
+#include "sim/simulation.hpp"
+
+#include <fmt/format.h>
+
+#include <cstdlib>
+#include <mutex>
+
+// libsystemc refers to sc_main; Tessera drives the kernel itself (sc_start per run).
+extern "C" int sc_main(int, char**) { return 0; }
+
+namespace tessera::sim {
+namespace {
+
+std::mutex& kernel_mutex() {
+  static std::mutex m;
+  return m;
+}
+
+// A fresh SystemC kernel context for one run, deleted afterwards.
+class FreshContext {
+ public:
+  FreshContext() {
+    setenv("SYSTEMC_DISABLE_COPYRIGHT_MESSAGE", "1", 0);
+    context_ = new sc_core::sc_simcontext;
+    sc_core::sc_curr_simcontext = context_;
+    sc_core::sc_default_global_context = context_;
+  }
+  ~FreshContext() {
+    delete context_;
+    sc_core::sc_curr_simcontext = nullptr;
+    sc_core::sc_default_global_context = nullptr;
+  }
+  FreshContext(const FreshContext&) = delete;
+  FreshContext& operator=(const FreshContext&) = delete;
+
+ private:
+  sc_core::sc_simcontext* context_;
+};
+
+}  // namespace
+
+Simulation::Simulation(arch::Arch arch, Mode mode, SimOptions options)
+    : arch_(std::move(arch)), mode_(mode), options_(options) {
+  options_.functional = mode == Mode::Functional;
+  if (mode == Mode::Functional) {
+    for (int64_t c = 0; c < arch_.system.chips; ++c) {
+      auto m = std::make_unique<ChipMemory>();
+      m->sram.resize(size_t(arch_.tiles()));
+      m->shared.resize(size_t(arch_.shared_memory_instances()));
+      memories_.push_back(std::move(m));
+    }
+  }
+}
+
+Simulation::~Simulation() = default;
+
+ChipMemory& Simulation::memory(int chip) {
+  if (mode_ != Mode::Functional) throw SimError("memory contents exist only in functional mode");
+  return *memories_.at(size_t(chip));
+}
+
+RunResult Simulation::run(const isa::Program& program, Trace* trace) {
+  std::lock_guard<std::mutex> lock(kernel_mutex());
+  RunResult result;
+  for (const isa::Stream& s : program.streams) {
+    if (int64_t(s.chip) >= arch_.system.chips || int64_t(s.tile) >= arch_.tiles()) {
+      throw SimError(fmt::format("the program has a stream for chip {} tile {}, beyond {} ({} chips of {} tiles)", s.chip,
+                                 s.tile, arch_.name, arch_.system.chips, arch_.tiles()));
+    }
+  }
+  {
+    FreshContext context;
+    std::vector<std::unique_ptr<Chip>> chips;
+    for (int64_t c = 0; c < arch_.system.chips; ++c) {
+      ChipMemory* mem = mode_ == Mode::Functional ? memories_[size_t(c)].get() : nullptr;
+      chips.push_back(std::make_unique<Chip>(fmt::format("chip{}", c).c_str(), arch_, int(c), options_, result.stats,
+                                             mem, trace));
+      chips.back()->load(program);
+    }
+    try {
+      if (options_.time_limit > 0) {
+        sc_core::sc_start(ticks(options_.time_limit));
+      } else {
+        sc_core::sc_start();
+      }
+    } catch (const sc_core::sc_report& r) {
+      throw SimError(r.get_msg());
+    }
+    std::string blocked;
+    for (auto& c : chips) blocked += c->deadlock_report();
+    if (!blocked.empty()) {
+      const bool limit = options_.time_limit > 0 && sc_core::sc_pending_activity();
+      throw SimError(limit ? fmt::format("simulated-time limit of {} s reached; unfinished tiles:\n{}",
+                                         ticks_to_seconds(options_.time_limit), blocked)
+                           : fmt::format("deadlock at {} s: every unfinished tile is blocked and nothing is in flight:\n{}",
+                                         ticks_to_seconds(now_ticks()), blocked));
+    }
+    for (auto& c : chips) c->collect_hbm_stats();
+    for (const Stat& s : result.stats.all()) {
+      if (s.name.ends_with(".halt_ps")) result.time = std::max(result.time, Tick(s.value));
+      if (s.name.ends_with(".instructions")) result.instructions += uint64_t(s.value);
+    }
+    chips.clear();  // modules go before their context
+  }
+  return result;
+}
+
+}  // namespace tessera::sim

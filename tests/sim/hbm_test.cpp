@@ -1,0 +1,146 @@
+// The HBM model against DRAM timing formulas derived by hand (tRCD + tCL + burst, ...), in the
+// style of DRAMsim3's and Ramulator's tests: expected values come from the timing parameters,
+// never from the model's own output.
+#include "sim/hbm.hpp"
+
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "arch/loader.hpp"
+
+namespace tessera::sim {
+namespace {
+
+arch::Arch maia(std::vector<std::string> overrides = {}) { return arch::load_arch("maia100-class", overrides); }
+
+// maia100-class HBM2E: 3.5 Gbps per pin, 64-bit pseudo-channels, burst length 4:
+// a burst is 32 bytes and lasts 4 / 3.5e9 s = 1142.857 ps.
+constexpr double kBurstPs = 4.0 / 3.5e9 * 1e12;
+constexpr Tick kRCD = 14000, kCL = 14000, kRP = 14000, kRAS = 33000;
+
+TEST(Hbm, GeometryFromTheArchitecture) {
+  Hbm h(maia());
+  const HbmGeometry& g = h.geometry();
+  EXPECT_EQ(g.pcs, 4 * 8 * 2);
+  EXPECT_EQ(g.burst_bytes, 32u);
+  EXPECT_NEAR(g.burst_ps, kBurstPs, 1e-6);
+  // 64 pseudo-channels x 32 B per 1142.857 ps = 1.792 TB/s: the preset's published peak.
+  EXPECT_NEAR(h.peak_bandwidth(), 1.792e12, 1e3);
+}
+
+TEST(Hbm, IdleReadLatencyIsRcdPlusClPlusBurst) {
+  Hbm h(maia());
+  const Tick done = h.channel(0).access(0, 0, 32, false);
+  EXPECT_EQ(done, kRCD + kCL + Tick(kBurstPs + 0.5));
+}
+
+TEST(Hbm, RowHitAndRowConflictLatencies) {
+  Hbm h(maia());
+  HbmChannel& c = h.channel(0);
+  const Tick first = c.access(0, 0, 32, false);
+  // Same row, later: only tCL + burst.
+  const Tick t1 = first + 100000;
+  EXPECT_EQ(c.access(t1, 64, 32, false) - t1, kCL + Tick(kBurstPs + 0.5));
+  // Another row of bank 0 (row 1 starts at row_size * banks = 16 KiB): precharge first.
+  const Tick t2 = t1 + 100000;
+  EXPECT_EQ(c.access(t2, 16384, 32, false) - t2, kRP + kRCD + kCL + Tick(kBurstPs + 0.5));
+  EXPECT_EQ(c.stats().row_misses, 1u);
+  EXPECT_EQ(c.stats().row_hits, 1u);
+  EXPECT_EQ(c.stats().row_conflicts, 1u);
+}
+
+TEST(Hbm, TrasHoldsOffAnEarlyPrecharge) {
+  Hbm h(maia());
+  HbmChannel& c = h.channel(0);
+  c.access(0, 0, 32, false);  // activates bank 0 at t = 0
+  // A conflicting access right away must wait for tRAS after that activate before precharging.
+  const Tick done = c.access(1000, 16384, 32, false);
+  EXPECT_EQ(done, kRAS + kRP + kRCD + kCL + Tick(kBurstPs + 0.5));
+}
+
+TEST(Hbm, SequentialStreamReachesNinetyPercentOfPeak) {
+  Hbm h(maia());
+  const uint64_t chunk = 64 << 10, total = uint64_t(256) << 20;
+  Tick done = 0;
+  for (uint64_t a = 0; a < total; a += chunk) done = std::max(done, h.access(0, a, chunk, false));
+  const double achieved = double(total) / ticks_to_seconds(done);
+  EXPECT_GE(achieved / h.peak_bandwidth(), 0.90) << achieved / 1e12 << " TB/s";
+  // The loss is refresh: about tRFC / tREFI = 260 / 3900 = 6.7%.
+  EXPECT_LE(achieved / h.peak_bandwidth(), 1.0 - 0.9 * 260.0 / 3900.0);
+}
+
+TEST(Hbm, RefreshCostsAboutTrfcOverTrefi) {
+  const uint64_t total = uint64_t(64) << 20;
+  auto stream_time = [&](std::vector<std::string> o) {
+    Hbm h(maia(o));
+    Tick done = 0;
+    for (uint64_t a = 0; a < total; a += 65536) done = std::max(done, h.access(0, a, 65536, false));
+    return double(done);
+  };
+  const double with = stream_time({});
+  const double without = stream_time({"hbm.timing.tREFI=1s"});
+  const double loss = 1.0 - without / with;
+  // At least the refresh itself; at most that plus re-opening the rows it closed
+  // (tRCD + tCL) and one row's data that could not finish before it (32 bursts).
+  EXPECT_GE(loss, 260.0 / 3900.0);
+  EXPECT_LE(loss, (260.0 + 14 + 14 + 32 * kBurstPs / 1000) / 3900.0);
+}
+
+TEST(Hbm, RandomSmallReadsPayForRowMisses) {
+  // One 32-byte read at a time to random addresses: each access costs exactly its kind's
+  // latency, so the total follows from the counts of hits, misses and conflicts.
+  Hbm h(maia({"hbm.timing.tREFI=1s"}));
+  HbmChannel& c = h.channel(0);
+  std::mt19937_64 rng(7);
+  const uint64_t span = h.geometry().pc_capacity / 32;
+  Tick t = 0;
+  for (int i = 0; i < 2000; ++i) t = c.access(t + 60000, (rng() % span) * 32, 32, false);  // 60 ns apart: tRAS long past
+  const auto& s = c.stats();
+  const Tick burst = Tick(kBurstPs + 0.5);
+  const Tick expected = 2000 * 60000 + Tick(s.row_hits) * (kCL + burst) + Tick(s.row_misses) * (kRCD + kCL + burst) +
+                        Tick(s.row_conflicts) * (kRP + kRCD + kCL + burst);
+  EXPECT_EQ(t, expected);
+  EXPECT_GT(s.row_conflicts, 1800u);  // random rows almost never hit
+  // Back to back instead of spaced, random small reads get far less than peak.
+  Hbm h2(maia({"hbm.timing.tREFI=1s"}));
+  Tick done = 0;
+  for (int i = 0; i < 4000; ++i) done = std::max(done, h2.channel(0).access(0, (rng() % span) * 32, 32, false));
+  const double bw = 4000.0 * 32 / ticks_to_seconds(done);
+  EXPECT_LT(bw, 0.5 * h2.peak_bandwidth() / double(h2.geometry().pcs));
+}
+
+TEST(Hbm, WriteToReadTurnaround) {
+  Hbm h(maia({"hbm.timing.tREFI=1s"}));
+  HbmChannel& c = h.channel(0);
+  const Tick w = c.access(0, 0, 32, true);
+  // A read of the same open row arriving at once waits for tWTR after the write's data.
+  const Tick r = c.access(0, 32, 32, false);
+  EXPECT_EQ(r, w + 7500 + Tick(kBurstPs + 0.5));
+}
+
+TEST(Hbm, SplitMatchesTheByteByByteMap) {
+  Hbm h(maia());
+  const HbmGeometry& g = h.geometry();
+  std::mt19937_64 rng(3);
+  for (int trial = 0; trial < 200; ++trial) {
+    const uint64_t addr = rng() % (1 << 24), bytes = 1 + rng() % (trial % 2 ? 300000 : 3000);
+    std::map<int64_t, std::pair<uint64_t, uint64_t>> expect;  // pc -> (first local, count)
+    for (uint64_t a = addr; a < addr + bytes; ++a) {
+      const int64_t pc = int64_t((a / g.interleave) % uint64_t(g.pcs));
+      const uint64_t local = (a / (g.interleave * uint64_t(g.pcs))) * g.interleave + a % g.interleave;
+      auto [it, fresh] = expect.try_emplace(pc, local, 0);
+      EXPECT_EQ(it->second.first + it->second.second, local) << "channel's part is contiguous";
+      it->second.second++;
+    }
+    std::map<int64_t, std::pair<uint64_t, uint64_t>> got;
+    h.split(addr, bytes, [&](int64_t pc, uint64_t local, uint64_t n) {
+      EXPECT_FALSE(got.count(pc));
+      got[pc] = {local, n};
+    });
+    ASSERT_EQ(got, expect) << "addr " << addr << " bytes " << bytes;
+  }
+}
+
+}  // namespace
+}  // namespace tessera::sim
