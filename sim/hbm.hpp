@@ -2,8 +2,12 @@
 // map, all-bank refresh and JEDEC-style timing. Achieved bandwidth and latency emerge from
 // these; nothing is a fitted efficiency.
 //
-// Address map. Global byte address a: granule g = hbm.interleave, P pseudo-channels:
-//   pc = (a / g) % P,  local = (a / (g * P)) * g + a % g
+// Address map. Global byte address a, granule size G = hbm.interleave, P pseudo-channels:
+// granule i = a / G sits in "row" r = i / P of P granules, which holds one granule of every
+// pseudo-channel; the channels are rotated by a hash of r, as memory controllers hash upper
+// address bits, so that power-of-two strides do not camp on a few channels:
+//   pc = (i % P + rotation(r)) % P,  local = r * G + a % G
+// A contiguous range therefore still spreads evenly, and each channel's part stays contiguous.
 // Within a pseudo-channel, consecutive row-sized blocks go to successive banks, so a stream
 // overlaps one bank's activation with another's data:
 //   bank = (local / row_size) % banks,  row = local / (row_size * banks)
@@ -100,23 +104,32 @@ class Hbm {
   std::vector<HbmChannel> channels_;
 };
 
+// The rotation of the channels in granule row r (a multiplicative hash of r).
+inline uint64_t hbm_row_rotation(uint64_t r) { return (r * 0x9E3779B97F4A7C15ull) >> 40; }
+
 template <class F>
 void Hbm::split(uint64_t addr, uint64_t bytes, F&& fn) const {
   if (bytes == 0) return;
   const uint64_t g = g_.interleave, P = uint64_t(g_.pcs);
   const uint64_t i0 = addr / g, i1 = (addr + bytes - 1) / g;
   const uint64_t head = addr % g, tail = (addr + bytes - 1) % g + 1;
-  if (i1 - i0 + 1 <= P) {
+  auto channel = [&](uint64_t i) { return (i % P + hbm_row_rotation(i / P)) % P; };
+  if (i0 / P == i1 / P) {  // within one row: each channel at most once
     for (uint64_t i = i0; i <= i1; ++i) {
       const uint64_t b = i == i0 ? head : 0, e = i == i1 ? tail : g;
-      fn(int64_t(i % P), (i / P) * g + b, e - b);
+      fn(int64_t(channel(i)), (i / P) * g + b, e - b);
     }
     return;
   }
-  // Every channel is touched; its part is one contiguous local range.
+  // Each channel has one granule per row, at consecutive local addresses: its part runs from
+  // its first granule at or after i0 to its last at or before i1, one contiguous local range.
+  const uint64_t r0 = i0 / P, r1 = i1 / P;
   for (uint64_t pc = 0; pc < P; ++pc) {
-    const uint64_t first = i0 + (pc + P - i0 % P) % P;
-    const uint64_t last = i1 - (i1 % P + P - pc) % P;
+    auto granule = [&](uint64_t r) { return r * P + (pc + P - hbm_row_rotation(r) % P) % P; };
+    uint64_t first = granule(r0), last = granule(r1);
+    if (first < i0) first = granule(r0 + 1);
+    if (last > i1) last = granule(r1 - 1);
+    if (first > i1 || last < i0 || first > last) continue;
     const uint64_t b = (first / P) * g + (first == i0 ? head : 0);
     const uint64_t e = (last / P) * g + (last == i1 ? tail : g);
     fn(int64_t(pc), b, e - b);

@@ -4,9 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <fstream>
 #include <random>
-#include <sstream>
 
 #include "arch/loader.hpp"
 #include "isa/assembly.hpp"
@@ -54,13 +52,6 @@ double max_relative_error(const std::vector<float>& got, const std::vector<doubl
   for (double w : want) scale = std::max(scale, std::fabs(w));
   for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, std::fabs(double(got[i]) - want[i]) / scale);
   return worst;
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 TEST(Functional, FourTileGemmExampleMatchesReference) {

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <random>
+#include <set>
 
 #include "arch/loader.hpp"
 
@@ -119,6 +120,17 @@ TEST(Hbm, WriteToReadTurnaround) {
   EXPECT_EQ(r, w + 7500 + Tick(kBurstPs + 0.5));
 }
 
+TEST(Hbm, PowerOfTwoStridesSpreadOverChannels) {
+  // A column strip of a row-major matrix: 512-byte rows 8 KiB apart. Without hashing the
+  // channel index such a pattern would touch 4 of the 64 pseudo-channels.
+  Hbm h(maia());
+  std::set<int64_t> used;
+  for (uint64_t row = 0; row < 4096; ++row) {
+    h.split(row * 8192, 512, [&](int64_t pc, uint64_t, uint64_t) { used.insert(pc); });
+  }
+  EXPECT_EQ(used.size(), 64u);
+}
+
 TEST(Hbm, SplitMatchesTheByteByByteMap) {
   Hbm h(maia());
   const HbmGeometry& g = h.geometry();
@@ -127,8 +139,10 @@ TEST(Hbm, SplitMatchesTheByteByByteMap) {
     const uint64_t addr = rng() % (1 << 24), bytes = 1 + rng() % (trial % 2 ? 300000 : 3000);
     std::map<int64_t, std::pair<uint64_t, uint64_t>> expect;  // pc -> (first local, count)
     for (uint64_t a = addr; a < addr + bytes; ++a) {
-      const int64_t pc = int64_t((a / g.interleave) % uint64_t(g.pcs));
-      const uint64_t local = (a / (g.interleave * uint64_t(g.pcs))) * g.interleave + a % g.interleave;
+      // The map as documented: granule i in row r = i / P goes to (i % P + rotation(r)) % P.
+      const uint64_t i = a / g.interleave, r = i / uint64_t(g.pcs);
+      const int64_t pc = int64_t((i % uint64_t(g.pcs) + hbm_row_rotation(r)) % uint64_t(g.pcs));
+      const uint64_t local = r * g.interleave + a % g.interleave;
       auto [it, fresh] = expect.try_emplace(pc, local, 0);
       EXPECT_EQ(it->second.first + it->second.second, local) << "channel's part is contiguous";
       it->second.second++;

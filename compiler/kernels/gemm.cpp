@@ -1,0 +1,257 @@
+#include "compiler/kernels/gemm.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+
+namespace tessera::compiler {
+namespace {
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t clamp0(int64_t v, int64_t hi) { return std::clamp<int64_t>(v, 0, hi); }
+
+int64_t elem_bytes(Dtype d) { return std::max(1, isa::dtype_bits(d) / 8); }
+
+// The whole kernel's chunk sequence: every pass walks K in chunks; chunk g of the kernel is
+// chunk c of pass p.
+class Gemm {
+ public:
+  Gemm(ProgramBuilder& pb, const GemmSpec& s, const GemmPlan& plan)
+      : pb_(pb), s_(s), p_(plan), e_(elem_bytes(s.dtype)), eo_(elem_bytes(s.out)) {
+    lda_ = s.lda ? s.lda : s.k * e_;
+    ldb_ = s.ldb ? s.ldb : s.n * e_;
+    ldc_ = s.ldc ? s.ldc : s.n * eo_;
+    kchunks_ = ceil_div(s.k, p_.bk);
+    ar_ = ceil_div(p_.bm, p_.gc);
+    br_ = ceil_div(p_.bk, p_.gr);
+    total_ = p_.passes_m * p_.passes_n * kchunks_;
+  }
+
+  void emit() {
+    for (int b = 0; b < 2; ++b) {
+      abuf_[b] = pb_.sram_alloc(uint64_t(p_.bm * p_.bk * e_));
+      bbuf_[b] = pb_.sram_alloc(uint64_t(p_.bk * p_.bn * e_));
+    }
+    acc_ = pb_.sram_alloc(uint64_t(p_.bm * p_.bn * 4));
+    out_ = pb_.sram_alloc(uint64_t(p_.bm * p_.bn * eo_));
+    for (int b = 0; b < 2; ++b) data_[b] = pb_.sem_alloc(), free_a_[b] = pb_.sem_alloc(), free_b_[b] = pb_.sem_alloc();
+    stored_ = pb_.sem_alloc();
+    ra_ = pb_.reg_alloc();
+    rb_ = pb_.reg_alloc();
+    for (int t = 0; t < p_.gr * p_.gc; ++t) emit_tile(t / p_.gc, t % p_.gc);
+    pb_.reg_release(ra_);
+    pb_.reg_release(rb_);
+  }
+
+ private:
+  struct Chunk {
+    int64_t pass_m, pass_n, c;  // pass and chunk within the pass
+    int64_t kc;                 // K rows in this chunk
+  };
+  Chunk chunk(int64_t g) const {
+    const int64_t pass = g / kchunks_, c = g % kchunks_;
+    return {pass / p_.passes_n, pass % p_.passes_n, c, std::min(p_.bk, s_.k - c * p_.bk)};
+  }
+  int64_t row0(const Chunk& x, int i) const { return (x.pass_m * p_.gr + i) * p_.bm; }
+  int64_t col0(const Chunk& x, int j) const { return (x.pass_n * p_.gc + j) * p_.bn; }
+  int64_t rows(const Chunk& x, int i) const { return clamp0(s_.m - row0(x, i), p_.bm); }
+  int64_t cols(const Chunk& x, int j) const { return clamp0(s_.n - col0(x, j), p_.bn); }
+  // Rows of the A slice tile (i, j) loads, and of its B slice.
+  int64_t a_rows(const Chunk& x, int i, int j) const { return clamp0(rows(x, i) - j * ar_, ar_); }
+  int64_t b_rows(const Chunk& x, int i, int j) const { return cols(x, j) > 0 ? clamp0(x.kc - i * br_, br_) : 0; }
+  int tile(int i, int j) const { return i * p_.gc + j; }
+
+  // Signals a consumer (i, j) sends when done with buffer b holding chunk x.
+  void signal_free(int i, int j, int b, const Chunk& x, isa::After after) {
+    for (int jj = 0; jj < p_.gc; ++jj) {
+      if (a_rows(x, i, jj) > 0) pb_.emit(tile(i, j), sem_signal(tile(i, jj), free_a_[b], 1, after));
+    }
+    for (int ii = 0; ii < p_.gr; ++ii) {
+      if (b_rows(x, ii, j) > 0) pb_.emit(tile(i, j), sem_signal(tile(ii, j), free_b_[b], 1, after));
+    }
+  }
+  // Waits of producer (i, j) for the signals consumers sent when done with chunk x.
+  void wait_free(int i, int j, int b, const Chunk& x) {
+    // Every tile of my row (column) got my A (B) slice and answers for it.
+    if (a_rows(x, i, j) > 0) pb_.emit(tile(i, j), sem_wait(free_a_[b], p_.gc));
+    if (b_rows(x, i, j) > 0) pb_.emit(tile(i, j), sem_wait(free_b_[b], p_.gr));
+  }
+
+  // Points the registers at tile (i, j)'s slices of chunk x.
+  void set_registers(int i, int j, const Chunk& x) {
+    const int t = tile(i, j);
+    const int64_t a = (row0(x, i) + j * ar_) * lda_ + x.c * p_.bk * e_;
+    const int64_t b = (x.c * p_.bk + i * br_) * ldb_ + col0(x, j) * e_;
+    pb_.emit(t, addi(ra_, s_.a.reg, s_.a.offset + a));
+    pb_.emit(t, addi(rb_, s_.b.reg, s_.b.offset + b));
+  }
+
+  // Loads tile (i, j)'s slices of chunk x into buffer b of every consumer.
+  void load_and_forward(int i, int j, int b, const Chunk& x) {
+    const int t = tile(i, j);
+    const int64_t ar = a_rows(x, i, j), br = b_rows(x, i, j);
+    if (ar > 0) {
+      const int64_t slot = abuf_[b] + j * ar_ * p_.bk * e_;
+      Block blk;
+      blk.d0 = x.kc, blk.d1 = ar, blk.src_strides = {lda_, 0, 0}, blk.dst_strides = {p_.bk * e_, 0, 0};
+      pb_.emit(t, dma(sram(slot), hbm(0, ra_), blk, s_.dtype, Dtype::None, {data_[b], int64_t(isa::kTileSelf)}));
+      Block fwd = blk;
+      fwd.src_strides = fwd.dst_strides;
+      for (int jj = 0; jj < p_.gc; ++jj) {
+        if (jj != j) pb_.emit(t, dma(sram_of(tile(i, jj), slot), sram(slot), fwd, s_.dtype, Dtype::None, {data_[b], tile(i, jj)}));
+      }
+    }
+    if (br > 0) {
+      const int64_t slot = bbuf_[b] + i * br_ * p_.bn * e_;
+      Block blk;
+      blk.d0 = cols(x, j), blk.d1 = br, blk.src_strides = {ldb_, 0, 0}, blk.dst_strides = {p_.bn * e_, 0, 0};
+      pb_.emit(t, dma(sram(slot), hbm(0, rb_), blk, s_.dtype, Dtype::None, {data_[b], int64_t(isa::kTileSelf)}));
+      Block fwd = blk;
+      fwd.src_strides = fwd.dst_strides;
+      for (int ii = 0; ii < p_.gr; ++ii) {
+        if (ii != i) pb_.emit(t, dma(sram_of(tile(ii, j), slot), sram(slot), fwd, s_.dtype, Dtype::None, {data_[b], tile(ii, j)}));
+      }
+    }
+  }
+
+  int64_t arrivals(int i, int j, const Chunk& x) const {
+    int64_t n = 0;
+    for (int jj = 0; jj < p_.gc; ++jj) n += a_rows(x, i, jj) > 0;
+    for (int ii = 0; ii < p_.gr; ++ii) n += b_rows(x, ii, j) > 0;
+    return n;
+  }
+
+  // Chunk g on tile (i, j): wait for it, multiply, free the buffer, prepare chunk g + 1.
+  void step(int i, int j, int64_t g) {
+    const int t = tile(i, j);
+    const int b = int(g % 2);
+    const Chunk x = chunk(g);
+    const int64_t n_arrive = arrivals(i, j, x);
+    if (n_arrive > 0) pb_.emit(t, sem_wait(data_[b], n_arrive));
+    const int64_t m = rows(x, i), n = cols(x, j);
+    const bool last = x.c == kchunks_ - 1;
+    if (m > 0 && n > 0) {
+      MatmulOperands mm;
+      mm.acc = sram(acc_), mm.a = sram(abuf_[b]), mm.b = sram(bbuf_[b]);
+      mm.m = m, mm.k = x.kc, mm.n = n;
+      mm.lda = p_.bk * e_, mm.ldb = p_.bn * e_, mm.ldc = p_.bn * 4;
+      mm.dtype = s_.dtype;
+      mm.accumulate = x.c > 0;
+      if (last) mm.out = sram(out_), mm.ldo = p_.bn * eo_, mm.odt = s_.out, mm.act = s_.act;
+      pb_.emit(t, matmul(mm));
+    }
+    signal_free(i, j, b, x, isa::After::Matmul);
+    if (g + 1 < total_) {
+      // The previous user of the other buffer was chunk g - 1 (or nobody, for g = 0: the
+      // initial signals stand in for it with chunk 1's pattern).
+      wait_free(i, j, 1 - b, chunk(g == 0 ? 1 : g - 1));
+      const Chunk next = chunk(g + 1);
+      if (next.c == 0) set_registers(i, j, next);
+      load_and_forward(i, j, 1 - b, next);
+      if (next.c + 1 < kchunks_) {
+        pb_.emit(t, addi(ra_, ra_, p_.bk * e_));
+        pb_.emit(t, addi(rb_, rb_, p_.bk * ldb_));
+      }
+    }
+    if (last && m > 0 && n > 0) {
+      Block blk;
+      blk.d0 = n, blk.d1 = m, blk.src_strides = {p_.bn * eo_, 0, 0}, blk.dst_strides = {ldc_, 0, 0};
+      const Addr c{Space::Hbm, int64_t(isa::kTileSelf), s_.c.reg, s_.c.offset + row0(x, i) * ldc_ + col0(x, j) * eo_};
+      pb_.emit(t, dma(c, sram(out_), blk, s_.out, Dtype::None, {stored_, int64_t(isa::kTileSelf)}));
+    }
+  }
+
+  void emit_tile(int i, int j) {
+    const int t = tile(i, j);
+    // Buffer 1 starts free: tell its producers (with the pattern of chunk 1, its first user).
+    if (total_ > 1) signal_free(i, j, 1, chunk(1), isa::After::None);
+    const Chunk first = chunk(0);
+    set_registers(i, j, first);
+    load_and_forward(i, j, 0, first);
+    if (kchunks_ > 1) {
+      pb_.emit(t, addi(ra_, ra_, p_.bk * e_));
+      pb_.emit(t, addi(rb_, rb_, p_.bk * ldb_));
+    }
+    int64_t stores = 0;
+    for (int64_t pass = 0; pass < p_.passes_m * p_.passes_n; ++pass) {
+      const int64_t g0 = pass * kchunks_, g1 = g0 + kchunks_;
+      // Chunks after the first and before the last two are alike in pairs: loop over them.
+      int64_t g = g0;
+      step(i, j, g++);
+      const int64_t middle = std::max<int64_t>(0, (g1 - 2) - g);
+      if (middle >= 4) {
+        pb_.emit(t, loop(middle / 2));
+        step(i, j, g);
+        step(i, j, g + 1);
+        pb_.emit(t, end_loop());
+        g += middle / 2 * 2;
+      }
+      while (g < g1) step(i, j, g++);
+      const Chunk x = chunk(g1 - 1);
+      stores += rows(x, i) > 0 && cols(x, j) > 0;
+    }
+    // Drain what is still owed: the free signals of the last use of each buffer, and the stores.
+    wait_free(i, j, int((total_ - 1) % 2), chunk(total_ - 1));
+    if (total_ > 1) wait_free(i, j, int(total_ % 2), chunk(total_ - 2));
+    if (stores > 0) pb_.emit(t, sem_wait(stored_, stores));
+  }
+
+  ProgramBuilder& pb_;
+  const GemmSpec& s_;
+  GemmPlan p_;
+  int64_t e_, eo_, lda_ = 0, ldb_ = 0, ldc_ = 0;
+  int64_t kchunks_ = 0, ar_ = 0, br_ = 0, total_ = 0;
+  uint64_t abuf_[2] = {}, bbuf_[2] = {}, acc_ = 0, out_ = 0;
+  int data_[2] = {}, free_a_[2] = {}, free_b_[2] = {}, stored_ = 0;
+  uint8_t ra_ = 0, rb_ = 0;
+};
+
+}  // namespace
+
+GemmPlan plan_gemm(const arch::Arch& a, const GemmSpec& s, uint64_t budget) {
+  const arch::SystolicParams& sa = a.chip.tile.systolic;
+  const std::string_view cls = isa::array_dtype_class(s.dtype);
+  if (cls.empty() || !sa.macs_per_cycle.has(cls) || isa::is_mx(s.dtype)) {
+    throw CompileError(fmt::format("{}'s arrays cannot multiply {} in a GEMM", a.name, isa::dtype_name(s.dtype)));
+  }
+  const int64_t pack = int64_t(sa.macs_per_cycle.at(cls)) / (sa.rows * sa.cols);
+  const int64_t kq = sa.dataflow == arch::Dataflow::WeightStationary ? sa.rows * pack : pack * 8;
+  const int64_t e = elem_bytes(s.dtype), eo = elem_bytes(s.out);
+  const int tiles = int(a.tiles());
+
+  GemmPlan p;
+  // The most square blocks: grid rows against grid columns as M against N.
+  double best = 1e300;
+  for (int gr = 1; gr <= tiles; ++gr) {
+    if (tiles % gr != 0) continue;
+    const int gc = tiles / gr;
+    const double score = std::fabs(std::log((double(s.m) / gr) / (double(s.n) / gc)));
+    if (score < best) best = score, p.gr = gr, p.gc = gc;
+  }
+  p.bm = ceil_div(s.m, p.gr);
+  p.bn = ceil_div(s.n, p.gc);
+  p.bk = std::min(ceil_div(s.k, kq) * kq, std::max<int64_t>(kq, 256 / kq * kq));
+  auto need = [&] { return uint64_t(2 * (p.bm * p.bk + p.bk * p.bn) * e + p.bm * p.bn * (4 + eo)); };
+  while (need() > budget) {
+    if (p.bk > kq && p.bk >= std::min(p.bm, p.bn)) {
+      p.bk = std::max(kq, p.bk / 2 / kq * kq);
+    } else if (p.bm >= p.bn && p.bm > 1) {
+      p.bm = ceil_div(p.bm, 2);
+    } else if (p.bn > 1) {
+      p.bn = ceil_div(p.bn, 2);
+    } else {
+      throw CompileError(fmt::format("a GEMM block does not fit {}'s tile SRAM", a.name));
+    }
+  }
+  p.passes_m = ceil_div(s.m, p.gr * p.bm);
+  p.passes_n = ceil_div(s.n, p.gc * p.bn);
+  return p;
+}
+
+void emit_gemm(ProgramBuilder& pb, const GemmSpec& s) {
+  const GemmPlan plan = plan_gemm(pb.arch(), s, pb.sram_free() * 9 / 10);
+  Gemm(pb, s, plan).emit();
+}
+
+}  // namespace tessera::compiler

@@ -1,0 +1,75 @@
+// Simulator speed: host time to build, verify and simulate programs in performance mode, and
+// simulated instructions per host second. Prints a table; not a test.
+//   sim_bench [--quick]
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+
+#include "arch/derived.hpp"
+#include "arch/loader.hpp"
+#include "compiler/kernels/gemm.hpp"
+#include "compiler/target.hpp"
+#include "isa/verify.hpp"
+#include "sim/simulation.hpp"
+
+using namespace tessera;
+
+namespace {
+
+double since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+struct Row {
+  std::string name;
+  double build_s, verify_s, sim_s, simulated_s, utilization;
+  uint64_t instructions;
+};
+
+Row gemm(const std::string& preset, int64_t m, int64_t k, int64_t n) {
+  const arch::Arch a = arch::load_arch(preset);
+  auto t0 = std::chrono::steady_clock::now();
+  compiler::ProgramBuilder pb(a);
+  compiler::GemmSpec s;
+  s.m = m, s.k = k, s.n = n;
+  s.a = compiler::hbm(int64_t(pb.hbm_region("A", isa::RegionKind::Activations, uint64_t(m * k * 2))));
+  s.b = compiler::hbm(int64_t(pb.hbm_region("B", isa::RegionKind::Weights, uint64_t(k * n * 2))));
+  s.c = compiler::hbm(int64_t(pb.hbm_region("C", isa::RegionKind::Activations, uint64_t(m * n * 2))));
+  compiler::emit_gemm(pb, s);
+  const isa::Program p = pb.take();
+  const double build = since(t0);
+  if (const char* dir = std::getenv("SIM_BENCH_SAVE")) {
+    isa::save_binary(p, fmt::format("{}/gemm_{}_{}x{}x{}.tbin", dir, preset, m, k, n));
+  }
+  t0 = std::chrono::steady_clock::now();
+  isa::verify_or_throw(p, compiler::target_for(a));
+  const double verify = since(t0);
+  t0 = std::chrono::steady_clock::now();
+  const sim::RunResult r = sim::Simulation(a).run(p);
+  const double simulate = since(t0);
+  const double peak = arch::derive(a).peak_flops.at("bf16");
+  return {fmt::format("gemm {}x{}x{} bf16 on {}", m, k, n, preset), build, verify, simulate, r.seconds(),
+          2.0 * double(m * k * n) / r.seconds() / peak, r.instructions};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  std::vector<Row> rows;
+  rows.push_back(gemm("maia100-class", 1024, 1024, 1024));
+  if (!quick) {
+    rows.push_back(gemm("maia100-class", 4096, 4096, 4096));
+    rows.push_back(gemm("h100-sxm", 4096, 4096, 4096));
+  }
+  std::cout << fmt::format("{:<42} {:>9} {:>9} {:>9} {:>12} {:>8} {:>12} {:>14}\n", "case", "build s", "verify s",
+                           "sim s", "simulated", "util", "instructions", "instr/host s");
+  for (const Row& r : rows) {
+    std::cout << fmt::format("{:<42} {:>9.3f} {:>9.3f} {:>9.3f} {:>10.1f}us {:>7.1f}% {:>12} {:>14.3g}\n", r.name,
+                             r.build_s, r.verify_s, r.sim_s, r.simulated_s * 1e6, r.utilization * 100, r.instructions,
+                             double(r.instructions) / r.sim_s);
+  }
+}
