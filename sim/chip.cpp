@@ -110,6 +110,8 @@ std::string Chip::deadlock_report() const {
 }
 
 void Chip::tidy(Tick now) {
+  if (now - tidied_ < 1'000'000) return;
+  tidied_ = now;
   noc_.forget_before(now);
   for (auto& t : tiles_) t->sram().forget_before(now);
   for (auto& p : shared_ports_) p->forget_before(now);

@@ -269,7 +269,8 @@ class Chip : public sc_core::sc_module {
   void barrier_arrive(int id, int count, Tile& tile);
   bool all_halted() const;
   std::string deadlock_report() const;
-  // Drops reservations that ended before now from every timeline (keeps them short).
+  // Drops reservations that ended before now from every timeline, at most once per simulated
+  // microsecond, so they stay short however long the run.
   void tidy(Tick now);
 
   // Energy-relevant totals of HBM traffic.
@@ -296,6 +297,7 @@ class Chip : public sc_core::sc_module {
   std::array<Barrier, isa::kNumBarriers> barriers_;
   std::vector<std::unique_ptr<Tile>> tiles_;
   std::vector<int> hbm_tracks_;
+  Tick tidied_ = 0;
 };
 
 }  // namespace tessera::sim

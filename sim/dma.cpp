@@ -141,6 +141,7 @@ void DmaEngine::issue_chunk(Transfer& t) {
   Chip& chip = tile_.chip();
   Noc& noc = chip.noc();
   const Tick t0 = now_ticks();
+  chip.tidy(t0);
   const uint64_t chunk = std::max<uint64_t>(chip.options().dma_chunk_bytes, 24);
   const uint64_t piece = chunk - chunk % 24;  // whole elements of every dtype, packed ones included
 
