@@ -11,14 +11,10 @@
 
 #include "arch/arch.hpp"
 #include "compiler/emit.hpp"
+#include "compiler/error.hpp"
 #include "isa/program.hpp"
 
 namespace tessera::compiler {
-
-class CompileError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
 
 class ProgramBuilder {
  public:

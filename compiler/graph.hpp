@@ -1,0 +1,113 @@
+// The compiler's graph IR: tensors with shapes, dtypes and roles, and the operations of decoder
+// LLMs. Frontends (Hugging Face configs, ONNX) build it; passes annotate and rewrite it; code
+// generation lowers it to an isa::Program. print() gives the text golden tests check.
+//
+// Conventions:
+//  - Activations are 2-D [tokens, features] with tokens = batch * seq, row-major, token-major
+//    (batch outer). Attention inputs are [tokens, heads * head_dim].
+//  - Linear weights use PyTorch's layout [out_features, in_features]: y = x W^T (+ b).
+//  - The KV cache of one layer is [batch, kv_heads, max_context, head_dim] per K and V.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "isa/dtype.hpp"
+
+namespace tessera::compiler {
+
+enum class Role { Weight, KvCache, Activation, Input, Output };
+std::string_view role_name(Role r);
+
+struct Value {
+  std::string name;
+  std::vector<int64_t> shape;  // empty until shape inference when a frontend leaves it out
+  isa::Dtype dtype = isa::Dtype::Bf16;
+  Role role = Role::Activation;
+  // Contents known at compile time (RoPE tables, ONNX initialisers), row-major, as floats.
+  std::shared_ptr<const std::vector<float>> data;
+  int64_t elements() const;
+  uint64_t bytes() const;
+};
+
+enum class OpKind {
+  Embedding,    // (table [vocab, hidden]) -> [tokens, hidden]: row rows[t] for token t
+  Linear,       // (x [T, K], w [N, K], b [N]?) -> [T, N]; attr act
+  MatMul,       // (a [M, K], b [K, N]) -> [M, N]; both activations
+  Add,          // elementwise; b may be a row [1, N] broadcast over rows
+  Mul,
+  RmsNorm,      // (x [T, H], w [H]) -> [T, H]; attr eps
+  LayerNorm,    // (x, w [H], b [H]) -> [T, H]; attr eps
+  Softmax,      // over the last axis
+  Rope,         // (x [T, heads * D], cos [S, D/2], sin [S, D/2]) -> same; attrs batch, seq,
+                // heads, head_dim. Token (b, s) of head h: with x1, x2 the halves of its D
+                // values, out = (x1 cos[s] - x2 sin[s], x2 cos[s] + x1 sin[s]) (rotate-half)
+  Silu,
+  Gelu,
+  Relu,
+  SwiGlu,       // (gate_up [T, 2I]) -> [T, I]: silu(first half) * second half
+  Attention,    // (q [T, Hq*D], k [T, Hkv*D], v [T, Hkv*D], kcache, vcache) -> [T, Hq*D]
+                // attrs batch, seq, past, heads, kv_heads, head_dim, causal; appends k, v to
+                // the caches at positions past .. past + seq - 1 and attends over past + seq
+  MoeRouter,    // (logits [T, E]) -> weights [T, E]: softmax, top-k kept and renormalised
+  MoeExperts,   // (x [T, H], weights [T, E], w_gate_up [E, 2I, H], w_down [E, H, I]) -> [T, H]
+  Reshape,      // a view: same bytes, new shape
+  Transpose,    // attr perm
+  Concat,       // attr axis
+  Split,        // attr axis, sizes
+  Slice,        // attrs axis, begin, end
+};
+std::string_view op_kind_name(OpKind k);
+
+using AttrValue = std::variant<int64_t, double, std::string, std::vector<int64_t>>;
+
+struct Op {
+  OpKind kind = OpKind::Add;
+  std::string name;
+  std::vector<int> inputs;   // value indices
+  std::vector<int> outputs;
+  std::map<std::string, AttrValue> attrs;
+  // What passes decided (printed by print(), checked by golden tests): "split", "tiles", ...
+  std::map<std::string, std::string> notes;
+
+  int64_t i(const std::string& key) const;  // integer attribute; throws naming op and key
+  int64_t i(const std::string& key, int64_t fallback) const;
+  double f(const std::string& key, double fallback) const;
+  std::string s(const std::string& key, const std::string& fallback = "") const;
+  const std::vector<int64_t>& ints(const std::string& key) const;
+};
+
+struct Graph {
+  std::string name;
+  std::map<std::string, std::string> meta;  // model, phase, batch, seq/context, ...
+  std::vector<Value> values;
+  std::vector<Op> ops;  // in execution order
+  std::vector<int> inputs, outputs;
+
+  int add_value(Value v);
+  int add_op(Op op);  // returns the op index
+  // Convenience for frontends: a value with a name, shape, dtype and role.
+  int value(std::string name, std::vector<int64_t> shape, isa::Dtype dtype, Role role);
+  // Adds an op producing one new activation named `out` of `shape`; returns that value.
+  int op(OpKind kind, std::string name, std::vector<int> inputs, std::string out, std::vector<int64_t> shape,
+         std::map<std::string, AttrValue> attrs = {});
+  const Value& v(int i) const { return values.at(size_t(i)); }
+  Value& v(int i) { return values.at(size_t(i)); }
+  int find(const std::string& value_name) const;  // -1 when absent
+  // Ops reading value i.
+  std::vector<int> users(int value) const;
+};
+
+// Readable text: one line per value declaration and per op, with attributes and notes.
+std::string print(const Graph& g);
+
+// Checks structural sanity (indices in range, every input defined before use, shapes present).
+// Throws CompileError naming the op.
+void check(const Graph& g);
+
+}  // namespace tessera::compiler

@@ -1,0 +1,443 @@
+#include "compiler/hf_frontend.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "compiler/error.hpp"
+
+namespace tessera::compiler {
+
+// Generated at build time from workloads/models/*.json (see compiler/CMakeLists.txt).
+struct EmbeddedModel {
+  std::string_view name;
+  std::string_view source;
+  std::string_view text;
+};
+extern const EmbeddedModel kEmbeddedModels[];
+extern const size_t kEmbeddedModelsCount;
+
+namespace {
+
+using nlohmann::json;
+using isa::Dtype;
+
+class ConfigReader {
+ public:
+  ConfigReader(const json& j, std::string source) : j_(j), source_(std::move(source)) {}
+
+  const json* find(const std::string& key) const {
+    auto it = j_.find(key);
+    return it == j_.end() || it->is_null() ? nullptr : &*it;
+  }
+  int64_t integer(const std::string& key) const {
+    const json* v = find(key);
+    if (v == nullptr) throw CompileError(fmt::format("{}: missing key '{}'", source_, key));
+    if (!v->is_number_integer() || v->get<int64_t>() <= 0) {
+      throw CompileError(fmt::format("{}: key '{}' must be a positive integer, got {}", source_, key, v->dump()));
+    }
+    return v->get<int64_t>();
+  }
+  int64_t integer(const std::string& key, int64_t fallback) const { return find(key) ? integer(key) : fallback; }
+  double number(const std::string& key, double fallback) const {
+    const json* v = find(key);
+    if (v == nullptr) return fallback;
+    if (!v->is_number() || v->get<double>() <= 0) {
+      throw CompileError(fmt::format("{}: key '{}' must be a positive number, got {}", source_, key, v->dump()));
+    }
+    return v->get<double>();
+  }
+  bool boolean(const std::string& key, bool fallback) const {
+    const json* v = find(key);
+    if (v == nullptr) return fallback;
+    if (!v->is_boolean()) throw CompileError(fmt::format("{}: key '{}' must be true or false, got {}", source_, key, v->dump()));
+    return v->get<bool>();
+  }
+  std::string text(const std::string& key, const std::string& fallback) const {
+    const json* v = find(key);
+    if (v == nullptr) return fallback;
+    if (!v->is_string()) throw CompileError(fmt::format("{}: key '{}' must be a string, got {}", source_, key, v->dump()));
+    return v->get<std::string>();
+  }
+
+ private:
+  const json& j_;
+  std::string source_;
+};
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw CompileError(fmt::format("{}: cannot open model config", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string act_of(const std::string& hf, const std::string& source) {
+  if (hf == "silu" || hf == "swish") return "silu";
+  if (hf == "gelu" || hf == "gelu_new" || hf == "gelu_pytorch_tanh" || hf == "gelu_fast") return "gelu";
+  if (hf == "relu") return "relu";
+  throw CompileError(fmt::format("{}: unsupported activation '{}' (supported: silu, gelu, gelu_new, relu)", source, hf));
+}
+
+}  // namespace
+
+int64_t ModelConfig::parameters() const {
+  const int64_t q = heads * head_dim, kv = kv_heads * head_dim;
+  int64_t attn = hidden * q + 2 * hidden * kv + q * hidden;
+  int64_t mlp = (gated_mlp ? 3 : 2) * hidden * intermediate;
+  if (experts > 0) mlp = experts * mlp + experts * hidden;
+  const int64_t norms = (layer_norm ? 4 : 2) * hidden;
+  int64_t total = layers * (attn + mlp + norms) + vocab * hidden + (layer_norm ? 2 : 1) * hidden;
+  if (!tie_embeddings) total += vocab * hidden;
+  if (!rope) total += (max_positions + position_offset) * hidden;
+  return total;
+}
+
+std::vector<std::string> model_names() {
+  std::vector<std::string> names;
+  for (size_t i = 0; i < kEmbeddedModelsCount; ++i) names.emplace_back(kEmbeddedModels[i].name);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+ModelConfig load_model_config(const std::string& name_or_path) {
+  const bool is_path = name_or_path.find('/') != std::string::npos || name_or_path.ends_with(".json");
+  if (is_path) {
+    return parse_model_config(read_text(name_or_path), name_or_path, std::filesystem::path(name_or_path).stem().string());
+  }
+  for (size_t i = 0; i < kEmbeddedModelsCount; ++i) {
+    if (kEmbeddedModels[i].name == name_or_path) {
+      return parse_model_config(std::string(kEmbeddedModels[i].text), std::string(kEmbeddedModels[i].source), name_or_path);
+    }
+  }
+  std::string known;
+  for (const std::string& n : model_names()) known += (known.empty() ? "" : ", ") + n;
+  throw CompileError(fmt::format("no model '{}': give a path to a config.json or one of: {}", name_or_path, known));
+}
+
+ModelConfig parse_model_config(const std::string& text, const std::string& source, const std::string& name) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::parse_error& e) {
+    const size_t at = std::min(size_t(e.byte), text.size());
+    const int line = 1 + int(std::count(text.begin(), text.begin() + long(at ? at - 1 : 0), '\n'));
+    throw CompileError(fmt::format("{}:{}: not valid JSON: {}", source, line, e.what()));
+  }
+  if (!j.is_object()) throw CompileError(fmt::format("{}: a config.json is a JSON object", source));
+  ConfigReader r(j, source);
+  ModelConfig m;
+  m.name = name;
+  m.source = source;
+  m.family = r.text("model_type", "");
+  if (m.family == "llama" || m.family == "mistral" || m.family == "qwen2" || m.family == "mixtral") {
+    m.hidden = r.integer("hidden_size");
+    m.intermediate = r.integer("intermediate_size");
+    m.layers = r.integer("num_hidden_layers");
+    m.heads = r.integer("num_attention_heads");
+    m.kv_heads = r.integer("num_key_value_heads", m.heads);
+    m.head_dim = r.integer("head_dim", m.hidden / m.heads);
+    m.vocab = r.integer("vocab_size");
+    m.max_positions = r.integer("max_position_embeddings", 4096);
+    m.norm_eps = r.number("rms_norm_eps", 1e-6);
+    m.rope_theta = r.number("rope_theta", 10000.0);
+    m.act = act_of(r.text("hidden_act", "silu"), source);
+    m.tie_embeddings = r.boolean("tie_word_embeddings", false);
+    m.qkv_bias = m.family == "qwen2" || r.boolean("attention_bias", false);
+    m.out_bias = r.boolean("attention_bias", false);
+    m.mlp_bias = r.boolean("mlp_bias", false);
+    if (m.family == "mixtral") {
+      m.experts = r.integer("num_local_experts");
+      m.experts_per_token = r.integer("num_experts_per_tok");
+      if (m.experts_per_token > m.experts) {
+        throw CompileError(fmt::format("{}: num_experts_per_tok ({}) exceeds num_local_experts ({})", source,
+                                       m.experts_per_token, m.experts));
+      }
+    }
+  } else if (m.family == "gpt2") {
+    m.hidden = r.integer("n_embd");
+    m.layers = r.integer("n_layer");
+    m.heads = r.integer("n_head");
+    m.kv_heads = m.heads;
+    m.head_dim = m.hidden / m.heads;
+    m.intermediate = r.integer("n_inner", 4 * m.hidden);
+    m.vocab = r.integer("vocab_size");
+    m.max_positions = r.integer("n_positions", 1024);
+    m.norm_eps = r.number("layer_norm_epsilon", 1e-5);
+    m.act = act_of(r.text("activation_function", "gelu_new"), source);
+    m.layer_norm = true, m.rope = false, m.gated_mlp = false;
+    m.qkv_bias = m.out_bias = m.mlp_bias = true;
+    m.tie_embeddings = r.boolean("tie_word_embeddings", true);
+  } else if (m.family == "opt") {
+    m.hidden = r.integer("hidden_size");
+    m.layers = r.integer("num_hidden_layers");
+    m.heads = r.integer("num_attention_heads");
+    m.kv_heads = m.heads;
+    m.head_dim = m.hidden / m.heads;
+    m.intermediate = r.integer("ffn_dim");
+    m.vocab = r.integer("vocab_size");
+    m.max_positions = r.integer("max_position_embeddings", 2048);
+    m.position_offset = 2;
+    m.act = act_of(r.text("activation_function", "relu"), source);
+    m.layer_norm = true, m.rope = false, m.gated_mlp = false;
+    m.qkv_bias = m.out_bias = m.mlp_bias = r.boolean("enable_bias", true);
+    m.tie_embeddings = r.boolean("tie_word_embeddings", true);
+    if (!r.boolean("do_layer_norm_before", true)) {
+      throw CompileError(fmt::format("{}: OPT with do_layer_norm_before=false (post-norm) is not supported", source));
+    }
+    if (r.integer("word_embed_proj_dim", m.hidden) != m.hidden) {
+      throw CompileError(fmt::format("{}: OPT with word_embed_proj_dim != hidden_size is not supported", source));
+    }
+  } else {
+    throw CompileError(fmt::format("{}: model_type '{}' is not supported (supported: llama, mistral, qwen2, mixtral, "
+                                   "gpt2, opt)",
+                                   source, m.family));
+  }
+  if (m.hidden % m.heads != 0 && m.head_dim * m.heads == 0) {
+    throw CompileError(fmt::format("{}: hidden size {} is not divisible by {} heads", source, m.hidden, m.heads));
+  }
+  if (m.heads % m.kv_heads != 0) {
+    throw CompileError(fmt::format("{}: {} attention heads are not a multiple of {} key/value heads", source, m.heads,
+                                   m.kv_heads));
+  }
+  if (m.rope && m.head_dim % 2 != 0) throw CompileError(fmt::format("{}: rotary embeddings need an even head_dim", source));
+  return m;
+}
+
+namespace {
+
+class GraphBuilder {
+ public:
+  GraphBuilder(const ModelConfig& m, const Workload& w) : m_(m), w_(w) {
+    tokens_ = w.batch * w.tokens_per_sequence();
+    g_.name = m.name;
+    g_.meta["model"] = m.name;
+    g_.meta["family"] = m.family;
+    g_.meta["phase"] = w.phase == Phase::Prefill ? "prefill" : "decode";
+    g_.meta["batch"] = std::to_string(w.batch);
+    g_.meta[w.phase == Phase::Prefill ? "seq" : "context"] = std::to_string(w.phase == Phase::Prefill ? w.seq : w.context);
+    g_.meta["layers"] = std::to_string(m.layers);
+  }
+
+  Graph build() {
+    if (w_.batch <= 0) throw CompileError("batch must be at least 1");
+    if (w_.phase == Phase::Prefill && w_.seq <= 0) throw CompileError("the prompt must have at least 1 token");
+    if (w_.phase == Phase::Decode && w_.context < 0) throw CompileError("the context cannot be negative");
+    const int64_t positions = w_.past() + w_.tokens_per_sequence();
+    if (positions > m_.max_positions) {
+      throw CompileError(fmt::format("{} tokens per sequence exceed {}'s {} positions", positions, m_.name, m_.max_positions));
+    }
+    if (!w_.token_ids.empty() && int64_t(w_.token_ids.size()) != tokens_) {
+      throw CompileError(fmt::format("{} token ids given for {} tokens", w_.token_ids.size(), tokens_));
+    }
+    for (int64_t id : w_.token_ids) {
+      if (id < 0 || id >= m_.vocab) throw CompileError(fmt::format("token id {} is outside the vocabulary of {}", id, m_.vocab));
+    }
+    int x = embed();
+    for (int64_t l = 0; l < m_.layers; ++l) x = layer(l, x);
+    const std::string final_norm = m_.family == "gpt2" ? "transformer.ln_f" : m_.family == "opt" ? "model.decoder.final_layer_norm" : "model.norm";
+    const int h = norm(final_norm, x, -1, "final_norm");
+    const int head = m_.tie_embeddings ? embed_table_ : weight("lm_head.weight", {m_.vocab, m_.hidden});
+    const int logits = linear("lm_head", h, head, -1, {tokens_, m_.vocab}, -1);
+    g_.v(logits).role = Role::Output;
+    g_.v(logits).name = "logits";
+    g_.outputs = {logits};
+    return std::move(g_);
+  }
+
+ private:
+  std::string layer_prefix(int64_t l) const {
+    return m_.family == "gpt2" ? fmt::format("transformer.h.{}.", l)
+           : m_.family == "opt" ? fmt::format("model.decoder.layers.{}.", l)
+                                : fmt::format("model.layers.{}.", l);
+  }
+
+  int weight(const std::string& name, std::vector<int64_t> shape) {
+    return g_.value(name, std::move(shape), Dtype::Bf16, Role::Weight);
+  }
+
+  int add_op(OpKind kind, const std::string& name, std::vector<int> in, std::vector<int64_t> shape, int64_t layer,
+             std::map<std::string, AttrValue> attrs = {}) {
+    if (layer >= 0) attrs["layer"] = layer;
+    return g_.op(kind, name, std::move(in), name, std::move(shape), std::move(attrs));
+  }
+
+  std::vector<int64_t> positions() const {
+    std::vector<int64_t> p;
+    for (int64_t s = 0; s < w_.tokens_per_sequence(); ++s) p.push_back(w_.past() + s + m_.position_offset);
+    return p;
+  }
+
+  int embed() {
+    const std::string table_name = m_.family == "gpt2" ? "transformer.wte.weight"
+                                   : m_.family == "opt" ? "model.decoder.embed_tokens.weight"
+                                                        : "model.embed_tokens.weight";
+    embed_table_ = weight(table_name, {m_.vocab, m_.hidden});
+    std::vector<int64_t> ids = w_.token_ids;
+    if (ids.empty()) {
+      for (int64_t t = 0; t < tokens_; ++t) ids.push_back((t * 7919 + 1) % m_.vocab);  // a fixed pattern
+    }
+    int x = add_op(OpKind::Embedding, "embed_tokens", {embed_table_}, {tokens_, m_.hidden}, -1, {{"rows", ids}});
+    if (!m_.rope) {
+      const std::string pos_name = m_.family == "gpt2" ? "transformer.wpe.weight" : "model.decoder.embed_positions.weight";
+      const int pos_table = weight(pos_name, {m_.max_positions + m_.position_offset, m_.hidden});
+      std::vector<int64_t> rows;
+      for (int64_t b = 0; b < w_.batch; ++b) {
+        for (int64_t p : positions()) rows.push_back(p);
+      }
+      const int pos = add_op(OpKind::Embedding, "embed_positions", {pos_table}, {tokens_, m_.hidden}, -1, {{"rows", rows}});
+      x = add_op(OpKind::Add, "embed_sum", {x, pos}, {tokens_, m_.hidden}, -1);
+    }
+    return x;
+  }
+
+  int norm(const std::string& base, int x, int64_t layer, const std::string& name) {
+    const int w = weight(base + ".weight", {m_.hidden});
+    std::map<std::string, AttrValue> attrs{{"eps", m_.norm_eps}};
+    if (m_.layer_norm) {
+      const int b = weight(base + ".bias", {m_.hidden});
+      return add_op(OpKind::LayerNorm, name, {x, w, b}, {tokens_, m_.hidden}, layer, attrs);
+    }
+    return add_op(OpKind::RmsNorm, name, {x, w}, {tokens_, m_.hidden}, layer, attrs);
+  }
+
+  int linear(const std::string& name, int x, int w, int b, std::vector<int64_t> shape, int64_t layer,
+             const std::string& act = "") {
+    std::vector<int> in{x, w};
+    if (b >= 0) in.push_back(b);
+    std::map<std::string, AttrValue> attrs;
+    if (!act.empty()) attrs["act"] = act;
+    return add_op(OpKind::Linear, name, in, std::move(shape), layer, attrs);
+  }
+
+  // A Linear layer whose weight (and bias) carry Hugging Face names.
+  int proj(const std::string& base, const std::string& op_name, int x, int64_t out, int64_t in, bool bias, int64_t layer,
+           const std::string& act = "") {
+    const int w = weight(base + ".weight", {out, in});
+    const int b = bias ? g_.value(base + ".bias", {out}, Dtype::Bf16, Role::Weight) : -1;
+    return linear(op_name, x, w, b, {tokens_, out}, layer, act);
+  }
+
+  int layer(int64_t l, int x) {
+    const std::string p = layer_prefix(l);
+    const std::string n = fmt::format("l{}.", l);
+    const int64_t q_dim = m_.heads * m_.head_dim, kv_dim = m_.kv_heads * m_.head_dim;
+    const bool gpt2 = m_.family == "gpt2", opt = m_.family == "opt";
+
+    // Attention
+    const std::string ln1 = gpt2 ? p + "ln_1" : opt ? p + "self_attn_layer_norm" : p + "input_layernorm";
+    int h = norm(ln1, x, l, n + "attn_norm");
+    int q, k, v;
+    if (gpt2) {
+      const int qkv = proj(p + "attn.c_attn", n + "qkv_proj", h, q_dim + 2 * kv_dim, m_.hidden, true, l);
+      Op split;
+      split.kind = OpKind::Split;
+      split.name = n + "qkv_split";
+      split.inputs = {qkv};
+      split.attrs = {{"axis", int64_t(1)}, {"sizes", std::vector<int64_t>{q_dim, kv_dim, kv_dim}}, {"layer", l}};
+      for (const char* part : {"q", "k", "v"}) {
+        split.outputs.push_back(g_.value(n + part, {tokens_, std::string(part) == "q" ? q_dim : kv_dim}, Dtype::Bf16, Role::Activation));
+      }
+      q = split.outputs[0], k = split.outputs[1], v = split.outputs[2];
+      g_.add_op(std::move(split));
+    } else {
+      const std::string attn = opt ? p + "self_attn." : p + "self_attn.";
+      q = proj(attn + "q_proj", n + "q_proj", h, q_dim, m_.hidden, m_.qkv_bias, l);
+      k = proj(attn + "k_proj", n + "k_proj", h, kv_dim, m_.hidden, m_.qkv_bias, l);
+      v = proj(attn + "v_proj", n + "v_proj", h, kv_dim, m_.hidden, m_.qkv_bias, l);
+    }
+    const std::map<std::string, AttrValue> shape_attrs{{"batch", w_.batch}, {"seq", w_.tokens_per_sequence()},
+                                                       {"past", w_.past()}, {"head_dim", m_.head_dim}};
+    if (m_.rope) {
+      if (rope_cos_ < 0) rope_tables();
+      auto rope_attrs = shape_attrs;
+      rope_attrs["heads"] = m_.heads;
+      q = add_op(OpKind::Rope, n + "q_rope", {q, rope_cos_, rope_sin_}, {tokens_, q_dim}, l, rope_attrs);
+      rope_attrs["heads"] = m_.kv_heads;
+      k = add_op(OpKind::Rope, n + "k_rope", {k, rope_cos_, rope_sin_}, {tokens_, kv_dim}, l, rope_attrs);
+    }
+    const int64_t cache_len = w_.past() + w_.tokens_per_sequence();
+    const int kc = g_.value(fmt::format("kv_cache.{}.k", l), {w_.batch, m_.kv_heads, cache_len, m_.head_dim}, Dtype::Bf16, Role::KvCache);
+    const int vc = g_.value(fmt::format("kv_cache.{}.v", l), {w_.batch, m_.kv_heads, cache_len, m_.head_dim}, Dtype::Bf16, Role::KvCache);
+    auto attn_attrs = shape_attrs;
+    attn_attrs["heads"] = m_.heads;
+    attn_attrs["kv_heads"] = m_.kv_heads;
+    attn_attrs["causal"] = int64_t(1);
+    const int a = add_op(OpKind::Attention, n + "attention", {q, k, v, kc, vc}, {tokens_, q_dim}, l, attn_attrs);
+    const std::string o_name = gpt2 ? p + "attn.c_proj" : opt ? p + "self_attn.out_proj" : p + "self_attn.o_proj";
+    const int o = proj(o_name, n + "o_proj", a, m_.hidden, q_dim, m_.out_bias, l);
+    x = add_op(OpKind::Add, n + "attn_residual", {x, o}, {tokens_, m_.hidden}, l);
+
+    // MLP
+    const std::string ln2 = gpt2 ? p + "ln_2" : opt ? p + "final_layer_norm" : p + "post_attention_layernorm";
+    h = norm(ln2, x, l, n + "mlp_norm");
+    int d;
+    if (m_.experts > 0) {
+      const int router_w = weight(p + "block_sparse_moe.gate.weight", {m_.experts, m_.hidden});
+      const int logits = linear(n + "router", h, router_w, -1, {tokens_, m_.experts}, l);
+      const int probs = add_op(OpKind::MoeRouter, n + "router_topk", {logits}, {tokens_, m_.experts}, l,
+                               {{"top_k", m_.experts_per_token}});
+      std::vector<int> in{h, probs};
+      for (int64_t e = 0; e < m_.experts; ++e) {
+        const std::string ep = fmt::format("{}block_sparse_moe.experts.{}.", p, e);
+        in.push_back(weight(ep + "w1.weight", {m_.intermediate, m_.hidden}));
+        in.push_back(weight(ep + "w3.weight", {m_.intermediate, m_.hidden}));
+        in.push_back(weight(ep + "w2.weight", {m_.hidden, m_.intermediate}));
+      }
+      d = add_op(OpKind::MoeExperts, n + "experts", in, {tokens_, m_.hidden}, l,
+                 {{"experts", m_.experts}, {"intermediate", m_.intermediate}, {"top_k", m_.experts_per_token}});
+    } else if (m_.gated_mlp) {
+      const int gate = proj(p + "mlp.gate_proj", n + "gate_proj", h, m_.intermediate, m_.hidden, m_.mlp_bias, l);
+      const int up = proj(p + "mlp.up_proj", n + "up_proj", h, m_.intermediate, m_.hidden, m_.mlp_bias, l);
+      const int act = add_op(OpKind::Silu, n + "gate_act", {gate}, {tokens_, m_.intermediate}, l);
+      const int prod = add_op(OpKind::Mul, n + "gate_mul", {act, up}, {tokens_, m_.intermediate}, l);
+      d = proj(p + "mlp.down_proj", n + "down_proj", prod, m_.hidden, m_.intermediate, m_.mlp_bias, l);
+    } else {
+      const std::string fc = gpt2 ? p + "mlp.c_fc" : p + "fc1";
+      const std::string out = gpt2 ? p + "mlp.c_proj" : p + "fc2";
+      const int f = proj(fc, n + "fc", h, m_.intermediate, m_.hidden, m_.mlp_bias, l);
+      const OpKind act = m_.act == "relu" ? OpKind::Relu : m_.act == "silu" ? OpKind::Silu : OpKind::Gelu;
+      const int a2 = add_op(act, n + "fc_act", {f}, {tokens_, m_.intermediate}, l);
+      d = proj(out, n + "fc_out", a2, m_.hidden, m_.intermediate, m_.mlp_bias, l);
+    }
+    return add_op(OpKind::Add, n + "mlp_residual", {x, d}, {tokens_, m_.hidden}, l);
+  }
+
+  // cos and sin of position * theta^(-2i/D) for the positions of this step, i < D/2.
+  void rope_tables() {
+    const int64_t half = m_.head_dim / 2;
+    const std::vector<int64_t> pos = positions();
+    auto cos = std::make_shared<std::vector<float>>(), sin = std::make_shared<std::vector<float>>();
+    for (int64_t p : pos) {
+      for (int64_t i = 0; i < half; ++i) {
+        const double angle = double(p) * std::pow(m_.rope_theta, -2.0 * double(i) / double(m_.head_dim));
+        cos->push_back(float(std::cos(angle)));
+        sin->push_back(float(std::sin(angle)));
+      }
+    }
+    const std::vector<int64_t> shape{int64_t(pos.size()), half};
+    rope_cos_ = g_.value("rope.cos", shape, Dtype::Fp32, Role::Weight);
+    rope_sin_ = g_.value("rope.sin", shape, Dtype::Fp32, Role::Weight);
+    g_.v(rope_cos_).data = cos;
+    g_.v(rope_sin_).data = sin;
+  }
+
+  const ModelConfig& m_;
+  const Workload& w_;
+  Graph g_;
+  int64_t tokens_ = 0;
+  int embed_table_ = -1;
+  int rope_cos_ = -1, rope_sin_ = -1;
+};
+
+}  // namespace
+
+Graph build_graph(const ModelConfig& m, const Workload& w) { return GraphBuilder(m, w).build(); }
+
+}  // namespace tessera::compiler

@@ -1,0 +1,57 @@
+// Hugging Face `config.json` frontend for decoder-only families: Llama 1/2/3, Mistral, Qwen2,
+// Mixtral (MoE), GPT-2 and OPT. Builds the prefill graph (batch B, prompt S) or the graph of
+// one decode step (batch B, context L: each sequence has L tokens in its KV cache and adds one).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "compiler/graph.hpp"
+
+namespace tessera::compiler {
+
+struct ModelConfig {
+  std::string name;    // e.g. "llama-3-8b" or the file's stem
+  std::string source;  // file the config came from, for messages
+  std::string family;  // llama, mistral, qwen2, mixtral, gpt2, opt
+  int64_t hidden = 0, intermediate = 0, layers = 0, heads = 0, kv_heads = 0, head_dim = 0;
+  int64_t vocab = 0, max_positions = 0;
+  double norm_eps = 1e-5, rope_theta = 10000;
+  bool layer_norm = false;          // LayerNorm (gpt2, opt) instead of RMSNorm
+  bool rope = true;                 // rotary embeddings; else learned absolute positions
+  int64_t position_offset = 0;      // OPT's learned positions start at index 2
+  bool qkv_bias = false, out_bias = false, mlp_bias = false;
+  bool gated_mlp = true;            // SwiGLU; else fc -> act -> proj
+  std::string act = "silu";         // silu, gelu, relu
+  bool tie_embeddings = false;
+  int64_t experts = 0, experts_per_token = 0;  // MoE
+
+  // Parameter count (weights only).
+  int64_t parameters() const;
+};
+
+// A shipped model name (workloads/models/NAME.json, built into the library) or a path to a
+// config.json. Errors name the file and the key.
+ModelConfig load_model_config(const std::string& name_or_path);
+ModelConfig parse_model_config(const std::string& json_text, const std::string& source, const std::string& name);
+std::vector<std::string> model_names();
+
+enum class Phase { Prefill, Decode };
+
+struct Workload {
+  Phase phase = Phase::Prefill;
+  int64_t batch = 1;
+  int64_t seq = 1;      // prefill: prompt tokens per sequence
+  int64_t context = 0;  // decode: tokens already in each sequence's KV cache
+  // Token ids (batch * tokens), when the numbers matter; otherwise a fixed pattern.
+  std::vector<int64_t> token_ids;
+  int64_t tokens_per_sequence() const { return phase == Phase::Prefill ? seq : 1; }
+  int64_t past() const { return phase == Phase::Prefill ? 0 : context; }
+};
+
+// The model's graph for a workload. Weight values carry Hugging Face tensor names
+// ("model.layers.0.self_attn.q_proj.weight"); ops carry a "layer" attribute.
+Graph build_graph(const ModelConfig& m, const Workload& w);
+
+}  // namespace tessera::compiler
