@@ -91,7 +91,7 @@ int Graph::add_op(Op op) {
 }
 
 int Graph::value(std::string n, std::vector<int64_t> shape, isa::Dtype dtype, Role role) {
-  return add_value({std::move(n), std::move(shape), dtype, role});
+  return add_value({std::move(n), std::move(shape), dtype, role, nullptr});
 }
 
 int Graph::op(OpKind kind, std::string n, std::vector<int> in, std::string out, std::vector<int64_t> shape,

@@ -9,11 +9,13 @@
 //   and leave the bottom R rows later, column j another j cycles later.
 //     tile j streams from s_j = R + j * max(m, R)
 //     latency   = R + (T - 1) * max(m, R) + m + R + C - 2
-//     occupancy = T * max(m, R)   (when the next MATMUL can start its first weight load)
+//     occupancy = T * max(m, R)   (the next MATMUL, started this much later, has its first
+//                                  tile streaming R cycles after that: nothing waits)
 // Output-stationary (os): outputs are R x C blocks, B = ceil(m / R) * ceil(n / C); A rows
 //   enter from the left and B columns from the top, skewed; PE (i, j) does its kk-th MAC at
-//   base + i + j + kk for kk < Ks = ceil(k / p). Finished blocks move to shadow accumulators
-//   and drain in R cycles while the next block computes.
+//   base + i + j + kk for kk < Ks = ceil(k / p). Each PE moves its result to a shadow
+//   accumulator after its last MAC; a column drains out of the bottom in R cycles while the
+//   next block computes.
 //     block b starts at b * max(Ks, R)
 //     latency   = (B - 1) * max(Ks, R) + Ks + (R - 1) + (C - 1) + R
 //     occupancy = B * max(Ks, R)
