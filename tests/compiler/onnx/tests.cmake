@@ -1,0 +1,1 @@
+# Tests of the ONNX frontend (included from tests/CMakeLists.txt).
