@@ -17,26 +17,27 @@ int64_t elem_bytes(Dtype d) { return std::max(1, isa::dtype_bits(d) / 8); }
 // chunk c of pass p.
 class Gemm {
  public:
-  Gemm(ProgramBuilder& pb, const GemmSpec& s, const GemmPlan& plan)
-      : pb_(pb), s_(s), p_(plan), e_(elem_bytes(s.dtype)), eo_(elem_bytes(s.out)) {
+  Gemm(KernelContext& ctx, const GemmSpec& s, const GemmPlan& plan)
+      : ctx_(ctx), pb_(ctx.pb), s_(s), p_(plan), e_(elem_bytes(s.dtype)), eo_(elem_bytes(s.out)) {
     lda_ = s.lda ? s.lda : s.k * e_;
-    ldb_ = s.ldb ? s.ldb : s.n * e_;
+    ldb_ = s.ldb ? s.ldb : (s.b_transposed ? s.k : s.n) * e_;
     ldc_ = s.ldc ? s.ldc : s.n * eo_;
     kchunks_ = ceil_div(s.k, p_.bk);
     ar_ = ceil_div(p_.bm, p_.gc);
-    br_ = ceil_div(p_.bk, p_.gr);
+    br_ = ceil_div(s.b_transposed ? p_.bn : p_.bk, p_.gr);
     total_ = p_.passes_m * p_.passes_n * kchunks_;
   }
 
   void emit() {
     for (int b = 0; b < 2; ++b) {
-      abuf_[b] = pb_.sram_alloc(uint64_t(p_.bm * p_.bk * e_));
-      bbuf_[b] = pb_.sram_alloc(uint64_t(p_.bk * p_.bn * e_));
+      abuf_[b] = ctx_.sram(uint64_t(p_.bm * p_.bk * e_));
+      bbuf_[b] = ctx_.sram(uint64_t(p_.bk * p_.bn * e_));
     }
-    acc_ = pb_.sram_alloc(uint64_t(p_.bm * p_.bn * 4));
-    out_ = pb_.sram_alloc(uint64_t(p_.bm * p_.bn * eo_));
-    for (int b = 0; b < 2; ++b) data_[b] = pb_.sem_alloc(), free_a_[b] = pb_.sem_alloc(), free_b_[b] = pb_.sem_alloc();
-    stored_ = pb_.sem_alloc();
+    acc_ = ctx_.sram(uint64_t(p_.bm * p_.bn * 4));
+    out_ = ctx_.sram(uint64_t(p_.bm * p_.bn * eo_));
+    if (s_.has_bias) bias_ = ctx_.sram(uint64_t(p_.bn * 4)), bias_sem_ = ctx_.sem();
+    for (int b = 0; b < 2; ++b) data_[b] = ctx_.sem(), free_a_[b] = ctx_.sem(), free_b_[b] = ctx_.sem();
+    stored_ = ctx_.sem();
     ra_ = pb_.reg_alloc();
     rb_ = pb_.reg_alloc();
     for (int t = 0; t < p_.gr * p_.gc; ++t) emit_tile(t / p_.gc, t % p_.gc);
@@ -59,7 +60,11 @@ class Gemm {
   int64_t cols(const Chunk& x, int j) const { return clamp0(s_.n - col0(x, j), p_.bn); }
   // Rows of the A slice tile (i, j) loads, and of its B slice.
   int64_t a_rows(const Chunk& x, int i, int j) const { return clamp0(rows(x, i) - j * ar_, ar_); }
-  int64_t b_rows(const Chunk& x, int i, int j) const { return cols(x, j) > 0 ? clamp0(x.kc - i * br_, br_) : 0; }
+  // B slices split K (row-major B) or N (transposed B, whose rows are output columns).
+  int64_t b_rows(const Chunk& x, int i, int j) const {
+    if (s_.b_transposed) return clamp0(cols(x, j) - i * br_, br_);
+    return cols(x, j) > 0 ? clamp0(x.kc - i * br_, br_) : 0;
+  }
   int tile(int i, int j) const { return i * p_.gc + j; }
 
   // Signals a consumer (i, j) sends when done with buffer b holding chunk x.
@@ -82,7 +87,8 @@ class Gemm {
   void set_registers(int i, int j, const Chunk& x) {
     const int t = tile(i, j);
     const int64_t a = (row0(x, i) + j * ar_) * lda_ + x.c * p_.bk * e_;
-    const int64_t b = (x.c * p_.bk + i * br_) * ldb_ + col0(x, j) * e_;
+    const int64_t b = s_.b_transposed ? (col0(x, j) + i * br_) * ldb_ + x.c * p_.bk * e_
+                                      : (x.c * p_.bk + i * br_) * ldb_ + col0(x, j) * e_;
     pb_.emit(t, addi(ra_, s_.a.reg, s_.a.offset + a));
     pb_.emit(t, addi(rb_, s_.b.reg, s_.b.offset + b));
   }
@@ -103,9 +109,12 @@ class Gemm {
       }
     }
     if (br > 0) {
-      const int64_t slot = bbuf_[b] + i * br_ * p_.bn * e_;
+      // Row-major B: slice rows are K rows of bn columns. Transposed: rows are N rows of kc.
+      const int64_t row = s_.b_transposed ? p_.bk : p_.bn;
+      const int64_t slot = bbuf_[b] + i * br_ * row * e_;
       Block blk;
-      blk.d0 = cols(x, j), blk.d1 = br, blk.src_strides = {ldb_, 0, 0}, blk.dst_strides = {p_.bn * e_, 0, 0};
+      blk.d0 = s_.b_transposed ? x.kc : cols(x, j), blk.d1 = br;
+      blk.src_strides = {ldb_, 0, 0}, blk.dst_strides = {row * e_, 0, 0};
       pb_.emit(t, dma(sram(slot), hbm(0, rb_), blk, s_.dtype, Dtype::None, {data_[b], int64_t(isa::kTileSelf)}));
       Block fwd = blk;
       fwd.src_strides = fwd.dst_strides;
@@ -127,6 +136,13 @@ class Gemm {
     const int t = tile(i, j);
     const int b = int(g % 2);
     const Chunk x = chunk(g);
+    if (x.c == 0 && s_.has_bias && rows(x, i) > 0 && cols(x, j) > 0) {
+      // The pass's bias, converted to fp32 for the epilogue.
+      Block blk;
+      blk.d0 = cols(x, j);
+      const Addr src{Space::Hbm, int64_t(isa::kTileSelf), s_.bias.reg, s_.bias.offset + col0(x, j) * elem_bytes(s_.bias_dtype)};
+      pb_.emit(t, dma(sram(bias_), src, blk, s_.bias_dtype, Dtype::Fp32, {bias_sem_, int64_t(isa::kTileSelf)}));
+    }
     const int64_t n_arrive = arrivals(i, j, x);
     if (n_arrive > 0) pb_.emit(t, sem_wait(data_[b], n_arrive));
     const int64_t m = rows(x, i), n = cols(x, j);
@@ -135,10 +151,17 @@ class Gemm {
       MatmulOperands mm;
       mm.acc = sram(acc_), mm.a = sram(abuf_[b]), mm.b = sram(bbuf_[b]);
       mm.m = m, mm.k = x.kc, mm.n = n;
-      mm.lda = p_.bk * e_, mm.ldb = p_.bn * e_, mm.ldc = p_.bn * 4;
+      mm.lda = p_.bk * e_, mm.ldb = (s_.b_transposed ? p_.bk : p_.bn) * e_, mm.ldc = p_.bn * 4;
+      mm.tb = s_.b_transposed;
       mm.dtype = s_.dtype;
       mm.accumulate = x.c > 0;
-      if (last) mm.out = sram(out_), mm.ldo = p_.bn * eo_, mm.odt = s_.out, mm.act = s_.act;
+      if (last) {
+        mm.out = sram(out_), mm.ldo = p_.bn * eo_, mm.odt = s_.out, mm.act = s_.act;
+        if (s_.has_bias) {
+          pb_.emit(t, sem_wait(bias_sem_));
+          mm.has_bias = true, mm.bias = sram(bias_);
+        }
+      }
       pb_.emit(t, matmul(mm));
     }
     signal_free(i, j, b, x, isa::After::Matmul);
@@ -197,13 +220,14 @@ class Gemm {
     if (stores > 0) pb_.emit(t, sem_wait(stored_, stores));
   }
 
+  KernelContext& ctx_;
   ProgramBuilder& pb_;
   const GemmSpec& s_;
   GemmPlan p_;
   int64_t e_, eo_, lda_ = 0, ldb_ = 0, ldc_ = 0;
   int64_t kchunks_ = 0, ar_ = 0, br_ = 0, total_ = 0;
-  uint64_t abuf_[2] = {}, bbuf_[2] = {}, acc_ = 0, out_ = 0;
-  int data_[2] = {}, free_a_[2] = {}, free_b_[2] = {}, stored_ = 0;
+  uint64_t abuf_[2] = {}, bbuf_[2] = {}, acc_ = 0, out_ = 0, bias_ = 0;
+  int data_[2] = {}, free_a_[2] = {}, free_b_[2] = {}, stored_ = 0, bias_sem_ = 0;
   uint8_t ra_ = 0, rb_ = 0;
 };
 
@@ -232,7 +256,7 @@ GemmPlan plan_gemm(const arch::Arch& a, const GemmSpec& s, uint64_t budget) {
   p.bm = ceil_div(s.m, p.gr);
   p.bn = ceil_div(s.n, p.gc);
   p.bk = std::min(ceil_div(s.k, kq) * kq, std::max<int64_t>(kq, 256 / kq * kq));
-  auto need = [&] { return uint64_t(2 * (p.bm * p.bk + p.bk * p.bn) * e + p.bm * p.bn * (4 + eo)); };
+  auto need = [&] { return uint64_t(2 * (p.bm * p.bk + p.bk * p.bn) * e + p.bm * p.bn * (4 + eo) + p.bn * 4); };
   while (need() > budget) {
     if (p.bk > kq && p.bk >= std::min(p.bm, p.bn)) {
       p.bk = std::max(kq, p.bk / 2 / kq * kq);
@@ -249,9 +273,6 @@ GemmPlan plan_gemm(const arch::Arch& a, const GemmSpec& s, uint64_t budget) {
   return p;
 }
 
-void emit_gemm(ProgramBuilder& pb, const GemmSpec& s) {
-  const GemmPlan plan = plan_gemm(pb.arch(), s, pb.sram_free() * 9 / 10);
-  Gemm(pb, s, plan).emit();
-}
+void emit_gemm(KernelContext& ctx, const GemmSpec& s, const GemmPlan& plan) { Gemm(ctx, s, plan).emit(); }
 
 }  // namespace tessera::compiler

@@ -14,7 +14,7 @@
 
 #include <cstdint>
 
-#include "compiler/builder.hpp"
+#include "compiler/kernels/kernel.hpp"
 
 namespace tessera::compiler {
 
@@ -24,7 +24,11 @@ struct GemmSpec {
   Dtype out = Dtype::Bf16;    // of C
   Addr a, b, c;               // HBM, row-major; a register base allows per-layer addressing
   int64_t lda = 0, ldb = 0, ldc = 0;  // bytes between rows; 0: packed
+  bool b_transposed = false;  // B is given as [n, k] (a Linear weight in PyTorch's layout)
   isa::Act act = isa::Act::None;
+  bool has_bias = false;      // C += bias [n] (of bias_dtype) before the activation
+  Addr bias;
+  Dtype bias_dtype = Dtype::Bf16;
 };
 
 // How emit_gemm cuts the problem (exposed for tests and reports).
@@ -35,6 +39,7 @@ struct GemmPlan {
 };
 GemmPlan plan_gemm(const arch::Arch& arch, const GemmSpec& s, uint64_t sram_budget);
 
-void emit_gemm(ProgramBuilder& pb, const GemmSpec& s);
+// Emits the GEMM on every tile with the given plan (from plan_gemm with ctx's SRAM budget).
+void emit_gemm(KernelContext& ctx, const GemmSpec& s, const GemmPlan& plan);
 
 }  // namespace tessera::compiler

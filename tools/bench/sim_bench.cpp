@@ -38,7 +38,8 @@ Row gemm(const std::string& preset, int64_t m, int64_t k, int64_t n) {
   s.a = compiler::hbm(int64_t(pb.hbm_region("A", isa::RegionKind::Activations, uint64_t(m * k * 2))));
   s.b = compiler::hbm(int64_t(pb.hbm_region("B", isa::RegionKind::Weights, uint64_t(k * n * 2))));
   s.c = compiler::hbm(int64_t(pb.hbm_region("C", isa::RegionKind::Activations, uint64_t(m * n * 2))));
-  compiler::emit_gemm(pb, s);
+  compiler::KernelContext ctx(pb);
+  compiler::emit_gemm(ctx, s, compiler::plan_gemm(a, s, ctx.sram_left()));
   const isa::Program p = pb.take();
   const double build = since(t0);
   if (const char* dir = std::getenv("SIM_BENCH_SAVE")) {

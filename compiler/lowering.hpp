@@ -1,0 +1,69 @@
+// What the passes decide about a graph on its way to code: per op, how its work is split over
+// tiles and cut to fit the arrays and SRAM; per value, where it lives in HBM. The passes fill
+// a Lowering in order and write a readable note on each op, so `--emit tiled` shows the plan.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "arch/arch.hpp"
+#include "compiler/graph.hpp"
+#include "compiler/kernels/gemm.hpp"
+
+namespace tessera::compiler {
+
+struct CompileOptions {
+  isa::Dtype weight_dtype = isa::Dtype::Bf16;
+  isa::Dtype activation_dtype = isa::Dtype::Bf16;
+  isa::Dtype kv_dtype = isa::Dtype::Bf16;
+  bool layer_loop = true;   // emit one layer body in a loop when the layers are alike
+  bool verify = true;       // run the ISA verifier on the result
+};
+
+// How an op's work is spread over the tiles.
+enum class Strategy {
+  None,    // no work (a view, a constant)
+  Gemm,    // large Linear: the multicast GEMM grid (kernels/gemm.hpp)
+  Stream,  // small-token Linear: output columns over tiles, weights streamed from HBM
+  Rows,    // row-wise ops: token rows over tiles
+  Heads,   // attention: (sequence, kv head, query block) units over tiles
+  Gather,  // embedding: one DMA per token row
+  Experts, // MoE experts: each expert a Stream over all tiles
+};
+std::string_view strategy_name(Strategy s);
+
+struct OpPlan {
+  Strategy strategy = Strategy::None;
+  GemmPlan gemm;             // Gemm
+  int64_t chunk = 0;         // Stream: weight rows per chunk; Rows: rows per chunk
+  int64_t per_tile = 0;      // Stream: output columns per tile; Rows: rows per tile
+  int64_t q_block = 0;       // Heads: query tokens per unit
+  int64_t units = 0;         // Heads: work units
+  int64_t tiles_used = 0;
+  bool prefetch = false;     // Stream: weight loads issued before the previous op's barrier
+};
+
+// Where a value's bytes are: `addr` in HBM (relative to `reg` when the value belongs to a layer
+// and the program loops over layers), rows `ld` bytes apart.
+struct Placement {
+  bool placed = false;
+  uint64_t addr = 0;
+  int64_t ld = 0;        // bytes between rows of a 2-D view; 0 = packed
+  int layer = -1;        // the layer whose register addresses it, -1 = absolute
+  bool kv = false;       // addressed by the KV-cache layer register, not the weight one
+};
+
+struct Lowering {
+  Graph graph;
+  std::vector<OpPlan> plans;       // per op
+  std::vector<Placement> places;   // per value
+  // Layer loop: ops of layer 0 are emitted once inside a loop over `layers`; per-layer weights
+  // and KV caches sit `weight_stride` / `kv_stride` bytes apart.
+  int64_t layers = 0;
+  uint64_t weight_stride = 0, kv_stride = 0;
+  std::map<std::string, uint64_t> region_bytes;  // weights, kv_cache, activations, constants
+};
+
+}  // namespace tessera::compiler
