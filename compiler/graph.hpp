@@ -6,7 +6,7 @@
 //  - Activations are 2-D [tokens, features] with tokens = batch * seq, row-major, token-major
 //    (batch outer). Attention inputs are [tokens, heads * head_dim].
 //  - Linear weights use PyTorch's layout [out_features, in_features]: y = x W^T (+ b).
-//  - The KV cache of one layer is [batch, kv_heads, max_context, head_dim] per K and V.
+//  - The KV cache of one layer is [batch, kv_heads, capacity, head_dim] per K and V.
 #pragma once
 
 #include <cstdint>
@@ -52,8 +52,9 @@ enum class OpKind {
   Relu,
   SwiGlu,       // (gate_up [T, 2I]) -> [T, I]: silu(first half) * second half
   Attention,    // (q [T, Hq*D], k [T, Hkv*D], v [T, Hkv*D], kcache, vcache) -> [T, Hq*D]
-                // attrs batch, seq, past, heads, kv_heads, head_dim, causal; appends k, v to
-                // the caches at positions past .. past + seq - 1 and attends over past + seq
+                // attrs batch, seq, past, heads, kv_heads, head_dim, causal, capacity (cache
+                // positions, default past + seq); appends k, v to the caches at positions
+                // past .. past + seq - 1 and attends over past + seq
   MoeRouter,    // (logits [T, E]) -> weights [T, E]: softmax, top-k kept and renormalised
   MoeExperts,   // (x [T, H], weights [T, E], w_gate_up [E, 2I, H], w_down [E, H, I]) -> [T, H]
   Reshape,      // a view: same bytes, new shape

@@ -229,7 +229,7 @@ class GraphBuilder {
     if (w_.batch <= 0) throw CompileError("batch must be at least 1");
     if (w_.phase == Phase::Prefill && w_.seq <= 0) throw CompileError("the prompt must have at least 1 token");
     if (w_.phase == Phase::Decode && w_.context < 0) throw CompileError("the context cannot be negative");
-    const int64_t positions = w_.past() + w_.tokens_per_sequence();
+    const int64_t positions = w_.capacity();
     if (positions > m_.max_positions) {
       throw CompileError(fmt::format("{} tokens per sequence exceed {}'s {} positions", positions, m_.name, m_.max_positions));
     }
@@ -362,13 +362,14 @@ class GraphBuilder {
       rope_attrs["heads"] = m_.kv_heads;
       k = add_op(OpKind::Rope, n + "k_rope", {k, rope_cos_, rope_sin_}, {tokens_, kv_dim}, l, rope_attrs);
     }
-    const int64_t cache_len = w_.past() + w_.tokens_per_sequence();
+    const int64_t cache_len = w_.capacity();
     const int kc = g_.value(fmt::format("kv_cache.{}.k", l), {w_.batch, m_.kv_heads, cache_len, m_.head_dim}, Dtype::Bf16, Role::KvCache);
     const int vc = g_.value(fmt::format("kv_cache.{}.v", l), {w_.batch, m_.kv_heads, cache_len, m_.head_dim}, Dtype::Bf16, Role::KvCache);
     auto attn_attrs = shape_attrs;
     attn_attrs["heads"] = m_.heads;
     attn_attrs["kv_heads"] = m_.kv_heads;
     attn_attrs["causal"] = int64_t(1);
+    attn_attrs["capacity"] = cache_len;
     const int a = add_op(OpKind::Attention, n + "attention", {q, k, v, kc, vc}, {tokens_, q_dim}, l, attn_attrs);
     const std::string o_name = gpt2 ? p + "attn.c_proj" : opt ? p + "self_attn.out_proj" : p + "self_attn.o_proj";
     const int o = proj(o_name, n + "o_proj", a, m_.hidden, q_dim, m_.out_bias, l);

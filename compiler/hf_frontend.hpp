@@ -3,6 +3,7 @@
 // one decode step (batch B, context L: each sequence has L tokens in its KV cache and adds one).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -44,10 +45,14 @@ struct Workload {
   int64_t batch = 1;
   int64_t seq = 1;      // prefill: prompt tokens per sequence
   int64_t context = 0;  // decode: tokens already in each sequence's KV cache
+  // Positions each sequence's KV cache holds (0: just enough for this step). Programs that
+  // share a cache (a prefill and the decode steps after it) must use the same capacity.
+  int64_t cache_capacity = 0;
   // Token ids (batch * tokens), when the numbers matter; otherwise a fixed pattern.
   std::vector<int64_t> token_ids;
   int64_t tokens_per_sequence() const { return phase == Phase::Prefill ? seq : 1; }
   int64_t past() const { return phase == Phase::Prefill ? 0 : context; }
+  int64_t capacity() const { return std::max(cache_capacity, past() + tokens_per_sequence()); }
 };
 
 // The model's graph for a workload. Weight values carry Hugging Face tensor names

@@ -10,7 +10,9 @@
 
 #include "arch/arch.hpp"
 #include "compiler/graph.hpp"
+#include "compiler/kernels/attention.hpp"
 #include "compiler/kernels/gemm.hpp"
+#include "compiler/kernels/stream.hpp"
 
 namespace tessera::compiler {
 
@@ -37,12 +39,11 @@ std::string_view strategy_name(Strategy s);
 struct OpPlan {
   Strategy strategy = Strategy::None;
   GemmPlan gemm;             // Gemm
-  int64_t chunk = 0;         // Stream: weight rows per chunk; Rows: rows per chunk
-  int64_t per_tile = 0;      // Stream: output columns per tile; Rows: rows per tile
-  int64_t q_block = 0;       // Heads: query tokens per unit
-  int64_t units = 0;         // Heads: work units
-  int64_t tiles_used = 0;
+  StreamPlan stream;         // Stream, Experts
+  RowsPlan rows;             // Rows
+  AttentionPlan attention;   // Heads
   bool prefetch = false;     // Stream: weight loads issued before the previous op's barrier
+  int half = -1;             // scratch half (SRAM, shared memory, semaphores); -1: all of it
 };
 
 // Where a value's bytes are: `addr` in HBM (relative to `reg` when the value belongs to a layer

@@ -6,7 +6,7 @@
 #include <mutex>
 
 // libsystemc refers to sc_main; Tessera drives the kernel itself (sc_start per run).
-extern "C" int sc_main(int, char**) { return 0; }
+extern "C" __attribute__((visibility("default"))) int sc_main(int, char**) { return 0; }
 
 namespace tessera::sim {
 namespace {

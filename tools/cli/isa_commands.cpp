@@ -10,18 +10,10 @@
 #include "isa/assembly.hpp"
 #include "isa/reference.hpp"
 #include "isa/verify.hpp"
+#include "tools/api/api.hpp"
 #include "tools/cli/commands.hpp"
 
 namespace tessera::cli {
-
-isa::Program load_program(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(path + ": cannot open");
-  char magic[8] = {};
-  in.read(magic, 8);
-  if (in.gcount() == 8 && std::string_view(magic, 8) == "TSRAPROG") return isa::load_binary(path);
-  return isa::assemble_file(path);
-}
 
 namespace {
 
@@ -56,7 +48,7 @@ void add_isa_commands(CLI::App& app) {
   CLI::App* dis = app.add_subcommand("disasm", "print a program (binary or text) as canonical assembly");
   dis->add_option("input", opt->in, "program (.tbin or .tasm)")->required();
   dis->add_option("-o,--output", opt->out, "text file to write (default: standard output)");
-  dis->callback([opt] { write_text(opt->out, isa::disassemble(load_program(opt->in))); });
+  dis->callback([opt] { write_text(opt->out, isa::disassemble(api::load_program(opt->in))); });
 
   CLI::App* ver = app.add_subcommand("verify", "check a program against an architecture");
   ver->add_option("input", opt->in, "program (.tbin or .tasm)")->required();
@@ -64,7 +56,7 @@ void add_isa_commands(CLI::App& app) {
   ver->add_option("-s,--set", opt->overrides, "override an architecture parameter: key.path=value");
   ver->callback([opt] {
     const arch::Arch a = arch::load_arch(opt->arch, opt->overrides);
-    const isa::Program p = load_program(opt->in);
+    const isa::Program p = api::load_program(opt->in);
     const auto issues = isa::verify(p, compiler::target_for(a));
     for (const auto& i : issues) std::cerr << opt->in << ": " << i.str() << "\n";
     if (!issues.empty()) throw CLI::RuntimeError(1);

@@ -10,6 +10,7 @@
 #include "compiler/target.hpp"
 #include "isa/verify.hpp"
 #include "sim/simulation.hpp"
+#include "tools/api/api.hpp"
 #include "tools/cli/commands.hpp"
 #include "tools/cli/table.hpp"
 
@@ -36,7 +37,7 @@ void add_sim_commands(CLI::App& app) {
   sim->add_flag("--all-stats", opt->all_stats, "list every statistic, not only the summary");
   sim->callback([opt] {
     const arch::Arch a = arch::load_arch(opt->arch, opt->overrides);
-    const isa::Program p = load_program(opt->program);
+    const isa::Program p = api::load_program(opt->program);
     isa::verify_or_throw(p, compiler::target_for(a));
     sim::SimOptions so;
     so.dma_chunk_bytes = opt->chunk;

@@ -1,0 +1,41 @@
+// The compiler's entry point: a graph and a target architecture in, a verified program out,
+// with the text of the intermediate stages (`--emit graph`, `--emit tiled`) and the HBM address
+// of every named tensor (weights to load, KV caches, the logits to read).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "arch/arch.hpp"
+#include "compiler/graph.hpp"
+#include "compiler/hf_frontend.hpp"
+#include "compiler/lowering.hpp"
+#include "isa/program.hpp"
+
+namespace tessera::compiler {
+
+struct TensorPlacement {
+  std::string name;  // as the frontend named it (Hugging Face names for HF models)
+  uint64_t addr = 0;
+  std::vector<int64_t> shape;
+  isa::Dtype dtype = isa::Dtype::Bf16;
+  Role role = Role::Weight;
+  std::shared_ptr<const std::vector<float>> data;  // contents known at compile time (tables)
+};
+
+struct CompileResult {
+  isa::Program program;
+  std::string graph_text;  // after fusion and dtype assignment
+  std::string tiled_text;  // after partitioning, tiling, placement, memory planning, scheduling
+  std::vector<TensorPlacement> tensors;  // weights, KV caches and outputs
+  uint64_t weight_bytes = 0, kv_bytes = 0, activation_bytes = 0;
+  int64_t layers_looped = 0;  // 0 when every layer is emitted separately
+};
+
+CompileResult compile(Graph g, const arch::Arch& a, const CompileOptions& o = {});
+
+// Model config + workload -> program, the usual path.
+CompileResult compile_model(const ModelConfig& m, const Workload& w, const arch::Arch& a, const CompileOptions& o = {});
+
+}  // namespace tessera::compiler

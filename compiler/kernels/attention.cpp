@@ -1,0 +1,166 @@
+#include "compiler/kernels/attention.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+
+namespace tessera::compiler {
+namespace {
+
+using isa::Bcast;
+using isa::Opcode;
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t esize(Dtype d) { return std::max(1, isa::dtype_bits(d) / 8); }
+
+// SRAM bytes of one unit with `q_block` query tokens (bf16 Q, K, V, P; fp32 S and O).
+uint64_t unit_bytes(const AttentionSpec& s, int64_t q_block) {
+  const int64_t g = s.heads / s.kv_heads, keys = s.past + s.seq, d = s.head_dim;
+  const int64_t rows = g * q_block;
+  return uint64_t(2 * keys * d * 2 + rows * d * 2 + rows * keys * (4 + 2) + rows * d * (4 + 2) + rows * 16);
+}
+
+}  // namespace
+
+AttentionPlan plan_attention(const arch::Arch& a, const AttentionSpec& s, uint64_t budget) {
+  AttentionPlan p;
+  const int64_t g = s.heads / s.kv_heads;
+  // About 128 query rows per unit keep the arrays busy; fewer if SRAM is short.
+  p.q_block = std::clamp<int64_t>(128 / g, 1, s.seq);
+  while (p.q_block > 1 && unit_bytes(s, p.q_block) > budget) p.q_block = ceil_div(p.q_block, 2);
+  if (unit_bytes(s, p.q_block) > budget) {
+    throw CompileError(fmt::format("attention over {} positions does not fit the tile SRAM of {} ({} bytes needed); "
+                                   "use a shorter context",
+                                   s.past + s.seq, a.name, unit_bytes(s, p.q_block)));
+  }
+  p.units = s.batch * s.kv_heads * ceil_div(s.seq, p.q_block);
+  p.tiles = std::min<int64_t>(a.tiles(), p.units);
+  return p;
+}
+
+void emit_attention(KernelContext& ctx, const AttentionSpec& s, const AttentionPlan& p) {
+  ProgramBuilder& pb = ctx.pb;
+  const int64_t G = s.heads / s.kv_heads, D = s.head_dim, L = s.past + s.seq, S = s.seq;
+  const int64_t blocks = ceil_div(S, p.q_block), R = G * p.q_block;
+  const int64_t e = esize(s.q.dtype), oe = esize(s.out.dtype), ce = esize(s.kv_dtype);
+  const uint64_t kbuf = ctx.sram(uint64_t(L * D * 2)), vbuf = ctx.sram(uint64_t(L * D * 2));
+  const uint64_t qbuf = ctx.sram(uint64_t(R * D * 2));
+  const uint64_t sbuf = ctx.sram(uint64_t(R * L * 4)), pbuf = ctx.sram(uint64_t(R * L * 2));
+  const uint64_t obuf = ctx.sram(uint64_t(R * D * 4)), obf = ctx.sram(uint64_t(R * D * oe));
+  const uint64_t mbuf = ctx.sram(uint64_t(R * 4)), zbuf = ctx.sram(uint64_t(R * 4));
+  const int kv_sem = ctx.sem(), q_sem = ctx.sem(), out_sem = ctx.sem(), append_sem = ctx.sem();
+  const int64_t ldq = s.q.ld ? s.q.ld : s.heads * D * e, ldk = s.k.ld ? s.k.ld : s.kv_heads * D * e;
+  const int64_t ldv = s.v.ld ? s.v.ld : s.kv_heads * D * e, ldo = s.out.ld ? s.out.ld : s.heads * D * oe;
+  const float scale = float(1.0 / std::sqrt(double(D)));
+  auto hbm_at = [](const Addr& a, int64_t off) { return Addr{Space::Hbm, int64_t(isa::kTileSelf), a.reg, a.offset + off}; };
+  auto keys_for = [&](int64_t qb) { return s.past + (s.causal ? std::min(S, (qb + 1) * p.q_block) : S); };
+
+  for (int t = 0; t < p.tiles; ++t) {
+    const int64_t u0 = t * p.units / p.tiles, u1 = (t + 1) * p.units / p.tiles;
+    int64_t loaded = -1, appends = 0;
+    for (int64_t u = u0; u < u1; ++u) {
+      const int64_t bh = u / blocks, qb = u % blocks, b = bh / s.kv_heads, h = bh % s.kv_heads;
+      const int64_t tokens = std::min(p.q_block, S - qb * p.q_block), rows = G * tokens;
+      if (bh != loaded) {
+        // Keys and values this tile needs for head (b, h): up to its last query block's.
+        const int64_t last_qb = std::min(u1 - 1, (bh + 1) * blocks - 1) % blocks;
+        const int64_t keys = keys_for(last_qb), fresh = keys - s.past;
+        const int64_t cache_row = (b * s.kv_heads + h) * s.capacity * D * ce;
+        int loads = 0;
+        for (int kv = 0; kv < 2; ++kv) {
+          const Addr cache = kv ? s.vcache : s.kcache;
+          const Operand2& x = kv ? s.v : s.k;
+          const int64_t ldx = kv ? ldv : ldk;
+          const uint64_t buf = kv ? vbuf : kbuf;
+          if (s.past > 0) {
+            Block old;
+            old.d0 = s.past * D;
+            pb.emit(t, dma(sram(int64_t(buf)), hbm_at(cache, cache_row), old, s.kv_dtype, Dtype::Bf16, {kv_sem, int64_t(isa::kTileSelf)}));
+            ++loads;
+          }
+          Block now;
+          now.d0 = D, now.d1 = fresh, now.src_strides = {ldx, 0, 0}, now.dst_strides = {D * 2, 0, 0};
+          const Addr src = hbm_at(x.addr, b * S * ldx + h * D * e);
+          pb.emit(t, dma(sram(int64_t(buf) + s.past * D * 2), src, now, x.dtype, Dtype::Bf16, {kv_sem, int64_t(isa::kTileSelf)}));
+          ++loads;
+          if (qb == 0) {  // this tile owns the head's first block: it appends to the cache
+            Block append = now;
+            append.d1 = S;
+            append.dst_strides = {D * ce, 0, 0};
+            pb.emit(t, dma(hbm_at(cache, cache_row + s.past * D * ce), src, append, x.dtype, s.kv_dtype,
+                           {append_sem, int64_t(isa::kTileSelf)}));
+            ++appends;
+          }
+        }
+        pb.emit(t, sem_wait(kv_sem, loads));
+        loaded = bh;
+      }
+      // Queries of the group's heads, rows ordered (head g, token s).
+      Block qblk;
+      qblk.d0 = D, qblk.d1 = tokens, qblk.d2 = G;
+      qblk.src_strides = {ldq, D * e, 0};
+      qblk.dst_strides = {D * 2, tokens * D * 2, 0};
+      const Addr qsrc = hbm_at(s.q.addr, (b * S + qb * p.q_block) * ldq + h * G * D * e);
+      pb.emit(t, dma(sram(int64_t(qbuf)), qsrc, qblk, s.q.dtype, Dtype::Bf16, {q_sem, int64_t(isa::kTileSelf)}));
+      pb.emit(t, sem_wait(q_sem));
+
+      const int64_t n = keys_for(qb);
+      const Tensor2 sc{sram(int64_t(sbuf)), L * 4, Dtype::Fp32}, pr{sram(int64_t(pbuf)), L * 2, Dtype::Bf16};
+      const Tensor2 m{sram(int64_t(mbuf)), 0, Dtype::Fp32}, z{sram(int64_t(zbuf)), 0, Dtype::Fp32};
+      MatmulOperands qk;
+      qk.acc = sram(int64_t(sbuf)), qk.a = sram(int64_t(qbuf)), qk.b = sram(int64_t(kbuf));
+      qk.m = rows, qk.k = D, qk.n = n, qk.ldc = L * 4, qk.tb = true;
+      pb.emit(t, matmul(qk));
+      pb.emit(t, vec_scale(sc, sc, rows, n, scale, 0.0f));
+      const int64_t diag = s.past + qb * p.q_block;
+      if (s.causal && n - 1 > diag) {
+        for (int64_t g = 0; g < G; ++g) {
+          const Tensor2 block{sram(int64_t(sbuf) + g * tokens * L * 4), L * 4, Dtype::Fp32};
+          pb.emit(t, vec_mask(block, block, tokens, n, diag, -INFINITY));
+        }
+      }
+      pb.emit(t, vec_reduce(Opcode::VRmax, m, sc, rows, n));
+      pb.emit(t, vec_binary(Opcode::VSub, sc, sc, m, rows, n, Bcast::Col));
+      pb.emit(t, vec_unary(Opcode::VExp, pr, sc, rows, n));
+      pb.emit(t, vec_reduce(Opcode::VRsum, z, pr, rows, n));
+      MatmulOperands pv;
+      pv.acc = sram(int64_t(obuf)), pv.a = sram(int64_t(pbuf)), pv.b = sram(int64_t(vbuf));
+      pv.m = rows, pv.k = n, pv.n = D, pv.lda = L * 2;
+      pb.emit(t, matmul(pv));
+      pb.emit(t, vec_unary(Opcode::VRecip, z, z, rows, 1));
+      const Tensor2 o{sram(int64_t(obuf)), 0, Dtype::Fp32}, ob{sram(int64_t(obf)), 0, s.out.dtype};
+      pb.emit(t, vec_binary(Opcode::VMul, ob, o, z, rows, D, Bcast::Col));
+      Block out;
+      out.d0 = D, out.d1 = tokens, out.d2 = G;
+      out.src_strides = {D * oe, tokens * D * oe, 0};
+      out.dst_strides = {ldo, D * oe, 0};
+      const Addr dst = hbm_at(s.out.addr, (b * S + qb * p.q_block) * ldo + h * G * D * oe);
+      pb.emit(t, dma(dst, sram(int64_t(obf)), out, s.out.dtype, Dtype::None, {out_sem, int64_t(isa::kTileSelf)}));
+    }
+    if (u1 > u0) pb.emit(t, sem_wait(out_sem, u1 - u0));
+    if (appends > 0) pb.emit(t, sem_wait(append_sem, appends));
+  }
+}
+
+void emit_gather(KernelContext& ctx, const Operand2& table, int64_t cols, const std::vector<int64_t>& rows,
+                 const Operand2& out) {
+  const int64_t n = int64_t(rows.size());
+  const int64_t tiles = std::min<int64_t>(ctx.tiles(), n);
+  const int64_t e = esize(table.dtype), oe = esize(out.dtype);
+  const int64_t ldt = table.ld ? table.ld : cols * e, ldo = out.ld ? out.ld : cols * oe;
+  const int sem = ctx.sem();
+  for (int64_t t = 0; t < tiles; ++t) {
+    const int64_t r0 = t * n / tiles, r1 = (t + 1) * n / tiles;
+    for (int64_t r = r0; r < r1; ++r) {
+      Block row;
+      row.d0 = cols;
+      const Addr src{Space::Hbm, int64_t(isa::kTileSelf), table.addr.reg, table.addr.offset + rows[size_t(r)] * ldt};
+      const Addr dst{Space::Hbm, int64_t(isa::kTileSelf), out.addr.reg, out.addr.offset + r * ldo};
+      ctx.pb.emit(int(t), dma(dst, src, row, table.dtype, out.dtype, {sem, int64_t(isa::kTileSelf)}));
+    }
+    if (r1 > r0) ctx.pb.emit(int(t), sem_wait(sem, r1 - r0));
+  }
+}
+
+}  // namespace tessera::compiler

@@ -1,0 +1,143 @@
+#include "compiler/kernels/stream.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+namespace tessera::compiler {
+namespace {
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t esize(Dtype d) { return std::max(1, isa::dtype_bits(d) / 8); }
+constexpr int64_t kTargetChunkBytes = 512 << 10;
+}  // namespace
+
+StreamPlan plan_stream(const arch::Arch& a, const StreamSpec& s, uint64_t budget) {
+  StreamPlan p;
+  const int64_t tiles = a.tiles();
+  const int64_t cols = a.chip.tile.systolic.cols * a.chip.tile.systolic.count;
+  p.per_tile = ceil_div(s.n, tiles);
+  p.tiles = ceil_div(s.n, p.per_tile);
+  const int64_t we = esize(s.wdt), ye = esize(s.ydt);
+  const int64_t fixed = s.t * s.k * we + s.t * p.per_tile * ye + p.per_tile * 4 + 4096;
+  if (uint64_t(fixed) >= budget) {
+    throw CompileError(fmt::format("a {}-token x {} input does not fit the tile SRAM ({} bytes) of {}", s.t, s.k,
+                                   budget, a.name));
+  }
+  // Weight rows per chunk: about kTargetChunkBytes, whole array columns, within the budget.
+  const int64_t per_row = p.buffers * s.k * we + s.t * 4;
+  int64_t nc = std::min({p.per_tile, (int64_t(budget) - fixed) / per_row, std::max<int64_t>(1, kTargetChunkBytes / (s.k * we))});
+  if (nc >= cols) nc = nc / cols * cols;
+  if (nc < 1) throw CompileError(fmt::format("one weight row of {} elements does not fit the tile SRAM of {}", s.k, a.name));
+  p.chunk = nc;
+  return p;
+}
+
+StreamKernel::StreamKernel(KernelContext& ctx, const StreamSpec& s, const StreamPlan& p)
+    : ctx_(ctx), s_(s), p_(p), xe_(esize(s.wdt)), we_(esize(s.wdt)), ye_(esize(s.ydt)) {
+  x_ = ctx.sram(uint64_t(s.t * s.k * xe_));
+  for (int64_t b = 0; b < p.buffers; ++b) {
+    wbuf_.push_back(ctx.sram(uint64_t(p.chunk * s.k * we_)));
+    wsem_.push_back(ctx.sem());
+  }
+  acc_ = ctx.sram(uint64_t(s.t * p.chunk * 4));
+  out_ = ctx.sram(uint64_t(s.t * p.per_tile * ye_));
+  if (s.has_bias) bias_ = ctx.sram(uint64_t(p.per_tile * 4)), bias_sem_ = ctx.sem();
+  xsem_ = ctx.sem();
+  stage_sem_ = ctx.sem();
+  done_ = ctx.sem();
+}
+
+int64_t StreamKernel::columns(int tile) const {
+  return std::clamp<int64_t>(s_.n - tile * p_.per_tile, 0, p_.per_tile);
+}
+
+void StreamKernel::load_chunk(int tile, int64_t i) {
+  const int64_t c0 = tile * p_.per_tile + i * p_.chunk;
+  const int64_t rows = std::min(p_.chunk, columns(tile) - i * p_.chunk);
+  Block blk;
+  blk.d0 = rows * s_.k;  // the chunk's rows are contiguous
+  const Addr src{Space::Hbm, int64_t(isa::kTileSelf), s_.w.reg, s_.w.offset + c0 * s_.k * we_};
+  const int b = int(i % p_.buffers);
+  ctx_.pb.emit(tile, dma(sram(int64_t(wbuf_[size_t(b)])), src, blk, s_.wdt, Dtype::None, {wsem_[size_t(b)], int64_t(isa::kTileSelf)}));
+}
+
+void StreamKernel::prefetch() {
+  for (int t = 0; t < ctx_.tiles(); ++t) {
+    const int64_t chunks = ceil_div(columns(t), p_.chunk);
+    for (int64_t i = 0; i < std::min(chunks, p_.buffers); ++i) load_chunk(t, i);
+    if (s_.has_bias && columns(t) > 0) {
+      Block blk;
+      blk.d0 = columns(t);
+      const Addr src{Space::Hbm, int64_t(isa::kTileSelf), s_.bias.reg,
+                     s_.bias.offset + t * p_.per_tile * esize(s_.bias_dtype)};
+      ctx_.pb.emit(t, dma(sram(int64_t(bias_)), src, blk, s_.bias_dtype, Dtype::Fp32, {bias_sem_, int64_t(isa::kTileSelf)}));
+    }
+  }
+}
+
+void StreamKernel::load_x() {
+  const arch::Arch& a = ctx_.arch();
+  const int64_t ldx = s_.ldx ? s_.ldx : s_.k * esize(s_.xdt);
+  const uint64_t bytes = uint64_t(s_.t * s_.k * esize(s_.xdt));
+  const int64_t group = a.chip.shared_memory.scope == arch::SharedScope::Cluster ? a.chip.cluster_size : a.tiles();
+  const bool stage = group > 1 && ctx_.shared_left() >= bytes;
+  Block rows;
+  rows.d0 = s_.k, rows.d1 = s_.t, rows.src_strides = {ldx, 0, 0}, rows.dst_strides = {s_.k * xe_, 0, 0};
+  if (!stage) {
+    for (int t = 0; t < p_.tiles; ++t) {
+      ctx_.pb.emit(t, dma(sram(int64_t(x_)), s_.x, rows, s_.xdt, s_.wdt, {xsem_, int64_t(isa::kTileSelf)}));
+    }
+    return;
+  }
+  // The first working tile of each shared-memory instance brings x in and tells the others.
+  const uint64_t staged = ctx_.shared(bytes);
+  Block packed;
+  packed.d0 = s_.k * s_.t;
+  for (int64_t first = 0; first < p_.tiles; first += group) {
+    const int leader = int(first);
+    const int last = int(std::min<int64_t>(first + group, p_.tiles));
+    Block in = rows;
+    in.dst_strides = {s_.k * esize(s_.xdt), 0, 0};
+    ctx_.pb.emit(leader, dma(shared(int64_t(staged)), s_.x, in, s_.xdt, Dtype::None, {stage_sem_, int64_t(isa::kTileSelf)}));
+    ctx_.pb.emit(leader, sem_wait(stage_sem_));
+    for (int t = leader + 1; t < last; ++t) ctx_.pb.emit(leader, sem_signal(t, stage_sem_, 1, isa::After::None));
+    for (int t = leader; t < last; ++t) {
+      if (t != leader) ctx_.pb.emit(t, sem_wait(stage_sem_));
+      ctx_.pb.emit(t, dma(sram(int64_t(x_)), shared(int64_t(staged)), packed, s_.xdt, s_.wdt, {xsem_, int64_t(isa::kTileSelf)}));
+    }
+  }
+}
+
+void StreamKernel::body() {
+  load_x();
+  for (int t = 0; t < p_.tiles; ++t) {
+    const int64_t chunks = ceil_div(columns(t), p_.chunk);
+    ctx_.pb.emit(t, sem_wait(xsem_));
+    if (s_.has_bias) ctx_.pb.emit(t, sem_wait(bias_sem_));
+    for (int64_t i = 0; i < chunks; ++i) {
+      const int b = int(i % p_.buffers);
+      ctx_.pb.emit(t, sem_wait(wsem_[size_t(b)]));
+      MatmulOperands mm;
+      mm.acc = sram(int64_t(acc_)), mm.a = sram(int64_t(x_)), mm.b = sram(int64_t(wbuf_[size_t(b)]));
+      mm.m = s_.t, mm.k = s_.k, mm.n = std::min(p_.chunk, columns(t) - i * p_.chunk);
+      mm.dtype = s_.wdt;
+      mm.tb = true;
+      mm.out = sram(int64_t(out_ + uint64_t(i * p_.chunk * ye_)));
+      mm.ldo = p_.per_tile * ye_;
+      mm.odt = s_.ydt;
+      mm.act = s_.act;
+      if (s_.has_bias) mm.has_bias = true, mm.bias = sram(int64_t(bias_ + uint64_t(i * p_.chunk * 4)));
+      ctx_.pb.emit(t, matmul(mm));
+      if (i + p_.buffers < chunks) load_chunk(t, i + p_.buffers);
+    }
+    Block out;
+    out.d0 = columns(t), out.d1 = s_.t;
+    out.src_strides = {p_.per_tile * ye_, 0, 0};
+    out.dst_strides = {s_.ldy ? s_.ldy : s_.n * ye_, 0, 0};
+    const Addr dst{Space::Hbm, int64_t(isa::kTileSelf), s_.y.reg, s_.y.offset + t * p_.per_tile * ye_};
+    ctx_.pb.emit(t, dma(dst, sram(int64_t(out_)), out, s_.ydt, Dtype::None, {done_, int64_t(isa::kTileSelf)}));
+    ctx_.pb.emit(t, sem_wait(done_));
+  }
+}
+
+}  // namespace tessera::compiler

@@ -1,0 +1,56 @@
+// y = x W^T (+ b) for few tokens (decode), where the weights dominate: every tile owns a slice
+// of W's rows (output columns) and streams it from HBM in chunks through rotating buffers,
+// each chunk multiplied as soon as it lands. The first chunks can be requested before the
+// previous op has finished (prefetch), so HBM keeps streaming across op boundaries. x is small
+// and read by every tile: it is staged once per shared-memory instance (cluster L2, GPU L2)
+// when it fits there, so HBM delivers it once per instance instead of once per tile.
+#pragma once
+
+#include <cstdint>
+
+#include "compiler/kernels/kernel.hpp"
+
+namespace tessera::compiler {
+
+struct StreamSpec {
+  int64_t t = 0, k = 0, n = 0;  // x [t, k], w [n, k] -> y [t, n]
+  Dtype xdt = Dtype::Bf16, wdt = Dtype::Bf16, ydt = Dtype::Bf16;
+  Addr x, w, y;                  // HBM; w rows are packed (k elements each)
+  int64_t ldx = 0, ldy = 0;      // bytes between rows; 0: packed
+  isa::Act act = isa::Act::None;
+  bool has_bias = false;
+  Addr bias;
+  Dtype bias_dtype = Dtype::Bf16;
+};
+
+struct StreamPlan {
+  int64_t per_tile = 0;  // output columns per tile
+  int64_t chunk = 0;     // weight rows per chunk
+  int64_t buffers = 3;
+  int64_t tiles = 0;     // tiles with columns to compute
+};
+
+StreamPlan plan_stream(const arch::Arch& a, const StreamSpec& s, uint64_t sram_budget);
+
+class StreamKernel {
+ public:
+  StreamKernel(KernelContext& ctx, const StreamSpec& s, const StreamPlan& p);
+  void prefetch();  // the first weight chunks of every tile
+  void body();      // x, the multiplies, the rest of the weights, the store
+
+ private:
+  int64_t columns(int tile) const;
+  void load_chunk(int tile, int64_t chunk);
+  void load_x();
+
+  KernelContext& ctx_;
+  StreamSpec s_;
+  StreamPlan p_;
+  int64_t xe_, we_, ye_;
+  uint64_t x_ = 0, acc_ = 0, out_ = 0, bias_ = 0;
+  std::vector<uint64_t> wbuf_;
+  std::vector<int> wsem_;
+  int xsem_ = 0, stage_sem_ = 0, bias_sem_ = 0, done_ = 0;
+};
+
+}  // namespace tessera::compiler

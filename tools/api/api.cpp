@@ -1,0 +1,47 @@
+#include "tools/api/api.hpp"
+
+#include <fmt/format.h>
+
+#include <fstream>
+#include <stdexcept>
+
+#include "isa/assembly.hpp"
+
+namespace tessera::api {
+
+isa::Program load_program(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error(path + ": cannot open");
+  char magic[8] = {};
+  in.read(magic, 8);
+  if (in.gcount() == 8 && std::string_view(magic, 8) == "TSRAPROG") return isa::load_binary(path);
+  return isa::assemble_file(path);
+}
+
+compiler::Workload make_workload(const std::string& phase, int64_t batch, int64_t seq, int64_t context,
+                                 int64_t cache_capacity) {
+  compiler::Workload w;
+  if (phase == "prefill") {
+    w.phase = compiler::Phase::Prefill;
+    if (seq <= 0) throw std::runtime_error("phase prefill needs seq > 0 (prompt tokens)");
+    w.seq = seq;
+  } else if (phase == "decode") {
+    w.phase = compiler::Phase::Decode;
+    if (context < 0) throw std::runtime_error("phase decode needs context >= 0 (tokens already in the cache)");
+    w.context = context;
+  } else {
+    throw std::runtime_error("phase must be prefill or decode, got '" + phase + "'");
+  }
+  if (batch <= 0) throw std::runtime_error(fmt::format("batch must be at least 1, got {}", batch));
+  w.batch = batch;
+  w.cache_capacity = cache_capacity;
+  return w;
+}
+
+isa::Dtype parse_dtype(const std::string& what, const std::string& text) {
+  auto d = isa::dtype_from_name(text);
+  if (!d || *d == isa::Dtype::None) throw std::runtime_error(fmt::format("{}: unknown dtype '{}'", what, text));
+  return *d;
+}
+
+}  // namespace tessera::api

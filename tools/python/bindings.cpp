@@ -1,0 +1,174 @@
+// The `tessera` Python module (the compiled part; tessera/__init__.py adds the Python side).
+// Errors keep the CLI's messages: ArchError, CompileError and SimError subclass TesseraError.
+// The GIL is released while compiling and simulating.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <fmt/format.h>
+
+#include "arch/derived.hpp"
+#include "arch/describe.hpp"
+#include "arch/loader.hpp"
+#include "compiler/compile.hpp"
+#include "isa/assembly.hpp"
+#include "isa/verify.hpp"
+#include "sim/simulation.hpp"
+#include "tools/api/api.hpp"
+
+namespace py = pybind11;
+using namespace tessera;
+
+namespace {
+
+py::object json_to_python(const nlohmann::json& j) { return py::module_::import("json").attr("loads")(j.dump()); }
+
+// An architecture and how it was made (a preset or file plus overrides), so that with_()
+// can derive new designs the way `-s` does on the command line.
+struct PyArch {
+  std::string source;
+  std::vector<std::string> overrides;
+  arch::Arch arch;
+
+  static PyArch load(const std::string& source, const std::vector<std::string>& overrides) {
+    return {source, overrides, arch::load_arch(source, overrides)};
+  }
+  PyArch with(const py::kwargs& kw) const {
+    std::vector<std::string> o = overrides;
+    for (const auto& [k, v] : kw) o.push_back(py::str(k).cast<std::string>() + "=" + py::str(v).cast<std::string>());
+    return load(source, o);
+  }
+};
+
+struct PyProgram {
+  compiler::CompileResult result;
+};
+
+py::dict tensor_dict(const compiler::TensorPlacement& t) {
+  py::dict d;
+  d["name"] = t.name;
+  d["addr"] = t.addr;
+  d["shape"] = t.shape;
+  d["dtype"] = std::string(isa::dtype_name(t.dtype));
+  d["role"] = std::string(compiler::role_name(t.role));
+  if (t.data) d["data"] = py::array_t<float>(py::ssize_t(t.data->size()), t.data->data());
+  return d;
+}
+
+py::dict run_result(const sim::RunResult& r) {
+  py::dict d;
+  d["seconds"] = r.seconds();
+  d["instructions"] = r.instructions;
+  d["stats"] = json_to_python(r.stats.to_json());
+  return d;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_tessera, m) {
+  m.doc() = "Tessera: simulate LLM inference on in-house AI accelerators and compare with GPUs";
+  static py::exception<std::runtime_error> base(m, "TesseraError");
+  static py::exception<arch::ArchError> arch_error(m, "ArchError", base.ptr());
+  static py::exception<compiler::CompileError> compile_error(m, "CompileError", base.ptr());
+  static py::exception<sim::SimError> sim_error(m, "SimError", base.ptr());
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const arch::ArchError& e) {
+      arch_error(e.what());
+    } catch (const compiler::CompileError& e) {
+      compile_error(e.what());
+    } catch (const sim::SimError& e) {
+      sim_error(e.what());
+    } catch (const isa::VerifyError& e) {
+      base(e.what());
+    } catch (const isa::AsmError& e) {
+      base(e.what());
+    }
+  });
+
+  py::class_<PyArch>(m, "Arch")
+      .def_static("load", &PyArch::load, py::arg("name_or_path"), py::arg("overrides") = std::vector<std::string>{},
+                  "A preset by name or a YAML/JSON file, with key.path=value overrides")
+      .def_static("presets", &arch::preset_names)
+      .def("with_", &PyArch::with, "A copy with parameters overridden: arch.with_(**{'hbm.stacks': 6})")
+      .def_property_readonly("name", [](const PyArch& a) { return a.arch.name; })
+      .def_property_readonly("tiles", [](const PyArch& a) { return a.arch.tiles(); })
+      .def("to_dict", [](const PyArch& a) { return json_to_python(arch::to_json(a.arch)); })
+      .def("derived", [](const PyArch& a) { return json_to_python(arch::to_json(arch::derive(a.arch))); })
+      .def("__repr__", [](const PyArch& a) { return fmt::format("<tessera.Arch {}>", a.arch.name); });
+
+  py::class_<PyProgram>(m, "Program")
+      .def_property_readonly("instructions", [](const PyProgram& p) { return p.result.program.instruction_count(); })
+      .def_property_readonly("tensors", [](const PyProgram& p) {
+        py::list l;
+        for (const auto& t : p.result.tensors) l.append(tensor_dict(t));
+        return l;
+      })
+      .def_property_readonly("graph", [](const PyProgram& p) { return p.result.graph_text; })
+      .def_property_readonly("tiled", [](const PyProgram& p) { return p.result.tiled_text; })
+      .def_property_readonly("weight_bytes", [](const PyProgram& p) { return p.result.weight_bytes; })
+      .def_property_readonly("kv_bytes", [](const PyProgram& p) { return p.result.kv_bytes; })
+      .def("assembly", [](const PyProgram& p) { return isa::disassemble(p.result.program); })
+      .def("save", [](const PyProgram& p, const std::string& path) { isa::save_binary(p.result.program, path); });
+
+  m.def(
+      "compile_model",
+      [](const PyArch& a, const std::string& model, const std::string& phase, int64_t batch, int64_t seq,
+         int64_t context, int64_t cache_capacity, const std::string& dtype, const std::string& kv_dtype,
+         const std::vector<int64_t>& token_ids) {
+        compiler::Workload w = api::make_workload(phase, batch, seq, context, cache_capacity);
+        w.token_ids = token_ids;
+        compiler::CompileOptions o;
+        o.weight_dtype = api::parse_dtype("dtype", dtype);
+        o.kv_dtype = api::parse_dtype("kv_dtype", kv_dtype);
+        const compiler::ModelConfig cfg = compiler::load_model_config(model);
+        py::gil_scoped_release release;
+        return PyProgram{compiler::compile_model(cfg, w, a.arch, o)};
+      },
+      py::arg("arch"), py::arg("model"), py::arg("phase") = "prefill", py::arg("batch") = 1, py::arg("seq") = 0,
+      py::arg("context") = -1, py::arg("cache_capacity") = 0, py::arg("dtype") = "bf16", py::arg("kv_dtype") = "bf16",
+      py::arg("token_ids") = std::vector<int64_t>{},
+      "Compile a model (shipped name or config.json path) for a phase and shape");
+
+  py::class_<sim::Simulation>(m, "Simulation")
+      .def(py::init([](const PyArch& a, bool functional) {
+             return std::make_unique<sim::Simulation>(a.arch, functional ? sim::Mode::Functional : sim::Mode::Performance);
+           }),
+           py::arg("arch"), py::arg("functional") = false)
+      .def(
+          "write",
+          [](sim::Simulation& s, uint64_t addr, py::array_t<float, py::array::c_style | py::array::forcecast> values,
+             const std::string& dtype) {
+            const isa::Dtype d = api::parse_dtype("dtype", dtype);
+            std::vector<uint8_t> bytes(isa::dtype_bytes(d, size_t(values.size())));
+            const float* x = values.data();
+            for (py::ssize_t i = 0; i < values.size(); ++i) isa::store_element(d, bytes.data(), size_t(i), x[i]);
+            s.memory().hbm.write(addr, bytes);
+          },
+          py::arg("addr"), py::arg("values"), py::arg("dtype") = "bf16", "Write values into HBM (functional mode)")
+      .def(
+          "read",
+          [](sim::Simulation& s, uint64_t addr, py::ssize_t count, const std::string& dtype) {
+            const isa::Dtype d = api::parse_dtype("dtype", dtype);
+            const std::vector<uint8_t> bytes = s.memory().hbm.read(addr, isa::dtype_bytes(d, size_t(count)));
+            py::array_t<float> out(count);
+            float* y = out.mutable_data();
+            for (py::ssize_t i = 0; i < count; ++i) y[i] = isa::load_element(d, bytes.data(), size_t(i));
+            return out;
+          },
+          py::arg("addr"), py::arg("count"), py::arg("dtype") = "bf16", "Read values from HBM (functional mode)")
+      .def(
+          "run",
+          [](sim::Simulation& s, const PyProgram& p) {
+            sim::RunResult r;
+            {
+              py::gil_scoped_release release;
+              r = s.run(p.result.program);
+            }
+            return run_result(r);
+          },
+          py::arg("program"));
+}
+
+// libsystemc refers to sc_main: the extension must export one (tessera_sim defines it).
