@@ -62,6 +62,7 @@ Chip::Chip(sc_module_name name, const arch::Arch& a, int index, const SimOptions
       hbm_tracks_.push_back(trace_->track(fmt::format("hbm.pc{}", pc), index_));
     }
     noc_.set_trace(trace_, index_);
+    barrier_track_ = trace_->track("barriers", index_);
   }
   for (int64_t t = 0; t < a.tiles(); ++t) {
     tiles_.push_back(std::make_unique<Tile>(fmt::format("tile{}", t).c_str(), *this, int(t)));
@@ -84,11 +85,13 @@ Tick Chip::shared_access(int64_t instance, Tick t, uint64_t bytes, bool /*write*
 
 void Chip::barrier_arrive(int id, int count, Tile& tile) {
   Barrier& b = barriers_[size_t(id)];
+  if (b.waiting.empty()) b.first_arrival = now_ticks();
   b.waiting.push_back(&tile);
   if (int(b.waiting.size()) < count) return;
   // Arrivals gather at a central point and the release fans out: twice the mesh diameter.
   const int diameter = noc_.hops(0, int(tiles() - 1));
   const Tick latency = Tick(2 * std::max(diameter, 1)) * noc_.hop_time();
+  if (trace_) trace_->slice(barrier_track_, "barrier", b.first_arrival, now_ticks() + latency);
   std::vector<Tile*> release;
   release.swap(b.waiting);
   scheduler_.at(now_ticks() + latency, [release] {

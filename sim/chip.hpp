@@ -132,8 +132,8 @@ class VectorUnit : public sc_core::sc_module {
   double& elements_;
 };
 
-// One DMA engine: takes transfers in order, splits them into chunks and keeps up to
-// queue_depth chunks in flight; the engine issues bytes_per_cycle.
+// One DMA engine: holds up to queue_depth transfers, splits them into chunks issued round robin
+// at bytes_per_cycle, with up to queue_depth chunks in flight.
 class DmaEngine : public sc_core::sc_module {
  public:
   SC_HAS_PROCESS(DmaEngine);
@@ -152,6 +152,7 @@ class DmaEngine : public sc_core::sc_module {
   Tile& tile_;
   std::deque<Op*> queue_;
   std::deque<std::unique_ptr<Transfer>> active_;
+  size_t cursor_ = 0;  // round-robin position among active transfers
   int outstanding_ = 0;
   Tick issue_free_ = 0;
   sc_core::sc_event event_;
@@ -293,10 +294,12 @@ class Chip : public sc_core::sc_module {
   struct Barrier {
     int count = 0;
     std::vector<Tile*> waiting;
+    Tick first_arrival = 0;
   };
   std::array<Barrier, isa::kNumBarriers> barriers_;
   std::vector<std::unique_ptr<Tile>> tiles_;
   std::vector<int> hbm_tracks_;
+  int barrier_track_ = -1;  // a slice from each barrier's first arrival to its release
   Tick tidied_ = 0;
 };
 

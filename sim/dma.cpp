@@ -1,6 +1,6 @@
 // DMA engines. A transfer is cut into chunks of whole rows (or pieces of a long row), at most
-// SimOptions::dma_chunk_bytes each. An engine issues bytes_per_cycle and keeps up to
-// queue_depth chunks in flight. Each chunk:
+// SimOptions::dma_chunk_bytes each. An engine holds up to queue_depth transfers, issues their
+// chunks round robin at bytes_per_cycle, and keeps up to queue_depth chunks in flight. Each chunk:
 //   1. reads its source: HBM pseudo-channels (requests reach the controllers after the NoC
 //      latency), a tile's SRAM ports, or the shared memory;
 //   2. crosses the NoC from where the data is to where it goes, reserving every link;
@@ -96,44 +96,50 @@ void DmaEngine::push(Op* op) {
 void DmaEngine::run() {
   const Tick now = now_ticks();
   const int64_t depth = tile_.arch().chip.tile.dma.queue_depth;
+  // Every queued transfer is active; chunks are issued round robin among those with chunks
+  // left, so a small transfer queued behind a large one is not starved.
+  while (!queue_.empty()) {
+    Op* op = queue_.front();
+    queue_.pop_front();
+    auto t = std::make_unique<Transfer>();
+    const auto& v = op->v;
+    t->op = op;
+    t->src_space = static_cast<Space>(v[kSrcSpace]);
+    t->dst_space = static_cast<Space>(v[kDstSpace]);
+    t->src_tile = v[kSrcTile] == int64_t(isa::kTileSelf) ? tile_.index() : v[kSrcTile];
+    t->dst_tile = v[kDstTile] == int64_t(isa::kTileSelf) ? tile_.index() : v[kDstTile];
+    t->src = uint64_t(v[kSrc]);
+    t->dst = uint64_t(v[kDst]);
+    t->d0 = v[kD0], t->d1 = v[kD1], t->d2 = v[kD2], t->d3 = v[kD3];
+    for (int i = 0; i < 3; ++i) t->ss[i] = v[size_t(kSs1 + i)], t->ds[i] = v[size_t(kDs1 + i)];
+    t->sdt = static_cast<isa::Dtype>(v[kSdt]);
+    t->ddt = isa::dma_dst_dtype(*op->in);
+    t->transpose = v[kTranspose] != 0;
+    t->src_row = isa::dtype_bytes(t->sdt, size_t(t->d0));
+    t->dst_row = isa::dtype_bytes(t->ddt, size_t(t->d0));
+    t->rows = uint64_t(t->d1 * t->d2 * t->d3);
+    auto contiguous = [&](const int64_t* s, uint64_t row) {
+      return (t->d1 == 1 || uint64_t(s[0]) == row) && (t->d2 == 1 || uint64_t(s[1]) == uint64_t(t->d1) * row) &&
+             (t->d3 == 1 || uint64_t(s[2]) == uint64_t(t->d1 * t->d2) * row);
+    };
+    t->src_contiguous = contiguous(t->ss, t->src_row);
+    t->dst_contiguous = !t->transpose && contiguous(t->ds, t->dst_row);
+    t->started = now;
+    transfers_ += 1;
+    active_.push_back(std::move(t));
+  }
   while (outstanding_ < depth) {
-    // Start the next queued transfer once the current ones have issued every chunk.
-    if (active_.empty() || active_.back()->issued_all) {
-      if (queue_.empty()) break;
-      Op* op = queue_.front();
-      queue_.pop_front();
-      auto t = std::make_unique<Transfer>();
-      const auto& v = op->v;
-      t->op = op;
-      t->src_space = static_cast<Space>(v[kSrcSpace]);
-      t->dst_space = static_cast<Space>(v[kDstSpace]);
-      t->src_tile = v[kSrcTile] == int64_t(isa::kTileSelf) ? tile_.index() : v[kSrcTile];
-      t->dst_tile = v[kDstTile] == int64_t(isa::kTileSelf) ? tile_.index() : v[kDstTile];
-      t->src = uint64_t(v[kSrc]);
-      t->dst = uint64_t(v[kDst]);
-      t->d0 = v[kD0], t->d1 = v[kD1], t->d2 = v[kD2], t->d3 = v[kD3];
-      for (int i = 0; i < 3; ++i) t->ss[i] = v[size_t(kSs1 + i)], t->ds[i] = v[size_t(kDs1 + i)];
-      t->sdt = static_cast<isa::Dtype>(v[kSdt]);
-      t->ddt = isa::dma_dst_dtype(*op->in);
-      t->transpose = v[kTranspose] != 0;
-      t->src_row = isa::dtype_bytes(t->sdt, size_t(t->d0));
-      t->dst_row = isa::dtype_bytes(t->ddt, size_t(t->d0));
-      t->rows = uint64_t(t->d1 * t->d2 * t->d3);
-      auto contiguous = [&](const int64_t* s, uint64_t row) {
-        return (t->d1 == 1 || uint64_t(s[0]) == row) && (t->d2 == 1 || uint64_t(s[1]) == uint64_t(t->d1) * row) &&
-               (t->d3 == 1 || uint64_t(s[2]) == uint64_t(t->d1 * t->d2) * row);
-      };
-      t->src_contiguous = contiguous(t->ss, t->src_row);
-      t->dst_contiguous = !t->transpose && contiguous(t->ds, t->dst_row);
-      t->started = now;
-      transfers_ += 1;
-      active_.push_back(std::move(t));
+    Transfer* next = nullptr;
+    for (size_t k = 0; k < active_.size() && next == nullptr; ++k) {
+      Transfer* t = active_[(cursor_ + k) % active_.size()].get();
+      if (!t->issued_all) next = t, cursor_ = (cursor_ + k + 1) % active_.size();
     }
+    if (next == nullptr) break;
     if (issue_free_ > now) {
       event_.notify(ticks(issue_free_ - now));
       return;
     }
-    issue_chunk(*active_.back());
+    issue_chunk(*next);
   }
 }
 

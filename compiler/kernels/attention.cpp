@@ -14,11 +14,12 @@ using isa::Opcode;
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t esize(Dtype d) { return std::max(1, isa::dtype_bits(d) / 8); }
 
-// SRAM bytes of one unit with `q_block` query tokens (bf16 Q, K, V, P; fp32 S and O).
-uint64_t unit_bytes(const AttentionSpec& s, int64_t q_block) {
+// SRAM bytes with `q_block` query tokens per unit and `kv` K/V buffer pairs (bf16 Q, K, V, P;
+// fp32 S and O).
+uint64_t unit_bytes(const AttentionSpec& s, int64_t q_block, int64_t kv) {
   const int64_t g = s.heads / s.kv_heads, keys = s.past + s.seq, d = s.head_dim;
   const int64_t rows = g * q_block;
-  return uint64_t(2 * keys * d * 2 + rows * d * 2 + rows * keys * (4 + 2) + rows * d * (4 + 2) + rows * 16);
+  return uint64_t(kv * 2 * keys * d * 2 + rows * d * 2 + rows * keys * (4 + 2) + rows * d * (4 + 2) + rows * 16);
 }
 
 }  // namespace
@@ -28,11 +29,12 @@ AttentionPlan plan_attention(const arch::Arch& a, const AttentionSpec& s, uint64
   const int64_t g = s.heads / s.kv_heads;
   // About 128 query rows per unit keep the arrays busy; fewer if SRAM is short.
   p.q_block = std::clamp<int64_t>(128 / g, 1, s.seq);
-  while (p.q_block > 1 && unit_bytes(s, p.q_block) > budget) p.q_block = ceil_div(p.q_block, 2);
-  if (unit_bytes(s, p.q_block) > budget) {
+  while (p.q_block > 1 && unit_bytes(s, p.q_block, p.kv_buffers) > budget) p.q_block = ceil_div(p.q_block, 2);
+  if (unit_bytes(s, p.q_block, p.kv_buffers) > budget) p.kv_buffers = 1;
+  if (unit_bytes(s, p.q_block, p.kv_buffers) > budget) {
     throw CompileError(fmt::format("attention over {} positions does not fit the tile SRAM of {} ({} bytes needed); "
                                    "use a shorter context",
-                                   s.past + s.seq, a.name, unit_bytes(s, p.q_block)));
+                                   s.past + s.seq, a.name, unit_bytes(s, p.q_block, 1)));
   }
   p.units = s.batch * s.kv_heads * ceil_div(s.seq, p.q_block);
   p.tiles = std::min<int64_t>(a.tiles(), p.units);
@@ -44,12 +46,16 @@ void emit_attention(KernelContext& ctx, const AttentionSpec& s, const AttentionP
   const int64_t G = s.heads / s.kv_heads, D = s.head_dim, L = s.past + s.seq, S = s.seq;
   const int64_t blocks = ceil_div(S, p.q_block), R = G * p.q_block;
   const int64_t e = esize(s.q.dtype), oe = esize(s.out.dtype), ce = esize(s.kv_dtype);
-  const uint64_t kbuf = ctx.sram(uint64_t(L * D * 2)), vbuf = ctx.sram(uint64_t(L * D * 2));
+  uint64_t kbuf[2] = {}, vbuf[2] = {};
+  int kv_sem[2] = {};
+  for (int64_t i = 0; i < p.kv_buffers; ++i) {
+    kbuf[i] = ctx.sram(uint64_t(L * D * 2)), vbuf[i] = ctx.sram(uint64_t(L * D * 2)), kv_sem[i] = ctx.sem();
+  }
   const uint64_t qbuf = ctx.sram(uint64_t(R * D * 2));
   const uint64_t sbuf = ctx.sram(uint64_t(R * L * 4)), pbuf = ctx.sram(uint64_t(R * L * 2));
   const uint64_t obuf = ctx.sram(uint64_t(R * D * 4)), obf = ctx.sram(uint64_t(R * D * oe));
   const uint64_t mbuf = ctx.sram(uint64_t(R * 4)), zbuf = ctx.sram(uint64_t(R * 4));
-  const int kv_sem = ctx.sem(), q_sem = ctx.sem(), out_sem = ctx.sem(), append_sem = ctx.sem();
+  const int q_sem = ctx.sem(), out_sem = ctx.sem(), append_sem = ctx.sem();
   const int64_t ldq = s.q.ld ? s.q.ld : s.heads * D * e, ldk = s.k.ld ? s.k.ld : s.kv_heads * D * e;
   const int64_t ldv = s.v.ld ? s.v.ld : s.kv_heads * D * e, ldo = s.out.ld ? s.out.ld : s.heads * D * oe;
   const float scale = float(1.0 / std::sqrt(double(D)));
@@ -58,43 +64,61 @@ void emit_attention(KernelContext& ctx, const AttentionSpec& s, const AttentionP
 
   for (int t = 0; t < p.tiles; ++t) {
     const int64_t u0 = t * p.units / p.tiles, u1 = (t + 1) * p.units / p.tiles;
-    int64_t loaded = -1, appends = 0;
+    // The tile's heads (b, h) in order, each with its first unit.
+    std::vector<int64_t> heads, first_unit;
+    for (int64_t u = u0; u < u1; ++u) {
+      if (heads.empty() || heads.back() != u / blocks) heads.push_back(u / blocks), first_unit.push_back(u);
+    }
+    int64_t appends = 0;
+    // Loads head number i's keys and values into buffer i % kv_buffers; returns the DMAs issued.
+    auto load_head = [&](size_t i) {
+      const int64_t bh = heads[i], b = bh / s.kv_heads, h = bh % s.kv_heads;
+      const int64_t last_qb = std::min(u1 - 1, (bh + 1) * blocks - 1) % blocks;
+      const int64_t keys = keys_for(last_qb), fresh = keys - s.past;
+      const int64_t cache_row = (b * s.kv_heads + h) * s.capacity * D * ce;
+      const int64_t set = int64_t(i) % p.kv_buffers;
+      const bool owner = first_unit[i] % blocks == 0;  // this tile has the head's first block
+      int loads = 0;
+      for (int kv = 0; kv < 2; ++kv) {
+        const Addr cache = kv ? s.vcache : s.kcache;
+        const Operand2& x = kv ? s.v : s.k;
+        const int64_t ldx = kv ? ldv : ldk;
+        const uint64_t buf = kv ? vbuf[set] : kbuf[set];
+        if (s.past > 0) {
+          Block old;
+          old.d0 = s.past * D;
+          pb.emit(t, dma(sram(int64_t(buf)), hbm_at(cache, cache_row), old, s.kv_dtype, Dtype::Bf16, {kv_sem[set], int64_t(isa::kTileSelf)}));
+          ++loads;
+        }
+        Block now;
+        now.d0 = D, now.d1 = fresh, now.src_strides = {ldx, 0, 0}, now.dst_strides = {D * 2, 0, 0};
+        const Addr src = hbm_at(x.addr, b * S * ldx + h * D * e);
+        pb.emit(t, dma(sram(int64_t(buf) + s.past * D * 2), src, now, x.dtype, Dtype::Bf16, {kv_sem[set], int64_t(isa::kTileSelf)}));
+        ++loads;
+        if (owner) {  // append the step's keys and values to the cache
+          Block append = now;
+          append.d1 = S;
+          append.dst_strides = {D * ce, 0, 0};
+          pb.emit(t, dma(hbm_at(cache, cache_row + s.past * D * ce), src, append, x.dtype, s.kv_dtype,
+                         {append_sem, int64_t(isa::kTileSelf)}));
+          ++appends;
+        }
+      }
+      return loads;
+    };
+    std::vector<int> issued(heads.size(), 0);
+    if (!heads.empty()) issued[0] = load_head(0);
+    size_t head = 0;
     for (int64_t u = u0; u < u1; ++u) {
       const int64_t bh = u / blocks, qb = u % blocks, b = bh / s.kv_heads, h = bh % s.kv_heads;
       const int64_t tokens = std::min(p.q_block, S - qb * p.q_block), rows = G * tokens;
-      if (bh != loaded) {
-        // Keys and values this tile needs for head (b, h): up to its last query block's.
-        const int64_t last_qb = std::min(u1 - 1, (bh + 1) * blocks - 1) % blocks;
-        const int64_t keys = keys_for(last_qb), fresh = keys - s.past;
-        const int64_t cache_row = (b * s.kv_heads + h) * s.capacity * D * ce;
-        int loads = 0;
-        for (int kv = 0; kv < 2; ++kv) {
-          const Addr cache = kv ? s.vcache : s.kcache;
-          const Operand2& x = kv ? s.v : s.k;
-          const int64_t ldx = kv ? ldv : ldk;
-          const uint64_t buf = kv ? vbuf : kbuf;
-          if (s.past > 0) {
-            Block old;
-            old.d0 = s.past * D;
-            pb.emit(t, dma(sram(int64_t(buf)), hbm_at(cache, cache_row), old, s.kv_dtype, Dtype::Bf16, {kv_sem, int64_t(isa::kTileSelf)}));
-            ++loads;
-          }
-          Block now;
-          now.d0 = D, now.d1 = fresh, now.src_strides = {ldx, 0, 0}, now.dst_strides = {D * 2, 0, 0};
-          const Addr src = hbm_at(x.addr, b * S * ldx + h * D * e);
-          pb.emit(t, dma(sram(int64_t(buf) + s.past * D * 2), src, now, x.dtype, Dtype::Bf16, {kv_sem, int64_t(isa::kTileSelf)}));
-          ++loads;
-          if (qb == 0) {  // this tile owns the head's first block: it appends to the cache
-            Block append = now;
-            append.d1 = S;
-            append.dst_strides = {D * ce, 0, 0};
-            pb.emit(t, dma(hbm_at(cache, cache_row + s.past * D * ce), src, append, x.dtype, s.kv_dtype,
-                           {append_sem, int64_t(isa::kTileSelf)}));
-            ++appends;
-          }
-        }
-        pb.emit(t, sem_wait(kv_sem, loads));
-        loaded = bh;
+      if (bh != heads[head]) ++head;
+      const int64_t set = int64_t(head) % p.kv_buffers;
+      if (u == first_unit[head]) {
+        // With two buffers the next head's loads start now; with one, this head's start now.
+        if (p.kv_buffers == 1 && head > 0) issued[head] = load_head(head);
+        if (p.kv_buffers > 1 && head + 1 < heads.size()) issued[head + 1] = load_head(head + 1);
+        pb.emit(t, sem_wait(kv_sem[set], issued[head]));
       }
       // Queries of the group's heads, rows ordered (head g, token s).
       Block qblk;
@@ -109,7 +133,7 @@ void emit_attention(KernelContext& ctx, const AttentionSpec& s, const AttentionP
       const Tensor2 sc{sram(int64_t(sbuf)), L * 4, Dtype::Fp32}, pr{sram(int64_t(pbuf)), L * 2, Dtype::Bf16};
       const Tensor2 m{sram(int64_t(mbuf)), 0, Dtype::Fp32}, z{sram(int64_t(zbuf)), 0, Dtype::Fp32};
       MatmulOperands qk;
-      qk.acc = sram(int64_t(sbuf)), qk.a = sram(int64_t(qbuf)), qk.b = sram(int64_t(kbuf));
+      qk.acc = sram(int64_t(sbuf)), qk.a = sram(int64_t(qbuf)), qk.b = sram(int64_t(kbuf[set]));
       qk.m = rows, qk.k = D, qk.n = n, qk.ldc = L * 4, qk.tb = true;
       pb.emit(t, matmul(qk));
       pb.emit(t, vec_scale(sc, sc, rows, n, scale, 0.0f));
@@ -125,7 +149,7 @@ void emit_attention(KernelContext& ctx, const AttentionSpec& s, const AttentionP
       pb.emit(t, vec_unary(Opcode::VExp, pr, sc, rows, n));
       pb.emit(t, vec_reduce(Opcode::VRsum, z, pr, rows, n));
       MatmulOperands pv;
-      pv.acc = sram(int64_t(obuf)), pv.a = sram(int64_t(pbuf)), pv.b = sram(int64_t(vbuf));
+      pv.acc = sram(int64_t(obuf)), pv.a = sram(int64_t(pbuf)), pv.b = sram(int64_t(vbuf[set]));
       pv.m = rows, pv.k = n, pv.n = D, pv.lda = L * 2;
       pb.emit(t, matmul(pv));
       pb.emit(t, vec_unary(Opcode::VRecip, z, z, rows, 1));

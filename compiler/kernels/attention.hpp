@@ -6,6 +6,7 @@
 //   S = Q K^T * 1/sqrt(D), causally masked; P = exp(S - rowmax), Z = rowsum(P)
 //   O = (P V) / Z, written back to the heads' columns of the output rows.
 // The unit that owns a head's first query block also appends the step's k and v to the cache.
+// With two K/V buffers, a tile loads its next head's keys and values while it computes.
 #pragma once
 
 #include <cstdint>
@@ -25,9 +26,10 @@ struct AttentionSpec {
 };
 
 struct AttentionPlan {
-  int64_t q_block = 0;  // query tokens per unit
+  int64_t q_block = 0;     // query tokens per unit
   int64_t units = 0;
   int64_t tiles = 0;
+  int64_t kv_buffers = 2;  // 2: a tile's next head loads while the current one computes
 };
 
 AttentionPlan plan_attention(const arch::Arch& a, const AttentionSpec& s, uint64_t sram_budget);

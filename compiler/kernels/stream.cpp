@@ -44,6 +44,7 @@ StreamKernel::StreamKernel(KernelContext& ctx, const StreamSpec& s, const Stream
   if (s.has_bias) bias_ = ctx.sram(uint64_t(p.per_tile * 4)), bias_sem_ = ctx.sem();
   xsem_ = ctx.sem();
   stage_sem_ = ctx.sem();
+  peers_sem_ = ctx.sem();
   done_ = ctx.sem();
 }
 
@@ -89,21 +90,33 @@ void StreamKernel::load_x() {
     }
     return;
   }
-  // The first working tile of each shared-memory instance brings x in and tells the others.
+  // The working tiles of each shared-memory instance bring a share of x's rows each into the
+  // shared memory, tell each other, then copy the whole of x into their SRAM.
   const uint64_t staged = ctx_.shared(bytes);
+  const int64_t row_bytes = s_.k * esize(s_.xdt);
   Block packed;
   packed.d0 = s_.k * s_.t;
   for (int64_t first = 0; first < p_.tiles; first += group) {
-    const int leader = int(first);
-    const int last = int(std::min<int64_t>(first + group, p_.tiles));
-    Block in = rows;
-    in.dst_strides = {s_.k * esize(s_.xdt), 0, 0};
-    ctx_.pb.emit(leader, dma(shared(int64_t(staged)), s_.x, in, s_.xdt, Dtype::None, {stage_sem_, int64_t(isa::kTileSelf)}));
-    ctx_.pb.emit(leader, sem_wait(stage_sem_));
-    for (int t = leader + 1; t < last; ++t) ctx_.pb.emit(leader, sem_signal(t, stage_sem_, 1, isa::After::None));
-    for (int t = leader; t < last; ++t) {
-      if (t != leader) ctx_.pb.emit(t, sem_wait(stage_sem_));
-      ctx_.pb.emit(t, dma(sram(int64_t(x_)), shared(int64_t(staged)), packed, s_.xdt, s_.wdt, {xsem_, int64_t(isa::kTileSelf)}));
+    const int64_t last = std::min<int64_t>(first + group, p_.tiles);
+    const int64_t loaders = std::min<int64_t>(last - first, s_.t);
+    for (int64_t j = 0; j < loaders; ++j) {
+      const int t = int(first + j);
+      const int64_t r0 = j * s_.t / loaders, r1 = (j + 1) * s_.t / loaders;
+      Block part = rows;
+      part.d1 = r1 - r0;
+      part.dst_strides = {row_bytes, 0, 0};
+      const Addr src{Space::Hbm, int64_t(isa::kTileSelf), s_.x.reg, s_.x.offset + r0 * ldx};
+      ctx_.pb.emit(t, dma(shared(int64_t(staged + uint64_t(r0 * row_bytes))), src, part, s_.xdt, Dtype::None,
+                          {stage_sem_, int64_t(isa::kTileSelf)}));
+      ctx_.pb.emit(t, sem_wait(stage_sem_));
+      for (int64_t u = first; u < last; ++u) {
+        if (u != t) ctx_.pb.emit(t, sem_signal(u, peers_sem_, 1, isa::After::None));
+      }
+    }
+    for (int64_t u = first; u < last; ++u) {
+      const int64_t from_others = loaders - (u - first < loaders ? 1 : 0);
+      if (from_others > 0) ctx_.pb.emit(int(u), sem_wait(peers_sem_, from_others));
+      ctx_.pb.emit(int(u), dma(sram(int64_t(x_)), shared(int64_t(staged)), packed, s_.xdt, s_.wdt, {xsem_, int64_t(isa::kTileSelf)}));
     }
   }
 }

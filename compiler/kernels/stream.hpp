@@ -50,7 +50,7 @@ class StreamKernel {
   uint64_t x_ = 0, acc_ = 0, out_ = 0, bias_ = 0;
   std::vector<uint64_t> wbuf_;
   std::vector<int> wsem_;
-  int xsem_ = 0, stage_sem_ = 0, bias_sem_ = 0, done_ = 0;
+  int xsem_ = 0, stage_sem_ = 0, peers_sem_ = 0, bias_sem_ = 0, done_ = 0;
 };
 
 }  // namespace tessera::compiler

@@ -195,7 +195,7 @@ TEST(Trace, WritesPerfettoJson) {
     counters += e["ph"] == "C";
     names += e["ph"] == "M" && e["name"] == "thread_name";
   }
-  // Per tile: 1 vec.fill, 4 matmuls, 2 iterations x 2 buffers x 5 loads, 1 store.
+  // Per tile: 1 vec.fill, 4 matmuls, 2 iterations x 2 buffers x 5 loads, 1 store (no barriers).
   EXPECT_EQ(slices, 4 * (1 + 4 + 20 + 1));
   EXPECT_GT(counters, 0);
   EXPECT_GT(names, 0);
