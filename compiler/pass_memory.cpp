@@ -155,9 +155,10 @@ void plan_memory(Lowering& l, const arch::Arch& a, const CompileOptions& o) {
 
   // Weights and KV caches: layer-free ones first, then layer 0's (one block), then the others.
   uint64_t next = 0;
-  // Constants (tables computed at compile time) go after the KV caches, so that programs of
-  // one model with different step shapes (a prefill, then decode steps) agree on where the
-  // weights and caches are.
+  // Tables with contents known at compile time that no single layer owns (RoPE tables) go after
+  // the KV caches, so that programs of one model with different step shapes (a prefill, then
+  // decode steps) agree on where the weights and caches are.
+  auto is_table = [&](int v) { return g.v(v).role == Role::Weight && g.v(v).data && layer_of_value(v) < 0; };
   auto place_block = [&](Role role, uint64_t& stride, bool kv) {
     // Per-layer values of `role` in first-use order, layer by layer.
     std::vector<std::vector<int>> per_layer(static_cast<size_t>(std::max<int64_t>(layers.count, 1)));
@@ -167,7 +168,7 @@ void plan_memory(Lowering& l, const arch::Arch& a, const CompileOptions& o) {
       std::vector<int> vals = op.inputs;
       vals.insert(vals.end(), op.outputs.begin(), op.outputs.end());
       for (int v : vals) {
-        if (g.v(v).role != role || part_of.count(v) || g.v(v).data || !seen.insert(v).second) continue;
+        if (g.v(v).role != role || part_of.count(v) || is_table(v) || !seen.insert(v).second) continue;
         const int64_t layer = layers.count > 0 ? layer_of_value(v) : -1;
         (layer >= 0 ? per_layer[size_t(layer)] : free_values).push_back(v);
       }
@@ -196,23 +197,23 @@ void plan_memory(Lowering& l, const arch::Arch& a, const CompileOptions& o) {
     next = base + uint64_t(layers.count) * stride;
   };
   place_block(Role::Weight, l.weight_stride, false);
-  // Parts of stacked weights are row ranges of the stack.
-  for (const auto& [part, stack] : part_of) {
-    Placement p = l.places[size_t(stack.first)];
-    p.addr += stack.second;
-    l.places[size_t(part)] = p;
-  }
   l.region_bytes["weights"] = next;
   const uint64_t kv_base = next;
   place_block(Role::KvCache, l.kv_stride, true);
   l.region_bytes["kv_cache"] = next - kv_base;
   const uint64_t const_base = next;
   for (size_t v = 0; v < g.values.size(); ++v) {
-    if (g.values[v].role != Role::Weight || !g.values[v].data || part_of.count(int(v))) continue;
+    if (!is_table(int(v)) || part_of.count(int(v))) continue;
     l.places[v] = {true, next, 0, -1, false};
     next = align(next + g.values[v].bytes());
   }
   l.region_bytes["constants"] = next - const_base;
+  // Parts of stacked weights are row ranges of the stack.
+  for (const auto& [part, stack] : part_of) {
+    Placement p = l.places[size_t(stack.first)];
+    p.addr += stack.second;
+    l.places[size_t(part)] = p;
+  }
 
   // Activations, over the ops the program runs (layer 0 stands for every layer).
   const uint64_t act_base = next;

@@ -11,6 +11,7 @@
 #include "arch/describe.hpp"
 #include "arch/loader.hpp"
 #include "compiler/compile.hpp"
+#include "compiler/onnx/onnx_frontend.hpp"
 #include "isa/assembly.hpp"
 #include "isa/verify.hpp"
 #include "sim/simulation.hpp"
@@ -130,6 +131,21 @@ PYBIND11_MODULE(_tessera, m) {
       py::arg("context") = -1, py::arg("cache_capacity") = 0, py::arg("dtype") = "bf16", py::arg("kv_dtype") = "bf16",
       py::arg("token_ids") = std::vector<int64_t>{},
       "Compile a model (shipped name or config.json path) for a phase and shape");
+
+  m.def(
+      "compile_onnx",
+      [](const PyArch& a, const std::string& path, const std::vector<int64_t>& token_ids, int64_t batch, int64_t seq,
+         int64_t cache_capacity, const std::string& dtype) {
+        compiler::OnnxImportOptions io;
+        io.token_ids = token_ids, io.batch = batch, io.seq = seq, io.cache_capacity = cache_capacity;
+        compiler::CompileOptions o;
+        o.weight_dtype = api::parse_dtype("dtype", dtype);
+        py::gil_scoped_release release;
+        return PyProgram{compiler::compile(compiler::import_onnx(path, io), a.arch, o)};
+      },
+      py::arg("arch"), py::arg("path"), py::arg("token_ids") = std::vector<int64_t>{}, py::arg("batch") = 0,
+      py::arg("seq") = 0, py::arg("cache_capacity") = 0, py::arg("dtype") = "bf16",
+      "Compile a decoder exported to ONNX (its initialisers carry the weights) for a prefill");
 
   py::class_<sim::Simulation>(m, "Simulation")
       .def(py::init([](const PyArch& a, bool functional) {

@@ -14,4 +14,5 @@ from ._tessera import (  # noqa: F401
     Simulation,
     TesseraError,
     compile_model,
+    compile_onnx,
 )
