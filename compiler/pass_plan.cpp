@@ -106,8 +106,8 @@ void tile(Lowering& l, const arch::Arch& a) {
         break;
       case Strategy::Stream:
         p.stream = plan_stream(a, stream_spec(l, op), b);
-        op.notes["tiles"] = fmt::format("{} columns a tile, weight chunks of {} rows, {} buffers", p.stream.per_tile,
-                                        p.stream.chunk, p.stream.buffers);
+        op.notes["tiles"] = fmt::format("{} columns a tile, weight chunks of {} x {}, {} buffers", p.stream.per_tile,
+                                        p.stream.chunk, p.stream.k_chunk, p.stream.buffers);
         break;
       case Strategy::Rows:
         p.rows = plan_rows(a, rows_spec(l, op), b);

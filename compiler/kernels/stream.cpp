@@ -14,7 +14,11 @@ constexpr int64_t kTargetChunkBytes = 512 << 10;
 StreamPlan plan_stream(const arch::Arch& a, const StreamSpec& s, uint64_t budget) {
   StreamPlan p;
   const int64_t tiles = a.tiles();
-  const int64_t cols = a.chip.tile.systolic.cols * a.chip.tile.systolic.count;
+  const arch::SystolicParams& sa = a.chip.tile.systolic;
+  const int64_t width = sa.cols * sa.count;
+  const std::string_view cls = isa::array_dtype_class(s.wdt);
+  const int64_t pack = sa.macs_per_cycle.has(cls) ? int64_t(sa.macs_per_cycle.at(cls)) / (sa.rows * sa.cols) : 1;
+  const int64_t kq = sa.dataflow == arch::Dataflow::WeightStationary ? sa.rows * pack : 8 * pack;
   p.per_tile = ceil_div(s.n, tiles);
   p.tiles = ceil_div(s.n, p.per_tile);
   const int64_t we = esize(s.wdt), ye = esize(s.ydt);
@@ -23,12 +27,19 @@ StreamPlan plan_stream(const arch::Arch& a, const StreamSpec& s, uint64_t budget
     throw CompileError(fmt::format("a {}-token x {} input does not fit the tile SRAM ({} bytes) of {}", s.t, s.k,
                                    budget, a.name));
   }
-  // Weight rows per chunk: about kTargetChunkBytes, whole array columns, within the budget.
-  const int64_t per_row = p.buffers * s.k * we + s.t * 4;
-  int64_t nc = std::min({p.per_tile, (int64_t(budget) - fixed) / per_row, std::max<int64_t>(1, kTargetChunkBytes / (s.k * we))});
-  if (nc >= cols) nc = nc / cols * cols;
-  if (nc < 1) throw CompileError(fmt::format("one weight row of {} elements does not fit the tile SRAM of {}", s.k, a.name));
-  p.chunk = nc;
+  // Row blocks: at least the arrays' width, more while full-K chunks stay near the target size.
+  p.chunk = std::min(p.per_tile, std::max(width, kTargetChunkBytes / (s.k * we)));
+  if (p.chunk > width) p.chunk = p.chunk / width * width;
+  p.k_chunk = s.k;
+  auto fits = [&] {
+    return uint64_t(fixed + p.buffers * p.chunk * p.k_chunk * we + s.t * p.chunk * 4) <= budget;
+  };
+  // Cut K (in whole array tiles) until a chunk is near the target size and everything fits.
+  while ((p.chunk * p.k_chunk * we > 2 * kTargetChunkBytes || !fits()) && p.k_chunk > kq) {
+    p.k_chunk = std::max(kq, ceil_div(p.k_chunk, 2 * kq) * kq);
+  }
+  while (!fits() && p.chunk > 1) p.chunk = ceil_div(p.chunk, 2);
+  if (!fits()) throw CompileError(fmt::format("a weight chunk does not fit the tile SRAM of {}", a.name));
   return p;
 }
 
@@ -36,7 +47,7 @@ StreamKernel::StreamKernel(KernelContext& ctx, const StreamSpec& s, const Stream
     : ctx_(ctx), s_(s), p_(p), xe_(esize(s.wdt)), we_(esize(s.wdt)), ye_(esize(s.ydt)) {
   x_ = ctx.sram(uint64_t(s.t * s.k * xe_));
   for (int64_t b = 0; b < p.buffers; ++b) {
-    wbuf_.push_back(ctx.sram(uint64_t(p.chunk * s.k * we_)));
+    wbuf_.push_back(ctx.sram(uint64_t(p.chunk * p.k_chunk * we_)));
     wsem_.push_back(ctx.sem());
   }
   acc_ = ctx.sram(uint64_t(s.t * p.chunk * 4));
@@ -52,20 +63,29 @@ int64_t StreamKernel::columns(int tile) const {
   return std::clamp<int64_t>(s_.n - tile * p_.per_tile, 0, p_.per_tile);
 }
 
+int64_t StreamKernel::chunks(int tile) const {
+  return ceil_div(columns(tile), p_.chunk) * ceil_div(s_.k, p_.k_chunk);
+}
+
 void StreamKernel::load_chunk(int tile, int64_t i) {
-  const int64_t c0 = tile * p_.per_tile + i * p_.chunk;
-  const int64_t rows = std::min(p_.chunk, columns(tile) - i * p_.chunk);
+  const int64_t kchunks = ceil_div(s_.k, p_.k_chunk), block = i / kchunks, kc = i % kchunks;
+  const int64_t c0 = tile * p_.per_tile + block * p_.chunk;
+  const int64_t rows = std::min(p_.chunk, columns(tile) - block * p_.chunk);
+  const int64_t cols = std::min(p_.k_chunk, s_.k - kc * p_.k_chunk);
   Block blk;
-  blk.d0 = rows * s_.k;  // the chunk's rows are contiguous
-  const Addr src{Space::Hbm, int64_t(isa::kTileSelf), s_.w.reg, s_.w.offset + c0 * s_.k * we_};
+  if (cols == s_.k) {
+    blk.d0 = rows * s_.k;  // whole rows: one contiguous run
+  } else {
+    blk.d0 = cols, blk.d1 = rows, blk.src_strides = {s_.k * we_, 0, 0}, blk.dst_strides = {cols * we_, 0, 0};
+  }
+  const Addr src{Space::Hbm, int64_t(isa::kTileSelf), s_.w.reg, s_.w.offset + (c0 * s_.k + kc * p_.k_chunk) * we_};
   const int b = int(i % p_.buffers);
   ctx_.pb.emit(tile, dma(sram(int64_t(wbuf_[size_t(b)])), src, blk, s_.wdt, Dtype::None, {wsem_[size_t(b)], int64_t(isa::kTileSelf)}));
 }
 
 void StreamKernel::prefetch() {
   for (int t = 0; t < ctx_.tiles(); ++t) {
-    const int64_t chunks = ceil_div(columns(t), p_.chunk);
-    for (int64_t i = 0; i < std::min(chunks, p_.buffers); ++i) load_chunk(t, i);
+    for (int64_t i = 0; i < std::min(chunks(t), p_.buffers); ++i) load_chunk(t, i);
     if (s_.has_bias && columns(t) > 0) {
       Block blk;
       blk.d0 = columns(t);
@@ -124,24 +144,30 @@ void StreamKernel::load_x() {
 void StreamKernel::body() {
   load_x();
   for (int t = 0; t < p_.tiles; ++t) {
-    const int64_t chunks = ceil_div(columns(t), p_.chunk);
+    const int64_t n = chunks(t), kchunks = ceil_div(s_.k, p_.k_chunk);
     ctx_.pb.emit(t, sem_wait(xsem_));
     if (s_.has_bias) ctx_.pb.emit(t, sem_wait(bias_sem_));
-    for (int64_t i = 0; i < chunks; ++i) {
+    for (int64_t i = 0; i < n; ++i) {
       const int b = int(i % p_.buffers);
+      const int64_t block = i / kchunks, kc = i % kchunks;
+      const int64_t cols = std::min(p_.k_chunk, s_.k - kc * p_.k_chunk);
       ctx_.pb.emit(t, sem_wait(wsem_[size_t(b)]));
       MatmulOperands mm;
-      mm.acc = sram(int64_t(acc_)), mm.a = sram(int64_t(x_)), mm.b = sram(int64_t(wbuf_[size_t(b)]));
-      mm.m = s_.t, mm.k = s_.k, mm.n = std::min(p_.chunk, columns(t) - i * p_.chunk);
+      mm.acc = sram(int64_t(acc_)), mm.ldc = p_.chunk * 4;
+      mm.a = sram(int64_t(x_) + kc * p_.k_chunk * xe_), mm.lda = s_.k * xe_;
+      mm.b = sram(int64_t(wbuf_[size_t(b)])), mm.ldb = cols * we_, mm.tb = true;
+      mm.m = s_.t, mm.k = cols, mm.n = std::min(p_.chunk, columns(t) - block * p_.chunk);
       mm.dtype = s_.wdt;
-      mm.tb = true;
-      mm.out = sram(int64_t(out_ + uint64_t(i * p_.chunk * ye_)));
-      mm.ldo = p_.per_tile * ye_;
-      mm.odt = s_.ydt;
-      mm.act = s_.act;
-      if (s_.has_bias) mm.has_bias = true, mm.bias = sram(int64_t(bias_ + uint64_t(i * p_.chunk * 4)));
+      mm.accumulate = kc > 0;
+      if (kc == kchunks - 1) {  // the block is complete: the epilogue writes it
+        mm.out = sram(int64_t(out_ + uint64_t(block * p_.chunk * ye_)));
+        mm.ldo = p_.per_tile * ye_;
+        mm.odt = s_.ydt;
+        mm.act = s_.act;
+        if (s_.has_bias) mm.has_bias = true, mm.bias = sram(int64_t(bias_ + uint64_t(block * p_.chunk * 4)));
+      }
       ctx_.pb.emit(t, matmul(mm));
-      if (i + p_.buffers < chunks) load_chunk(t, i + p_.buffers);
+      if (i + p_.buffers < n) load_chunk(t, i + p_.buffers);
     }
     Block out;
     out.d0 = columns(t), out.d1 = s_.t;

@@ -23,9 +23,14 @@ struct StreamSpec {
   Dtype bias_dtype = Dtype::Bf16;
 };
 
+// A tile's weights are walked in chunks of `chunk` rows (output columns) by `k_chunk` columns
+// (reduction), k innermost: the MATMULs of one row block accumulate, the last one's epilogue
+// writes the block. Row blocks as wide as the arrays keep them busy; K is cut when a full-K
+// chunk would be too large.
 struct StreamPlan {
   int64_t per_tile = 0;  // output columns per tile
   int64_t chunk = 0;     // weight rows per chunk
+  int64_t k_chunk = 0;   // weight columns per chunk
   int64_t buffers = 3;
   int64_t tiles = 0;     // tiles with columns to compute
 };
@@ -40,6 +45,7 @@ class StreamKernel {
 
  private:
   int64_t columns(int tile) const;
+  int64_t chunks(int tile) const;  // row blocks x k chunks
   void load_chunk(int tile, int64_t chunk);
   void load_x();
 
