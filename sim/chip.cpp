@@ -78,7 +78,7 @@ int64_t Chip::shared_instance(int64_t tile) const {
 }
 
 Tick Chip::shared_access(int64_t instance, Tick t, uint64_t bytes, bool /*write*/) {
-  const Tick d = seconds_to_ticks(double(bytes) / arch_.chip.shared_memory.bandwidth);
+  const Tick d = shared_duration(bytes);
   *shared_bytes_[size_t(instance)] += double(bytes);
   return shared_ports_[size_t(instance)]->reserve(t, d) + d;
 }
@@ -118,6 +118,7 @@ void Chip::tidy(Tick now) {
   noc_.forget_before(now);
   for (auto& t : tiles_) t->sram().forget_before(now);
   for (auto& p : shared_ports_) p->forget_before(now);
+  for (int64_t pc = 0; pc < hbm_.geometry().pcs; ++pc) hbm_.channel(pc).forget_before(now);
 }
 
 void Chip::collect_hbm_stats() {

@@ -46,7 +46,7 @@ struct ChipMemory {
 
 struct SimOptions {
   bool functional = false;
-  uint64_t dma_chunk_bytes = 64 << 10;  // DMA transfers move in chunks of at most this size
+  uint64_t dma_chunk_bytes = 256 << 10;  // DMA transfers move in chunks of at most this size
   Tick time_limit = 0;                  // 0: none
 };
 
@@ -266,6 +266,9 @@ class Chip : public sc_core::sc_module {
   int64_t shared_instance(int64_t tile) const;
   int hbm_track(int64_t pc) const { return hbm_tracks_[size_t(pc)]; }
   Tick shared_access(int64_t instance, Tick t, uint64_t bytes, bool write);
+  Tick shared_duration(uint64_t bytes) const {
+    return seconds_to_ticks(double(bytes) / arch_.chip.shared_memory.bandwidth);
+  }
 
   void barrier_arrive(int id, int count, Tile& tile);
   bool all_halted() const;

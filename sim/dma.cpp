@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <numeric>
 
 #include "sim/chip.hpp"
 #include "sim/functional.hpp"
@@ -31,22 +32,26 @@ constexpr int kSdt = isa::field_index(D, "sdt"), kTranspose = isa::field_index(D
 constexpr int kSem = isa::field_index(D, "sem"), kSemTile = isa::field_index(D, "sem_tile");
 
 // Where data sits or goes on the NoC, and how much of it.
+// Bytes of a chunk at one NoC node: the first is available at `first`, the last at `ready`.
 struct Part {
   int node;
-  Tick ready;
+  Tick first, ready;
   uint64_t bytes;
 };
 
-void add_part(std::vector<Part>& parts, int node, Tick ready, uint64_t bytes) {
+void add_part(std::vector<Part>& parts, int node, Tick first, Tick ready, uint64_t bytes) {
   for (Part& p : parts) {
     if (p.node == node) {
+      p.first = std::min(p.first, first);
       p.ready = std::max(p.ready, ready);
       p.bytes += bytes;
       return;
     }
   }
-  parts.push_back({node, ready, bytes});
+  parts.push_back({node, first, ready, bytes});
 }
+
+Tick deliver(Noc& noc, const Part& p, int to) { return noc.transfer(p.first, p.ready, p.node, to, p.bytes); }
 }  // namespace
 
 struct DmaEngine::Transfer {
@@ -148,8 +153,11 @@ void DmaEngine::issue_chunk(Transfer& t) {
   Noc& noc = chip.noc();
   const Tick t0 = now_ticks();
   chip.tidy(t0);
-  const uint64_t chunk = std::max<uint64_t>(chip.options().dma_chunk_bytes, 24);
-  const uint64_t piece = chunk - chunk % 24;  // whole elements of every dtype, packed ones included
+  // A piece of a long row holds whole bytes of both dtypes (e.g. 4 fp6 elements in 3 bytes).
+  const uint64_t sbits = uint64_t(isa::dtype_bits(t.sdt)), dbits = uint64_t(isa::dtype_bits(t.ddt));
+  const uint64_t pack = std::lcm(8 / std::gcd(sbits, uint64_t(8)), 8 / std::gcd(dbits, uint64_t(8))) * sbits / 8;
+  const uint64_t chunk = std::max(chip.options().dma_chunk_bytes, pack);
+  const uint64_t piece = chunk - chunk % pack;
 
   uint64_t row = t.next_row, rows = 1, offset = 0, bytes;
   if (t.src_row <= piece) {
@@ -158,7 +166,11 @@ void DmaEngine::issue_chunk(Transfer& t) {
     t.next_row += rows;
   } else {
     offset = t.next_offset;
-    bytes = std::min(piece, t.src_row - offset);
+    // Pieces of an HBM source end on piece boundaries, as a DMA aligns its bursts: every
+    // channel then sees whole rows rather than two halves.
+    const uint64_t a = t.row_address(true, row) + offset;
+    const uint64_t to_boundary = t.src_space == Space::Hbm && a % pack == 0 ? piece - a % piece : piece;
+    bytes = std::min(to_boundary, t.src_row - offset);
     t.next_offset += bytes;
     if (t.next_offset == t.src_row) t.next_row++, t.next_offset = 0;
   }
@@ -194,22 +206,26 @@ void DmaEngine::issue_chunk(Transfer& t) {
         chip.hbm().split(addr, n, [&](int64_t pc, uint64_t local, uint64_t k) {
           const int node = noc.hbm_node(pc);
           const Tick done = chip.hbm().channel(pc).access(t0 + noc.latency(here, node), local, k, false);
-          if (Trace* tr = chip.trace()) tr->busy(chip.hbm_track(pc), done - Tick(double(k) / double(chip.hbm().geometry().burst_bytes) * chip.hbm().geometry().burst_ps), done);
-          add_part(sources, node, done, k);
+          const Tick start = done - Tick(double(k) / double(chip.hbm().geometry().burst_bytes) * chip.hbm().geometry().burst_ps);
+          if (Trace* tr = chip.trace()) tr->busy(chip.hbm_track(pc), start, done);
+          add_part(sources, node, start, done, k);
         });
       });
       break;
     case Space::Sram: {
       Tile& owner = chip.tile(t.src_tile);
-      const Tick done = owner.sram().access(t0 + noc.latency(here, noc.tile_node(t.src_tile)), rows == 1 ? 1 : rows,
-                                            rows == 1 ? bytes : t.src_row, stride_of(true), false);
-      sources.push_back({noc.tile_node(t.src_tile), done, bytes});
+      const uint64_t srows = rows == 1 ? 1 : rows, sbytes = rows == 1 ? bytes : t.src_row;
+      const Tick done =
+          owner.sram().access(t0 + noc.latency(here, noc.tile_node(t.src_tile)), srows, sbytes, stride_of(true), false);
+      sources.push_back(
+          {noc.tile_node(t.src_tile), done - owner.sram().duration(srows, sbytes, stride_of(true)), done, bytes});
       break;
     }
     case Space::Shared: {
       const int64_t inst = chip.shared_instance(tile_.index());
       const int node = noc.shared_node(inst);
-      sources.push_back({node, chip.shared_access(inst, t0 + noc.latency(here, node), bytes, false), bytes});
+      const Tick done = chip.shared_access(inst, t0 + noc.latency(here, node), bytes, false);
+      sources.push_back({node, done - chip.shared_duration(bytes), done, bytes});
       break;
     }
     case Space::None: break;
@@ -238,17 +254,18 @@ void DmaEngine::issue_chunk(Transfer& t) {
     runs(false, [&](uint64_t addr, uint64_t n) {
       chip.hbm().split(addr, n, [&](int64_t pc, uint64_t local, uint64_t k) {
         writes.push_back({pc, local, k, noc.hbm_node(pc)});
-        add_part(dests, noc.hbm_node(pc), 0, k);
+        add_part(dests, noc.hbm_node(pc), 0, 0, k);
       });
     });
     // Data from many places (HBM to HBM) gathers at this tile's engine first.
-    Part from = sources.size() == 1 ? sources[0] : Part{here, t0, dst_bytes};
+    Part from = sources.size() == 1 ? sources[0] : Part{here, t0, t0, dst_bytes};
     if (sources.size() > 1) {
-      for (const Part& s : sources) from.ready = std::max(from.ready, noc.transfer(s.ready, s.node, here, s.bytes));
+      for (const Part& s : sources) from.ready = std::max(from.ready, deliver(noc, s, here));
+      from.first = from.ready;
     }
     Tick first = -1;
     for (Part& d : dests) {
-      d.ready = noc.transfer(from.ready, from.node, d.node, d.bytes);
+      d.ready = deliver(noc, {from.node, from.first, from.ready, d.bytes}, d.node);
       first = first < 0 ? d.ready : std::min(first, d.ready);
     }
     chip.scheduler().at(first, [this, writes = std::move(writes), dests = std::move(dests), finish] {
@@ -274,16 +291,17 @@ void DmaEngine::issue_chunk(Transfer& t) {
   if (t.dst_space == Space::Shared) shared = chip.shared_instance(tile_.index()), to = noc.shared_node(shared);
   Tick first = -1, last = t0;
   for (const Part& s : sources) {
-    const Tick arrive = noc.transfer(s.ready, s.node, to, s.bytes);
+    const Tick arrive = s.first + noc.latency(s.node, to);
     first = first < 0 ? arrive : std::min(first, arrive);
-    last = std::max(last, arrive);
+    last = std::max(last, deliver(noc, s, to));
   }
   if (first < 0) first = t0;
   Tick done = last;
   if (t.dst_space == Space::Sram) {
     const uint64_t drows = t.transpose ? uint64_t(t.d0) : rows;
     const uint64_t dbytes = t.transpose ? rows * (t.dst_row / uint64_t(t.d0)) : (rows == 1 ? dst_bytes : t.dst_row);
-    done = std::max(done, chip.tile(t.dst_tile).sram().access(first, drows, dbytes, stride_of(false), true));
+    // The write starts with the first bytes; the last ones take one more port cycle.
+    done = std::max({done + tile_.clock().cycles(1.0), chip.tile(t.dst_tile).sram().access(first, drows, dbytes, stride_of(false), true)});
   } else if (shared >= 0) {
     done = std::max(done, chip.shared_access(shared, first, dst_bytes, true));
   }

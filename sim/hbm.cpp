@@ -31,28 +31,36 @@ HbmChannel::HbmChannel(const HbmGeometry& g, int index)
       // Stagger refreshes across channels so they do not all stop at once.
       next_refresh_(g.tREFI + g.tREFI * index / std::max<int64_t>(g.pcs, 1)) {}
 
-void HbmChannel::refresh_until(Tick t) {
-  // Refresh windows that end before t happened while the channel was idle: rows closed.
-  if (t < next_refresh_ + g_.tRFC) return;
-  const int64_t n = (t - next_refresh_ - g_.tRFC) / g_.tREFI + 1;
-  const Tick last_end = next_refresh_ + (n - 1) * g_.tREFI + g_.tRFC;
+void HbmChannel::refresh(Tick start) {
+  // The refresh waits for data already on the bus, then closes every row.
+  const Tick r = bus_.reserve(start, g_.tRFC);
   for (Bank& b : banks_) {
     b.open_row = -1;
-    b.ready = std::max(b.ready, last_end);
+    b.ready = std::max(b.ready, r + g_.tRFC);
   }
-  bus_free_ = std::max(bus_free_, last_end);
-  next_refresh_ += n * g_.tREFI;
-  stats_.refreshes += uint64_t(n);
+  next_refresh_ += g_.tREFI;
+  ++stats_.refreshes;
+}
+
+void HbmChannel::refresh_until(Tick t) {
+  // Refresh windows that ended before t happened while the channel was idle: rows closed.
+  if (t < next_refresh_ + g_.tRFC) return;
+  const int64_t skipped = (t - next_refresh_ - g_.tRFC) / g_.tREFI;
+  next_refresh_ += skipped * g_.tREFI;
+  stats_.refreshes += uint64_t(skipped);
+  refresh(next_refresh_);
 }
 
 Tick HbmChannel::segment(Tick t, uint64_t local, uint64_t bytes, bool write) {
-  const uint64_t bank_index = (local / g_.row_size) % uint64_t(g_.banks);
-  const int64_t row = int64_t(local / (g_.row_size * uint64_t(g_.banks)));
+  const uint64_t bank_index = g_.bank_of(local);
+  const int64_t row = g_.row_of(local);
   const uint64_t bursts = (local + bytes + g_.burst_bytes - 1) / g_.burst_bytes - local / g_.burst_bytes;
   const Tick duration = Tick(double(bursts) * g_.burst_ps + 0.5);
+  const bool turn = stats_.read_bytes + stats_.write_bytes > 0 && write != last_write_;
+  const Tick turnaround = turn ? (write ? g_.tRTW : g_.tWTR) : 0;
   Bank& b = banks_[bank_index];
+  refresh_until(t);
   while (true) {
-    refresh_until(t);
     Tick column;
     int kind;  // 0 hit, 1 miss, 2 conflict
     if (b.open_row == row) {
@@ -67,29 +75,20 @@ Tick HbmChannel::segment(Tick t, uint64_t local, uint64_t bytes, bool write) {
       column = pre + g_.tRP + g_.tRCD;
       kind = 2;
     }
-    Tick bus = bus_free_;
-    if (stats_.read_bytes + stats_.write_bytes > 0 && write != last_write_) bus += write ? g_.tRTW : g_.tWTR;
-    const Tick start = std::max(column + g_.tCL, bus);
+    // The bus idles for the turnaround, then carries the data.
+    const Tick start = bus_.earliest(column + g_.tCL, turnaround + duration) + turnaround;
     const Tick end = start + duration;
     if (end > next_refresh_) {
-      // A refresh comes first: it waits for data already on the bus, then closes every row.
-      const Tick r = std::max(next_refresh_, bus_free_);
-      for (Bank& x : banks_) {
-        x.open_row = -1;
-        x.ready = std::max(x.ready, r + g_.tRFC);
-      }
-      bus_free_ = r + g_.tRFC;
-      next_refresh_ += g_.tREFI;
-      ++stats_.refreshes;
+      refresh(next_refresh_);
       continue;
     }
+    bus_.reserve(start - turnaround, turnaround + duration);
     if (kind != 0) {
       b.activated = column - g_.tRCD;
       b.open_row = row;
     }
     (kind == 0 ? stats_.row_hits : kind == 1 ? stats_.row_misses : stats_.row_conflicts)++;
     b.ready = start - g_.tCL + duration;  // the bank's next column command
-    bus_free_ = end;
     last_write_ = write;
     stats_.data_busy += duration;
     (write ? stats_.write_bytes : stats_.read_bytes) += bytes;

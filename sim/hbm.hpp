@@ -9,19 +9,23 @@
 //   pc = (i % P + rotation(r)) % P,  local = r * G + a % G
 // A contiguous range therefore still spreads evenly, and each channel's part stays contiguous.
 // Within a pseudo-channel, consecutive row-sized blocks go to successive banks, so a stream
-// overlaps one bank's activation with another's data:
-//   bank = (local / row_size) % banks,  row = local / (row_size * banks)
+// overlaps one bank's activation with another's data, starting from a bank that depends on
+// the row (permutation-based interleaving), so that streams at large power-of-two distances
+// do not march through the banks in lock step:
+//   row = local / (row_size * banks),  bank = (local / row_size + rotation(row)) % banks
 //
 // Timing of one access to (bank, row) arriving at t, data of `bursts` bursts:
 //   row open:      column ready at max(t, bank ready)                        (row hit)
 //   row closed:    activate at max(t, bank ready), column ready + tRCD          (row miss)
 //   other row:     precharge at max(t, bank ready, activate + tRAS), activate + tRP,
 //                  column ready + tRCD                                          (row conflict)
-//   data: starts at max(column ready + tCL, bus free [+ tWTR/tRTW on a turn]), lasts
-//         bursts * tBurst, tBurst = burst_length / data_rate.
+//   data: bursts * tBurst (tBurst = burst_length / data_rate) in the first gap of the data
+//         bus at or after column ready + tCL, preceded by tWTR/tRTW when the direction turns.
 // So an idle read of one burst takes tRCD + tCL + tBurst.
-// Refresh: every tREFI (staggered across pseudo-channels) the channel stops for tRFC and all
-// rows close; data never overlaps a refresh.
+// The data bus is a reservation calendar, not a queue: like an FR-FCFS controller, data of a
+// ready row goes ahead of an access still precharging and activating another bank, while
+// each bank's commands keep their order. Refresh: every tREFI (staggered across
+// pseudo-channels) the channel stops for tRFC and all rows close; data never overlaps it.
 #pragma once
 
 #include <cstdint>
@@ -29,6 +33,7 @@
 
 #include "arch/arch.hpp"
 #include "sim/time.hpp"
+#include "sim/timeline.hpp"
 
 namespace tessera::sim {
 
@@ -44,6 +49,8 @@ struct HbmGeometry {
   double energy_per_bit = 0;
 
   static HbmGeometry from(const arch::Arch& a);
+  int64_t row_of(uint64_t local) const { return int64_t(local / (row_size * uint64_t(banks))); }
+  uint64_t bank_of(uint64_t local) const;
 };
 
 struct HbmChannelStats {
@@ -58,9 +65,11 @@ class HbmChannel {
   HbmChannel(const HbmGeometry& g, int index);
 
   // Serves `bytes` at pseudo-channel address `local` arriving at `t`; returns when the last
-  // data beat has been transferred. Requests are served in arrival order.
+  // data beat has been transferred.
   Tick access(Tick t, uint64_t local, uint64_t bytes, bool write);
   const HbmChannelStats& stats() const { return stats_; }
+  // No access will arrive before `now`: drops the bus reservations that ended.
+  void forget_before(Tick now) { bus_.forget_before(now); }
 
  private:
   struct Bank {
@@ -70,10 +79,11 @@ class HbmChannel {
   };
   Tick segment(Tick t, uint64_t local, uint64_t bytes, bool write);
   void refresh_until(Tick t);
+  void refresh(Tick start);
 
   const HbmGeometry& g_;
   std::vector<Bank> banks_;
-  Tick bus_free_ = 0;
+  Timeline bus_;
   bool last_write_ = false;
   Tick next_refresh_;
   HbmChannelStats stats_;
@@ -106,6 +116,10 @@ class Hbm {
 
 // The rotation of the channels in granule row r (a multiplicative hash of r).
 inline uint64_t hbm_row_rotation(uint64_t r) { return (r * 0x9E3779B97F4A7C15ull) >> 40; }
+
+inline uint64_t HbmGeometry::bank_of(uint64_t local) const {
+  return (local / row_size + hbm_row_rotation(uint64_t(row_of(local)))) % uint64_t(banks);
+}
 
 template <class F>
 void Hbm::split(uint64_t addr, uint64_t bytes, F&& fn) const {

@@ -16,6 +16,7 @@ Noc::Noc(const arch::Arch& a, Stats& stats, const std::string& prefix)
       hop_(Clock(a.chip.noc.clock).cycles(double(a.chip.noc.hop_cycles))),
       bytes_per_second_(a.chip.noc.link_width * a.chip.noc.clock),
       ps_per_byte_(1e12 / bytes_per_second_),
+      flit_bytes_(uint64_t(a.chip.noc.link_width)),
       bit_hops_(stats.add(prefix + ".bit_hops", "bit*hop", "bits moved times hops travelled (NoC energy)")),
       bytes_(stats.add(prefix + ".bytes", "bytes", "bytes carried over the NoC")) {
   const int64_t instances = a.shared_memory_instances();
@@ -105,6 +106,13 @@ Tick Noc::transfer(Tick t, int a, int b, uint64_t bytes) {
   bit_hops_ += double(bytes) * 8.0 * hops(a, b);
   bytes_ += double(bytes);
   return start + d + hop_;
+}
+
+Tick Noc::transfer(Tick first, Tick last, int a, int b, uint64_t bytes) {
+  const Tick streamed = transfer(first, a, b, bytes);
+  if (a == b) return std::max(streamed, last);
+  const Tick flit = Tick(double(std::min(bytes, flit_bytes_)) * ps_per_byte_ + 0.5);
+  return std::max(streamed, last + latency(a, b) + flit);
 }
 
 void Noc::set_trace(Trace* trace, int chip) {

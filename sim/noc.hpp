@@ -36,6 +36,10 @@ class Noc {
   Tick latency(int a, int b) const { return Tick(hops(a, b)) * hop_; }
   // Moves `bytes` from node a to node b, ready at t; returns when the last byte arrives.
   Tick transfer(Tick t, int a, int b, uint64_t bytes);
+  // The same for bytes that become ready one after another from `first` to `last`, cut
+  // through: they leave as they come, and the last one still crosses the path (its latency
+  // and one flit) after `last`.
+  Tick transfer(Tick first, Tick last, int a, int b, uint64_t bytes);
   void forget_before(Tick now);
   // Records each limited link's utilisation on its own trace track.
   void set_trace(Trace* trace, int chip);
@@ -59,6 +63,7 @@ class Noc {
   Tick hop_;
   double bytes_per_second_;
   double ps_per_byte_;
+  uint64_t flit_bytes_;
   std::vector<int> hbm_nodes_, shared_nodes_;
   std::vector<Link> links_;
   std::vector<int> scratch_path_;

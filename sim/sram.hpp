@@ -31,6 +31,10 @@ class SramPorts {
   SramPorts(const arch::SramParams& p, Clock clock, Stats& stats, const std::string& prefix);
   // Reserves the port that can start soonest at or after t; returns when the access ends.
   Tick access(Tick t, uint64_t rows, uint64_t row_bytes, uint64_t stride, bool write);
+  // How long such an access holds a port.
+  Tick duration(uint64_t rows, uint64_t row_bytes, uint64_t stride) const {
+    return clock_.cycles(double(sram_cycles(p_, rows, row_bytes, stride)));
+  }
   void forget_before(Tick now);
 
  private:

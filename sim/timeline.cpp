@@ -11,6 +11,8 @@ using Interval = std::pair<Tick, Tick>;
 // and that start.
 template <class It>
 std::pair<It, Tick> fit(It begin, It end, Tick ready, Tick duration) {
+  // A busy resource mostly takes requests at the end of its calendar.
+  if (begin == end || std::prev(end)->second <= ready) return {end, ready};
   // Intervals that end by `ready` cannot delay it.
   It it = std::lower_bound(begin, end, ready, [](const Interval& iv, Tick t) { return iv.second <= t; });
   Tick start = ready;
@@ -46,7 +48,7 @@ Tick Timeline::reserve(Tick ready, Tick duration) {
 }
 
 void Timeline::forget_before(Tick now) {
-  auto it = std::find_if(busy_.begin(), busy_.end(), [&](const auto& iv) { return iv.second > now; });
+  auto it = std::lower_bound(busy_.begin(), busy_.end(), now, [](const Interval& iv, Tick t) { return iv.second <= t; });
   busy_.erase(busy_.begin(), it);
 }
 

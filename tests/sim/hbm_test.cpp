@@ -20,6 +20,13 @@ arch::Arch maia(std::vector<std::string> overrides = {}) { return arch::load_arc
 constexpr double kBurstPs = 4.0 / 3.5e9 * 1e12;
 constexpr Tick kRCD = 14000, kCL = 14000, kRP = 14000, kRAS = 33000;
 
+// The first address after `local` in the same bank but another row.
+uint64_t same_bank_other_row(const HbmGeometry& g, uint64_t local) {
+  uint64_t a = local + g.row_size;
+  while (g.bank_of(a) != g.bank_of(local) || g.row_of(a) == g.row_of(local)) a += g.row_size;
+  return a;
+}
+
 TEST(Hbm, GeometryFromTheArchitecture) {
   Hbm h(maia());
   const HbmGeometry& g = h.geometry();
@@ -43,20 +50,52 @@ TEST(Hbm, RowHitAndRowConflictLatencies) {
   // Same row, later: only tCL + burst.
   const Tick t1 = first + 100000;
   EXPECT_EQ(c.access(t1, 64, 32, false) - t1, kCL + Tick(kBurstPs + 0.5));
-  // Another row of bank 0 (row 1 starts at row_size * banks = 16 KiB): precharge first.
+  // Another row of the same bank: precharge first.
   const Tick t2 = t1 + 100000;
-  EXPECT_EQ(c.access(t2, 16384, 32, false) - t2, kRP + kRCD + kCL + Tick(kBurstPs + 0.5));
+  EXPECT_EQ(c.access(t2, same_bank_other_row(h.geometry(), 0), 32, false) - t2, kRP + kRCD + kCL + Tick(kBurstPs + 0.5));
   EXPECT_EQ(c.stats().row_misses, 1u);
   EXPECT_EQ(c.stats().row_hits, 1u);
   EXPECT_EQ(c.stats().row_conflicts, 1u);
 }
+
+TEST(Hbm, BanksWithinARowAreAPermutationStartingAtAHashedBank) {
+  const HbmGeometry g = HbmGeometry::from(maia());
+  std::set<uint64_t> starts;
+  for (int64_t row = 0; row < 64; ++row) {
+    const uint64_t base = uint64_t(row) * g.row_size * uint64_t(g.banks);
+    std::set<uint64_t> banks;
+    for (int64_t j = 0; j < g.banks; ++j) {
+      const uint64_t a = base + uint64_t(j) * g.row_size;
+      EXPECT_EQ(g.row_of(a), row);
+      EXPECT_EQ(g.bank_of(a), (g.bank_of(base) + uint64_t(j)) % uint64_t(g.banks)) << "successive banks";
+      banks.insert(g.bank_of(a));
+    }
+    EXPECT_EQ(banks.size(), size_t(g.banks));
+    starts.insert(g.bank_of(base));
+  }
+  EXPECT_GE(starts.size(), size_t(g.banks) / 2) << "rows start in many different banks";
+}
+
+TEST(Hbm, ARowHitOvertakesAnotherBanksConflict) {
+  Hbm h(maia());
+  HbmChannel& c = h.channel(0);
+  const HbmGeometry& g = h.geometry();
+  c.access(0, 0, 32, false);           // opens a row in one bank
+  c.access(0, g.row_size, 32, false);  // and one in the next bank
+  const Tick t = 100000;
+  // The first bank must precharge and activate another row before its data...
+  EXPECT_EQ(c.access(t, same_bank_other_row(g, 0), 32, false) - t, kRP + kRCD + kCL + Tick(kBurstPs + 0.5));
+  // ...while a hit in the other bank arriving at the same time uses the idle bus meanwhile.
+  EXPECT_EQ(c.access(t, g.row_size + 32, 32, false) - t, kCL + Tick(kBurstPs + 0.5));
+}
+
 
 TEST(Hbm, TrasHoldsOffAnEarlyPrecharge) {
   Hbm h(maia());
   HbmChannel& c = h.channel(0);
   c.access(0, 0, 32, false);  // activates bank 0 at t = 0
   // A conflicting access right away must wait for tRAS after that activate before precharging.
-  const Tick done = c.access(1000, 16384, 32, false);
+  const Tick done = c.access(1000, same_bank_other_row(h.geometry(), 0), 32, false);
   EXPECT_EQ(done, kRAS + kRP + kRCD + kCL + Tick(kBurstPs + 0.5));
 }
 

@@ -56,6 +56,49 @@ Row gemm(const std::string& preset, int64_t m, int64_t k, int64_t n) {
           2.0 * double(m * k * n) / r.seconds() / peak, r.instructions};
 }
 
+// Every tile streams `per_tile` bytes of its own weights from HBM through three SRAM buffers,
+// as weight streaming does: the bandwidth the memory system delivers to a whole chip.
+struct StreamRow {
+  std::string name;
+  double sim_s, simulated_s, fraction_of_peak, spread;
+};
+
+StreamRow hbm_stream(const std::string& preset, uint64_t per_tile, uint64_t transfer) {
+  const arch::Arch a = arch::load_arch(preset);
+  compiler::ProgramBuilder pb(a);
+  transfer = std::min(transfer, pb.sram_free() / 4 / 4096 * 4096);  // three buffers fit the tile
+  const uint64_t base = pb.hbm_region("W", isa::RegionKind::Weights, per_tile * uint64_t(pb.tiles()));
+  const int sems[3] = {pb.sem_alloc(), pb.sem_alloc(), pb.sem_alloc()};
+  const uint64_t bufs[3] = {pb.sram_alloc(transfer), pb.sram_alloc(transfer), pb.sram_alloc(transfer)};
+  const int64_t n = int64_t(per_tile / transfer);
+  for (int t = 0; t < pb.tiles(); ++t) {
+    auto load = [&](int64_t i) {
+      compiler::Block b;
+      b.d0 = int64_t(transfer / 2);
+      const int64_t src = int64_t(base + uint64_t(t) * per_tile + uint64_t(i) * transfer);
+      pb.emit(t, compiler::dma(compiler::sram(int64_t(bufs[i % 3])), compiler::hbm(src), b, isa::Dtype::Bf16,
+                               isa::Dtype::None, {sems[i % 3], int64_t(isa::kTileSelf)}));
+    };
+    for (int64_t i = 0; i < std::min<int64_t>(3, n); ++i) load(i);
+    for (int64_t i = 0; i < n; ++i) {
+      pb.emit(t, compiler::sem_wait(sems[i % 3]));
+      if (i + 3 < n) load(i + 3);
+    }
+  }
+  const isa::Program p = pb.take();
+  const auto t0 = std::chrono::steady_clock::now();
+  const sim::RunResult r = sim::Simulation(a).run(p);
+  const double host = since(t0);
+  // How much earlier the first tile finished than the last, as a fraction of the run.
+  double first = r.seconds();
+  for (int t = 0; t < a.tiles(); ++t) {
+    first = std::min(first, r.stats.value(fmt::format("chip0.tile{}.halt_ps", t)) * 1e-12);
+  }
+  const double bw = double(per_tile) * a.tiles() / r.seconds();
+  return {fmt::format("hbm stream {} MiB/tile, {} KiB DMAs, {}", per_tile >> 20, transfer >> 10, preset), host,
+          r.seconds(), bw / arch::derive(a).hbm_bandwidth, 1.0 - first / r.seconds()};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -72,5 +115,14 @@ int main(int argc, char** argv) {
     std::cout << fmt::format("{:<42} {:>9.3f} {:>9.3f} {:>9.3f} {:>10.1f}us {:>7.1f}% {:>12} {:>14.3g}\n", r.name,
                              r.build_s, r.verify_s, r.sim_s, r.simulated_s * 1e6, r.utilization * 100, r.instructions,
                              double(r.instructions) / r.sim_s);
+  }
+  std::vector<StreamRow> streams;
+  streams.push_back(hbm_stream("maia100-class", 8 << 20, 512 << 10));
+  if (!quick) streams.push_back(hbm_stream("h100-sxm", 8 << 20, 512 << 10));
+  std::cout << fmt::format("\n{:<50} {:>9} {:>12} {:>10} {:>14}\n", "case", "sim s", "simulated", "of peak",
+                           "first done at");
+  for (const StreamRow& r : streams) {
+    std::cout << fmt::format("{:<50} {:>9.3f} {:>10.1f}us {:>9.1f}% {:>13.1f}%\n", r.name, r.sim_s,
+                             r.simulated_s * 1e6, r.fraction_of_peak * 100, (1 - r.spread) * 100);
   }
 }

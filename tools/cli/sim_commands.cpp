@@ -22,7 +22,7 @@ void add_sim_commands(CLI::App& app) {
     std::vector<std::string> overrides;
     bool functional = false, json = false, all_stats = false;
     double time_limit = 0;
-    uint64_t chunk = 64 << 10;
+    uint64_t chunk = sim::SimOptions{}.dma_chunk_bytes;
   };
   auto opt = std::make_shared<Options>();
   CLI::App* sim = app.add_subcommand("sim", "run a program on the SystemC model of a chip");
@@ -33,7 +33,7 @@ void add_sim_commands(CLI::App& app) {
   sim->add_flag("--json", opt->json, "print every statistic as JSON");
   sim->add_option("--trace", opt->trace, "write a Perfetto/Chrome trace (JSON) to this file");
   sim->add_option("--time-limit", opt->time_limit, "stop after this many simulated seconds");
-  sim->add_option("--dma-chunk", opt->chunk, "bytes a DMA moves per chunk (timing granularity)");
+  sim->add_option("--dma-chunk", opt->chunk, "bytes a DMA moves per chunk (timing granularity)")->capture_default_str();
   sim->add_flag("--all-stats", opt->all_stats, "list every statistic, not only the summary");
   sim->callback([opt] {
     const arch::Arch a = arch::load_arch(opt->arch, opt->overrides);
