@@ -93,6 +93,13 @@ class Gemm {
     pb_.emit(t, addi(rb_, s_.b.reg, s_.b.offset + b));
   }
 
+  // Moves the registers to the next chunk of K: along A's rows, and along B's columns or,
+  // transposed, its rows.
+  void advance_k(int t) {
+    pb_.emit(t, addi(ra_, ra_, p_.bk * e_));
+    pb_.emit(t, addi(rb_, rb_, s_.b_transposed ? p_.bk * e_ : p_.bk * ldb_));
+  }
+
   // Loads tile (i, j)'s slices of chunk x into buffer b of every consumer.
   void load_and_forward(int i, int j, int b, const Chunk& x) {
     const int t = tile(i, j);
@@ -172,10 +179,7 @@ class Gemm {
       const Chunk next = chunk(g + 1);
       if (next.c == 0) set_registers(i, j, next);
       load_and_forward(i, j, 1 - b, next);
-      if (next.c + 1 < kchunks_) {
-        pb_.emit(t, addi(ra_, ra_, p_.bk * e_));
-        pb_.emit(t, addi(rb_, rb_, p_.bk * ldb_));
-      }
+      if (next.c + 1 < kchunks_) advance_k(t);
     }
     if (last && m > 0 && n > 0) {
       Block blk;
@@ -192,10 +196,7 @@ class Gemm {
     const Chunk first = chunk(0);
     set_registers(i, j, first);
     load_and_forward(i, j, 0, first);
-    if (kchunks_ > 1) {
-      pb_.emit(t, addi(ra_, ra_, p_.bk * e_));
-      pb_.emit(t, addi(rb_, rb_, p_.bk * ldb_));
-    }
+    if (kchunks_ > 1) advance_k(t);
     int64_t stores = 0;
     for (int64_t pass = 0; pass < p_.passes_m * p_.passes_n; ++pass) {
       const int64_t g0 = pass * kchunks_, g1 = g0 + kchunks_;
