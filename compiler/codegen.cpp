@@ -42,7 +42,7 @@ struct Pending {
 
 }  // namespace
 
-isa::Program codegen(const Lowering& l, const arch::Arch& a) {
+isa::Program codegen(const Lowering& l, const arch::Arch& a, std::vector<size_t>* layer_loops) {
   const Graph& g = l.graph;
   ProgramBuilder pb(a);
   isa::Program& p = pb.program();
@@ -90,6 +90,7 @@ isa::Program codegen(const Lowering& l, const arch::Arch& a) {
       for (int t = 0; t < pb.tiles(); ++t) {
         pb.emit(t, li(regs.weights, 0));
         pb.emit(t, li(regs.kv, 0));
+        if (layer_loops) layer_loops->push_back(pb.size(t));
         pb.emit(t, compiler::loop(l.layers));
       }
       in_loop = true;
@@ -112,7 +113,14 @@ isa::Program codegen(const Lowering& l, const arch::Arch& a) {
             kernel.body();
           }
           break;
-        case Strategy::Rows: emit_rows(ctx, rows_spec(l, op, regs), plan.rows); break;
+        case Strategy::Rows:
+          if (op.kind == OpKind::MoeRouter) {
+            emit_router(ctx, router_spec(l, op, regs), plan.rows);
+          } else {
+            emit_rows(ctx, rows_spec(l, op, regs), plan.rows);
+          }
+          break;
+        case Strategy::Experts: emit_moe(pb, plan.half, moe_spec(l, op, regs), plan.moe); break;
         case Strategy::Heads: emit_attention(ctx, attention_spec(l, op, regs), plan.attention); break;
         default: throw CompileError("no kernel for this strategy");
       }

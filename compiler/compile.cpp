@@ -15,12 +15,12 @@ CompileResult compile(Graph g, const arch::Arch& a, const CompileOptions& o) {
   assign_dtypes(g, o);
   r.graph_text = print(g);
   Lowering l = partition(std::move(g), a);
-  tile(l, a);
+  tile(l, a, o);
   place(l, a);
   plan_memory(l, a, o);
   schedule(l);
   r.tiled_text = print(l.graph);
-  r.program = codegen(l, a);
+  r.program = codegen(l, a, &r.layer_loops);
   if (o.verify) isa::verify_or_throw(r.program, target_for(a));
   std::set<int> stacks;
   for (const Op& op : l.graph.ops) {

@@ -31,6 +31,8 @@ struct CompileResult {
   std::vector<TensorPlacement> tensors;  // weights, KV caches and outputs
   uint64_t weight_bytes = 0, kv_bytes = 0, activation_bytes = 0;
   int64_t layers_looped = 0;  // 0 when every layer is emitted separately
+  // Per tile, the index of the layer loop's `loop` instruction in its stream (when looped).
+  std::vector<size_t> layer_loops;
 };
 
 CompileResult compile(Graph g, const arch::Arch& a, const CompileOptions& o = {});

@@ -242,9 +242,16 @@ class GraphBuilder {
     int x = embed();
     for (int64_t l = 0; l < m_.layers; ++l) x = layer(l, x);
     const std::string final_norm = m_.family == "gpt2" ? "transformer.ln_f" : m_.family == "opt" ? "model.decoder.final_layer_norm" : "model.norm";
+    int64_t rows = tokens_;
+    if (w_.phase == Phase::Prefill && !w_.all_logits && w_.seq > 1) {
+      std::vector<int64_t> last;
+      for (int64_t b = 0; b < w_.batch; ++b) last.push_back((b + 1) * w_.seq - 1);
+      rows = w_.batch;
+      x = add_op(OpKind::Embedding, "last_tokens", {x}, {rows, m_.hidden}, -1, {{"rows", last}});
+    }
     const int h = norm(final_norm, x, -1, "final_norm");
     const int head = m_.tie_embeddings ? embed_table_ : weight("lm_head.weight", {m_.vocab, m_.hidden});
-    const int logits = linear("lm_head", h, head, -1, {tokens_, m_.vocab}, -1);
+    const int logits = linear("lm_head", h, head, -1, {rows, m_.vocab}, -1);
     g_.v(logits).role = Role::Output;
     g_.v(logits).name = "logits";
     g_.outputs = {logits};
@@ -302,9 +309,9 @@ class GraphBuilder {
     std::map<std::string, AttrValue> attrs{{"eps", m_.norm_eps}};
     if (m_.layer_norm) {
       const int b = weight(base + ".bias", {m_.hidden});
-      return add_op(OpKind::LayerNorm, name, {x, w, b}, {tokens_, m_.hidden}, layer, attrs);
+      return add_op(OpKind::LayerNorm, name, {x, w, b}, g_.v(x).shape, layer, attrs);
     }
-    return add_op(OpKind::RmsNorm, name, {x, w}, {tokens_, m_.hidden}, layer, attrs);
+    return add_op(OpKind::RmsNorm, name, {x, w}, g_.v(x).shape, layer, attrs);
   }
 
   int linear(const std::string& name, int x, int w, int b, std::vector<int64_t> shape, int64_t layer,

@@ -50,6 +50,9 @@ struct Workload {
   int64_t cache_capacity = 0;
   // Token ids (batch * tokens), when the numbers matter; otherwise a fixed pattern.
   std::vector<int64_t> token_ids;
+  // Prefill: logits of every prompt token. Serving needs only each sequence's last one (the
+  // next token), so by default the final norm and the LM head see only those rows.
+  bool all_logits = false;
   int64_t tokens_per_sequence() const { return phase == Phase::Prefill ? seq : 1; }
   int64_t past() const { return phase == Phase::Prefill ? 0 : context; }
   int64_t capacity() const { return std::max(cache_capacity, past() + tokens_per_sequence()); }

@@ -12,6 +12,7 @@
 #include "compiler/graph.hpp"
 #include "compiler/kernels/attention.hpp"
 #include "compiler/kernels/gemm.hpp"
+#include "compiler/kernels/moe.hpp"
 #include "compiler/kernels/stream.hpp"
 
 namespace tessera::compiler {
@@ -21,6 +22,7 @@ struct CompileOptions {
   isa::Dtype activation_dtype = isa::Dtype::Bf16;
   isa::Dtype kv_dtype = isa::Dtype::Bf16;
   bool layer_loop = true;   // emit one layer body in a loop when the layers are alike
+  int64_t attention_key_block = 0;  // > 0: attention walks keys in blocks of this many (else only when heads do not fit)
   bool verify = true;       // run the ISA verifier on the result
 };
 
@@ -32,15 +34,16 @@ enum class Strategy {
   Rows,    // row-wise ops: token rows over tiles
   Heads,   // attention: (sequence, kv head, query block) units over tiles
   Gather,  // embedding: one DMA per token row
-  Experts, // MoE experts: each expert a Stream over all tiles
+  Experts, // MoE experts: all experts densely, weighted by the routing weights (kernels/moe.hpp)
 };
 std::string_view strategy_name(Strategy s);
 
 struct OpPlan {
   Strategy strategy = Strategy::None;
   GemmPlan gemm;             // Gemm
-  StreamPlan stream;         // Stream, Experts
-  RowsPlan rows;             // Rows
+  StreamPlan stream;         // Stream
+  RowsPlan rows;             // Rows (and the MoE router)
+  MoePlan moe;               // Experts
   AttentionPlan attention;   // Heads
   bool prefetch = false;     // Stream: weight loads issued before the previous op's barrier
   int half = -1;             // scratch half (SRAM, shared memory, semaphores); -1: all of it

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <numeric>
 #include <set>
+#include <tuple>
 
 #include "compiler/error.hpp"
 #include "compiler/passes.hpp"
@@ -285,6 +286,47 @@ bool fuse_activation(Graph& g) {
   return false;
 }
 
+// MoE experts given one weight per matrix (x, routing weights, then w1, w3, w2 of every expert)
+// read stacks instead: [W1_0; W3_0; W1_1; W3_1; ...] [E*2I, H] and [W2_0; W2_1; ...] [E*H, I],
+// made by Concat ops that the memory planner resolves by placement.
+bool fuse_expert_weights(Graph& g) {
+  for (size_t i = 0; i < g.ops.size(); ++i) {
+    const Op& op = g.ops[i];
+    if (op.kind != OpKind::MoeExperts) continue;
+    const int64_t experts = op.i("experts");
+    if (int64_t(op.inputs.size()) != 2 + 3 * experts) continue;
+    std::vector<int> gate_up, down;
+    for (int64_t e = 0; e < experts; ++e) {
+      const size_t base = size_t(2 + 3 * e);
+      gate_up.push_back(op.inputs[base]);
+      gate_up.push_back(op.inputs[base + 1]);
+      down.push_back(op.inputs[base + 2]);
+    }
+    for (int w : gate_up) {
+      if (g.v(w).role != Role::Weight) return false;
+    }
+    const int64_t layer = layer_of(op);
+    const int w13 = stacked_weight(g, gate_up, op.name + ".w13");
+    const int w2 = stacked_weight(g, down, op.name + ".w2");
+    std::vector<Op> add;
+    for (const auto& [parts, stack, suffix] : {std::tuple{gate_up, w13, ".w13"}, std::tuple{down, w2, ".w2"}}) {
+      Op c;
+      c.kind = OpKind::Concat, c.name = op.name + suffix + ".stack", c.inputs = parts, c.outputs = {stack};
+      c.attrs["axis"] = int64_t(0);
+      if (layer >= 0) c.attrs["layer"] = layer;
+      add.push_back(std::move(c));
+    }
+    Op moe = op;
+    moe.inputs = {op.inputs[0], op.inputs[1], w13, w2};
+    moe.notes["fused"] = fmt::format("weights of {} experts stacked: %{} [E*2I, H], %{} [E*H, I]", experts,
+                                     g.v(w13).name, g.v(w2).name);
+    add.push_back(std::move(moe));
+    splice(g, {int(i)}, std::move(add));
+    return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 void infer_shapes(Graph& g) {
@@ -307,6 +349,7 @@ void fuse(Graph& g) {
   while (fuse_sibling_linears(g)) {}
   while (fuse_swiglu(g)) {}
   while (fuse_activation(g)) {}
+  while (fuse_expert_weights(g)) {}
   check(g);
 }
 
@@ -334,6 +377,13 @@ void assign_dtypes(Graph& g, const CompileOptions& o) {
       case Role::KvCache: v.dtype = o.kv_dtype; break;
       case Role::Output: v.dtype = isa::Dtype::Fp32; break;
       default: v.dtype = o.activation_dtype;
+    }
+  }
+  // Routing is decided on fp32 gate logits (bf16 logits would tie or swap near-equal experts).
+  for (const Op& op : g.ops) {
+    if (op.kind != OpKind::MoeRouter) continue;
+    for (int v : {op.inputs[0], op.outputs[0]}) {
+      if (g.v(v).role == Role::Activation) g.v(v).dtype = isa::Dtype::Fp32;
     }
   }
 }

@@ -19,7 +19,6 @@ namespace {
 
 constexpr uint64_t kAlign = 4096;
 uint64_t align(uint64_t v) { return (v + kAlign - 1) / kAlign * kAlign; }
-int64_t esize(isa::Dtype d) { return std::max(1, isa::dtype_bits(d) / 8); }
 
 // A first-fit allocator over a growing range, for activations.
 class Arena {
@@ -238,9 +237,13 @@ void plan_memory(Lowering& l, const arch::Arch& a, const CompileOptions& o) {
   };
   Arena arena;
   std::map<int, uint64_t> held;  // root -> bytes
+  auto place_at = [&](int v, uint64_t addr, int64_t ld) { l.places[size_t(v)] = {true, act_base + addr, ld, -1, false}; };
+  // The graph's inputs (an operator's operands; models read only tables) live throughout.
+  for (int v : g.inputs) {
+    if (g.v(v).role == Role::Input) place_at(v, arena.take(g.v(v).bytes()), 0);
+  }
   for (size_t k = 0; k < order.size(); ++k) {
     const Op& op = g.ops[size_t(order[k])];
-    auto place_at = [&](int v, uint64_t addr, int64_t ld) { l.places[size_t(v)] = {true, act_base + addr, ld, -1, false}; };
     if (op.kind == OpKind::Split) {
       const Placement& in = l.places[size_t(op.inputs[0])];
       const int64_t row = g.v(op.inputs[0]).shape[1] * esize(g.v(op.inputs[0]).dtype);
@@ -271,6 +274,13 @@ void plan_memory(Lowering& l, const arch::Arch& a, const CompileOptions& o) {
         held[out] = bytes;
       }
     }
+    // Scratch an op needs while it runs (the MoE experts' intermediates on the GEMM path).
+    OpPlan& plan = l.plans[size_t(order[k])];
+    uint64_t scratch_at = 0;
+    if (plan.strategy == Strategy::Experts && plan.moe.scratch_bytes > 0) {
+      scratch_at = arena.take(plan.moe.scratch_bytes);
+      plan.moe.scratch = act_base + scratch_at;
+    }
     // Free what no later op reads.
     for (int in : op.inputs) {
       const int r = root(rep(in));
@@ -284,6 +294,7 @@ void plan_memory(Lowering& l, const arch::Arch& a, const CompileOptions& o) {
         held.erase(r);
       }
     }
+    if (plan.strategy == Strategy::Experts && plan.moe.scratch_bytes > 0) arena.give(scratch_at, plan.moe.scratch_bytes);
   }
   // Values of the other layers use layer 0's memory.
   for (const auto& [v, r] : layers.rep) {

@@ -12,24 +12,38 @@ namespace {
 // Token rows at which a Linear switches from streaming weights to the multicast GEMM.
 constexpr int64_t kGemmTokens = 256;
 
-bool has_work(Strategy s) { return s != Strategy::None; }
+bool has_work(Strategy s) {
+  return s != Strategy::None;
+}
 
 uint64_t budget(const arch::Arch& a, const OpPlan& p) {
   const uint64_t sram = uint64_t(a.chip.tile.sram.capacity);
   return (p.half < 0 ? sram : sram / 2) * 15 / 16;
 }
 
+uint64_t shared_budget(const arch::Arch& a, const OpPlan& p) {
+  const uint64_t shared = uint64_t(a.chip.shared_memory.capacity);
+  return (p.half < 0 ? shared : shared / 2) * 15 / 16;
+}
+
 }  // namespace
 
 std::string_view strategy_name(Strategy s) {
   switch (s) {
-    case Strategy::None: return "none";
-    case Strategy::Gemm: return "gemm";
-    case Strategy::Stream: return "stream";
-    case Strategy::Rows: return "rows";
-    case Strategy::Heads: return "heads";
-    case Strategy::Gather: return "gather";
-    case Strategy::Experts: return "experts";
+    case Strategy::None:
+      return "none";
+    case Strategy::Gemm:
+      return "gemm";
+    case Strategy::Stream:
+      return "stream";
+    case Strategy::Rows:
+      return "rows";
+    case Strategy::Heads:
+      return "heads";
+    case Strategy::Gather:
+      return "gather";
+    case Strategy::Experts:
+      return "experts";
   }
   return "?";
 }
@@ -43,7 +57,9 @@ Lowering partition(Graph g, const arch::Arch& a) {
     Op& op = l.graph.ops[i];
     OpPlan& p = l.plans[i];
     switch (op.kind) {
-      case OpKind::Embedding: p.strategy = Strategy::Gather; break;
+      case OpKind::Embedding:
+        p.strategy = Strategy::Gather;
+        break;
       case OpKind::Linear: {
         const int64_t tokens = l.graph.v(op.inputs[0]).shape[0];
         p.strategy = tokens >= kGemmTokens && a.tiles() > 1 ? Strategy::Gemm : Strategy::Stream;
@@ -58,66 +74,112 @@ Lowering partition(Graph g, const arch::Arch& a) {
       case OpKind::Gelu:
       case OpKind::Relu:
       case OpKind::SwiGlu:
-      case OpKind::Rope: p.strategy = Strategy::Rows; break;
-      case OpKind::Attention: p.strategy = Strategy::Heads; break;
+      case OpKind::Rope:
+        p.strategy = Strategy::Rows;
+        break;
+      case OpKind::Attention:
+        p.strategy = Strategy::Heads;
+        break;
       case OpKind::Concat:
         for (int in : op.inputs) {
           if (l.graph.v(in).role != Role::Weight) {
-            throw CompileError(fmt::format("op {}: only weights can be concatenated (by placement)", op.name));
+            throw CompileError(
+                fmt::format("op {}: only weights can be concatenated (by placement)", op.name));
           }
         }
         p.strategy = Strategy::None;
         break;
       case OpKind::Split:
-      case OpKind::Reshape: p.strategy = Strategy::None; break;
+      case OpKind::Reshape:
+        p.strategy = Strategy::None;
+        break;
       case OpKind::MoeRouter:
-      case OpKind::MoeExperts:
-        throw CompileError(fmt::format("op {}: mixture-of-experts layers are not supported by code generation yet", op.name));
+        p.strategy = Strategy::Rows;
+        break;  // its own row kernel (kernels/moe.hpp)
+      case OpKind::MoeExperts: {
+        const int64_t tokens = l.graph.v(op.inputs[0]).shape[0];
+        p.strategy = Strategy::Experts;
+        p.moe.gemm = tokens >= kGemmTokens && a.tiles() > 1;
+        break;
+      }
       case OpKind::MatMul:
-        throw CompileError(fmt::format("op {}: a MatMul of two activations is supported only inside attention", op.name));
+        throw CompileError(fmt::format(
+            "op {}: a MatMul of two activations is supported only inside attention", op.name));
       case OpKind::Transpose:
       case OpKind::Slice:
-        throw CompileError(fmt::format("op {} ({}) is not supported by code generation", op.name, op_kind_name(op.kind)));
+        throw CompileError(fmt::format("op {} ({}) is not supported by code generation", op.name,
+                                       op_kind_name(op.kind)));
     }
     if (!has_work(p.strategy)) continue;
     // A weight stream may start loading while the previous op of the same layer finishes.
-    if (p.strategy == Strategy::Stream && prev >= 0 && l.graph.ops[size_t(prev)].i("layer", -1) == op.i("layer", -1)) {
+    if (p.strategy == Strategy::Stream && prev >= 0 &&
+        l.graph.ops[size_t(prev)].i("layer", -1) == op.i("layer", -1)) {
       p.prefetch = true;
       OpPlan& before = l.plans[size_t(prev)];
       if (before.half < 0) before.half = 0;
       p.half = 1 - before.half;
     }
-    op.notes["strategy"] = std::string(strategy_name(p.strategy)) + (p.prefetch ? ", prefetching" : "");
+    op.notes["strategy"] =
+        std::string(strategy_name(p.strategy)) + (p.prefetch ? ", prefetching" : "");
     prev = int(i);
   }
   return l;
 }
 
-void tile(Lowering& l, const arch::Arch& a) {
+void tile(Lowering& l, const arch::Arch& a, const CompileOptions& o) {
   for (size_t i = 0; i < l.graph.ops.size(); ++i) {
     Op& op = l.graph.ops[i];
     OpPlan& p = l.plans[i];
     const uint64_t b = budget(a, p);
-    switch (p.strategy) {
-      case Strategy::Gemm:
-        p.gemm = plan_gemm(a, gemm_spec(l, op), b);
-        op.notes["tiles"] = fmt::format("blocks {}x{}, k chunks of {}, {}x{} passes", p.gemm.bm, p.gemm.bn, p.gemm.bk,
-                                        p.gemm.passes_m, p.gemm.passes_n);
-        break;
-      case Strategy::Stream:
-        p.stream = plan_stream(a, stream_spec(l, op), b);
-        op.notes["tiles"] = fmt::format("{} columns a tile, weight chunks of {} x {}, {} buffers", p.stream.per_tile,
-                                        p.stream.chunk, p.stream.k_chunk, p.stream.buffers);
-        break;
-      case Strategy::Rows:
-        p.rows = plan_rows(a, rows_spec(l, op), b);
-        op.notes["tiles"] = fmt::format("{} rows a tile in chunks of {}", p.rows.per_tile, p.rows.chunk);
-        break;
-      case Strategy::Heads:
-        p.attention = plan_attention(a, attention_spec(l, op), b);
-        op.notes["tiles"] = fmt::format("query blocks of {} tokens, {} units", p.attention.q_block, p.attention.units);
-        break;
-      default: break;
+    try {
+      switch (p.strategy) {
+        case Strategy::Gemm:
+          p.gemm = plan_gemm(a, gemm_spec(l, op), b, shared_budget(a, p));
+          op.notes["tiles"] = fmt::format("blocks {}x{}, k chunks of {}, {}x{} passes", p.gemm.bm,
+                                          p.gemm.bn, p.gemm.bk, p.gemm.passes_m, p.gemm.passes_n);
+          if (p.gemm.panel > 0)
+            op.notes["tiles"] +=
+                fmt::format(", K panels of {} staged in shared memory", p.gemm.panel);
+          break;
+        case Strategy::Stream:
+          p.stream = plan_stream(a, stream_spec(l, op), b);
+          op.notes["tiles"] =
+              fmt::format("{} columns a tile, weight chunks of {} x {}, {} buffers{}",
+                          p.stream.per_tile, p.stream.chunk, p.stream.k_chunk, p.stream.buffers,
+                          p.stream.x_slices ? ", x in slices" : "");
+          break;
+        case Strategy::Rows:
+          p.rows = op.kind == OpKind::MoeRouter ? plan_router(a, router_spec(l, op), b)
+                                                : plan_rows(a, rows_spec(l, op), b);
+          op.notes["tiles"] =
+              fmt::format("{} rows a tile in chunks of {}", p.rows.per_tile, p.rows.chunk);
+          if (op.kind == OpKind::MoeRouter) {
+            op.notes["routing"] = fmt::format(
+                "z = l - max(l); top-{} mask: {} round(s) of row max and push down, then step(z - "
+                "kth) from vec.scale/max "
+                "(ties at the k-th value keep every tied expert); w = exp(z) * mask / sum, in fp32",
+                op.i("top_k"), op.i("top_k") - 1);
+          }
+          break;
+        case Strategy::Experts: {
+          const MoeSpec spec = moe_spec(l, op);
+          p.moe = plan_moe(a, spec, b, shared_budget(a, p), p.moe.gemm);
+          op.notes["tiles"] = moe_tiles_note(spec, p.moe);
+          op.notes["flops"] = moe_flops_note(spec, p.moe);
+          break;
+        }
+        case Strategy::Heads:
+          p.attention = plan_attention(a, attention_spec(l, op), b, o.attention_key_block);
+          op.notes["tiles"] = fmt::format("query blocks of {} tokens, {} units",
+                                          p.attention.q_block, p.attention.units);
+          if (p.attention.key_block > 0)
+            op.notes["tiles"] += fmt::format(", keys in blocks of {}", p.attention.key_block);
+          break;
+        default:
+          break;
+      }
+    } catch (const CompileError& e) {
+      throw CompileError(fmt::format("op {} ({}): {}", op.name, op_kind_name(op.kind), e.what()));
     }
   }
 }
@@ -128,20 +190,41 @@ void place(Lowering& l, const arch::Arch& a) {
     const OpPlan& p = l.plans[i];
     switch (p.strategy) {
       case Strategy::Gemm:
-        op.notes["place"] = fmt::format("grid {}x{}: block (i, j) on tile i*{} + j{}", p.gemm.gr, p.gemm.gc, p.gemm.gc,
-                                        a.chip.noc.topology == arch::NocTopology::Mesh && p.gemm.gc == a.chip.mesh.cols
-                                            ? " (grid rows are mesh rows)"
-                                            : "");
+        op.notes["place"] = fmt::format(
+            "grid {}x{}: block (i, j) on tile i*{} + j{}", p.gemm.gr, p.gemm.gc, p.gemm.gc,
+            a.chip.noc.topology == arch::NocTopology::Mesh && p.gemm.gc == a.chip.mesh.cols
+                ? " (grid rows are mesh rows)"
+                : "");
         break;
       case Strategy::Stream:
         op.notes["place"] = fmt::format("tiles 0..{}", p.stream.tiles - 1);
         break;
-      case Strategy::Rows: op.notes["place"] = fmt::format("tiles 0..{}", p.rows.tiles - 1); break;
-      case Strategy::Heads:
-        op.notes["place"] = fmt::format("units in contiguous runs on tiles 0..{}", p.attention.tiles - 1);
+      case Strategy::Rows:
+        op.notes["place"] = fmt::format("tiles 0..{}", p.rows.tiles - 1);
         break;
-      case Strategy::Gather: op.notes["place"] = fmt::format("rows dealt to {} tiles", std::min<int64_t>(a.tiles(), l.graph.v(op.outputs[0]).shape[0])); break;
-      default: break;
+      case Strategy::Heads:
+        op.notes["place"] =
+            fmt::format("units in contiguous runs on tiles 0..{}", p.attention.tiles - 1);
+        break;
+      case Strategy::Experts:
+        op.notes["place"] =
+            p.moe.gemm
+                ? fmt::format("GEMM grids {}x{} and {}x{}; activation rows on tiles 0..{}",
+                              p.moe.gate_up.gr, p.moe.gate_up.gc, p.moe.down.gr, p.moe.down.gc,
+                              p.moe.act.tiles - 1)
+                : fmt::format(
+                      "intermediate columns on tiles 0..{}; output columns on tiles 0..{}",
+                      p.moe.tiles - 1,
+                      (l.graph.v(op.outputs[0]).shape[1] + p.moe.out_cols - 1) / p.moe.out_cols -
+                          1);
+        break;
+      case Strategy::Gather:
+        op.notes["place"] =
+            fmt::format("rows dealt to {} tiles",
+                        std::min<int64_t>(a.tiles(), l.graph.v(op.outputs[0]).shape[0]));
+        break;
+      default:
+        break;
     }
   }
 }
@@ -150,8 +233,17 @@ void schedule(Lowering& l) {
   for (size_t i = 0; i < l.graph.ops.size(); ++i) {
     if (!has_work(l.plans[i].strategy)) continue;
     Op& op = l.graph.ops[i];
-    op.notes["sync"] = l.plans[i].prefetch ? "weights requested before the previous barrier; barrier after"
-                                           : "barrier after";
+    const OpPlan& p = l.plans[i];
+    if (p.strategy == Strategy::Experts) {
+      op.notes["sync"] =
+          p.moe.gemm       ? "barriers between the steps of every expert; barrier after"
+          : p.moe.two_pass ? "barrier between the two passes; barrier after"
+                           : fmt::format("barrier before the reduction{}; barrier after",
+                                         p.moe.blocks > 1 ? " and after it, per token block" : "");
+      continue;
+    }
+    op.notes["sync"] = p.prefetch ? "weights requested before the previous barrier; barrier after"
+                                  : "barrier after";
   }
 }
 

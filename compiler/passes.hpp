@@ -28,7 +28,7 @@ Lowering partition(Graph g, const arch::Arch& a);
 
 // Cuts each op to fit the arrays and its share of SRAM (GEMM blocks, weight chunks, row
 // chunks, query blocks).
-void tile(Lowering& l, const arch::Arch& a);
+void tile(Lowering& l, const arch::Arch& a, const CompileOptions& o = {});
 
 // Decides which tiles do what (grid orientation on the mesh, unit ranges), as notes.
 void place(Lowering& l, const arch::Arch& a);
@@ -41,7 +41,8 @@ void plan_memory(Lowering& l, const arch::Arch& a, const CompileOptions& o);
 // output; prefetches hoisted above it).
 void schedule(Lowering& l);
 
-// The program.
-isa::Program codegen(const Lowering& l, const arch::Arch& a);
+// The program. With `layer_loops`, the index of the layer loop's `loop` instruction in each
+// tile's stream (empty when the layers are emitted one by one).
+isa::Program codegen(const Lowering& l, const arch::Arch& a, std::vector<size_t>* layer_loops = nullptr);
 
 }  // namespace tessera::compiler

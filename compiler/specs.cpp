@@ -35,7 +35,8 @@ GemmSpec gemm_spec(const Lowering& l, const Op& op, LayerRegs regs) {
   s.m = g.v(op.inputs[0]).shape[0];
   s.k = g.v(op.inputs[0]).shape[1];
   s.n = g.v(op.inputs[1]).shape[0];
-  s.dtype = w.dtype;
+  s.dtype = w.dtype;  // activations are converted to the weights' dtype as they are loaded
+  s.a_dtype = x.dtype;
   s.out = y.dtype;
   s.a = x.addr, s.lda = x.ld;
   s.b = w.addr;
@@ -45,10 +46,6 @@ GemmSpec gemm_spec(const Lowering& l, const Op& op, LayerRegs regs) {
   if (op.inputs.size() > 2) {
     const Operand2 b = operand(l, op.inputs[2], regs);
     s.has_bias = true, s.bias = b.addr, s.bias_dtype = b.dtype;
-  }
-  if (x.dtype != w.dtype) {
-    throw CompileError(fmt::format("op {}: a GEMM multiplies {} activations by {} weights; make them the same dtype",
-                                   op.name, isa::dtype_name(x.dtype), isa::dtype_name(w.dtype)));
   }
   return s;
 }
@@ -108,6 +105,40 @@ AttentionSpec attention_spec(const Lowering& l, const Op& op, LayerRegs regs) {
   const Operand2 kc = operand(l, op.inputs[3], regs), vc = operand(l, op.inputs[4], regs);
   s.kcache = kc.addr, s.vcache = vc.addr, s.kv_dtype = kc.dtype;
   s.out = operand(l, op.outputs[0], regs);
+  return s;
+}
+
+RouterSpec router_spec(const Lowering& l, const Op& op, LayerRegs regs) {
+  RouterSpec s;
+  const auto& shape = l.graph.v(op.inputs[0]).shape;
+  s.rows = shape[0], s.experts = shape[1];
+  s.top_k = op.i("top_k");
+  s.logits = operand(l, op.inputs[0], regs);
+  s.out = operand(l, op.outputs[0], regs);
+  return s;
+}
+
+MoeSpec moe_spec(const Lowering& l, const Op& op, LayerRegs regs) {
+  const Graph& g = l.graph;
+  if (op.inputs.size() != 4) {
+    throw CompileError(fmt::format("op {}: the experts' weights must be stacked into [E*2I, H] and [E*H, I] (the fuse "
+                                   "pass does it)",
+                                   op.name));
+  }
+  MoeSpec s;
+  const auto& x = g.v(op.inputs[0]).shape;
+  s.t = x[0], s.hidden = x[1];
+  s.experts = op.i("experts"), s.inter = op.i("intermediate"), s.top_k = op.i("top_k");
+  s.x = operand(l, op.inputs[0], regs);
+  s.route = operand(l, op.inputs[1], regs);
+  const Operand2 w13 = operand(l, op.inputs[2], regs), w2 = operand(l, op.inputs[3], regs);
+  s.w13 = w13.addr, s.w2 = w2.addr, s.wdt = w13.dtype;
+  s.y = operand(l, op.outputs[0], regs);
+  if (g.v(op.inputs[2]).shape != std::vector<int64_t>{s.experts * 2 * s.inter, s.hidden} ||
+      g.v(op.inputs[3]).shape != std::vector<int64_t>{s.experts * s.hidden, s.inter}) {
+    throw CompileError(fmt::format("op {}: stacked expert weights have the wrong shapes", op.name));
+  }
+  if (w2.dtype != w13.dtype) throw CompileError(fmt::format("op {}: expert weights of two dtypes", op.name));
   return s;
 }
 

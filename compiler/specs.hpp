@@ -6,6 +6,7 @@
 
 #include "compiler/kernels/attention.hpp"
 #include "compiler/kernels/gemm.hpp"
+#include "compiler/kernels/moe.hpp"
 #include "compiler/kernels/rows.hpp"
 #include "compiler/kernels/stream.hpp"
 #include "compiler/lowering.hpp"
@@ -23,5 +24,7 @@ GemmSpec gemm_spec(const Lowering& l, const Op& op, LayerRegs regs = {});
 StreamSpec stream_spec(const Lowering& l, const Op& op, LayerRegs regs = {});
 RowsSpec rows_spec(const Lowering& l, const Op& op, LayerRegs regs = {});
 AttentionSpec attention_spec(const Lowering& l, const Op& op, LayerRegs regs = {});
+RouterSpec router_spec(const Lowering& l, const Op& op, LayerRegs regs = {});
+MoeSpec moe_spec(const Lowering& l, const Op& op, LayerRegs regs = {});
 
 }  // namespace tessera::compiler

@@ -292,9 +292,9 @@ class Verifier {
   }
 
   void range_rules(const Stream& s, size_t pc, const OpDef& d, const Access& a) {
-    const std::string what = fmt::format("{} {}", d.mnemonic, a.operand);
+    auto what = [&] { return fmt::format("{} {}", d.mnemonic, a.operand); };  // only for messages
     if (a.begin % a.align != 0) {
-      issue(s, pc, fmt::format("{} at {:#x} is not aligned to {} bytes", what, a.begin, a.align));
+      issue(s, pc, fmt::format("{} at {:#x} is not aligned to {} bytes", what(), a.begin, a.align));
     }
     uint64_t limit = 0;
     std::string memory;
@@ -305,14 +305,14 @@ class Verifier {
       case Space::None: return;
     }
     if (a.begin < 0 || a.end > int64_t(limit) || a.end < a.begin) {
-      issue(s, pc, fmt::format("{} [{:#x}, {:#x}) is outside the {} {} bytes", what, a.begin, a.end, memory, limit));
+      issue(s, pc, fmt::format("{} [{:#x}, {:#x}) is outside the {} {} bytes", what(), a.begin, a.end, memory, limit));
       return;
     }
     if (a.space == Space::Hbm) {
       const bool inside = std::any_of(p_.regions.begin(), p_.regions.end(), [&](const Region& r) {
         return uint64_t(a.begin) >= r.base && uint64_t(a.end) <= r.base + r.size;
       });
-      if (!inside) issue(s, pc, fmt::format("{} [{:#x}, {:#x}) is not inside any HBM region", what, a.begin, a.end));
+      if (!inside) issue(s, pc, fmt::format("{} [{:#x}, {:#x}) is not inside any HBM region", what(), a.begin, a.end));
     }
   }
 

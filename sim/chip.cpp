@@ -49,8 +49,9 @@ Chip::Chip(sc_module_name name, const arch::Arch& a, int index, const SimOptions
       memory_(memory),
       trace_(trace),
       clock_(a.chip.clock),
+      meter_(EnergyPrices::from(a), opt.power_window),
       scheduler_("scheduler"),
-      noc_(a, stats, prefix_ + ".noc"),
+      noc_(a, stats, prefix_ + ".noc", &meter_),
       hbm_(a) {
   for (int64_t i = 0; i < a.shared_memory_instances(); ++i) {
     shared_ports_.push_back(std::make_unique<Timeline>());
@@ -80,7 +81,9 @@ int64_t Chip::shared_instance(int64_t tile) const {
 Tick Chip::shared_access(int64_t instance, Tick t, uint64_t bytes, bool /*write*/) {
   const Tick d = shared_duration(bytes);
   *shared_bytes_[size_t(instance)] += double(bytes);
-  return shared_ports_[size_t(instance)]->reserve(t, d) + d;
+  const Tick start = shared_ports_[size_t(instance)]->reserve(t, d);
+  meter_.add(start, start + d, double(bytes) * meter_.prices().shared);
+  return start + d;
 }
 
 void Chip::barrier_arrive(int id, int count, Tile& tile) {

@@ -23,6 +23,7 @@
 #include "arch/arch.hpp"
 #include "isa/operands.hpp"
 #include "isa/program.hpp"
+#include "sim/energy.hpp"
 #include "sim/hbm.hpp"
 #include "sim/memory.hpp"
 #include "sim/noc.hpp"
@@ -48,6 +49,7 @@ struct SimOptions {
   bool functional = false;
   uint64_t dma_chunk_bytes = 256 << 10;  // DMA transfers move in chunks of at most this size
   Tick time_limit = 0;                  // 0: none
+  Tick power_window = 1'000'000;        // windows of the power profile (peak power): 1 us
 };
 
 // Runs callbacks at future times (signal deliveries, DMA chunk stages).
@@ -266,6 +268,7 @@ class Chip : public sc_core::sc_module {
   int64_t shared_instance(int64_t tile) const;
   int hbm_track(int64_t pc) const { return hbm_tracks_[size_t(pc)]; }
   Tick shared_access(int64_t instance, Tick t, uint64_t bytes, bool write);
+  PowerMeter& meter() { return meter_; }
   Tick shared_duration(uint64_t bytes) const {
     return seconds_to_ticks(double(bytes) / arch_.chip.shared_memory.bandwidth);
   }
@@ -289,6 +292,7 @@ class Chip : public sc_core::sc_module {
   ChipMemory* memory_;
   Trace* trace_;
   Clock clock_;
+  PowerMeter meter_;
   Scheduler scheduler_;
   Noc noc_;
   Hbm hbm_;

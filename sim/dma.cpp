@@ -208,6 +208,7 @@ void DmaEngine::issue_chunk(Transfer& t) {
           const Tick done = chip.hbm().channel(pc).access(t0 + noc.latency(here, node), local, k, false);
           const Tick start = done - Tick(double(k) / double(chip.hbm().geometry().burst_bytes) * chip.hbm().geometry().burst_ps);
           if (Trace* tr = chip.trace()) tr->busy(chip.hbm_track(pc), start, done);
+          chip.meter().add(start, done, double(k) * chip.meter().prices().hbm);
           add_part(sources, node, start, done, k);
         });
       });
@@ -277,7 +278,9 @@ void DmaEngine::issue_chunk(Transfer& t) {
           if (d.node == w.node) arrive = d.ready;
         }
         const Tick end = c.hbm().channel(w.pc).access(arrive, w.local, w.n, true);
-        if (Trace* tr = c.trace()) tr->busy(c.hbm_track(w.pc), end - Tick(double(w.n) / double(c.hbm().geometry().burst_bytes) * c.hbm().geometry().burst_ps), end);
+        const Tick start = end - Tick(double(w.n) / double(c.hbm().geometry().burst_bytes) * c.hbm().geometry().burst_ps);
+        if (Trace* tr = c.trace()) tr->busy(c.hbm_track(w.pc), start, end);
+        c.meter().add(start, end, double(w.n) * c.meter().prices().hbm);
         done = std::max(done, end);
       }
       c.scheduler().at(done, finish);

@@ -8,7 +8,7 @@ enum Dir { kEast = 0, kWest = 1, kNorth = 2, kSouth = 3 };
 constexpr const char* kDirNames[] = {"east", "west", "north", "south"};
 }  // namespace
 
-Noc::Noc(const arch::Arch& a, Stats& stats, const std::string& prefix)
+Noc::Noc(const arch::Arch& a, Stats& stats, const std::string& prefix, PowerMeter* meter)
     : mesh_(a.chip.noc.topology == arch::NocTopology::Mesh),
       cols_(int(a.chip.mesh.cols)),
       rows_(int(a.chip.mesh.rows)),
@@ -17,6 +17,7 @@ Noc::Noc(const arch::Arch& a, Stats& stats, const std::string& prefix)
       bytes_per_second_(a.chip.noc.link_width * a.chip.noc.clock),
       ps_per_byte_(1e12 / bytes_per_second_),
       flit_bytes_(uint64_t(a.chip.noc.link_width)),
+      meter_(meter),
       bit_hops_(stats.add(prefix + ".bit_hops", "bit*hop", "bits moved times hops travelled (NoC energy)")),
       bytes_(stats.add(prefix + ".bytes", "bytes", "bytes carried over the NoC")) {
   const int64_t instances = a.shared_memory_instances();
@@ -103,8 +104,10 @@ Tick Noc::transfer(Tick t, int a, int b, uint64_t bytes) {
       start = ready;
     }
   }
-  bit_hops_ += double(bytes) * 8.0 * hops(a, b);
+  const double bit_hops = double(bytes) * 8.0 * hops(a, b);
+  bit_hops_ += bit_hops;
   bytes_ += double(bytes);
+  if (meter_) meter_->add(t, start + d + hop_, bit_hops * meter_->prices().noc);
   return start + d + hop_;
 }
 

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "arch/arch.hpp"
+#include "sim/energy.hpp"
 #include "sim/stats.hpp"
 #include "sim/timeline.hpp"
 #include "sim/trace.hpp"
@@ -23,7 +24,8 @@ namespace tessera::sim {
 
 class Noc {
  public:
-  Noc(const arch::Arch& a, Stats& stats, const std::string& prefix);
+  // `meter` (optional) is charged the energy of every bit-hop.
+  Noc(const arch::Arch& a, Stats& stats, const std::string& prefix, PowerMeter* meter = nullptr);
 
   int tile_node(int64_t tile) const { return int(tile); }
   int hbm_node(int64_t pc) const { return hbm_nodes_[size_t(pc) % hbm_nodes_.size()]; }
@@ -68,6 +70,7 @@ class Noc {
   std::vector<Link> links_;
   std::vector<int> scratch_path_;
   Trace* trace_ = nullptr;
+  PowerMeter* meter_;
   double& bit_hops_;
   double& bytes_;
 };

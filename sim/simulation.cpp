@@ -95,7 +95,11 @@ RunResult Simulation::run(const isa::Program& program, Trace* trace) {
                            : fmt::format("deadlock at {} s: every unfinished tile is blocked and nothing is in flight:\n{}",
                                          ticks_to_seconds(now_ticks()), blocked));
     }
-    for (auto& c : chips) c->collect_hbm_stats();
+    for (auto& c : chips) {
+      c->collect_hbm_stats();
+      result.energy_windows.push_back(c->meter().joules());
+    }
+    result.power_window = options_.power_window;
     for (const Stat& s : result.stats.all()) {
       if (s.name.ends_with(".halt_ps")) result.time = std::max(result.time, Tick(s.value));
       if (s.name.ends_with(".instructions")) result.instructions += uint64_t(s.value);

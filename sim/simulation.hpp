@@ -24,6 +24,8 @@ struct RunResult {
   double seconds() const { return ticks_to_seconds(time); }
   Stats stats;
   uint64_t instructions = 0;
+  Tick power_window = 0;
+  std::vector<std::vector<double>> energy_windows;  // per chip: dynamic joules per power window
 };
 
 // Raised when every tile is blocked and nothing is in flight (the message lists each blocked

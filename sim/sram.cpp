@@ -23,10 +23,12 @@ uint64_t sram_cycles(const arch::SramParams& p, uint64_t rows, uint64_t row_byte
   return (rows + per_cycle - 1) / per_cycle;
 }
 
-SramPorts::SramPorts(const arch::SramParams& p, Clock clock, Stats& stats, const std::string& prefix)
+SramPorts::SramPorts(const arch::SramParams& p, Clock clock, Stats& stats, const std::string& prefix,
+                     PowerMeter* meter)
     : p_(p),
       clock_(clock),
       ports_(size_t(p.ports)),
+      meter_(meter),
       read_bytes_(stats.add(prefix + ".read_bytes", "bytes", "bytes read through the SRAM ports")),
       write_bytes_(stats.add(prefix + ".write_bytes", "bytes", "bytes written through the SRAM ports")),
       conflict_cycles_(stats.add(prefix + ".bank_conflict_cycles", "cycles",
@@ -45,7 +47,12 @@ Tick SramPorts::access(Tick t, uint64_t rows, uint64_t row_bytes, uint64_t strid
     const Tick s = ports_[i].earliest(t, d);
     if (i == 0 || s < best_start) best = i, best_start = s;
   }
-  return ports_[best].reserve(t, d) + d;
+  const Tick start = ports_[best].reserve(t, d);
+  if (meter_) {
+    const double price = write ? meter_->prices().sram_write : meter_->prices().sram_read;
+    meter_->add(start, start + d, double(rows * row_bytes) * price);
+  }
+  return start + d;
 }
 
 void SramPorts::forget_before(Tick now) {

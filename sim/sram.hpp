@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "arch/arch.hpp"
+#include "sim/energy.hpp"
 #include "sim/stats.hpp"
 #include "sim/time.hpp"
 #include "sim/timeline.hpp"
@@ -28,7 +29,9 @@ uint64_t sram_cycles(const arch::SramParams& p, uint64_t rows, uint64_t row_byte
 
 class SramPorts {
  public:
-  SramPorts(const arch::SramParams& p, Clock clock, Stats& stats, const std::string& prefix);
+  // `meter` (optional) is charged the energy of every byte read and written.
+  SramPorts(const arch::SramParams& p, Clock clock, Stats& stats, const std::string& prefix,
+            PowerMeter* meter = nullptr);
   // Reserves the port that can start soonest at or after t; returns when the access ends.
   Tick access(Tick t, uint64_t rows, uint64_t row_bytes, uint64_t stride, bool write);
   // How long such an access holds a port.
@@ -41,6 +44,7 @@ class SramPorts {
   const arch::SramParams& p_;
   Clock clock_;
   std::vector<Timeline> ports_;
+  PowerMeter* meter_;
   double& read_bytes_;
   double& write_bytes_;
   double& conflict_cycles_;

@@ -41,7 +41,7 @@ Tile::Tile(sc_module_name name, Chip& chip, int index)
       chip_(chip),
       index_(index),
       prefix_(fmt::format("{}.tile{}", chip.prefix(), index)),
-      sram_(chip.arch().chip.tile.sram, chip.clock(), chip.stats(), prefix_ + ".sram"),
+      sram_(chip.arch().chip.tile.sram, chip.clock(), chip.stats(), prefix_ + ".sram", &chip.meter()),
       matmul_("matmul", *this),
       vector_("vector", *this),
       instructions_(chip.stats().add(prefix_ + ".instructions", "count", "instructions executed")),

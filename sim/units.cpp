@@ -92,7 +92,8 @@ void MatmulUnit::run() {
     const Tick latency = tile_.clock().cycles(double(t.latency));
     busy_ += double(occupancy);
     ops_ += 1;
-    *macs_[size_t(dt)] += double(m) * double(k) * double(n);
+    const double macs = double(m) * double(k) * double(n);
+    *macs_[size_t(dt)] += macs;
     if (Memory* mem = tile_.memory()) functional_matmul(*mem, *op->in, op->v.data());
     // Operand traffic on the arrays' own SRAM paths (energy): ws re-streams A for every
     // n-tile and the partial sums of every k-tile; os re-reads A per column block, B per row block.
@@ -101,9 +102,14 @@ void MatmulUnit::run() {
     const double mb = std::ceil(double(m) / double(sa.rows));
     const bool ws = sa.dataflow == arch::Dataflow::WeightStationary;
     const bool accumulate = op->v[isa::field_index(kMM, "accumulate")] != 0;
-    sram_read_ += double(m * k) * e * nt + double(k * n) * e * (ws ? 1.0 : mb) +
-                  double(m * n) * 4.0 * ((ws ? kt - 1.0 : 0.0) + (accumulate ? 1.0 : 0.0));
-    sram_write_ += double(m * n) * 4.0 * (ws ? kt : 1.0);
+    const double read = double(m * k) * e * nt + double(k * n) * e * (ws ? 1.0 : mb) +
+                        double(m * n) * 4.0 * ((ws ? kt - 1.0 : 0.0) + (accumulate ? 1.0 : 0.0));
+    const double written = double(m * n) * 4.0 * (ws ? kt : 1.0);
+    sram_read_ += read;
+    sram_write_ += written;
+    PowerMeter& meter = tile_.chip().meter();
+    const EnergyPrices& price = meter.prices();
+    meter.add(now, now + latency, macs * price.mac[size_t(dt)] + read * price.sram_read + written * price.sram_write);
     if (Trace* tr = tile_.trace()) tr->slice(tile_.trace_track(Unit::Matmul), "matmul", now, now + latency);
     return std::pair{occupancy, latency};
   });
@@ -158,6 +164,7 @@ void VectorUnit::run() {
     busy_ += double(occupancy);
     ops_ += 1;
     elements_ += elements;
+    tile_.chip().meter().add(now, now + latency, elements * tile_.chip().meter().prices().vector);
     if (Memory* mem = tile_.memory()) functional_vector(*mem, in, op->v.data());
     if (Trace* tr = tile_.trace()) tr->slice(tile_.trace_track(Unit::Vector), in.def().mnemonic, now, now + latency);
     return std::pair{occupancy, latency};

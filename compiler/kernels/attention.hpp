@@ -7,6 +7,11 @@
 //   O = (P V) / Z, written back to the heads' columns of the output rows.
 // The unit that owns a head's first query block also appends the step's k and v to the cache.
 // With two K/V buffers, a tile loads its next head's keys and values while it computes.
+//
+// When a head's keys and values do not fit the SRAM, the keys are walked in blocks with an
+// online softmax (FlashAttention): per block j, S = Q K_j^T * scale (masked), m' = max(m,
+// rowmax S), a = exp(m - m'), P = exp(S - m'), l = l a + rowsum P, O = O a + P V_j, m = m';
+// finally O / l. Blocks are double-buffered; each unit streams its head's blocks.
 #pragma once
 
 #include <cstdint>
@@ -30,9 +35,12 @@ struct AttentionPlan {
   int64_t units = 0;
   int64_t tiles = 0;
   int64_t kv_buffers = 2;  // 2: a tile's next head loads while the current one computes
+  int64_t key_block = 0;   // > 0: keys walked in blocks of this many (online softmax)
 };
 
-AttentionPlan plan_attention(const arch::Arch& a, const AttentionSpec& s, uint64_t sram_budget);
+// Whole heads when they fit the budget, else key blocks; `key_block` > 0 asks for key blocks
+// of that size.
+AttentionPlan plan_attention(const arch::Arch& a, const AttentionSpec& s, uint64_t sram_budget, int64_t key_block = 0);
 void emit_attention(KernelContext& ctx, const AttentionSpec& s, const AttentionPlan& p);
 
 // Embedding: output row t = table row rows[t]; one DMA per row, rows dealt to tiles.

@@ -4,22 +4,29 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 namespace tessera::compiler {
 namespace {
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-int64_t clamp0(int64_t v, int64_t hi) { return std::clamp<int64_t>(v, 0, hi); }
-
-int64_t elem_bytes(Dtype d) { return std::max(1, isa::dtype_bits(d) / 8); }
+int64_t clamp0(int64_t v, int64_t hi) {
+  return std::clamp<int64_t>(v, 0, hi);
+}
 
 // The whole kernel's chunk sequence: every pass walks K in chunks; chunk g of the kernel is
 // chunk c of pass p.
 class Gemm {
  public:
   Gemm(KernelContext& ctx, const GemmSpec& s, const GemmPlan& plan)
-      : ctx_(ctx), pb_(ctx.pb), s_(s), p_(plan), e_(elem_bytes(s.dtype)), eo_(elem_bytes(s.out)) {
-    lda_ = s.lda ? s.lda : s.k * e_;
+      : ctx_(ctx),
+        pb_(ctx.pb),
+        s_(s),
+        p_(plan),
+        e_(esize(s.dtype)),
+        eo_(esize(s.out)),
+        adt_(s.a_dtype == Dtype::None ? s.dtype : s.a_dtype),
+        ea_(esize(adt_)) {
+    lda_ = s.lda ? s.lda : s.k * ea_;
     ldb_ = s.ldb ? s.ldb : (s.b_transposed ? s.k : s.n) * e_;
     ldc_ = s.ldc ? s.ldc : s.n * eo_;
     kchunks_ = ceil_div(s.k, p_.bk);
@@ -36,7 +43,8 @@ class Gemm {
     acc_ = ctx_.sram(uint64_t(p_.bm * p_.bn * 4));
     out_ = ctx_.sram(uint64_t(p_.bm * p_.bn * eo_));
     if (s_.has_bias) bias_ = ctx_.sram(uint64_t(p_.bn * 4)), bias_sem_ = ctx_.sem();
-    for (int b = 0; b < 2; ++b) data_[b] = ctx_.sem(), free_a_[b] = ctx_.sem(), free_b_[b] = ctx_.sem();
+    for (int b = 0; b < 2; ++b)
+      data_[b] = ctx_.sem(), free_a_[b] = ctx_.sem(), free_b_[b] = ctx_.sem();
     stored_ = ctx_.sem();
     ra_ = pb_.reg_alloc();
     rb_ = pb_.reg_alloc();
@@ -86,7 +94,7 @@ class Gemm {
   // Points the registers at tile (i, j)'s slices of chunk x.
   void set_registers(int i, int j, const Chunk& x) {
     const int t = tile(i, j);
-    const int64_t a = (row0(x, i) + j * ar_) * lda_ + x.c * p_.bk * e_;
+    const int64_t a = (row0(x, i) + j * ar_) * lda_ + x.c * p_.bk * ea_;
     const int64_t b = s_.b_transposed ? (col0(x, j) + i * br_) * ldb_ + x.c * p_.bk * e_
                                       : (x.c * p_.bk + i * br_) * ldb_ + col0(x, j) * e_;
     pb_.emit(t, addi(ra_, s_.a.reg, s_.a.offset + a));
@@ -96,7 +104,7 @@ class Gemm {
   // Moves the registers to the next chunk of K: along A's rows, and along B's columns or,
   // transposed, its rows.
   void advance_k(int t) {
-    pb_.emit(t, addi(ra_, ra_, p_.bk * e_));
+    pb_.emit(t, addi(ra_, ra_, p_.bk * ea_));
     pb_.emit(t, addi(rb_, rb_, s_.b_transposed ? p_.bk * e_ : p_.bk * ldb_));
   }
 
@@ -107,12 +115,16 @@ class Gemm {
     if (ar > 0) {
       const int64_t slot = abuf_[b] + j * ar_ * p_.bk * e_;
       Block blk;
-      blk.d0 = x.kc, blk.d1 = ar, blk.src_strides = {lda_, 0, 0}, blk.dst_strides = {p_.bk * e_, 0, 0};
-      pb_.emit(t, dma(sram(slot), hbm(0, ra_), blk, s_.dtype, Dtype::None, {data_[b], int64_t(isa::kTileSelf)}));
+      blk.d0 = x.kc, blk.d1 = ar, blk.src_strides = {lda_, 0, 0},
+      blk.dst_strides = {p_.bk * e_, 0, 0};
+      pb_.emit(t, dma(sram(slot), hbm(0, ra_), blk, adt_, s_.dtype,
+                      {data_[b], int64_t(isa::kTileSelf)}));
       Block fwd = blk;
       fwd.src_strides = fwd.dst_strides;
       for (int jj = 0; jj < p_.gc; ++jj) {
-        if (jj != j) pb_.emit(t, dma(sram_of(tile(i, jj), slot), sram(slot), fwd, s_.dtype, Dtype::None, {data_[b], tile(i, jj)}));
+        if (jj != j)
+          pb_.emit(t, dma(sram_of(tile(i, jj), slot), sram(slot), fwd, s_.dtype, Dtype::None,
+                          {data_[b], tile(i, jj)}));
       }
     }
     if (br > 0) {
@@ -122,11 +134,14 @@ class Gemm {
       Block blk;
       blk.d0 = s_.b_transposed ? x.kc : cols(x, j), blk.d1 = br;
       blk.src_strides = {ldb_, 0, 0}, blk.dst_strides = {row * e_, 0, 0};
-      pb_.emit(t, dma(sram(slot), hbm(0, rb_), blk, s_.dtype, Dtype::None, {data_[b], int64_t(isa::kTileSelf)}));
+      pb_.emit(t, dma(sram(slot), hbm(0, rb_), blk, s_.dtype, Dtype::None,
+                      {data_[b], int64_t(isa::kTileSelf)}));
       Block fwd = blk;
       fwd.src_strides = fwd.dst_strides;
       for (int ii = 0; ii < p_.gr; ++ii) {
-        if (ii != i) pb_.emit(t, dma(sram_of(tile(ii, j), slot), sram(slot), fwd, s_.dtype, Dtype::None, {data_[b], tile(ii, j)}));
+        if (ii != i)
+          pb_.emit(t, dma(sram_of(tile(ii, j), slot), sram(slot), fwd, s_.dtype, Dtype::None,
+                          {data_[b], tile(ii, j)}));
       }
     }
   }
@@ -147,8 +162,10 @@ class Gemm {
       // The pass's bias, converted to fp32 for the epilogue.
       Block blk;
       blk.d0 = cols(x, j);
-      const Addr src{Space::Hbm, int64_t(isa::kTileSelf), s_.bias.reg, s_.bias.offset + col0(x, j) * elem_bytes(s_.bias_dtype)};
-      pb_.emit(t, dma(sram(bias_), src, blk, s_.bias_dtype, Dtype::Fp32, {bias_sem_, int64_t(isa::kTileSelf)}));
+      const Addr src{Space::Hbm, int64_t(isa::kTileSelf), s_.bias.reg,
+                     s_.bias.offset + col0(x, j) * esize(s_.bias_dtype)};
+      pb_.emit(t, dma(sram(bias_), src, blk, s_.bias_dtype, Dtype::Fp32,
+                      {bias_sem_, int64_t(isa::kTileSelf)}));
     }
     const int64_t n_arrive = arrivals(i, j, x);
     if (n_arrive > 0) pb_.emit(t, sem_wait(data_[b], n_arrive));
@@ -184,7 +201,8 @@ class Gemm {
     if (last && m > 0 && n > 0) {
       Block blk;
       blk.d0 = n, blk.d1 = m, blk.src_strides = {p_.bn * eo_, 0, 0}, blk.dst_strides = {ldc_, 0, 0};
-      const Addr c{Space::Hbm, int64_t(isa::kTileSelf), s_.c.reg, s_.c.offset + row0(x, i) * ldc_ + col0(x, j) * eo_};
+      const Addr c{Space::Hbm, int64_t(isa::kTileSelf), s_.c.reg,
+                   s_.c.offset + row0(x, i) * ldc_ + col0(x, j) * eo_};
       pb_.emit(t, dma(c, sram(out_), blk, s_.out, Dtype::None, {stored_, int64_t(isa::kTileSelf)}));
     }
   }
@@ -225,24 +243,223 @@ class Gemm {
   ProgramBuilder& pb_;
   const GemmSpec& s_;
   GemmPlan p_;
-  int64_t e_, eo_, lda_ = 0, ldb_ = 0, ldc_ = 0;
+  int64_t e_, eo_;
+  Dtype adt_;   // A in HBM
+  int64_t ea_;  // its element size
+  int64_t lda_ = 0, ldb_ = 0, ldc_ = 0;
   int64_t kchunks_ = 0, ar_ = 0, br_ = 0, total_ = 0;
   uint64_t abuf_[2] = {}, bbuf_[2] = {}, acc_ = 0, out_ = 0, bias_ = 0;
   int data_[2] = {}, free_a_[2] = {}, free_b_[2] = {}, stored_ = 0, bias_sem_ = 0;
   uint8_t ra_ = 0, rb_ = 0;
 };
 
+// The GEMM through shared memory (see gemm.hpp).
+class GemmViaShared {
+ public:
+  GemmViaShared(KernelContext& ctx, const GemmSpec& s, const GemmPlan& plan)
+      : ctx_(ctx),
+        pb_(ctx.pb),
+        s_(s),
+        p_(plan),
+        e_(esize(s.dtype)),
+        eo_(esize(s.out)),
+        adt_(s.a_dtype == Dtype::None ? s.dtype : s.a_dtype),
+        ea_(esize(adt_)) {
+    lda_ = s.lda ? s.lda : s.k * ea_;
+    ldb_ = s.ldb ? s.ldb : (s.b_transposed ? s.k : s.n) * e_;
+    ldc_ = s.ldc ? s.ldc : s.n * eo_;
+    arows_ = p_.gr * p_.bm;
+    bcols_ = p_.gc * p_.bn;
+    panels_ = ceil_div(s.k, p_.panel);
+  }
+
+  void emit() {
+    const uint64_t panel_bytes = uint64_t((arows_ + bcols_) * p_.panel * e_);
+    for (int b = 0; b < 2; ++b) panel_[b] = ctx_.shared(panel_bytes), staged_[b] = ctx_.sem();
+    for (int64_t b = 0; b < p_.buffers; ++b) {
+      abuf_.push_back(ctx_.sram(uint64_t(p_.bm * p_.bk * e_)));
+      bbuf_.push_back(ctx_.sram(uint64_t(p_.bk * p_.bn * e_)));
+      data_.push_back(ctx_.sem());
+    }
+    acc_ = ctx_.sram(uint64_t(p_.bm * p_.bn * 4));
+    out_ = ctx_.sram(uint64_t(p_.bm * p_.bn * eo_));
+    stored_ = ctx_.sem();
+    if (s_.has_bias) bias_ = ctx_.sram(uint64_t(p_.bn * 4)), bias_sem_ = ctx_.sem();
+    // Panels of every pass in one sequence g = pass * panels + panel, in two shared buffers: panel
+    // g + 2 is staged once every tile is done with panel g, while the tiles work on g + 1.
+    const int64_t total = p_.passes_m * p_.passes_n * panels_;
+    std::vector<int64_t> stores(size_t(ctx_.tiles()), 0);
+    std::vector<std::vector<int>> issued(2);
+    issued[0] = stage(0);
+    if (total > 1) issued[1] = stage(1);
+    for (int64_t g = 0; g < total; ++g) {
+      for (int t = 0; t < ctx_.tiles(); ++t) {
+        const int n = issued[size_t(g % 2)][size_t(t)];
+        if (n > 0) pb_.emit(t, sem_wait(staged_[g % 2], n));
+      }
+      pb_.barrier_all();  // panel g is staged, and every tile is done with panel g - 1
+      if (g >= 1 && g + 1 < total) issued[size_t((g + 1) % 2)] = stage(g + 1);
+      for (int t = 0; t < ctx_.tiles(); ++t) compute_panel(t, g, stores);
+    }
+    for (int t = 0; t < ctx_.tiles(); ++t) {
+      if (stores[size_t(t)] > 0) pb_.emit(t, sem_wait(stored_, stores[size_t(t)]));
+    }
+  }
+
+ private:
+  struct Where {
+    int64_t pm, pn, p;  // pass row, pass column, panel
+  };
+  Where where(int64_t g) const {
+    const int64_t pass = g / panels_;
+    return {pass / p_.passes_n, pass % p_.passes_n, g % panels_};
+  }
+
+  // Panel g into shared buffer g % 2: every tile stages an even share of its rows (A rows, then
+  // B's rows: output columns when transposed, else K rows). Returns the DMAs each tile issued.
+  std::vector<int> stage(int64_t g) {
+    const auto [pm, pn, p] = where(g);
+    const int64_t k0 = p * p_.panel, kp = std::min(p_.panel, s_.k - k0);
+    const int64_t ra = std::min(arows_, s_.m - pm * arows_),
+                  cb = std::min(bcols_, s_.n - pn * bcols_);
+    const int64_t rb = s_.b_transposed ? cb : kp, rows = ra + rb;
+    const uint64_t base = panel_[g % 2], b_base = base + uint64_t(arows_ * p_.panel * e_);
+    std::vector<int> issued(size_t(ctx_.tiles()), 0);
+    for (int t = 0; t < ctx_.tiles(); ++t) {
+      const int64_t r0 = t * rows / ctx_.tiles(), r1 = (t + 1) * rows / ctx_.tiles();
+      auto copy = [&](Addr src, Dtype sdt, int64_t src_ld, uint64_t dst, int64_t dst_ld, int64_t d0,
+                      int64_t n) {
+        if (n <= 0) return;
+        Block blk;
+        blk.d0 = d0, blk.d1 = n, blk.src_strides = {src_ld, 0, 0}, blk.dst_strides = {dst_ld, 0, 0};
+        pb_.emit(t, dma(shared(int64_t(dst)), src, blk, sdt, s_.dtype,
+                        {staged_[g % 2], int64_t(isa::kTileSelf)}));
+        ++issued[size_t(t)];
+      };
+      const int64_t a0 = std::min(r0, ra), a1 = std::min(r1, ra);  // A rows of this tile's share
+      copy(at(s_.a, (pm * arows_ + a0) * lda_ + k0 * ea_), adt_, lda_,
+           base + uint64_t(a0 * p_.panel * e_), p_.panel * e_, kp, a1 - a0);
+      const int64_t b0 = std::max(r0, ra) - ra, b1 = std::max(r1, ra) - ra;
+      if (s_.b_transposed) {  // rows of B are output columns, K along them
+        copy(at(s_.b, (pn * bcols_ + b0) * ldb_ + k0 * e_), s_.dtype, ldb_,
+             b_base + uint64_t(b0 * p_.panel * e_), p_.panel * e_, kp, b1 - b0);
+      } else {  // rows of B are K rows, the pass's columns along them
+        copy(at(s_.b, (k0 + b0) * ldb_ + pn * bcols_ * e_), s_.dtype, ldb_,
+             b_base + uint64_t(b0 * bcols_ * e_), bcols_ * e_, cb, b1 - b0);
+      }
+    }
+    return issued;
+  }
+
+  Addr at(const Addr& base, int64_t offset) const {
+    return {Space::Hbm, int64_t(isa::kTileSelf), base.reg, base.offset + offset};
+  }
+
+  // Tile t's block of panel g: chunk by chunk from shared memory into its rotating buffers.
+  void compute_panel(int t, int64_t g, std::vector<int64_t>& stores) {
+    const auto [pm, pn, p] = where(g);
+    const int i = t / p_.gc, j = t % p_.gc;
+    const int64_t m = clamp0(s_.m - pm * arows_ - i * p_.bm, p_.bm),
+                  n = clamp0(s_.n - pn * bcols_ - j * p_.bn, p_.bn);
+    if (m == 0 || n == 0) return;
+    const int64_t k0 = p * p_.panel, kp = std::min(p_.panel, s_.k - k0),
+                  chunks = ceil_div(kp, p_.bk);
+    const uint64_t base = panel_[g % 2], b_base = base + uint64_t(arows_ * p_.panel * e_);
+    if (p == 0 && s_.has_bias) {
+      Block blk;
+      blk.d0 = n;
+      pb_.emit(t, dma(sram(int64_t(bias_)),
+                      at(s_.bias, (pn * bcols_ + j * p_.bn) * esize(s_.bias_dtype)), blk,
+                      s_.bias_dtype, Dtype::Fp32, {bias_sem_, int64_t(isa::kTileSelf)}));
+    }
+    auto load = [&](int64_t c) {
+      const size_t b = size_t(c % p_.buffers);
+      const int64_t kc = std::min(p_.bk, kp - c * p_.bk);
+      Block a;
+      a.d0 = kc, a.d1 = m, a.src_strides = {p_.panel * e_, 0, 0},
+      a.dst_strides = {p_.bk * e_, 0, 0};
+      pb_.emit(t, dma(sram(int64_t(abuf_[b])),
+                      shared(int64_t(base + uint64_t((i * p_.bm * p_.panel + c * p_.bk) * e_))), a,
+                      s_.dtype, Dtype::None, {data_[b], int64_t(isa::kTileSelf)}));
+      Block bb;
+      if (s_.b_transposed) {
+        bb.d0 = kc, bb.d1 = n, bb.src_strides = {p_.panel * e_, 0, 0},
+        bb.dst_strides = {p_.bk * e_, 0, 0};
+        pb_.emit(t, dma(sram(int64_t(bbuf_[b])),
+                        shared(int64_t(b_base + uint64_t((j * p_.bn * p_.panel + c * p_.bk) * e_))),
+                        bb, s_.dtype, Dtype::None, {data_[b], int64_t(isa::kTileSelf)}));
+      } else {
+        bb.d0 = n, bb.d1 = kc, bb.src_strides = {bcols_ * e_, 0, 0},
+        bb.dst_strides = {p_.bn * e_, 0, 0};
+        pb_.emit(t, dma(sram(int64_t(bbuf_[b])),
+                        shared(int64_t(b_base + uint64_t((c * p_.bk * bcols_ + j * p_.bn) * e_))),
+                        bb, s_.dtype, Dtype::None, {data_[b], int64_t(isa::kTileSelf)}));
+      }
+    };
+    for (int64_t c = 0; c < std::min(chunks, p_.buffers - 1); ++c) load(c);
+    for (int64_t c = 0; c < chunks; ++c) {
+      // Waits (scoreboard) for the MATMUL that last used its buffer.
+      if (c + p_.buffers - 1 < chunks) load(c + p_.buffers - 1);
+      const size_t b = size_t(c % p_.buffers);
+      pb_.emit(t, sem_wait(data_[b], 2));
+      MatmulOperands mm;
+      mm.acc = sram(int64_t(acc_)), mm.a = sram(int64_t(abuf_[b])), mm.b = sram(int64_t(bbuf_[b]));
+      mm.m = m, mm.k = std::min(p_.bk, kp - c * p_.bk), mm.n = n;
+      mm.lda = p_.bk * e_, mm.ldb = (s_.b_transposed ? p_.bk : p_.bn) * e_, mm.ldc = p_.bn * 4;
+      mm.tb = s_.b_transposed;
+      mm.dtype = s_.dtype;
+      mm.accumulate = p > 0 || c > 0;
+      const bool last = p == panels_ - 1 && c == chunks - 1;
+      if (last) {
+        mm.out = sram(int64_t(out_)), mm.ldo = p_.bn * eo_, mm.odt = s_.out, mm.act = s_.act;
+        if (s_.has_bias) {
+          pb_.emit(t, sem_wait(bias_sem_));
+          mm.has_bias = true, mm.bias = sram(int64_t(bias_));
+        }
+      }
+      pb_.emit(t, matmul(mm));
+      if (last) {
+        Block blk;
+        blk.d0 = n, blk.d1 = m, blk.src_strides = {p_.bn * eo_, 0, 0},
+        blk.dst_strides = {ldc_, 0, 0};
+        const Addr c_at{
+            Space::Hbm, int64_t(isa::kTileSelf), s_.c.reg,
+            s_.c.offset + (pm * arows_ + i * p_.bm) * ldc_ + (pn * bcols_ + j * p_.bn) * eo_};
+        pb_.emit(t, dma(c_at, sram(int64_t(out_)), blk, s_.out, Dtype::None,
+                        {stored_, int64_t(isa::kTileSelf)}));
+        ++stores[size_t(t)];
+      }
+    }
+  }
+
+  KernelContext& ctx_;
+  ProgramBuilder& pb_;
+  const GemmSpec& s_;
+  GemmPlan p_;
+  int64_t e_, eo_;
+  Dtype adt_;   // A in HBM
+  int64_t ea_;  // its element size
+  int64_t lda_ = 0, ldb_ = 0, ldc_ = 0;
+  int64_t arows_ = 0, bcols_ = 0, panels_ = 0;
+  uint64_t panel_[2] = {}, acc_ = 0, out_ = 0, bias_ = 0;
+  std::vector<uint64_t> abuf_, bbuf_;
+  std::vector<int> data_;
+  int staged_[2] = {}, stored_ = 0, bias_sem_ = 0;
+};
+
 }  // namespace
 
-GemmPlan plan_gemm(const arch::Arch& a, const GemmSpec& s, uint64_t budget) {
+GemmPlan plan_gemm(const arch::Arch& a, const GemmSpec& s, uint64_t budget,
+                   uint64_t shared_budget) {
   const arch::SystolicParams& sa = a.chip.tile.systolic;
   const std::string_view cls = isa::array_dtype_class(s.dtype);
   if (cls.empty() || !sa.macs_per_cycle.has(cls) || isa::is_mx(s.dtype)) {
-    throw CompileError(fmt::format("{}'s arrays cannot multiply {} in a GEMM", a.name, isa::dtype_name(s.dtype)));
+    throw CompileError(
+        fmt::format("{}'s arrays cannot multiply {} in a GEMM", a.name, isa::dtype_name(s.dtype)));
   }
   const int64_t pack = int64_t(sa.macs_per_cycle.at(cls)) / (sa.rows * sa.cols);
   const int64_t kq = sa.dataflow == arch::Dataflow::WeightStationary ? sa.rows * pack : pack * 8;
-  const int64_t e = elem_bytes(s.dtype), eo = elem_bytes(s.out);
+  const int64_t e = esize(s.dtype), eo = esize(s.out);
   const int tiles = int(a.tiles());
 
   GemmPlan p;
@@ -257,7 +474,9 @@ GemmPlan plan_gemm(const arch::Arch& a, const GemmSpec& s, uint64_t budget) {
   p.bm = ceil_div(s.m, p.gr);
   p.bn = ceil_div(s.n, p.gc);
   p.bk = std::min(ceil_div(s.k, kq) * kq, std::max<int64_t>(kq, 256 / kq * kq));
-  auto need = [&] { return uint64_t(2 * (p.bm * p.bk + p.bk * p.bn) * e + p.bm * p.bn * (4 + eo) + p.bn * 4); };
+  auto need = [&] {
+    return uint64_t(2 * (p.bm * p.bk + p.bk * p.bn) * e + p.bm * p.bn * (4 + eo) + p.bn * 4);
+  };
   while (need() > budget) {
     if (p.bk > kq && p.bk >= std::min(p.bm, p.bn)) {
       p.bk = std::max(kq, p.bk / 2 / kq * kq);
@@ -271,9 +490,25 @@ GemmPlan plan_gemm(const arch::Arch& a, const GemmSpec& s, uint64_t budget) {
   }
   p.passes_m = ceil_div(s.m, p.gr * p.bm);
   p.passes_n = ceil_div(s.n, p.gc * p.bn);
+  // Through a chip-wide shared memory when two panels of at least one chunk fit it: panels as
+  // deep as fit, in whole chunks.
+  if (a.chip.shared_memory.scope == arch::SharedScope::Chip && tiles > 1 && shared_budget > 0) {
+    const uint64_t per_k =
+        uint64_t((p.gr * p.bm + p.gc * p.bn) * e) * 2;  // two panels, one K column
+    const int64_t fit = int64_t(shared_budget / per_k) / p.bk * p.bk;
+    if (fit >= p.bk) p.panel = std::min(fit, ceil_div(s.k, p.bk) * p.bk);
+    // A third chunk buffer absorbs the jitter of loads shared with every other tile.
+    if (p.panel > 0 && need() + uint64_t((p.bm * p.bk + p.bk * p.bn) * e) <= budget) p.buffers = 3;
+  }
   return p;
 }
 
-void emit_gemm(KernelContext& ctx, const GemmSpec& s, const GemmPlan& plan) { Gemm(ctx, s, plan).emit(); }
+void emit_gemm(KernelContext& ctx, const GemmSpec& s, const GemmPlan& plan) {
+  if (plan.panel > 0) {
+    GemmViaShared(ctx, s, plan).emit();
+  } else {
+    Gemm(ctx, s, plan).emit();
+  }
+}
 
 }  // namespace tessera::compiler

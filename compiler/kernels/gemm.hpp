@@ -10,6 +10,13 @@
 //   freeA[b]  every tile of my row is done with buffer b, so my A slice may overwrite it
 //   freeB[b]  the same for my column and my B slice
 // The last chunk's MATMUL epilogue writes C's dtype; a DMA stores the block.
+//
+// Through shared memory (chips whose shared memory is chip-wide, like a GPU's L2): K is cut
+// into panels that fit the shared memory twice. All tiles stage a pass's panel of A rows and
+// B columns from HBM into shared memory together, meet at a barrier, then each loads its own
+// blocks of the panel chunk by chunk (two SRAM buffers) while the next panel is staged. So A
+// and B leave HBM once per pass column / pass row, and the tiles reuse them from shared
+// memory, as GPU GEMMs reuse data through L2.
 #pragma once
 
 #include <cstdint>
@@ -20,7 +27,8 @@ namespace tessera::compiler {
 
 struct GemmSpec {
   int64_t m = 0, k = 0, n = 0;
-  Dtype dtype = Dtype::Bf16;  // of A and B
+  Dtype dtype = Dtype::Bf16;  // of B, and of A in SRAM (the arrays' input dtype)
+  Dtype a_dtype = Dtype::None;  // A's dtype in HBM when it differs (converted as it is loaded)
   Dtype out = Dtype::Bf16;    // of C
   Addr a, b, c;               // HBM, row-major; a register base allows per-layer addressing
   int64_t lda = 0, ldb = 0, ldc = 0;  // bytes between rows; 0: packed
@@ -36,8 +44,11 @@ struct GemmPlan {
   int gr = 1, gc = 1;          // tile grid
   int64_t bm = 0, bn = 0, bk = 0;
   int64_t passes_m = 0, passes_n = 0;
+  int64_t panel = 0;           // > 0: through shared memory, K in panels of this many
+  int64_t buffers = 2;         // SRAM chunk buffers (through shared memory: 3 when they fit)
 };
-GemmPlan plan_gemm(const arch::Arch& arch, const GemmSpec& s, uint64_t sram_budget);
+// `shared_budget` > 0 lets the GEMM stage panels in a chip-wide shared memory of that size.
+GemmPlan plan_gemm(const arch::Arch& arch, const GemmSpec& s, uint64_t sram_budget, uint64_t shared_budget = 0);
 
 // Emits the GEMM on every tile with the given plan (from plan_gemm with ctx's SRAM budget).
 void emit_gemm(KernelContext& ctx, const GemmSpec& s, const GemmPlan& plan);

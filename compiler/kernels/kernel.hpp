@@ -4,11 +4,16 @@
 // take opposite halves.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #include "compiler/builder.hpp"
 
 namespace tessera::compiler {
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+// Bytes of one element as the kernels lay tensors out (sub-byte formats take a byte).
+inline int64_t esize(Dtype d) { return std::max(1, isa::dtype_bits(d) / 8); }
 
 struct Pool {
   uint64_t base = 0, size = 0, next = 0;

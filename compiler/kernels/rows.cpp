@@ -10,8 +10,6 @@ namespace {
 using isa::Bcast;
 using isa::Opcode;
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-int64_t esize(Dtype d) { return std::max(1, isa::dtype_bits(d) / 8); }
 
 // Inputs read row by row (the rest are loaded whole, once per tile).
 bool per_row(const RowsSpec& s, size_t i) {
@@ -19,15 +17,14 @@ bool per_row(const RowsSpec& s, size_t i) {
     case OpKind::Add:
     case OpKind::Mul: return !s.in[i].broadcast;
     case OpKind::RmsNorm:
-    case OpKind::LayerNorm:
-    case OpKind::Rope: return i == 0;
-    default: return true;
+    case OpKind::LayerNorm: return i == 0;
+    default: return true;  // Rope: x and the table rows of its tokens' positions
   }
 }
 
 int64_t in_cols(const RowsSpec& s, size_t i) {
   if (s.kind == OpKind::SwiGlu) return 2 * s.cols;
-  if (s.kind == OpKind::Rope && i > 0) return s.seq * s.head_dim / 2;  // a whole table
+  if (s.kind == OpKind::Rope && i > 0) return s.head_dim / 2;  // a table row
   return s.cols;
 }
 
@@ -58,11 +55,11 @@ void emit_rows(KernelContext& ctx, const RowsSpec& s, const RowsPlan& p) {
   const int64_t oe = esize(od);
   // Buffers, the same on every tile.
   std::vector<uint64_t> buf(s.in.size());
-  int per_row_inputs = 0, whole_inputs = 0;
+  int whole_inputs = 0;
   for (size_t i = 0; i < s.in.size(); ++i) {
     const bool rows = per_row(s, i);
     buf[i] = ctx.sram(uint64_t((rows ? p.chunk : 1) * in_cols(s, i) * esize(s.in[i].dtype)));
-    (rows ? per_row_inputs : whole_inputs)++;
+    if (!rows) ++whole_inputs;
   }
   const uint64_t out = ctx.sram(uint64_t(p.chunk * s.cols * oe));
   const uint64_t tmp1 = ctx.sram(uint64_t(p.chunk * temp_cols(s) * 4));
@@ -78,7 +75,7 @@ void emit_rows(KernelContext& ctx, const RowsSpec& s, const RowsPlan& p) {
   const Tensor2 st{sram(int64_t(stat)), 0, Dtype::Fp32}, st2{sram(int64_t(stat2)), 0, Dtype::Fp32};
   const float inv_cols = 1.0f / float(s.cols);
 
-  auto compute = [&](int tile, int64_t first_row, int64_t r) {
+  auto compute = [&](int tile, int64_t r) {
     auto e = [&](const Instr& i) { pb.emit(tile, i); };
     switch (s.kind) {
       case OpKind::Add:
@@ -139,9 +136,9 @@ void emit_rows(KernelContext& ctx, const RowsSpec& s, const RowsPlan& p) {
           e(vec_binary(Opcode::VAdd, o2, t1, t2, rows, half));
         };
         if (s.seq == 1) {
-          rotate(0, r, 0);  // every token is at the same position
+          rotate(0, r, 0);  // every token is at the same position: one table row
         } else {
-          for (int64_t i = 0; i < r; ++i) rotate(i, 1, (first_row + i) % s.seq);
+          for (int64_t i = 0; i < r; ++i) rotate(i, 1, i);  // the chunk's rows of the tables
         }
         break;
       }
@@ -160,19 +157,36 @@ void emit_rows(KernelContext& ctx, const RowsSpec& s, const RowsPlan& p) {
     int64_t chunks = 0;
     for (int64_t a = r0; a < r1; a += p.chunk, ++chunks) {
       const int64_t r = std::min(p.chunk, r1 - a);
-      for (size_t i = 0; i < s.in.size(); ++i) {
-        if (!per_row(s, i)) continue;
+      int loads = 0;
+      // Rows [first, first + n) of input i into its buffer from row `at` on.
+      auto load = [&](size_t i, int64_t first, int64_t n, int64_t at) {
         const int64_t e = esize(s.in[i].dtype), cols = in_cols(s, i);
         Block rows;
-        rows.d0 = cols, rows.d1 = r;
+        rows.d0 = cols, rows.d1 = n;
         rows.src_strides = {s.in[i].ld ? s.in[i].ld : cols * e, 0, 0};
         rows.dst_strides = {cols * e, 0, 0};
-        const Addr src{Space::Hbm, int64_t(isa::kTileSelf), s.in[i].addr.reg, s.in[i].addr.offset + a * rows.src_strides[0]};
-        pb.emit(t, dma(sram(int64_t(buf[i])), src, rows, s.in[i].dtype, Dtype::None, {in_sem, int64_t(isa::kTileSelf)}));
+        const Addr src{Space::Hbm, int64_t(isa::kTileSelf), s.in[i].addr.reg, s.in[i].addr.offset + first * rows.src_strides[0]};
+        pb.emit(t, dma(sram(int64_t(buf[i]) + at * cols * e), src, rows, s.in[i].dtype, Dtype::None,
+                       {in_sem, int64_t(isa::kTileSelf)}));
+        ++loads;
+      };
+      for (size_t i = 0; i < s.in.size(); ++i) {
+        if (!per_row(s, i)) continue;
+        if (s.kind != OpKind::Rope || i == 0) {
+          load(i, a, r, 0);
+        } else if (s.seq == 1) {
+          load(i, 0, 1, 0);
+        } else {  // token a + j sits at position (a + j) % seq: runs that wrap at sequence ends
+          for (int64_t j = 0; j < r;) {
+            const int64_t pos = (a + j) % s.seq, n = std::min(r - j, s.seq - pos);
+            load(i, pos, n, j);
+            j += n;
+          }
+        }
       }
-      pb.emit(t, sem_wait(in_sem, per_row_inputs));
+      pb.emit(t, sem_wait(in_sem, loads));
       if (a == r0 && whole_inputs > 0) pb.emit(t, sem_wait(whole_sem, whole_inputs));
-      compute(t, a, r);
+      compute(t, r);
       Block rows;
       rows.d0 = s.cols, rows.d1 = r;
       rows.src_strides = {s.cols * oe, 0, 0};

@@ -6,8 +6,6 @@
 
 namespace tessera::compiler {
 namespace {
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-int64_t esize(Dtype d) { return std::max(1, isa::dtype_bits(d) / 8); }
 constexpr int64_t kTargetChunkBytes = 512 << 10;
 }  // namespace
 
@@ -17,38 +15,45 @@ StreamPlan plan_stream(const arch::Arch& a, const StreamSpec& s, uint64_t budget
   const arch::SystolicParams& sa = a.chip.tile.systolic;
   const int64_t width = sa.cols * sa.count;
   const std::string_view cls = isa::array_dtype_class(s.wdt);
-  const int64_t pack = sa.macs_per_cycle.has(cls) ? int64_t(sa.macs_per_cycle.at(cls)) / (sa.rows * sa.cols) : 1;
+  const int64_t pack =
+      sa.macs_per_cycle.has(cls) ? int64_t(sa.macs_per_cycle.at(cls)) / (sa.rows * sa.cols) : 1;
   const int64_t kq = sa.dataflow == arch::Dataflow::WeightStationary ? sa.rows * pack : 8 * pack;
   p.per_tile = ceil_div(s.n, tiles);
   p.tiles = ceil_div(s.n, p.per_tile);
   const int64_t we = esize(s.wdt), ye = esize(s.ydt);
-  const int64_t fixed = s.t * s.k * we + s.t * p.per_tile * ye + p.per_tile * 4 + 4096;
-  if (uint64_t(fixed) >= budget) {
-    throw CompileError(fmt::format("a {}-token x {} input does not fit the tile SRAM ({} bytes) of {}", s.t, s.k,
-                                   budget, a.name));
+  const int64_t out = s.t * p.per_tile * ye + p.per_tile * 4 + 4096;
+  if (uint64_t(out) >= budget) {
+    throw CompileError(fmt::format(
+        "the {} x {} output slice of a tile does not fit the tile SRAM ({} bytes) of {}", s.t,
+        p.per_tile, budget, a.name));
   }
+  p.x_slices = uint64_t(s.t * s.k * we + out) * 2 > budget;
   // Row blocks: at least the arrays' width, more while full-K chunks stay near the target size.
   p.chunk = std::min(p.per_tile, std::max(width, kTargetChunkBytes / (s.k * we)));
   if (p.chunk > width) p.chunk = p.chunk / width * width;
   p.k_chunk = s.k;
   auto fits = [&] {
-    return uint64_t(fixed + p.buffers * p.chunk * p.k_chunk * we + s.t * p.chunk * 4) <= budget;
+    const int64_t x = p.x_slices ? p.buffers * s.t * p.k_chunk * we : s.t * s.k * we;
+    return uint64_t(out + x + p.buffers * p.chunk * p.k_chunk * we + s.t * p.chunk * 4) <= budget;
   };
   // Cut K (in whole array tiles) until a chunk is near the target size and everything fits.
   while ((p.chunk * p.k_chunk * we > 2 * kTargetChunkBytes || !fits()) && p.k_chunk > kq) {
     p.k_chunk = std::max(kq, ceil_div(p.k_chunk, 2 * kq) * kq);
   }
   while (!fits() && p.chunk > 1) p.chunk = ceil_div(p.chunk, 2);
-  if (!fits()) throw CompileError(fmt::format("a weight chunk does not fit the tile SRAM of {}", a.name));
+  if (!fits())
+    throw CompileError(fmt::format("a weight chunk does not fit the tile SRAM of {}", a.name));
   return p;
 }
 
 StreamKernel::StreamKernel(KernelContext& ctx, const StreamSpec& s, const StreamPlan& p)
     : ctx_(ctx), s_(s), p_(p), xe_(esize(s.wdt)), we_(esize(s.wdt)), ye_(esize(s.ydt)) {
-  x_ = ctx.sram(uint64_t(s.t * s.k * xe_));
+  if (!p.x_slices) x_ = ctx.sram(uint64_t(s.t * s.k * xe_));
   for (int64_t b = 0; b < p.buffers; ++b) {
     wbuf_.push_back(ctx.sram(uint64_t(p.chunk * p.k_chunk * we_)));
     wsem_.push_back(ctx.sem());
+    if (p.x_slices)
+      xbuf_.push_back(ctx.sram(uint64_t(s.t * p.k_chunk * xe_))), xbuf_sem_.push_back(ctx.sem());
   }
   acc_ = ctx.sram(uint64_t(s.t * p.chunk * 4));
   out_ = ctx.sram(uint64_t(s.t * p.per_tile * ye_));
@@ -76,11 +81,14 @@ void StreamKernel::load_chunk(int tile, int64_t i) {
   if (cols == s_.k) {
     blk.d0 = rows * s_.k;  // whole rows: one contiguous run
   } else {
-    blk.d0 = cols, blk.d1 = rows, blk.src_strides = {s_.k * we_, 0, 0}, blk.dst_strides = {cols * we_, 0, 0};
+    blk.d0 = cols, blk.d1 = rows, blk.src_strides = {s_.k * we_, 0, 0},
+    blk.dst_strides = {cols * we_, 0, 0};
   }
-  const Addr src{Space::Hbm, int64_t(isa::kTileSelf), s_.w.reg, s_.w.offset + (c0 * s_.k + kc * p_.k_chunk) * we_};
+  const Addr src{Space::Hbm, int64_t(isa::kTileSelf), s_.w.reg,
+                 s_.w.offset + (c0 * s_.k + kc * p_.k_chunk) * we_};
   const int b = int(i % p_.buffers);
-  ctx_.pb.emit(tile, dma(sram(int64_t(wbuf_[size_t(b)])), src, blk, s_.wdt, Dtype::None, {wsem_[size_t(b)], int64_t(isa::kTileSelf)}));
+  ctx_.pb.emit(tile, dma(sram(int64_t(wbuf_[size_t(b)])), src, blk, s_.wdt, Dtype::None,
+                         {wsem_[size_t(b)], int64_t(isa::kTileSelf)}));
 }
 
 void StreamKernel::prefetch() {
@@ -91,7 +99,8 @@ void StreamKernel::prefetch() {
       blk.d0 = columns(t);
       const Addr src{Space::Hbm, int64_t(isa::kTileSelf), s_.bias.reg,
                      s_.bias.offset + t * p_.per_tile * esize(s_.bias_dtype)};
-      ctx_.pb.emit(t, dma(sram(int64_t(bias_)), src, blk, s_.bias_dtype, Dtype::Fp32, {bias_sem_, int64_t(isa::kTileSelf)}));
+      ctx_.pb.emit(t, dma(sram(int64_t(bias_)), src, blk, s_.bias_dtype, Dtype::Fp32,
+                          {bias_sem_, int64_t(isa::kTileSelf)}));
     }
   }
 }
@@ -100,19 +109,23 @@ void StreamKernel::load_x() {
   const arch::Arch& a = ctx_.arch();
   const int64_t ldx = s_.ldx ? s_.ldx : s_.k * esize(s_.xdt);
   const uint64_t bytes = uint64_t(s_.t * s_.k * esize(s_.xdt));
-  const int64_t group = a.chip.shared_memory.scope == arch::SharedScope::Cluster ? a.chip.cluster_size : a.tiles();
-  const bool stage = group > 1 && ctx_.shared_left() >= bytes;
+  const int64_t group =
+      a.chip.shared_memory.scope == arch::SharedScope::Cluster ? a.chip.cluster_size : a.tiles();
   Block rows;
-  rows.d0 = s_.k, rows.d1 = s_.t, rows.src_strides = {ldx, 0, 0}, rows.dst_strides = {s_.k * xe_, 0, 0};
-  if (!stage) {
+  rows.d0 = s_.k, rows.d1 = s_.t, rows.src_strides = {ldx, 0, 0},
+  rows.dst_strides = {s_.k * xe_, 0, 0};
+  if (group <= 1 || ctx_.shared_left() < bytes) {
+    if (p_.x_slices) return;  // slices come straight from HBM
     for (int t = 0; t < p_.tiles; ++t) {
-      ctx_.pb.emit(t, dma(sram(int64_t(x_)), s_.x, rows, s_.xdt, s_.wdt, {xsem_, int64_t(isa::kTileSelf)}));
+      ctx_.pb.emit(
+          t, dma(sram(int64_t(x_)), s_.x, rows, s_.xdt, s_.wdt, {xsem_, int64_t(isa::kTileSelf)}));
     }
     return;
   }
   // The working tiles of each shared-memory instance bring a share of x's rows each into the
   // shared memory, tell each other, then copy the whole of x into their SRAM.
-  const uint64_t staged = ctx_.shared(bytes);
+  staged_ = true;
+  staged_at_ = ctx_.shared(bytes);
   const int64_t row_bytes = s_.k * esize(s_.xdt);
   Block packed;
   packed.d0 = s_.k * s_.t;
@@ -126,8 +139,8 @@ void StreamKernel::load_x() {
       part.d1 = r1 - r0;
       part.dst_strides = {row_bytes, 0, 0};
       const Addr src{Space::Hbm, int64_t(isa::kTileSelf), s_.x.reg, s_.x.offset + r0 * ldx};
-      ctx_.pb.emit(t, dma(shared(int64_t(staged + uint64_t(r0 * row_bytes))), src, part, s_.xdt, Dtype::None,
-                          {stage_sem_, int64_t(isa::kTileSelf)}));
+      ctx_.pb.emit(t, dma(shared(int64_t(staged_at_ + uint64_t(r0 * row_bytes))), src, part, s_.xdt,
+                          Dtype::None, {stage_sem_, int64_t(isa::kTileSelf)}));
       ctx_.pb.emit(t, sem_wait(stage_sem_));
       for (int64_t u = first; u < last; ++u) {
         if (u != t) ctx_.pb.emit(t, sem_signal(u, peers_sem_, 1, isa::After::None));
@@ -136,16 +149,37 @@ void StreamKernel::load_x() {
     for (int64_t u = first; u < last; ++u) {
       const int64_t from_others = loaders - (u - first < loaders ? 1 : 0);
       if (from_others > 0) ctx_.pb.emit(int(u), sem_wait(peers_sem_, from_others));
-      ctx_.pb.emit(int(u), dma(sram(int64_t(x_)), shared(int64_t(staged)), packed, s_.xdt, s_.wdt, {xsem_, int64_t(isa::kTileSelf)}));
+      if (!p_.x_slices) {
+        ctx_.pb.emit(int(u), dma(sram(int64_t(x_)), shared(int64_t(staged_at_)), packed, s_.xdt,
+                                 s_.wdt, {xsem_, int64_t(isa::kTileSelf)}));
+      }
     }
   }
+}
+
+void StreamKernel::load_x_slice(int tile, int64_t i) {
+  const int64_t kchunks = ceil_div(s_.k, p_.k_chunk), kc = i % kchunks;
+  const int64_t cols = std::min(p_.k_chunk, s_.k - kc * p_.k_chunk), xs = esize(s_.xdt);
+  const int64_t ld = staged_ ? s_.k * xs : (s_.ldx ? s_.ldx : s_.k * xs);
+  Block blk;
+  blk.d0 = cols, blk.d1 = s_.t, blk.src_strides = {ld, 0, 0}, blk.dst_strides = {cols * xe_, 0, 0};
+  const Addr src = staged_ ? shared(int64_t(staged_at_) + kc * p_.k_chunk * xs)
+                           : Addr{Space::Hbm, int64_t(isa::kTileSelf), s_.x.reg,
+                                  s_.x.offset + kc * p_.k_chunk * xs};
+  const int b = int(i % p_.buffers);
+  ctx_.pb.emit(tile, dma(sram(int64_t(xbuf_[size_t(b)])), src, blk, s_.xdt, s_.wdt,
+                         {xbuf_sem_[size_t(b)], int64_t(isa::kTileSelf)}));
 }
 
 void StreamKernel::body() {
   load_x();
   for (int t = 0; t < p_.tiles; ++t) {
     const int64_t n = chunks(t), kchunks = ceil_div(s_.k, p_.k_chunk);
-    ctx_.pb.emit(t, sem_wait(xsem_));
+    if (p_.x_slices) {
+      for (int64_t i = 0; i < std::min(n, p_.buffers); ++i) load_x_slice(t, i);
+    } else {
+      ctx_.pb.emit(t, sem_wait(xsem_));
+    }
     if (s_.has_bias) ctx_.pb.emit(t, sem_wait(bias_sem_));
     for (int64_t i = 0; i < n; ++i) {
       const int b = int(i % p_.buffers);
@@ -154,7 +188,12 @@ void StreamKernel::body() {
       ctx_.pb.emit(t, sem_wait(wsem_[size_t(b)]));
       MatmulOperands mm;
       mm.acc = sram(int64_t(acc_)), mm.ldc = p_.chunk * 4;
-      mm.a = sram(int64_t(x_) + kc * p_.k_chunk * xe_), mm.lda = s_.k * xe_;
+      if (p_.x_slices) {
+        ctx_.pb.emit(t, sem_wait(xbuf_sem_[size_t(b)]));
+        mm.a = sram(int64_t(xbuf_[size_t(b)])), mm.lda = cols * xe_;
+      } else {
+        mm.a = sram(int64_t(x_) + kc * p_.k_chunk * xe_), mm.lda = s_.k * xe_;
+      }
       mm.b = sram(int64_t(wbuf_[size_t(b)])), mm.ldb = cols * we_, mm.tb = true;
       mm.m = s_.t, mm.k = cols, mm.n = std::min(p_.chunk, columns(t) - block * p_.chunk);
       mm.dtype = s_.wdt;
@@ -164,17 +203,23 @@ void StreamKernel::body() {
         mm.ldo = p_.per_tile * ye_;
         mm.odt = s_.ydt;
         mm.act = s_.act;
-        if (s_.has_bias) mm.has_bias = true, mm.bias = sram(int64_t(bias_ + uint64_t(block * p_.chunk * 4)));
+        if (s_.has_bias)
+          mm.has_bias = true, mm.bias = sram(int64_t(bias_ + uint64_t(block * p_.chunk * 4)));
       }
       ctx_.pb.emit(t, matmul(mm));
-      if (i + p_.buffers < n) load_chunk(t, i + p_.buffers);
+      if (i + p_.buffers < n) {
+        load_chunk(t, i + p_.buffers);
+        if (p_.x_slices) load_x_slice(t, i + p_.buffers);
+      }
     }
     Block out;
     out.d0 = columns(t), out.d1 = s_.t;
     out.src_strides = {p_.per_tile * ye_, 0, 0};
     out.dst_strides = {s_.ldy ? s_.ldy : s_.n * ye_, 0, 0};
-    const Addr dst{Space::Hbm, int64_t(isa::kTileSelf), s_.y.reg, s_.y.offset + t * p_.per_tile * ye_};
-    ctx_.pb.emit(t, dma(dst, sram(int64_t(out_)), out, s_.ydt, Dtype::None, {done_, int64_t(isa::kTileSelf)}));
+    const Addr dst{Space::Hbm, int64_t(isa::kTileSelf), s_.y.reg,
+                   s_.y.offset + t * p_.per_tile * ye_};
+    ctx_.pb.emit(t, dma(dst, sram(int64_t(out_)), out, s_.ydt, Dtype::None,
+                        {done_, int64_t(isa::kTileSelf)}));
     ctx_.pb.emit(t, sem_wait(done_));
   }
 }

@@ -3,7 +3,9 @@
 // each chunk multiplied as soon as it lands. The first chunks can be requested before the
 // previous op has finished (prefetch), so HBM keeps streaming across op boundaries. x is small
 // and read by every tile: it is staged once per shared-memory instance (cluster L2, GPU L2)
-// when it fits there, so HBM delivers it once per instance instead of once per tile.
+// when it fits there, so HBM delivers it once per instance instead of once per tile. Where x
+// would take more than half a tile's SRAM share (GPU SMs), each weight chunk comes with the
+// matching columns of x instead (x slices), read from the staged copy.
 #pragma once
 
 #include <cstdint>
@@ -33,6 +35,7 @@ struct StreamPlan {
   int64_t k_chunk = 0;   // weight columns per chunk
   int64_t buffers = 3;
   int64_t tiles = 0;     // tiles with columns to compute
+  bool x_slices = false; // x comes in k_chunk-column slices with each weight chunk
 };
 
 StreamPlan plan_stream(const arch::Arch& a, const StreamSpec& s, uint64_t sram_budget);
@@ -47,15 +50,21 @@ class StreamKernel {
   int64_t columns(int tile) const;
   int64_t chunks(int tile) const;  // row blocks x k chunks
   void load_chunk(int tile, int64_t chunk);
+  void load_x_slice(int tile, int64_t chunk);
+  // Brings x to where the tiles read it: staged in shared memory when it fits there and
+  // several tiles share it, then (unless x comes in slices) into every tile's SRAM.
   void load_x();
+  Addr x_source() const;  // where the tiles copy x (or its slices) from
 
   KernelContext& ctx_;
   StreamSpec s_;
   StreamPlan p_;
   int64_t xe_, we_, ye_;
   uint64_t x_ = 0, acc_ = 0, out_ = 0, bias_ = 0;
-  std::vector<uint64_t> wbuf_;
-  std::vector<int> wsem_;
+  std::vector<uint64_t> wbuf_, xbuf_;  // xbuf_: x slices (x_slices)
+  std::vector<int> wsem_, xbuf_sem_;
+  bool staged_ = false;
+  uint64_t staged_at_ = 0;  // shared-memory offset of the staged x
   int xsem_ = 0, stage_sem_ = 0, peers_sem_ = 0, bias_sem_ = 0, done_ = 0;
 };
 

@@ -47,4 +47,43 @@ printf '.stream tile=0\n  frob 1\n' > "$tmp/bad.tasm"
 check "asm errors name file:line:column" 1 "bad.tasm:2:3: unknown instruction 'frob'" -- "$tessera" asm "$tmp/bad.tasm" -o "$tmp/bad.tbin"
 printf 'TSRAPROG garbage' > "$tmp/bad.tbin"
 check "disasm rejects a corrupt binary" 1 "bad.tbin" -- "$tessera" disasm "$tmp/bad.tbin"
+# compile verbs, on a tiny Llama (2 layers, hidden 64, 4 heads, 2 KV heads, vocabulary 256)
+tiny="$tmp/tiny-llama.json"
+cat > "$tiny" <<'JSON'
+{"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+ "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 256, "rms_norm_eps": 1e-5,
+ "max_position_embeddings": 64}
+JSON
+decode=(--arch maia100-class --model "$tiny" --phase decode --batch 2 --context 8)
+check "compile --emit graph shows fused ops" 0 "swiglu l0.gate_mul\(%l0.gate_proj\+l0.up_proj\) : bf16 \[16, 128\]" -- \
+  "$tessera" compile --arch maia100-class --model "$tiny" --phase prefill --batch 2 --seq 8 --emit graph
+check "compile --emit tiled shows the plan" 0 "tiles: 1 columns a tile, weight chunks of 1 x 64, 3 buffers" -- \
+  "$tessera" compile "${decode[@]}" --emit tiled
+check "compile --emit asm prints assembly" 0 "^\.stream chip=0 tile=63" -- "$tessera" compile "${decode[@]}" --emit asm
+check "compile reports the layer loop" 0 "2 layers in a loop" -- "$tessera" compile "${decode[@]}" --emit asm -o "$tmp/tiny.tasm"
+check "compile --emit tiled -o writes the file" 0 "" -- "$tessera" compile "${decode[@]}" --emit tiled -o "$tmp/tiny.tiled"
+check "the tiled file has the plan" 0 "strategy: heads" -- cat "$tmp/tiny.tiled"
+check "compile --emit bin -o writes a binary" 0 "" -- "$tessera" compile "${decode[@]}" --emit bin -o "$tmp/tiny.tbin"
+check "the binary starts with the magic" 0 "^TSRAPROG" -- head -c 8 "$tmp/tiny.tbin"
+check "disasm of the binary" 0 "" -- "$tessera" disasm "$tmp/tiny.tbin" -o "$tmp/tiny_dis.tasm"
+check "the binary disassembles to --emit asm's text" 0 "" -- diff "$tmp/tiny.tasm" "$tmp/tiny_dis.tasm"
+check "the assembly reassembles" 0 "" -- "$tessera" asm "$tmp/tiny.tasm" -o "$tmp/tiny_re.tbin"
+check "... to the same program" 0 "" -- diff <("$tessera" disasm "$tmp/tiny_re.tbin") "$tmp/tiny.tasm"
+check "verify accepts the compiled binary" 0 "ok for maia100-class" -- "$tessera" verify --arch maia100-class "$tmp/tiny.tbin"
+check "sim runs the compiled binary" 0 "tiny.tbin on maia100-class: [0-9.]+ us simulated" -- \
+  "$tessera" sim --arch maia100-class "$tmp/tiny.tbin"
+check "sim runs it functionally" 0 "us simulated" -- "$tessera" sim --arch maia100-class --functional "$tmp/tiny.tbin"
+check "compile of a shipped model by name" 0 "^graph llama-3-8b" -- \
+  "$tessera" compile --arch maia100-class --model llama-3-8b --phase decode --context 128 --emit graph
+check "--emit bin without -o is an error" 1 "--emit bin needs -o" -- "$tessera" compile "${decode[@]}" --emit bin
+check "an unknown model is an error naming the shipped ones" 1 "no model 'llama-9'.*llama-3-8b" -- \
+  "$tessera" compile --arch maia100-class --model llama-9 --phase decode --context 8
+printf '{"model_type": "llama", "num_hidden_layers": 2}\n' > "$tmp/bad-config.json"
+check "a config without a key is an error naming file and key" 1 "bad-config.json: missing key 'hidden_size'" -- \
+  "$tessera" compile --arch maia100-class --model "$tmp/bad-config.json" --phase decode --context 8
+check "a model larger than HBM is an error saying what fits" 1 "llama-2-70b needs .* GB of HBM.*3 chips" -- \
+  "$tessera" compile --arch maia100-class --model llama-2-70b --phase decode --context 8 --emit graph
+check "an unknown --emit is a usage error" 105 "--emit" -- "$tessera" compile "${decode[@]}" --emit llvm
+check "an unknown dtype is an error" 1 "int3" -- "$tessera" compile "${decode[@]}" --dtype int3
+check "compile --help lists --emit" 0 "--emit" -- "$tessera" compile --help
 exit $fail

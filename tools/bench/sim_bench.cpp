@@ -14,6 +14,7 @@
 #include "compiler/target.hpp"
 #include "isa/verify.hpp"
 #include "sim/simulation.hpp"
+#include "tools/api/run.hpp"
 
 using namespace tessera;
 
@@ -39,7 +40,7 @@ Row gemm(const std::string& preset, int64_t m, int64_t k, int64_t n) {
   s.b = compiler::hbm(int64_t(pb.hbm_region("B", isa::RegionKind::Weights, uint64_t(k * n * 2))));
   s.c = compiler::hbm(int64_t(pb.hbm_region("C", isa::RegionKind::Activations, uint64_t(m * n * 2))));
   compiler::KernelContext ctx(pb);
-  compiler::emit_gemm(ctx, s, compiler::plan_gemm(a, s, ctx.sram_left()));
+  compiler::emit_gemm(ctx, s, compiler::plan_gemm(a, s, ctx.sram_left(), ctx.shared_left()));
   const isa::Program p = pb.take();
   const double build = since(t0);
   if (const char* dir = std::getenv("SIM_BENCH_SAVE")) {
@@ -99,6 +100,20 @@ StreamRow hbm_stream(const std::string& preset, uint64_t per_tile, uint64_t tran
           r.seconds(), bw / arch::derive(a).hbm_bandwidth, 1.0 - first / r.seconds()};
 }
 
+// A whole model step through the facade (compile, simulate, price), sampled or every layer.
+struct ModelRow {
+  std::string name;
+  double host_s, simulated_s, hbm_fraction, compute_fraction;
+};
+
+ModelRow model_step(const std::string& preset, const api::RunSpec& spec, bool every_layer) {
+  api::RunOptions o;
+  o.sample_layers = !every_layer;
+  const api::Report r = api::run(arch::load_arch(preset), spec, o);
+  return {fmt::format("{} on {}{}", r.workload, preset, every_layer ? ", every layer" : ""), r.host_seconds, r.seconds,
+          r.utilization.at("hbm_bandwidth"), r.utilization.at("compute")};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -115,6 +130,22 @@ int main(int argc, char** argv) {
     std::cout << fmt::format("{:<42} {:>9.3f} {:>9.3f} {:>9.3f} {:>10.1f}us {:>7.1f}% {:>12} {:>14.3g}\n", r.name,
                              r.build_s, r.verify_s, r.sim_s, r.simulated_s * 1e6, r.utilization * 100, r.instructions,
                              double(r.instructions) / r.sim_s);
+  }
+  api::RunSpec decode;
+  decode.model = "llama-3-8b", decode.phase = "decode", decode.batch = 32, decode.context = 1024;
+  api::RunSpec prefill;
+  prefill.model = "llama-3-8b", prefill.phase = "prefill", prefill.batch = 1, prefill.seq = 2048;
+  std::vector<ModelRow> models{model_step("maia100-class", decode, false)};
+  if (!quick) {
+    models.push_back(model_step("maia100-class", decode, true));
+    models.push_back(model_step("maia100-class", prefill, false));
+    models.push_back(model_step("h100-sxm", decode, false));
+  }
+  std::cout << fmt::format("\n{:<62} {:>9} {:>12} {:>9} {:>9}\n", "model step (compile + simulate)", "host s",
+                           "simulated", "HBM bw", "compute");
+  for (const ModelRow& r : models) {
+    std::cout << fmt::format("{:<62} {:>9.3f} {:>10.3f}ms {:>8.1f}% {:>8.1f}%\n", r.name, r.host_s,
+                             r.simulated_s * 1e3, r.hbm_fraction * 100, r.compute_fraction * 100);
   }
   std::vector<StreamRow> streams;
   streams.push_back(hbm_stream("maia100-class", 8 << 20, 512 << 10));

@@ -19,7 +19,7 @@ void add_compile_commands(CLI::App& app) {
     std::string arch, model, phase = "prefill", emit = "asm", out, dtype = "bf16", kv_dtype = "bf16";
     std::vector<std::string> overrides;
     int64_t batch = 1, seq = 0, context = -1;
-    bool no_loop = false;
+    bool no_loop = false, all_logits = false;
   };
   auto opt = std::make_shared<Options>();
   CLI::App* c = app.add_subcommand("compile", "compile a model for an architecture");
@@ -35,10 +35,12 @@ void add_compile_commands(CLI::App& app) {
   c->add_option("--emit", opt->emit, "graph, tiled, asm or bin")->check(CLI::IsMember({"graph", "tiled", "asm", "bin"}));
   c->add_option("-o,--output", opt->out, "output file (default: standard output; required for bin)");
   c->add_flag("--no-layer-loop", opt->no_loop, "emit every layer separately");
+  c->add_flag("--all-logits", opt->all_logits, "prefill: logits of every prompt token (default: each sequence's last)");
   c->callback([opt] {
     const arch::Arch a = arch::load_arch(opt->arch, opt->overrides);
     const compiler::ModelConfig m = compiler::load_model_config(opt->model);
-    const compiler::Workload w = api::make_workload(opt->phase, opt->batch, opt->seq, opt->context);
+    compiler::Workload w = api::make_workload(opt->phase, opt->batch, opt->seq, opt->context);
+    w.all_logits = opt->all_logits;
     compiler::CompileOptions o;
     o.weight_dtype = api::parse_dtype("--dtype", opt->dtype);
     o.kv_dtype = api::parse_dtype("--kv-dtype", opt->kv_dtype);

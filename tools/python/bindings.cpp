@@ -16,6 +16,7 @@
 #include "isa/verify.hpp"
 #include "sim/simulation.hpp"
 #include "tools/api/api.hpp"
+#include "tools/api/run.hpp"
 
 namespace py = pybind11;
 using namespace tessera;
@@ -56,6 +57,21 @@ py::dict tensor_dict(const compiler::TensorPlacement& t) {
   return d;
 }
 
+api::RunSpec run_spec(const std::string& model, const std::string& op, const std::vector<int64_t>& shape,
+                      const std::string& phase, int64_t batch, int64_t seq, int64_t context, const std::string& dtype,
+                      const std::string& kv_dtype) {
+  api::RunSpec s;
+  s.model = model, s.op = op, s.shape = shape, s.phase = phase, s.batch = batch, s.seq = seq, s.context = context;
+  s.dtype = dtype, s.kv_dtype = kv_dtype;
+  return s;
+}
+
+api::RunOptions run_options(bool full, const std::string& trace, const std::string& pricing, int64_t chips) {
+  api::RunOptions o;
+  o.sample_layers = !full, o.trace = trace, o.pricing = pricing, o.chips = chips;
+  return o;
+}
+
 py::dict run_result(const sim::RunResult& r) {
   py::dict d;
   d["seconds"] = r.seconds();
@@ -84,6 +100,8 @@ PYBIND11_MODULE(_tessera, m) {
     } catch (const isa::VerifyError& e) {
       base(e.what());
     } catch (const isa::AsmError& e) {
+      base(e.what());
+    } catch (const std::runtime_error& e) {  // the facade's own checks of a request
       base(e.what());
     }
   });
@@ -117,20 +135,24 @@ PYBIND11_MODULE(_tessera, m) {
       "compile_model",
       [](const PyArch& a, const std::string& model, const std::string& phase, int64_t batch, int64_t seq,
          int64_t context, int64_t cache_capacity, const std::string& dtype, const std::string& kv_dtype,
-         const std::vector<int64_t>& token_ids) {
+         const std::vector<int64_t>& token_ids, int64_t attention_key_block, bool all_logits) {
         compiler::Workload w = api::make_workload(phase, batch, seq, context, cache_capacity);
         w.token_ids = token_ids;
+        w.all_logits = all_logits;
         compiler::CompileOptions o;
         o.weight_dtype = api::parse_dtype("dtype", dtype);
         o.kv_dtype = api::parse_dtype("kv_dtype", kv_dtype);
+        o.attention_key_block = attention_key_block;
         const compiler::ModelConfig cfg = compiler::load_model_config(model);
         py::gil_scoped_release release;
         return PyProgram{compiler::compile_model(cfg, w, a.arch, o)};
       },
       py::arg("arch"), py::arg("model"), py::arg("phase") = "prefill", py::arg("batch") = 1, py::arg("seq") = 0,
       py::arg("context") = -1, py::arg("cache_capacity") = 0, py::arg("dtype") = "bf16", py::arg("kv_dtype") = "bf16",
-      py::arg("token_ids") = std::vector<int64_t>{},
-      "Compile a model (shipped name or config.json path) for a phase and shape");
+      py::arg("token_ids") = std::vector<int64_t>{}, py::arg("attention_key_block") = 0, py::arg("all_logits") = false,
+      "Compile a model (shipped name or config.json path) for a phase and shape. attention_key_block > 0 makes "
+      "attention walk the keys in blocks of that many (online softmax); all_logits makes a prefill compute the "
+      "logits of every prompt token instead of each sequence's last");
 
   m.def(
       "compile_onnx",
@@ -146,6 +168,50 @@ PYBIND11_MODULE(_tessera, m) {
       py::arg("arch"), py::arg("path"), py::arg("token_ids") = std::vector<int64_t>{}, py::arg("batch") = 0,
       py::arg("seq") = 0, py::arg("cache_capacity") = 0, py::arg("dtype") = "bf16",
       "Compile a decoder exported to ONNX (its initialisers carry the weights) for a prefill");
+
+  m.def(
+      "run",
+      [](const PyArch& a, const std::string& model, const std::string& op, const std::vector<int64_t>& shape,
+         const std::string& phase, int64_t batch, int64_t seq, int64_t context, const std::string& dtype,
+         const std::string& kv_dtype, bool full, const std::string& trace, const std::string& pricing, int64_t chips,
+         bool stats) {
+        const api::RunSpec s = run_spec(model, op, shape, phase, batch, seq, context, dtype, kv_dtype);
+        nlohmann::json j;
+        {
+          py::gil_scoped_release release;
+          j = api::run(a.arch, s, run_options(full, trace, pricing, chips)).to_json(stats);
+        }
+        return json_to_python(j);
+      },
+      py::arg("arch"), py::arg("model") = "", py::arg("op") = "", py::arg("shape") = std::vector<int64_t>{},
+      py::arg("phase") = "decode", py::arg("batch") = 1, py::arg("seq") = 0, py::arg("context") = -1,
+      py::arg("dtype") = "bf16", py::arg("kv_dtype") = "bf16", py::arg("full") = false, py::arg("trace") = "",
+      py::arg("pricing") = "owned", py::arg("chips") = 1, py::arg("stats") = false,
+      "Compile, simulate and price a model step (model=..., phase, batch, seq or context) or an operator "
+      "(op='gemm'|'attention'|'copy', shape=[...]); returns the report as a dict (with every stat if stats=True)");
+
+  m.def(
+      "compare",
+      [](const std::vector<PyArch>& systems, const std::string& model, const std::string& phase, int64_t batch,
+         int64_t seq, int64_t context, const std::string& dtype, const std::string& kv_dtype, bool full,
+         const std::string& pricing) {
+        std::vector<arch::Arch> archs;
+        for (const PyArch& a : systems) archs.push_back(a.arch);
+        const std::vector<api::RunSpec> workloads =
+            model.empty() ? api::default_workloads()
+                          : std::vector<api::RunSpec>{run_spec(model, "", {}, phase, batch, seq, context, dtype, kv_dtype)};
+        nlohmann::json j;
+        {
+          py::gil_scoped_release release;
+          j = api::compare(archs, workloads, run_options(full, "", pricing, 1)).to_json(false);
+        }
+        return json_to_python(j);
+      },
+      py::arg("systems"), py::arg("model") = "", py::arg("phase") = "decode", py::arg("batch") = 1, py::arg("seq") = 0,
+      py::arg("context") = -1, py::arg("dtype") = "bf16", py::arg("kv_dtype") = "bf16", py::arg("full") = false,
+      py::arg("pricing") = "owned",
+      "Run one workload (or, with no model, the built-in Llama-3-8B decode and prefill) on several systems; per "
+      "workload, each system's report with ratios to the first system's");
 
   py::class_<sim::Simulation>(m, "Simulation")
       .def(py::init([](const PyArch& a, bool functional) {

@@ -2,8 +2,14 @@
 
     import tessera
     arch = tessera.Arch.load("maia100-class").with_(**{"hbm.stacks": 6})
-    program = tessera.compile_model(arch, "llama-3-8b", phase="decode", batch=32, context=1024)
-    result = tessera.Simulation(arch).run(program)
+    report = tessera.run(arch, model="llama-3-8b", phase="decode", batch=32, context=1024)
+    print(report["tokens_per_s"], report["joules_per_token"], report["usd_per_million_tokens"])
+
+    systems = [tessera.Arch.load(n) for n in ("maia100-class", "h100-sxm")]
+    table = tessera.to_dataframe(tessera.compare(systems))  # the built-in Llama-3-8B comparison
+
+Lower level: compile_model / compile_onnx give a Program; Simulation runs it (functional=True
+moves real numbers: write inputs, run, read results).
 """
 from ._tessera import (  # noqa: F401
     Arch,
@@ -13,6 +19,42 @@ from ._tessera import (  # noqa: F401
     SimError,
     Simulation,
     TesseraError,
+    compare,
     compile_model,
     compile_onnx,
+    run,
 )
+
+
+def _flatten(report, prefix=""):
+    row = {}
+    for key, value in report.items():
+        if key == "stats":
+            continue
+        if isinstance(value, dict):
+            row.update(_flatten(value, f"{prefix}{key}."))
+        elif isinstance(value, list):
+            row[prefix + key] = "; ".join(str(v) for v in value)
+        else:
+            row[prefix + key] = value
+    return row
+
+
+def to_dataframe(reports):
+    """A pandas DataFrame with one row per report (nested figures become dotted columns).
+
+    Takes a report from run(), a list of them, or what compare() returns (one row per workload
+    and system, with the vs_first ratios)."""
+    try:
+        import pandas as pd
+    except ImportError as e:  # pandas is optional: everything else works without it
+        raise ImportError("tessera.to_dataframe needs pandas (Debian: python3-pandas)") from e
+    if isinstance(reports, dict):
+        reports = [reports]
+    rows = []
+    for r in reports:
+        if "systems" in r:  # a workload of compare()
+            rows.extend(_flatten(s) for s in r["systems"])
+        else:
+            rows.append(_flatten(r))
+    return pd.DataFrame(rows)

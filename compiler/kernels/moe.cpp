@@ -1,0 +1,819 @@
+#include "compiler/kernels/moe.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <optional>
+#include <vector>
+
+namespace tessera::compiler {
+namespace {
+
+using isa::Bcast;
+using isa::Opcode;
+
+uint64_t align4k(uint64_t v) {
+  return (v + 4095) / 4096 * 4096;
+}
+constexpr int64_t kTargetChunkBytes = 512 << 10;
+constexpr float kBig = 1e30f;
+constexpr int64_t kSelf = int64_t(isa::kTileSelf);
+
+Addr at(const Addr& base, int64_t bytes) {
+  return Addr{base.space, base.tile, base.reg, base.offset + bytes};
+}
+Tensor2 f32(uint64_t addr, int64_t ld = 0) {
+  return Tensor2{sram(int64_t(addr)), ld, Dtype::Fp32};
+}
+
+// t = (t >= 0 ? 1 : 0) for the differences d in t, as clamp(d * 1e30 + 1, 0, 1). Any d < 0 that
+// fp32 can tell from 0 (|d| >= 1e-30) gives 0; d >= 0 gives 1; overflow to inf is harmless.
+void emit_step(ProgramBuilder& pb, int tile, const Tensor2& t, int64_t rows, int64_t cols) {
+  pb.emit(tile, vec_scale(t, t, rows, cols, -kBig, -1.0f));          // -(d * big + 1)
+  pb.emit(tile, vec_scalar(Opcode::VMax, t, t, -1.0f, rows, cols));  // -min(d * big + 1, 1)
+  pb.emit(tile, vec_scale(t, t, rows, cols, -1.0f, 0.0f));           // min(d * big + 1, 1)
+  pb.emit(tile, vec_scalar(Opcode::VMax, t, t, 0.0f, rows, cols));   // clamped at 0
+}
+
+struct Arrays {
+  int64_t width = 1;  // output columns the arrays take at once
+  int64_t kq = 1;     // reduction rows of one array tile
+};
+Arrays arrays(const arch::Arch& a, Dtype wdt) {
+  const arch::SystolicParams& sa = a.chip.tile.systolic;
+  const std::string_view cls = isa::array_dtype_class(wdt);
+  const int64_t pack =
+      sa.macs_per_cycle.has(cls) ? int64_t(sa.macs_per_cycle.at(cls)) / (sa.rows * sa.cols) : 1;
+  return {sa.cols * sa.count,
+          sa.dataflow == arch::Dataflow::WeightStationary ? sa.rows * pack : 8 * pack};
+}
+
+// A tile's share of the experts x inter intermediate columns, as runs within one expert.
+struct Segment {
+  int64_t e = 0, i0 = 0, n = 0;  // expert, its first column, columns
+};
+std::vector<Segment> segments(const MoeSpec& s, const MoePlan& p, int64_t tile) {
+  std::vector<Segment> out;
+  const int64_t total = s.experts * s.inter;
+  int64_t c = tile * p.per_tile;
+  const int64_t end = std::min(total, c + p.per_tile);
+  while (c < end) {
+    const int64_t e = c / s.inter, i0 = c % s.inter, n = std::min(s.inter - i0, end - c);
+    out.push_back({e, i0, n});
+    c += n;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Weight streaming for few tokens: split-K with a cross-tile reduction, or two passes.
+
+class MoeStream {
+ public:
+  MoeStream(KernelContext& ctx, const MoeSpec& s, const MoePlan& p)
+      : pb_(ctx.pb), s_(s), p_(p), we_(esize(s.wdt)), xe_(esize(s.x.dtype)) {
+    const int64_t tb = p.tb, H = s.hidden;
+    x_ = ctx.sram(uint64_t(tb * H * we_));
+    route_ = ctx.sram(uint64_t(tb * s.experts * 4));
+    const uint64_t chunk = uint64_t(chunk_bytes(p, we_));
+    const uint64_t slot = uint64_t(tb * p.out_cols * 4);
+    const uint64_t recv =
+        p.two_pass ? uint64_t(p.buffers) * chunk : std::max(uint64_t(p.buffers) * chunk, slot);
+    recv_ = ctx.sram(recv);  // the weight buffers; the reduction's receive slots afterwards
+    for (int64_t b = 0; b < p.buffers; ++b)
+      wbuf_.push_back(recv_ + uint64_t(b) * chunk), wsem_.push_back(ctx.sem());
+    slots_ = int64_t(recv / slot);
+    for (int i = 0; i < 2; ++i) acc_gu_[i] = ctx.sram(uint64_t(tb * 2 * p.cb * 4));
+    tmp_ = ctx.sram(uint64_t(tb * p.cb * 4));
+    for (int i = 0; i < 2; ++i)
+      hseg_[i] = ctx.sram(uint64_t(tb * (p.two_pass ? p.cb : p.seg) * we_));
+    if (p.two_pass) {
+      acc_out_ = ctx.sram(uint64_t(tb * p.out_cols * 4));
+      for (int64_t b = 0; b < p.buffers; ++b) xbuf_.push_back(ctx.sram(uint64_t(tb * p.kd2 * we_)));
+      hall_ = ctx.shared(uint64_t(tb * s.experts * s.inter * we_));
+    } else {
+      acc_out_ = ctx.sram(uint64_t(tb * H * 4));
+      sum_ = ctx.sram(slot);
+    }
+    xsem_ = ctx.sem(), stage_sem_ = ctx.sem(), peers_sem_ = ctx.sem(), rsem_ = ctx.sem();
+    done_ = ctx.sem(), red_sem_ = ctx.sem(), out_sem_ = ctx.sem(), hsem_ = ctx.sem();
+    const arch::Arch& a = ctx.arch();
+    group_ =
+        a.chip.shared_memory.scope == arch::SharedScope::Cluster ? a.chip.cluster_size : a.tiles();
+    const uint64_t xbytes = uint64_t(tb * H * xe_);
+    if (group_ > 1 && p.tiles > 1 && ctx.shared_left() >= xbytes) staged_ = ctx.shared(xbytes);
+  }
+
+  static int64_t chunk_bytes(const MoePlan& p, int64_t we) {
+    return std::max({2 * p.cb * p.k_chunk, p.hrows * p.kd, p.out_cols * p.kd2}) * we;
+  }
+
+  void emit() {
+    for (int64_t b = 0; b < p_.blocks; ++b) {
+      const int64_t r0 = b * p_.tb, rows = std::min(p_.tb, s_.t - r0);
+      compute_block(r0, rows);
+      // Every partial (split-K) or every slice of h (two passes) is complete before any tile reads
+      // it.
+      pb_.barrier_all();
+      for (int t = 0; t < pb_.tiles(); ++t) {
+        if (p_.two_pass) {
+          down_pass(t, r0, rows);
+        } else {
+          reduce(t, r0, rows);
+        }
+      }
+      if (b + 1 < p_.blocks) pb_.barrier_all();
+    }
+  }
+
+ private:
+  enum class Kind { GateUp, Down, Down2 };
+  struct Chunk {
+    Kind kind = Kind::GateUp;
+    size_t seg = 0;             // GateUp, Down: the run of one expert's columns; Down2: the expert
+    int64_t c0 = 0, cols = 0;   // GateUp: columns c0.. of the run; Down, Down2: rows c0.. of W2_e
+    int64_t k0 = 0, kcols = 0;  // reduction range: hidden (GateUp), the run's columns (Down), the
+                                // expert's (Down2)
+    int64_t block = 0;          // GateUp: the column block's index on this tile
+  };
+
+  // Pass one: gate/up of every column block (and, split-K, the down projection of every run).
+  std::vector<Chunk> chunks(const std::vector<Segment>& segs) const {
+    std::vector<Chunk> out;
+    int64_t block = 0;
+    for (size_t si = 0; si < segs.size(); ++si) {
+      const int64_t n = segs[si].n;
+      for (int64_t c0 = 0; c0 < n; c0 += p_.cb, ++block) {
+        for (int64_t k0 = 0; k0 < s_.hidden; k0 += p_.k_chunk) {
+          out.push_back({Kind::GateUp, si, c0, std::min(p_.cb, n - c0), k0,
+                         std::min(p_.k_chunk, s_.hidden - k0), block});
+        }
+      }
+      if (p_.two_pass) continue;
+      for (int64_t h0 = 0; h0 < s_.hidden; h0 += p_.hrows) {
+        for (int64_t k0 = 0; k0 < n; k0 += p_.kd) {
+          out.push_back({Kind::Down, si, h0, std::min(p_.hrows, s_.hidden - h0), k0,
+                         std::min(p_.kd, n - k0), 0});
+        }
+      }
+    }
+    return out;
+  }
+
+  // Pass two: tile t's output columns over every expert's intermediate columns.
+  std::vector<Chunk> down_chunks(int t) const {
+    std::vector<Chunk> out;
+    const int64_t c0 = t * p_.out_cols, w = std::min(p_.out_cols, s_.hidden - c0);
+    if (w <= 0) return out;
+    for (int64_t e = 0; e < s_.experts; ++e) {
+      for (int64_t k0 = 0; k0 < s_.inter; k0 += p_.kd2) {
+        out.push_back({Kind::Down2, size_t(e), c0, w, k0, std::min(p_.kd2, s_.inter - k0), 0});
+      }
+    }
+    return out;
+  }
+
+  void load(int tile, const std::vector<Segment>& segs, const Chunk& c, int64_t i) {
+    const int64_t H = s_.hidden, I = s_.inter;
+    const int b = int(i % p_.buffers);
+    Block blk;
+    Addr src;
+    if (c.kind == Kind::GateUp) {
+      // W1 rows, then the same W3 rows (I rows further on): dimension 2 picks the matrix.
+      const Segment& sg = segs[c.seg];
+      src = at(s_.w13, ((sg.e * 2 * I + sg.i0 + c.c0) * H + c.k0) * we_);
+      if (c.kcols == H) {
+        blk.d0 = c.cols * H, blk.d1 = 2;
+        blk.src_strides = {I * H * we_, 0, 0}, blk.dst_strides = {c.cols * H * we_, 0, 0};
+      } else {
+        blk.d0 = c.kcols, blk.d1 = c.cols, blk.d2 = 2;
+        blk.src_strides = {H * we_, I * H * we_, 0},
+        blk.dst_strides = {c.kcols * we_, c.cols * c.kcols * we_, 0};
+      }
+    } else {
+      const int64_t e = c.kind == Kind::Down ? segs[c.seg].e : int64_t(c.seg);
+      const int64_t i0 = c.kind == Kind::Down ? segs[c.seg].i0 : 0;
+      src = at(s_.w2, ((e * H + c.c0) * I + i0 + c.k0) * we_);
+      if (c.kcols == I) {
+        blk.d0 = c.cols * I;
+      } else {
+        blk.d0 = c.kcols, blk.d1 = c.cols;
+        blk.src_strides = {I * we_, 0, 0}, blk.dst_strides = {c.kcols * we_, 0, 0};
+      }
+    }
+    pb_.emit(tile, dma(sram(int64_t(wbuf_[size_t(b)])), src, blk, s_.wdt, Dtype::None,
+                       {wsem_[size_t(b)], kSelf}));
+  }
+
+  // Pass two: the slice of h (all token rows) that chunk i multiplies, from the shared memory.
+  void load_h(int tile, const Chunk& c, int64_t i, int64_t rows) {
+    const int b = int(i % p_.buffers);
+    Block blk;
+    blk.d0 = c.kcols, blk.d1 = rows;
+    blk.src_strides = {s_.experts * s_.inter * we_, 0, 0}, blk.dst_strides = {c.kcols * we_, 0, 0};
+    const int64_t col = int64_t(c.seg) * s_.inter + c.k0;
+    pb_.emit(tile, dma(sram(int64_t(xbuf_[size_t(b)])), shared(int64_t(hall_) + col * we_), blk,
+                       s_.wdt, Dtype::None, {wsem_[size_t(b)], kSelf}));
+  }
+
+  // Returns the DMAs it issued that signal hsem_ (pass one of two: h written to shared memory).
+  int64_t compute(int tile, const std::vector<Segment>& segs, const Chunk& c, int64_t i,
+                  int64_t rows) {
+    const int b = int(i % p_.buffers);
+    pb_.emit(tile, sem_wait(wsem_[size_t(b)]));
+    MatmulOperands mm;
+    mm.b = sram(int64_t(wbuf_[size_t(b)])), mm.ldb = c.kcols * we_, mm.tb = true;
+    mm.m = rows, mm.k = c.kcols, mm.dtype = s_.wdt;
+    const Segment& sg = segs[c.seg];
+    const uint64_t hseg = hseg_[c.seg % 2];
+    if (c.kind == Kind::GateUp) {
+      const uint64_t acc = acc_gu_[c.block % 2];
+      const int64_t ldc = 2 * p_.cb * 4;
+      mm.acc = sram(int64_t(acc)), mm.ldc = ldc;
+      mm.a = sram(int64_t(x_) + c.k0 * we_), mm.lda = s_.hidden * we_;
+      mm.n = 2 * c.cols;
+      mm.accumulate = c.k0 > 0;
+      pb_.emit(tile, matmul(mm));
+      if (c.k0 + c.kcols < s_.hidden) return 0;
+      // g and u complete: h = silu(g) * u * w[:, e]
+      const Tensor2 g = f32(acc, ldc), u = f32(acc + uint64_t(c.cols * 4), ldc),
+                    t = f32(tmp_, p_.cb * 4);
+      const Tensor2 w{sram(int64_t(route_) + sg.e * 4), s_.experts * 4, Dtype::Fp32};
+      const uint64_t hblock = p_.two_pass ? hseg_[c.block % 2] : hseg + uint64_t(c.c0 * we_);
+      const Tensor2 h{sram(int64_t(hblock)), (p_.two_pass ? p_.cb : p_.seg) * we_, s_.wdt};
+      pb_.emit(tile, vec_unary(Opcode::VSilu, t, g, rows, c.cols));
+      pb_.emit(tile, vec_binary(Opcode::VMul, t, t, u, rows, c.cols));
+      pb_.emit(tile, vec_binary(Opcode::VMul, h, t, w, rows, c.cols, Bcast::Col));
+      if (!p_.two_pass) return 0;
+      Block blk;
+      blk.d0 = c.cols, blk.d1 = rows;
+      blk.src_strides = {h.ld, 0, 0}, blk.dst_strides = {s_.experts * s_.inter * we_, 0, 0};
+      const int64_t col = sg.e * s_.inter + sg.i0 + c.c0;
+      pb_.emit(tile, dma(shared(int64_t(hall_) + col * we_), h.addr, blk, s_.wdt, Dtype::None,
+                         {hsem_, kSelf}));
+      return 1;
+    }
+    mm.acc = sram(int64_t(acc_out_) + c.c0 * 4), mm.ldc = s_.hidden * 4;
+    mm.a = sram(int64_t(hseg) + c.k0 * we_), mm.lda = p_.seg * we_;
+    mm.n = c.cols;
+    mm.accumulate = c.seg > 0 || c.k0 > 0;  // the tile's first expert run starts the partial
+    pb_.emit(tile, matmul(mm));
+    return 0;
+  }
+
+  // x's token rows r0.. into every working tile's SRAM (as the weight stream does: staged once per
+  // shared-memory instance when it fits there), converted to the weights' dtype.
+  void load_x(int64_t r0, int64_t rows) {
+    const int64_t H = s_.hidden;
+    const int64_t ldx = s_.x.ld ? s_.x.ld : H * xe_;
+    Block blk;
+    blk.d0 = H, blk.d1 = rows, blk.src_strides = {ldx, 0, 0}, blk.dst_strides = {H * we_, 0, 0};
+    const Addr base = at(s_.x.addr, r0 * ldx);
+    if (!staged_) {
+      for (int t = 0; t < p_.tiles; ++t) {
+        pb_.emit(t, dma(sram(int64_t(x_)), base, blk, s_.x.dtype, s_.wdt, {xsem_, kSelf}));
+      }
+      return;
+    }
+    const int64_t row_bytes = H * xe_;
+    Block packed;
+    packed.d0 = H * rows;
+    for (int64_t first = 0; first < p_.tiles; first += group_) {
+      const int64_t last = std::min<int64_t>(first + group_, p_.tiles);
+      const int64_t loaders = std::min<int64_t>(last - first, rows);
+      for (int64_t j = 0; j < loaders; ++j) {
+        const int t = int(first + j);
+        const int64_t a = j * rows / loaders, z = (j + 1) * rows / loaders;
+        Block part = blk;
+        part.d1 = z - a;
+        part.dst_strides = {row_bytes, 0, 0};
+        pb_.emit(t, dma(shared(int64_t(*staged_ + uint64_t(a * row_bytes))), at(base, a * ldx),
+                        part, s_.x.dtype, Dtype::None, {stage_sem_, kSelf}));
+        pb_.emit(t, sem_wait(stage_sem_));
+        for (int64_t u = first; u < last; ++u) {
+          if (u != t) pb_.emit(t, sem_signal(u, peers_sem_, 1, isa::After::None));
+        }
+      }
+      for (int64_t u = first; u < last; ++u) {
+        const int64_t from_others = loaders - (u - first < loaders ? 1 : 0);
+        if (from_others > 0) pb_.emit(int(u), sem_wait(peers_sem_, from_others));
+        pb_.emit(int(u), dma(sram(int64_t(x_)), shared(int64_t(*staged_)), packed, s_.x.dtype,
+                             s_.wdt, {xsem_, kSelf}));
+      }
+    }
+  }
+
+  void compute_block(int64_t r0, int64_t rows) {
+    std::vector<std::vector<Segment>> segs(size_t(p_.tiles));
+    std::vector<std::vector<Chunk>> work(size_t(p_.tiles));
+    for (int t = 0; t < p_.tiles; ++t) {
+      segs[size_t(t)] = segments(s_, p_, t);
+      work[size_t(t)] = chunks(segs[size_t(t)]);
+      // The first weight chunks go out before anything waits.
+      for (int64_t i = 0; i < std::min<int64_t>(int64_t(work[size_t(t)].size()), p_.buffers); ++i) {
+        load(t, segs[size_t(t)], work[size_t(t)][size_t(i)], i);
+      }
+      const int64_t ldr = s_.route.ld ? s_.route.ld : s_.experts * esize(s_.route.dtype);
+      Block rb;
+      rb.d0 = s_.experts, rb.d1 = rows, rb.src_strides = {ldr, 0, 0},
+      rb.dst_strides = {s_.experts * 4, 0, 0};
+      pb_.emit(t, dma(sram(int64_t(route_)), at(s_.route.addr, r0 * ldr), rb, s_.route.dtype,
+                      Dtype::Fp32, {rsem_, kSelf}));
+    }
+    load_x(r0, rows);
+    for (int t = 0; t < pb_.tiles(); ++t) {
+      if (t < p_.tiles) {
+        const auto& w = work[size_t(t)];
+        pb_.emit(t, sem_wait(xsem_));
+        pb_.emit(t, sem_wait(rsem_));
+        int64_t h_stores = 0;
+        for (size_t i = 0; i < w.size(); ++i) {
+          h_stores += compute(t, segs[size_t(t)], w[i], int64_t(i), rows);
+          if (i + size_t(p_.buffers) < w.size())
+            load(t, segs[size_t(t)], w[i + size_t(p_.buffers)], int64_t(i) + p_.buffers);
+        }
+        if (h_stores > 0) pb_.emit(t, sem_wait(hsem_, h_stores));
+        // The partial is written before the barrier lets other tiles read it.
+        pb_.emit(t, sem_signal(kSelf, done_, 1, isa::After::All));
+        pb_.emit(t, sem_wait(done_));
+      }
+      if (p_.two_pass) {
+        // Pass two's weights do not depend on pass one: they stream in across the barrier.
+        const std::vector<Chunk> d = down_chunks(t);
+        for (int64_t i = 0; i < std::min<int64_t>(int64_t(d.size()), p_.buffers); ++i)
+          load(t, {}, d[size_t(i)], i);
+      }
+    }
+  }
+
+  // Pass two of two: tile t's output columns = h [rows, E*I] (shared memory) x their W2 rows.
+  void down_pass(int t, int64_t r0, int64_t rows) {
+    const std::vector<Chunk> d = down_chunks(t);
+    if (d.empty()) return;
+    for (int64_t i = 0; i < std::min<int64_t>(int64_t(d.size()), p_.buffers); ++i)
+      load_h(t, d[size_t(i)], i, rows);
+    for (size_t i = 0; i < d.size(); ++i) {
+      const Chunk& c = d[i];
+      const int b = int(int64_t(i) % p_.buffers);
+      pb_.emit(t, sem_wait(wsem_[size_t(b)], 2));
+      MatmulOperands mm;
+      mm.acc = sram(int64_t(acc_out_)), mm.ldc = p_.out_cols * 4;
+      mm.a = sram(int64_t(xbuf_[size_t(b)])), mm.lda = c.kcols * we_;
+      mm.b = sram(int64_t(wbuf_[size_t(b)])), mm.ldb = c.kcols * we_, mm.tb = true;
+      mm.m = rows, mm.k = c.kcols, mm.n = c.cols, mm.dtype = s_.wdt;
+      mm.accumulate = i > 0;
+      pb_.emit(t, matmul(mm));
+      if (i + size_t(p_.buffers) < d.size()) {
+        load(t, {}, d[i + size_t(p_.buffers)], int64_t(i) + p_.buffers);
+        load_h(t, d[i + size_t(p_.buffers)], int64_t(i) + p_.buffers, rows);
+      }
+    }
+    store(t, r0, rows, d[0].c0, d[0].cols, f32(acc_out_, p_.out_cols * 4));
+  }
+
+  void store(int t, int64_t r0, int64_t rows, int64_t c0, int64_t w, const Tensor2& from) {
+    const int64_t ye = esize(s_.y.dtype), ldy = s_.y.ld ? s_.y.ld : s_.hidden * ye;
+    Block out;
+    out.d0 = w, out.d1 = rows, out.src_strides = {from.ld, 0, 0}, out.dst_strides = {ldy, 0, 0};
+    pb_.emit(t, dma(at(s_.y.addr, r0 * ldy + c0 * ye), from.addr, out, Dtype::Fp32, s_.y.dtype,
+                    {out_sem_, kSelf}));
+    pb_.emit(t, sem_wait(out_sem_));
+  }
+
+  // Split-K: tile t sums its column slice of y over every working tile's partial and stores it.
+  void reduce(int t, int64_t r0, int64_t rows) {
+    const int64_t c0 = t * p_.out_cols, w = std::min(p_.out_cols, s_.hidden - c0);
+    if (w <= 0) return;
+    const int64_t P = pb_.tiles();
+    const Tensor2 sum = f32(sum_, w * 4);
+    std::optional<Tensor2> cur;
+    std::vector<int64_t> remote;
+    for (int64_t j = 0; j < P; ++j) {
+      const int64_t u = (t + j) % P;
+      if (u >= p_.tiles) continue;
+      if (u == t) {
+        cur = f32(acc_out_ + uint64_t(c0 * 4), s_.hidden * 4);
+      } else {
+        remote.push_back(u);
+      }
+    }
+    const int64_t slot = p_.tb * p_.out_cols * 4;
+    for (size_t first = 0; first < remote.size(); first += size_t(slots_)) {
+      const size_t last = std::min(remote.size(), first + size_t(slots_));
+      Block blk;
+      blk.d0 = w, blk.d1 = rows, blk.src_strides = {s_.hidden * 4, 0, 0},
+      blk.dst_strides = {w * 4, 0, 0};
+      for (size_t k = first; k < last; ++k) {
+        const uint64_t dst = recv_ + uint64_t(int64_t(k - first) * slot);
+        pb_.emit(t, dma(sram(int64_t(dst)), sram_of(remote[k], int64_t(acc_out_) + c0 * 4), blk,
+                        Dtype::Fp32, Dtype::None, {red_sem_, kSelf}));
+      }
+      pb_.emit(t, sem_wait(red_sem_, int64_t(last - first)));
+      for (size_t k = first; k < last; ++k) {
+        const Tensor2 in = f32(recv_ + uint64_t(int64_t(k - first) * slot), w * 4);
+        if (!cur) {
+          pb_.emit(t, vec_unary(Opcode::VCast, sum, in, rows, w));  // the slot is reused next round
+        } else {
+          pb_.emit(t, vec_binary(Opcode::VAdd, sum, *cur, in, rows, w));
+        }
+        cur = sum;
+      }
+    }
+    store(t, r0, rows, c0, w, *cur);
+  }
+
+  ProgramBuilder& pb_;
+  MoeSpec s_;
+  MoePlan p_;
+  int64_t we_, xe_;
+  uint64_t x_ = 0, route_ = 0, recv_ = 0, tmp_ = 0, acc_out_ = 0, sum_ = 0, hall_ = 0;
+  uint64_t acc_gu_[2] = {}, hseg_[2] = {};
+  std::optional<uint64_t> staged_;
+  std::vector<uint64_t> wbuf_, xbuf_;
+  std::vector<int> wsem_;
+  int64_t slots_ = 1, group_ = 1;
+  int xsem_ = 0, stage_sem_ = 0, peers_sem_ = 0, rsem_ = 0, done_ = 0, red_sem_ = 0, out_sem_ = 0,
+      hsem_ = 0;
+};
+
+// ---------------------------------------------------------------------------------------------
+// GEMM path: many tokens.
+
+struct Scratch {
+  uint64_t gu = 0, h = 0, down = 0;
+};
+Scratch scratch_of(const MoeSpec& s, uint64_t base) {
+  const int64_t xe = esize(s.x.dtype);
+  Scratch r;
+  r.gu = base;
+  r.h = r.gu + align4k(uint64_t(s.t * 2 * s.inter * xe));
+  r.down = r.h + align4k(uint64_t(s.t * s.inter * xe));
+  return r;
+}
+
+// h = silu(g) * u * w[:, e] over token rows: [g | u] [t, 2I] and h [t, I] in the x dtype.
+int64_t act_row_bytes(const MoeSpec& s) {
+  const int64_t xe = esize(s.x.dtype), I = s.inter;
+  return 2 * I * xe + s.experts * 4 + I * 4 + I * xe;
+}
+
+void emit_act(KernelContext& ctx, const MoeSpec& s, int64_t e, const Scratch& sc,
+              const RowsPlan& p) {
+  ProgramBuilder& pb = ctx.pb;
+  const int64_t I = s.inter, E = s.experts, xe = esize(s.x.dtype);
+  const Dtype xdt = s.x.dtype;
+  const uint64_t gbuf = ctx.sram(uint64_t(p.chunk * 2 * I * xe)),
+                 rbuf = ctx.sram(uint64_t(p.chunk * E * 4));
+  const uint64_t tmp = ctx.sram(uint64_t(p.chunk * I * 4)),
+                 obuf = ctx.sram(uint64_t(p.chunk * I * xe));
+  const int in_sem = ctx.sem(), out_sem = ctx.sem();
+  const int64_t ldr = s.route.ld ? s.route.ld : E * esize(s.route.dtype);
+  for (int t = 0; t < p.tiles; ++t) {
+    const int64_t r0 = t * p.per_tile, r1 = std::min(s.t, r0 + p.per_tile);
+    int64_t n = 0;
+    for (int64_t a = r0; a < r1; a += p.chunk, ++n) {
+      const int64_t r = std::min(p.chunk, r1 - a);
+      Block g;
+      g.d0 = 2 * I * r;
+      pb.emit(t, dma(sram(int64_t(gbuf)), hbm(int64_t(sc.gu) + a * 2 * I * xe), g, xdt, Dtype::None,
+                     {in_sem, kSelf}));
+      Block rb;
+      rb.d0 = E, rb.d1 = r, rb.src_strides = {ldr, 0, 0}, rb.dst_strides = {E * 4, 0, 0};
+      pb.emit(t, dma(sram(int64_t(rbuf)), at(s.route.addr, a * ldr), rb, s.route.dtype, Dtype::Fp32,
+                     {in_sem, kSelf}));
+      pb.emit(t, sem_wait(in_sem, 2));
+      const Tensor2 gate{sram(int64_t(gbuf)), 2 * I * xe, xdt},
+          up{sram(int64_t(gbuf) + I * xe), 2 * I * xe, xdt};
+      const Tensor2 tt = f32(tmp, I * 4), w{sram(int64_t(rbuf) + e * 4), E * 4, Dtype::Fp32};
+      const Tensor2 h{sram(int64_t(obuf)), I * xe, xdt};
+      pb.emit(t, vec_unary(Opcode::VSilu, tt, gate, r, I));
+      pb.emit(t, vec_binary(Opcode::VMul, tt, tt, up, r, I));
+      pb.emit(t, vec_binary(Opcode::VMul, h, tt, w, r, I, Bcast::Col));
+      Block o;
+      o.d0 = I * r;
+      pb.emit(t, dma(hbm(int64_t(sc.h) + a * I * xe), sram(int64_t(obuf)), o, xdt, Dtype::None,
+                     {out_sem, kSelf}));
+    }
+    if (n > 0) pb.emit(t, sem_wait(out_sem, n));
+  }
+}
+
+GemmSpec gate_up_gemm(const MoeSpec& s, int64_t e, const Scratch& sc) {
+  GemmSpec g;
+  g.m = s.t, g.k = s.hidden, g.n = 2 * s.inter;
+  g.dtype = s.wdt, g.out = s.x.dtype,
+  g.a_dtype = s.x.dtype;  // x converted to the weights' dtype on load
+  g.a = s.x.addr, g.lda = s.x.ld;
+  g.b = at(s.w13, e * 2 * s.inter * s.hidden * esize(s.wdt));
+  g.c = hbm(int64_t(sc.gu));
+  g.b_transposed = true;
+  return g;
+}
+
+GemmSpec down_gemm(const MoeSpec& s, int64_t e, const Scratch& sc) {
+  GemmSpec g;
+  g.m = s.t, g.k = s.inter, g.n = s.hidden;
+  g.dtype = s.wdt, g.out = s.y.dtype, g.a_dtype = s.x.dtype;
+  g.a = hbm(int64_t(sc.h));
+  g.b = at(s.w2, e * s.hidden * s.inter * esize(s.wdt));
+  if (e == 0) {
+    g.c = s.y.addr, g.ldc = s.y.ld;
+  } else {
+    g.c = hbm(int64_t(sc.down));
+  }
+  g.b_transposed = true;
+  return g;
+}
+
+RowsSpec add_spec(const MoeSpec& s, const Scratch& sc) {
+  RowsSpec r;
+  r.kind = OpKind::Add;
+  r.rows = s.t, r.cols = s.hidden;
+  Operand2 d;
+  d.addr = hbm(int64_t(sc.down)), d.dtype = s.y.dtype;
+  r.in = {s.y, d};
+  r.out = s.y;
+  return r;
+}
+
+void emit_moe_gemm(ProgramBuilder& pb, int half, const MoeSpec& s, const MoePlan& p) {
+  const Scratch sc = scratch_of(s, p.scratch);
+  for (int64_t e = 0; e < s.experts; ++e) {
+    {
+      KernelContext ctx(pb, half);
+      emit_gemm(ctx, gate_up_gemm(s, e, sc), p.gate_up);
+    }
+    pb.barrier_all();
+    {
+      KernelContext ctx(pb, half);
+      emit_act(ctx, s, e, sc, p.act);
+    }
+    pb.barrier_all();
+    {
+      KernelContext ctx(pb, half);
+      emit_gemm(ctx, down_gemm(s, e, sc), p.down);
+    }
+    if (e > 0) {
+      pb.barrier_all();
+      KernelContext ctx(pb, half);
+      emit_rows(ctx, add_spec(s, sc), p.add);
+    }
+    if (e + 1 < s.experts) pb.barrier_all();
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Router
+
+RowsPlan plan_router(const arch::Arch& a, const RouterSpec& s, uint64_t budget) {
+  RowsPlan p;
+  p.per_tile = ceil_div(s.rows, a.tiles());
+  p.tiles = ceil_div(s.rows, p.per_tile);
+  const int64_t row = s.experts * (esize(s.logits.dtype) + esize(s.out.dtype) + 4 * 4) + 16;
+  const int64_t fixed = 4096;
+  if (uint64_t(fixed + row) > budget) {
+    throw CompileError(fmt::format("a router row of {} experts does not fit the tile SRAM of {}",
+                                   s.experts, a.name));
+  }
+  p.chunk = std::min(p.per_tile, (int64_t(budget) - fixed) / row);
+  return p;
+}
+
+void emit_router(KernelContext& ctx, const RouterSpec& s, const RowsPlan& p) {
+  ProgramBuilder& pb = ctx.pb;
+  const int64_t E = s.experts, k = std::clamp<int64_t>(s.top_k, 1, E);
+  const int64_t le = esize(s.logits.dtype), oe = esize(s.out.dtype);
+  const uint64_t in = ctx.sram(uint64_t(p.chunk * E * le)),
+                 out = ctx.sram(uint64_t(p.chunk * E * oe));
+  const uint64_t zb = ctx.sram(uint64_t(p.chunk * E * 4)), db = ctx.sram(uint64_t(p.chunk * E * 4));
+  const uint64_t cb = ctx.sram(uint64_t(p.chunk * E * 4)),
+                 pbuf = ctx.sram(uint64_t(p.chunk * E * 4));
+  const uint64_t stb = ctx.sram(uint64_t(p.chunk * 4));
+  const int in_sem = ctx.sem(), out_sem = ctx.sem();
+  const Tensor2 L{sram(int64_t(in)), E * le, s.logits.dtype},
+      O{sram(int64_t(out)), E * oe, s.out.dtype};
+  const Tensor2 Z = f32(zb), D = f32(db), C = f32(cb), P = f32(pbuf), S = f32(stb);
+  const int64_t ldl = s.logits.ld ? s.logits.ld : E * le, ldo = s.out.ld ? s.out.ld : E * oe;
+  for (int t = 0; t < p.tiles; ++t) {
+    auto e = [&](const Instr& i) { pb.emit(t, i); };
+    const int64_t r0 = t * p.per_tile, r1 = std::min(s.rows, r0 + p.per_tile);
+    int64_t n = 0;
+    for (int64_t a = r0; a < r1; a += p.chunk, ++n) {
+      const int64_t r = std::min(p.chunk, r1 - a);
+      Block rows;
+      rows.d0 = E, rows.d1 = r, rows.src_strides = {ldl, 0, 0}, rows.dst_strides = {E * le, 0, 0};
+      e(dma(sram(int64_t(in)), at(s.logits.addr, a * ldl), rows, s.logits.dtype, Dtype::None,
+            {in_sem, kSelf}));
+      e(sem_wait(in_sem));
+      e(vec_reduce(Opcode::VRmax, S, L, r, E));
+      e(vec_binary(Opcode::VSub, Z, L, S, r, E, Bcast::Col));  // z = l - max: 0 at the top expert
+      if (k < E) {
+        // The k-th largest z: k - 1 times, push the row's current maxima down by 1e30.
+        Tensor2 from = Z;
+        for (int64_t j = 1; j < k; ++j) {
+          e(vec_reduce(Opcode::VRmax, S, from, r, E));
+          e(vec_binary(Opcode::VSub, D, from, S, r, E, Bcast::Col));
+          emit_step(pb, t, D, r, E);  // 1 at the maxima
+          e(vec_scale(D, D, r, E, -kBig, 0.0f));
+          e(vec_binary(Opcode::VAdd, C, from, D, r, E));
+          from = C;
+        }
+        e(vec_reduce(Opcode::VRmax, S, from, r, E));
+        e(vec_binary(Opcode::VSub, D, Z, S, r, E, Bcast::Col));
+        emit_step(pb, t, D, r, E);  // 1 for the top k
+      }
+      e(vec_unary(Opcode::VExp, P, Z, r, E));
+      if (k < E) e(vec_binary(Opcode::VMul, P, P, D, r, E));
+      e(vec_reduce(Opcode::VRsum, S, P, r, E));
+      e(vec_unary(Opcode::VRecip, S, S, r, 1));
+      e(vec_binary(Opcode::VMul, O, P, S, r, E, Bcast::Col));
+      Block back;
+      back.d0 = E, back.d1 = r, back.src_strides = {E * oe, 0, 0}, back.dst_strides = {ldo, 0, 0};
+      e(dma(at(s.out.addr, a * ldo), sram(int64_t(out)), back, s.out.dtype, Dtype::None,
+            {out_sem, kSelf}));
+    }
+    if (n > 0) e(sem_wait(out_sem, n));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Experts
+
+MoePlan plan_moe(const arch::Arch& a, const MoeSpec& s, uint64_t budget, uint64_t shared_budget,
+                 bool gemm) {
+  MoePlan p;
+  p.gemm = gemm;
+  const int64_t T = s.t, H = s.hidden, I = s.inter, E = s.experts;
+  const int64_t we = esize(s.wdt);
+  if (gemm) {
+    const Scratch sc = scratch_of(s, 0);
+    p.gate_up = plan_gemm(a, gate_up_gemm(s, 0, sc), budget, shared_budget);
+    p.down = plan_gemm(a, down_gemm(s, 0, sc), budget, shared_budget);
+    p.act.per_tile = ceil_div(T, a.tiles());
+    p.act.tiles = ceil_div(T, p.act.per_tile);
+    const int64_t row = act_row_bytes(s);
+    if (uint64_t(row + 4096) > budget) {
+      throw CompileError(fmt::format(
+          "one {}-column row of the experts' activation does not fit the tile SRAM of {}", I,
+          a.name));
+    }
+    p.act.chunk = std::min(p.act.per_tile, (int64_t(budget) - 4096) / row);
+    p.add = plan_rows(a, add_spec(s, sc), budget);
+    p.scratch_bytes = sc.down + align4k(uint64_t(T * H * esize(s.y.dtype)));
+    return p;
+  }
+
+  const Arrays arr = arrays(a, s.wdt);
+  const int64_t tiles = a.tiles();
+  const int64_t target = std::min<int64_t>(kTargetChunkBytes, int64_t(budget) / 8);
+  p.per_tile = ceil_div(E * I, tiles);
+  p.tiles = ceil_div(E * I, p.per_tile);
+  for (int64_t t = 0; t < p.tiles; ++t) {
+    for (const Segment& sg : segments(s, p, t)) p.seg = std::max(p.seg, sg.n);
+  }
+  p.out_cols = ceil_div(H, tiles);
+  // Gate/up chunks: cb columns of W1 and W3, near the target size; down chunks about as large.
+  const int64_t width = std::min(arr.width, p.seg);
+  p.cb = std::min(p.seg, std::max(width, target / (2 * H * we)));
+  if (p.cb > width) p.cb = p.cb / width * width;
+  p.k_chunk = H;
+  const MoePlan first = p;
+  auto shape_down = [&] {
+    const int64_t chunk = std::max<int64_t>(2 * p.cb * p.k_chunk * we, 1);
+    const int64_t hw = std::min(H, arr.width);
+    p.kd = std::min(p.seg, std::max(arr.kq, chunk / (hw * we)));
+    if (p.kd < p.seg) p.kd = std::max<int64_t>(1, p.kd / arr.kq * arr.kq);
+    p.hrows = std::min(H, std::max(hw, chunk / (p.kd * we)));
+    if (p.hrows > hw && p.hrows < H) p.hrows = p.hrows / hw * hw;
+  };
+  auto fixed = [&](int64_t tb) {
+    return tb * H * we + tb * E * 4 + 2 * tb * 2 * p.cb * 4 + tb * p.cb * 4 + 2 * tb * p.seg * we +
+           tb * H * 4 + tb * p.out_cols * 4 + 4096;
+  };
+  auto need = [&](int64_t tb) {
+    const int64_t chunk = MoeStream::chunk_bytes(p, we);
+    return uint64_t(fixed(tb) + std::max(p.buffers * chunk, 2 * tb * p.out_cols * 4));
+  };
+  // Tokens first: a token block smaller than the batch re-reads every weight. Blocks as large as
+  // fit with the smallest sensible chunks, then chunks as large as fit.
+  p.cb = std::min(p.seg, width);
+  p.k_chunk = std::min(H, arr.kq);
+  shape_down();
+  p.tb = T;
+  while (p.tb > 1 && need(p.tb) > budget) p.tb = ceil_div(p.tb, 2);
+  const int64_t tb = p.tb;
+  p = first;
+  p.tb = tb;
+  shape_down();
+  while (need(p.tb) > budget) {
+    if (p.k_chunk > arr.kq && p.k_chunk >= p.cb) {
+      p.k_chunk = std::max(arr.kq, ceil_div(p.k_chunk, 2 * arr.kq) * arr.kq);
+    } else if (p.cb > 1) {
+      p.cb = ceil_div(p.cb, 2);
+    } else if (p.buffers > 2) {
+      p.buffers = 2;
+    } else {
+      throw CompileError(fmt::format(
+          "the experts of a {}-token step do not fit the tile SRAM of {} ({} bytes needed, {} "
+          "available)",
+          T, a.name, need(p.tb), budget));
+    }
+    shape_down();
+  }
+  p.blocks = ceil_div(T, p.tb);
+  if (p.blocks == 1) return p;
+
+  // The split-K partials [T, H] do not fit with all the tokens. Where every tile sees one shared
+  // memory (a GPU's L2), two passes read the weights once instead: h [T, E*I] goes to the shared
+  // memory, then every tile computes its output columns from it.
+  const bool one_shared =
+      a.chip.shared_memory.scope == arch::SharedScope::Chip || a.chip.cluster_size >= a.tiles();
+  if (!one_shared || tiles < 2 || uint64_t(T * (E * I * we + H * esize(s.x.dtype))) > shared_budget)
+    return p;
+  MoePlan q = first;
+  q.two_pass = true;
+  q.tb = T, q.blocks = 1;
+  q.hrows = q.kd = 0;
+  q.kd2 = std::min(I, std::max(arr.kq, target / (q.out_cols * we)));
+  if (q.kd2 < I) q.kd2 = q.kd2 / arr.kq * arr.kq;
+  auto need2 = [&] {
+    return uint64_t(T * H * we + T * E * 4 + 2 * T * 2 * q.cb * 4 + T * q.cb * 4 +
+                    2 * T * q.cb * we + T * q.out_cols * 4 + 4096 +
+                    q.buffers * (T * q.kd2 * we + MoeStream::chunk_bytes(q, we)));
+  };
+  while (need2() > budget) {
+    // Halve the larger of the two kinds of weight chunk (with its slices of x or h).
+    const bool gate_up_larger = 2 * q.cb * q.k_chunk >= (q.out_cols + T) * q.kd2;
+    if (gate_up_larger && q.k_chunk > arr.kq && q.k_chunk >= q.cb) {
+      q.k_chunk = std::max(arr.kq, ceil_div(q.k_chunk, 2 * arr.kq) * arr.kq);
+    } else if (gate_up_larger && q.cb > 1) {
+      q.cb = ceil_div(q.cb, 2);
+    } else if (q.kd2 > arr.kq) {
+      q.kd2 = std::max(arr.kq, ceil_div(q.kd2, 2 * arr.kq) * arr.kq);
+    } else if (q.k_chunk > arr.kq) {
+      q.k_chunk = std::max(arr.kq, ceil_div(q.k_chunk, 2 * arr.kq) * arr.kq);
+    } else if (q.cb > 1) {
+      q.cb = ceil_div(q.cb, 2);
+    } else {
+      return p;  // not even two passes fit: token blocks it is
+    }
+  }
+  return q;
+}
+
+void emit_moe(ProgramBuilder& pb, int half, const MoeSpec& s, const MoePlan& p) {
+  if (p.gemm) {
+    emit_moe_gemm(pb, half, s, p);
+    return;
+  }
+  KernelContext ctx(pb, half);
+  MoeStream(ctx, s, p).emit();
+}
+
+std::string moe_tiles_note(const MoeSpec& s, const MoePlan& p) {
+  if (p.gemm) {
+    return fmt::format(
+        "per expert: GEMM [g|u] blocks {}x{}, k chunks of {}; rows h = silu(g) * u * w_e, {} rows "
+        "a tile; GEMM down "
+        "blocks {}x{}, k chunks of {}; rows y += down; HBM scratch {} bytes",
+        p.gate_up.bm, p.gate_up.bn, p.gate_up.bk, p.act.per_tile, p.down.bm, p.down.bn, p.down.bk,
+        p.scratch_bytes);
+  }
+  if (p.two_pass) {
+    return fmt::format(
+        "two passes: {} x {} intermediate columns, {} a tile on {} tiles; gate/up chunks {}+{} x "
+        "{}, h = silu(g) * u * "
+        "w_e to shared memory [{}, {}]; then {} output columns a tile over all experts, W2 chunks "
+        "{} x {} with the "
+        "matching h slices, {} buffers",
+        s.experts, s.inter, p.per_tile, p.tiles, p.cb, p.cb, p.k_chunk, p.tb, s.experts * s.inter,
+        p.out_cols, p.out_cols, p.kd2, p.buffers);
+  }
+  return fmt::format(
+      "split-K: {} x {} intermediate columns, {} a tile on {} tiles (expert runs up to {}); "
+      "gate/up chunks {}+{} x {}, "
+      "down chunks {} x {}, {} buffers; {} token block{} of {}; fp32 partials [{}, {}] reduced "
+      "over tiles, {} columns a "
+      "tile",
+      s.experts, s.inter, p.per_tile, p.tiles, p.seg, p.cb, p.cb, p.k_chunk, p.hrows, p.kd,
+      p.buffers, p.blocks, p.blocks == 1 ? "" : "s", p.tb, p.tb, s.hidden, p.out_cols);
+}
+
+std::string moe_flops_note(const MoeSpec& s, const MoePlan& p) {
+  const double per_expert = 2.0 * 3.0 * double(s.hidden) * double(s.inter) * double(s.t);
+  const double dense = per_expert * double(s.experts), sparse = per_expert * double(s.top_k);
+  std::string reads = p.gemm ? "each expert's weights read by the GEMMs"
+                             : fmt::format("every expert's weights read {} time{}", p.blocks,
+                                           p.blocks == 1 ? "" : "s");
+  return fmt::format(
+      "dense routing: all {} experts run for every token, weighted by its routing weight (0 "
+      "outside its top {}): {:.4g} "
+      "GFLOP where top-{} routing needs {:.4g} ({:.2g}x); {} (top-{} routing reads them all too "
+      "once tokens x {} >= {})",
+      s.experts, s.top_k, dense / 1e9, s.top_k, sparse / 1e9, dense / sparse, reads, s.top_k,
+      s.top_k, s.experts);
+}
+
+}  // namespace tessera::compiler

@@ -1,0 +1,99 @@
+#include "sim/energy.hpp"
+
+#include <algorithm>
+
+namespace tessera::sim {
+
+EnergyPrices EnergyPrices::from(const arch::Arch& a) {
+  EnergyPrices p;
+  for (int d = 1; d < isa::kDtypeCount; ++d) {
+    const std::string_view cls = isa::array_dtype_class(static_cast<isa::Dtype>(d));
+    if (!cls.empty() && a.power.mac_energy.has(cls)) p.mac[size_t(d)] = a.power.mac_energy.at(cls);
+  }
+  p.sram_read = a.power.sram_read_energy;
+  p.sram_write = a.power.sram_write_energy;
+  p.shared = a.power.shared_memory_energy;
+  p.hbm = a.hbm.energy_per_bit * 8;
+  p.noc = a.power.noc_energy;
+  p.vector = a.power.vector_energy;
+  p.link = a.system.link.energy_per_bit;
+  p.static_power = a.power.static_power;
+  return p;
+}
+
+double Energy::dynamic() const {
+  double sum = 0;
+  for (const auto& [k, j] : joules) {
+    if (k != "static") sum += j;
+  }
+  return sum;
+}
+
+double Energy::total() const {
+  double sum = 0;
+  for (const auto& [k, j] : joules) sum += j;
+  return sum;
+}
+
+Energy price(const EnergyPrices& p, const Stats& stats, double seconds, int64_t chips) {
+  Energy e;
+  for (const char* k : {"mac", "sram", "shared_memory", "hbm", "noc", "vector", "link"})
+    e.joules[k] = 0;
+  for (const Stat& s : stats.all()) {
+    const std::string_view n = s.name;
+    if (const size_t at = n.find(".sa.macs_"); at != std::string_view::npos) {
+      if (const auto d = isa::dtype_from_name(n.substr(at + 9)))
+        e.joules["mac"] += s.value * p.mac[size_t(*d)];
+    } else if (n.ends_with(".sram.read_bytes") || n.ends_with(".sa.sram_read_bytes")) {
+      e.joules["sram"] += s.value * p.sram_read;
+    } else if (n.ends_with(".sram.write_bytes") || n.ends_with(".sa.sram_write_bytes")) {
+      e.joules["sram"] += s.value * p.sram_write;
+    } else if (n.find(".shared") != std::string_view::npos && n.ends_with(".bytes")) {
+      e.joules["shared_memory"] += s.value * p.shared;
+    } else if (n.ends_with(".hbm.read_bytes") || n.ends_with(".hbm.write_bytes")) {
+      e.joules["hbm"] += s.value * p.hbm;
+    } else if (n.ends_with(".noc.bit_hops")) {
+      e.joules["noc"] += s.value * p.noc;
+    } else if (n.ends_with(".vector.elements")) {
+      e.joules["vector"] += s.value * p.vector;
+    } else if (n.ends_with(".link.bits")) {
+      e.joules["link"] += s.value * p.link;
+    }
+  }
+  e.joules["static"] = p.static_power * seconds * double(chips);
+  return e;
+}
+
+PowerMeter::PowerMeter(const EnergyPrices& prices, Tick window)
+    : prices_(prices), window_(window) {}
+
+void PowerMeter::add(Tick start, Tick end, double joules) {
+  if (joules == 0) return;
+  const size_t first = size_t(start / window_);
+  const size_t last = end > start ? size_t((end - 1) / window_) : first;
+  if (bins_.size() <= last) bins_.resize(last + 1, 0.0);
+  if (first == last) {
+    bins_[first] += joules;
+    return;
+  }
+  const double per_tick = joules / double(end - start);
+  for (size_t b = first; b <= last; ++b) {
+    const Tick lo = std::max(start, Tick(b) * window_), hi = std::min(end, Tick(b + 1) * window_);
+    bins_[b] += per_tick * double(hi - lo);
+  }
+}
+
+double peak_power(const std::vector<std::vector<double>>& bins, Tick window, Tick end,
+                  double static_power) {
+  size_t n = 0;
+  for (const auto& b : bins) n = std::max(n, b.size());
+  double peak = 0;
+  for (size_t i = 0; i < n; ++i) {
+    double sum = 0;
+    for (const auto& b : bins) sum += i < b.size() ? b[i] : 0.0;
+    peak = std::max(peak, sum);
+  }
+  return peak / ticks_to_seconds(n <= 1 ? std::clamp<Tick>(end, 1, window) : window) + static_power;
+}
+
+}  // namespace tessera::sim

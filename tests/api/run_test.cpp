@@ -1,0 +1,197 @@
+// The end-to-end facade: the report's figures follow from the stats and the architecture's
+// prices (checked here by recomputing them independently), sampled layers agree with
+// simulating every layer, the GPU presets meet the measured peaks of
+// ../shared/calibration/gpu-peaks.json, and bad requests are clear errors.
+#include "tools/api/run.hpp"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "arch/derived.hpp"
+#include "arch/loader.hpp"
+
+namespace tessera::api {
+namespace {
+
+RunSpec decode(const std::string& model, int64_t batch, int64_t context) {
+  RunSpec s;
+  s.model = model, s.phase = "decode", s.batch = batch, s.context = context;
+  return s;
+}
+
+RunSpec prefill(const std::string& model, int64_t batch, int64_t seq) {
+  RunSpec s;
+  s.model = model, s.phase = "prefill", s.batch = batch, s.seq = seq;
+  return s;
+}
+
+RunSpec op(const std::string& name, std::vector<int64_t> shape) {
+  RunSpec s;
+  s.op = name, s.shape = std::move(shape);
+  return s;
+}
+
+// A mid-sized Llama (6 layers) written to a temporary config.json.
+std::string small_llama() {
+  const std::string path =
+      (std::filesystem::temp_directory_path() / "tessera_run_test_llama.json").string();
+  std::ofstream(path) << R"({"model_type": "llama", "hidden_size": 1024, "intermediate_size": 2816,
+    "num_hidden_layers": 6, "num_attention_heads": 8, "num_key_value_heads": 4, "vocab_size": 8192,
+    "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 4096})";
+  return path;
+}
+
+TEST(Report, EnergyIsTheSumOfPricedEventsAndStaticPower) {
+  const arch::Arch a = arch::load_arch("maia100-class");
+  const Report r = run(a, decode(small_llama(), 8, 256));
+  const sim::Stats& s = r.stats;
+  // Recomputed from the architecture's own fields, not from the energy module's prices.
+  const double expected =
+      s.sum("chip0.tile", ".sa.macs_bf16") * a.power.mac_energy.at("bf16") +
+      (s.sum("chip0.tile", ".sram.read_bytes") + s.sum("chip0.tile", ".sa.sram_read_bytes")) *
+          a.power.sram_read_energy +
+      (s.sum("chip0.tile", ".sram.write_bytes") + s.sum("chip0.tile", ".sa.sram_write_bytes")) *
+          a.power.sram_write_energy +
+      s.sum("chip0.shared", ".bytes") * a.power.shared_memory_energy +
+      (s.value("chip0.hbm.read_bytes") + s.value("chip0.hbm.write_bytes")) * 8 *
+          a.hbm.energy_per_bit +
+      s.value("chip0.noc.bit_hops") * a.power.noc_energy +
+      s.sum("chip0.tile", ".vector.elements") * a.power.vector_energy +
+      a.power.static_power * r.seconds;
+  EXPECT_NEAR(r.energy.total(), expected, 1e-9 * expected);
+  EXPECT_GT(r.energy.joules.at("mac"), 0);
+  EXPECT_GT(r.energy.joules.at("hbm"), 0);
+  EXPECT_DOUBLE_EQ(r.avg_power_w, r.energy.total() / r.seconds);
+  EXPECT_DOUBLE_EQ(r.joules_per_token, r.energy.total() / 8);
+  EXPECT_GE(r.peak_power_w, r.avg_power_w * 0.999);
+}
+
+TEST(Report, CostFollowsFromCapexEnergyAndThroughput) {
+  const arch::Arch a = arch::load_arch("maia100-class");
+  const Report r = run(a, decode(small_llama(), 8, 256));
+  const arch::Derived d = arch::derive(a);
+  EXPECT_DOUBLE_EQ(r.tokens, 8);
+  EXPECT_DOUBLE_EQ(r.tokens_per_s, 8 / r.seconds);
+  EXPECT_DOUBLE_EQ(r.capex_usd, d.capex_per_chip);
+  const double per_hour = d.capex_per_chip / (a.cost.amortization_years * 8760) +
+                          r.avg_power_w * a.cost.pue * 3600 * a.cost.electricity_price;
+  EXPECT_NEAR(r.usd_per_hour, per_hour, 1e-12 * per_hour);
+  EXPECT_NEAR(r.usd_per_million_tokens, r.usd_per_hour / (r.tokens_per_s * 3600) * 1e6,
+              1e-12 * r.usd_per_million_tokens);
+  EXPECT_DOUBLE_EQ(r.tokens_per_s_per_capex_usd, r.tokens_per_s / d.capex_per_chip);
+
+  RunOptions cloud;
+  cloud.pricing = "cloud";
+  const arch::Arch h100 = arch::load_arch("h100-sxm");
+  const Report c = run(h100, decode(small_llama(), 8, 256), cloud);
+  EXPECT_DOUBLE_EQ(c.usd_per_hour, *h100.cost.cloud_price);
+  EXPECT_NEAR(c.usd_per_million_tokens, c.usd_per_hour / (c.tokens_per_s * 3600) * 1e6,
+              1e-12 * c.usd_per_million_tokens);
+}
+
+TEST(Report, UtilizationAndBoundComeFromTheStats) {
+  const arch::Arch a = arch::load_arch("maia100-class");
+  const arch::Derived d = arch::derive(a);
+  const Report r = run(a, op("gemm", {2048, 2048, 2048}));
+  EXPECT_DOUBLE_EQ(r.flops, 2.0 * 2048 * 2048 * 2048);
+  EXPECT_NEAR(r.utilization.at("compute"), r.flops / r.seconds / d.peak_flops.at("bf16"), 1e-12);
+  EXPECT_NEAR(r.utilization.at("hbm_bandwidth"), r.hbm_bytes / r.seconds / d.hbm_bandwidth, 1e-12);
+  EXPECT_EQ(r.bound, "compute");
+  const Report m = run(a, decode(small_llama(), 8, 256));
+  EXPECT_EQ(m.bound, "hbm_bandwidth");
+}
+
+TEST(SampledLayers, AgreeWithSimulatingEveryLayer) {
+  const arch::Arch a = arch::load_arch("maia100-class");
+  RunOptions full;
+  full.sample_layers = false;
+  for (const RunSpec& s : {decode(small_llama(), 16, 512), prefill(small_llama(), 1, 512)}) {
+    const Report sampled = run(a, s), every = run(a, s, full);
+    EXPECT_EQ(sampled.layers, 6);
+    EXPECT_EQ(sampled.layers_simulated, 2);
+    EXPECT_EQ(every.layers_simulated, 6);
+    EXPECT_NEAR(sampled.seconds / every.seconds, 1.0, 0.01) << s.describe();
+    EXPECT_NEAR(sampled.hbm_bytes / every.hbm_bytes, 1.0, 1e-6) << s.describe();
+    EXPECT_NEAR(sampled.flops / every.flops, 1.0, 1e-9) << s.describe();
+    EXPECT_NEAR(sampled.energy.total() / every.energy.total(), 1.0, 0.01) << s.describe();
+  }
+}
+
+// Measured on real GPUs: ../shared/calibration/gpu-peaks.json (copied here; the test checks
+// the copy against the file when it is there).
+struct Measured {
+  const char* preset;
+  const char* key;
+  double gemm_tflops, copy_tb_s, idle_w, gemm_w;
+};
+constexpr Measured kMeasured[] = {{"h100-sxm", "h100_sxm", 755.9, 2.934, 70.4, 696.5},
+                                  {"h200-sxm", "h200_sxm", 748.0, 4.137, 78.6, 693.2}};
+
+TEST(GpuCalibration, MeasuredValuesMatchTheCalibrationFile) {
+  const std::filesystem::path file =
+      std::filesystem::path(TESSERA_SOURCE_DIR) / "../shared/calibration/gpu-peaks.json";
+  if (!std::filesystem::exists(file)) GTEST_SKIP() << file << " is not on this machine";
+  const nlohmann::json j = nlohmann::json::parse(std::ifstream(file));
+  for (const Measured& m : kMeasured) {
+    EXPECT_DOUBLE_EQ(j[m.key]["bf16_gemm_tflops"].get<double>(), m.gemm_tflops);
+    EXPECT_DOUBLE_EQ(j[m.key]["copy_tb_s_read_plus_write"].get<double>(), m.copy_tb_s);
+    EXPECT_DOUBLE_EQ(j[m.key]["idle_w"].get<double>(), m.idle_w);
+    EXPECT_DOUBLE_EQ(j[m.key]["gemm_power_w"].get<double>(), m.gemm_w);
+  }
+}
+
+TEST(GpuCalibration, GemmThroughputAndPowerMatchTheMeasurements) {
+  for (const Measured& m : kMeasured) {
+    const Report r = run(arch::load_arch(m.preset), op("gemm", {8192, 8192, 8192}));
+    EXPECT_NEAR(r.flops / r.seconds / 1e12 / m.gemm_tflops, 1.0, 0.05) << m.preset;
+    EXPECT_NEAR(r.avg_power_w / m.gemm_w, 1.0, 0.10) << m.preset;
+  }
+}
+
+TEST(GpuCalibration, CopyBandwidthAndIdlePowerMatchTheMeasurements) {
+  for (const Measured& m : kMeasured) {
+    const arch::Arch a = arch::load_arch(m.preset);
+    const Report r = run(a, op("copy", {int64_t(1) << 30}));
+    EXPECT_NEAR(r.hbm_bytes / r.seconds / 1e12 / m.copy_tb_s, 1.0, 0.05) << m.preset;
+    // With nothing to do, a chip draws its static power.
+    EXPECT_NEAR(a.power.static_power / m.idle_w, 1.0, 0.10) << m.preset;
+  }
+}
+
+TEST(RunErrors, BadRequestsAreClearErrors) {
+  const arch::Arch a = arch::load_arch("maia100-class");
+  auto message = [&](const RunSpec& s, RunOptions o = {}) {
+    try {
+      run(a, s, o);
+    } catch (const std::exception& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message(op("gemm", {1, 2})).find("--shape M,K,N"), std::string::npos);
+  EXPECT_NE(message(op("gemm", {64, 0, 64})).find("positive"), std::string::npos);
+  RunSpec attention = op("attention", {6, 4, 64});
+  attention.context = 16;
+  EXPECT_NE(message(attention).find("multiple of KV_HEADS"), std::string::npos);
+  attention.shape = {8, 4, 64};
+  attention.context = -1;
+  EXPECT_NE(message(attention).find("context"), std::string::npos);
+  EXPECT_NE(message(op("conv", {1})).find("unknown operator 'conv'"), std::string::npos);
+  EXPECT_NE(message(RunSpec{}).find("nothing to run"), std::string::npos);
+  RunOptions chips;
+  chips.chips = 2;
+  EXPECT_NE(message(decode("llama-3-8b", 1, 16), chips).find("chip-to-chip"), std::string::npos);
+  RunOptions cloud;
+  cloud.pricing = "cloud";
+  EXPECT_NE(message(decode(small_llama(), 1, 16), cloud).find("cloud_price"), std::string::npos);
+  RunOptions bogus;
+  bogus.pricing = "free";
+  EXPECT_NE(message(decode(small_llama(), 1, 16), bogus).find("pricing"), std::string::npos);
+  EXPECT_NE(message(decode("no-such-model", 1, 16)).find("no-such-model"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace tessera::api

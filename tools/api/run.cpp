@@ -1,0 +1,372 @@
+#include "tools/api/run.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <stdexcept>
+
+#include "arch/derived.hpp"
+#include "compiler/builder.hpp"
+#include "compiler/compile.hpp"
+#include "compiler/emit.hpp"
+#include "sim/simulation.hpp"
+#include "tools/api/api.hpp"
+
+namespace tessera::api {
+namespace {
+
+using compiler::OpKind;
+using compiler::Role;
+
+compiler::Graph gemm_graph(const RunSpec& s, isa::Dtype dt) {
+  if (s.shape.size() != 3 || *std::min_element(s.shape.begin(), s.shape.end()) <= 0) {
+    throw std::runtime_error("--op gemm needs --shape M,K,N with three positive sizes");
+  }
+  const int64_t m = s.shape[0], k = s.shape[1], n = s.shape[2];
+  compiler::Graph g;
+  g.name = s.describe();
+  g.meta = {{"model", "gemm"}, {"shape", fmt::format("{}x{}x{}", m, k, n)}};
+  const int x = g.value("x", {m, k}, dt, Role::Input);
+  const int w = g.value("w", {n, k}, dt, Role::Weight);             // PyTorch layout: y = x w^T
+  const int y = g.op(OpKind::Linear, "gemm", {x, w}, "y", {m, n});  // bf16 out, as a Linear layer's
+  g.inputs = {x};
+  g.outputs = {y};
+  return g;
+}
+
+compiler::Graph attention_graph(const RunSpec& s, const compiler::Workload& w) {
+  if (s.shape.size() != 3 || *std::min_element(s.shape.begin(), s.shape.end()) <= 0 ||
+      s.shape[0] % s.shape[1] != 0) {
+    throw std::runtime_error(
+        "--op attention needs --shape HEADS,KV_HEADS,HEAD_DIM (positive; HEADS a multiple of "
+        "KV_HEADS)");
+  }
+  const int64_t heads = s.shape[0], kv_heads = s.shape[1], d = s.shape[2];
+  const int64_t tokens = w.batch * w.tokens_per_sequence(), capacity = w.capacity();
+  compiler::Graph g;
+  g.name = s.describe();
+  g.meta = {{"model", "attention"}, {"phase", s.phase}};
+  const int q = g.value("q", {tokens, heads * d}, isa::Dtype::Bf16, Role::Input);
+  const int k = g.value("k", {tokens, kv_heads * d}, isa::Dtype::Bf16, Role::Input);
+  const int v = g.value("v", {tokens, kv_heads * d}, isa::Dtype::Bf16, Role::Input);
+  const int kc =
+      g.value("kv_cache.k", {w.batch, kv_heads, capacity, d}, isa::Dtype::Bf16, Role::KvCache);
+  const int vc =
+      g.value("kv_cache.v", {w.batch, kv_heads, capacity, d}, isa::Dtype::Bf16, Role::KvCache);
+  const int out =
+      g.op(OpKind::Attention, "attention", {q, k, v, kc, vc}, "out", {tokens, heads * d},
+           {{"batch", w.batch},
+            {"seq", w.tokens_per_sequence()},
+            {"past", w.past()},
+            {"heads", heads},
+            {"kv_heads", kv_heads},
+            {"head_dim", d},
+            {"causal", int64_t(1)},
+            {"capacity", capacity}});
+  g.v(out).role = Role::Output;
+  g.inputs = {q, k, v};
+  g.outputs = {out};
+  return g;
+}
+
+// A device-to-device copy of `bytes`, as a bandwidth benchmark does: every tile copies an even
+// share, HBM to HBM, in DMAs of at most 4 MiB, two in flight.
+isa::Program copy_program(const arch::Arch& a, const RunSpec& s) {
+  if (s.shape.size() != 1 || s.shape[0] <= 0)
+    throw std::runtime_error("--op copy needs --shape BYTES (positive)");
+  const uint64_t bytes = uint64_t(s.shape[0]);
+  compiler::ProgramBuilder pb(a);
+  const uint64_t src = pb.hbm_region("src", isa::RegionKind::Io, bytes);
+  const uint64_t dst = pb.hbm_region("dst", isa::RegionKind::Io, bytes);
+  const int sem = pb.sem_alloc();
+  constexpr uint64_t kPiece = 4 << 20;
+  for (int t = 0; t < pb.tiles(); ++t) {
+    const uint64_t b0 = bytes * uint64_t(t) / uint64_t(pb.tiles()),
+                   b1 = bytes * uint64_t(t + 1) / uint64_t(pb.tiles());
+    int64_t issued = 0;
+    for (uint64_t at = b0; at < b1; at += kPiece, ++issued) {
+      if (issued >= 2) pb.emit(t, compiler::sem_wait(sem));
+      compiler::Block blk;
+      blk.d0 = int64_t(std::min(kPiece, b1 - at));
+      pb.emit(t,
+              compiler::dma(compiler::hbm(int64_t(dst + at)), compiler::hbm(int64_t(src + at)), blk,
+                            isa::Dtype::Int8, isa::Dtype::None, {sem, int64_t(isa::kTileSelf)}));
+    }
+    if (issued > 0) pb.emit(t, compiler::sem_wait(sem, std::min<int64_t>(issued, 2)));
+  }
+  return pb.take();
+}
+
+// The program with the layer loop cut to `n` iterations.
+isa::Program with_layers(const isa::Program& p, const std::vector<size_t>& loops, int64_t n) {
+  static constexpr int kCount = isa::field_index(isa::Opcode::Loop, "count");
+  isa::Program q = p;
+  for (size_t t = 0; t < loops.size(); ++t) {
+    isa::Instr& in = q.stream(0, uint32_t(t)).code.at(loops[t]);
+    if (in.op != isa::Opcode::Loop)
+      throw std::logic_error("the layer loop is not where the compiler said");
+    in.f[kCount] = n;
+  }
+  return q;
+}
+
+// x(L) = x(1) + (L - 1) (x(2) - x(1)) for every stat.
+sim::Stats extrapolate(const sim::Stats& one, const sim::Stats& two, int64_t layers) {
+  sim::Stats out;
+  auto a = one.all().begin();
+  for (const sim::Stat& b : two.all()) {
+    if (a == one.all().end() || a->name != b.name)
+      throw std::logic_error("runs registered different stats");
+    out.add(b.name, b.unit, b.desc) = a->value + double(layers - 1) * (b.value - a->value);
+    ++a;
+  }
+  return out;
+}
+
+double hbm_capacity_used(const compiler::CompileResult& c) {
+  return double(c.weight_bytes + c.kv_bytes + c.activation_bytes);
+}
+
+}  // namespace
+
+std::string RunSpec::describe() const {
+  if (!model.empty()) {
+    return phase == "prefill" ? fmt::format("{} prefill b{} seq{}", model, batch, seq)
+                              : fmt::format("{} decode b{} ctx{}", model, batch, context);
+  }
+  if (op == "gemm" && shape.size() == 3)
+    return fmt::format("gemm {}x{}x{}", shape[0], shape[1], shape[2]);
+  if (op == "copy" && shape.size() == 1) return fmt::format("copy {} bytes", shape[0]);
+  if (op == "attention" && shape.size() == 3) {
+    return fmt::format(
+        "attention {} b{} h{}/{} d{} {}", phase, batch, shape[0], shape[1], shape[2],
+        phase == "prefill" ? fmt::format("seq{}", seq) : fmt::format("ctx{}", context));
+  }
+  return op;
+}
+
+Report run(const arch::Arch& a, const RunSpec& spec, const RunOptions& options) {
+  const auto host_start = std::chrono::steady_clock::now();
+  if (options.chips != 1 || a.system.chips != 1) {
+    throw std::runtime_error(fmt::format(
+        "{} chips: chip-to-chip communication is not simulated yet, so runs use one chip",
+        options.chips));
+  }
+  if (options.pricing != "owned" && options.pricing != "cloud") {
+    throw std::runtime_error("pricing must be owned or cloud, got '" + options.pricing + "'");
+  }
+  compiler::CompileOptions co;
+  co.weight_dtype = parse_dtype("dtype", spec.dtype);
+  co.kv_dtype = parse_dtype("kv_dtype", spec.kv_dtype);
+  compiler::CompileResult compiled;
+  double tokens = 0;
+  if (!spec.model.empty()) {
+    const compiler::Workload w = make_workload(spec.phase, spec.batch, spec.seq, spec.context);
+    compiled = compiler::compile_model(compiler::load_model_config(spec.model), w, a, co);
+    tokens = double(w.batch * w.tokens_per_sequence());
+  } else if (spec.op == "gemm") {
+    compiled = compiler::compile(gemm_graph(spec, co.weight_dtype), a, co);
+  } else if (spec.op == "attention") {
+    compiled = compiler::compile(
+        attention_graph(spec, make_workload(spec.phase, spec.batch, spec.seq, spec.context)), a,
+        co);
+  } else if (spec.op == "copy") {
+    compiled.program = copy_program(a, spec);
+  } else {
+    throw std::runtime_error(
+        spec.op.empty() ? "nothing to run: give a model or an operator (gemm, attention, copy)"
+                        : "unknown operator '" + spec.op + "' (gemm, attention, copy)");
+  }
+
+  sim::SimOptions so;
+  so.power_window = sim::seconds_to_ticks(options.power_window);
+  std::unique_ptr<sim::Trace> trace;
+  if (!options.trace.empty()) trace = std::make_unique<sim::Trace>();
+  sim::Simulation simulation(a, sim::Mode::Performance, so);
+  const int64_t layers = compiled.layers_looped;
+  Report r;
+  sim::RunResult last;
+  if (options.sample_layers && layers > 2) {
+    const sim::RunResult one =
+        simulation.run(with_layers(compiled.program, compiled.layer_loops, 1));
+    last = simulation.run(with_layers(compiled.program, compiled.layer_loops, 2), trace.get());
+    r.stats = extrapolate(one.stats, last.stats, layers);
+    r.seconds = one.seconds() + double(layers - 1) * (last.seconds() - one.seconds());
+    r.instructions = double(one.instructions) +
+                     double(layers - 1) * double(last.instructions - one.instructions);
+    r.layers_simulated = 2;
+  } else {
+    last = simulation.run(compiled.program, trace.get());
+    r.stats = last.stats;
+    r.seconds = last.seconds();
+    r.instructions = double(last.instructions);
+    r.layers_simulated = layers;
+  }
+  if (trace) {
+    std::ofstream out(options.trace);
+    if (!out) throw std::runtime_error(options.trace + ": cannot write");
+    trace->write(out);
+  }
+
+  const arch::Derived d = arch::derive(a);
+  r.system = a.name;
+  r.workload = spec.describe();
+  r.pricing = options.pricing;
+  r.chips = a.system.chips;
+  r.layers = layers;
+  r.tokens = tokens;
+  r.tokens_per_s = tokens / r.seconds;
+  r.hbm_bytes = r.stats.sum("chip", ".hbm.read_bytes") + r.stats.sum("chip", ".hbm.write_bytes");
+
+  // Compute utilisation weighs each dtype's MACs by its own peak.
+  double compute = 0;
+  for (int dt = 1; dt < isa::kDtypeCount; ++dt) {
+    const auto dtype = static_cast<isa::Dtype>(dt);
+    const double macs = r.stats.sum("chip", fmt::format(".sa.macs_{}", isa::dtype_name(dtype)));
+    if (macs == 0) continue;
+    r.flops += 2 * macs;
+    compute += 2 * macs / r.seconds / d.peak_flops.at(std::string(isa::array_dtype_class(dtype)));
+  }
+  r.utilization["compute"] = compute;
+  r.utilization["hbm_bandwidth"] = r.hbm_bytes / r.seconds / d.hbm_bandwidth;
+  r.utilization["capacity"] = hbm_capacity_used(compiled) / d.hbm_capacity;
+  r.utilization["interconnect"] = 0;  // one chip: no chip-to-chip traffic
+  r.bound = std::max_element(r.utilization.begin(), r.utilization.end(),
+                             [](const auto& x, const auto& y) { return x.second < y.second; })
+                ->first;
+
+  const sim::EnergyPrices prices = sim::EnergyPrices::from(a);
+  r.energy = sim::price(prices, r.stats, r.seconds, r.chips);
+  r.avg_power_w = r.energy.total() / r.seconds;
+  r.peak_power_w = sim::peak_power(last.energy_windows, last.power_window, last.time,
+                                   prices.static_power * double(r.chips));
+  r.tdp_w = a.power.tdp * double(r.chips);
+  if (tokens > 0) r.joules_per_token = r.energy.total() / tokens;
+  if (r.avg_power_w > r.tdp_w) {
+    r.warnings.push_back(
+        fmt::format("average power {:.0f} W exceeds the TDP of {:.0f} W", r.avg_power_w, r.tdp_w));
+  } else if (r.peak_power_w > r.tdp_w) {
+    r.warnings.push_back(
+        fmt::format("peak power over {:g} us windows, {:.0f} W, exceeds the TDP of {:.0f} W",
+                    options.power_window * 1e6, r.peak_power_w, r.tdp_w));
+  }
+
+  r.capex_usd = d.capex_per_chip * double(r.chips);
+  if (options.pricing == "cloud") {
+    if (!a.cost.cloud_price)
+      throw std::runtime_error(a.name + " has no cost.cloud_price for cloud pricing");
+    r.usd_per_hour = *a.cost.cloud_price * double(r.chips);
+  } else {
+    r.capex_usd_per_hour = r.capex_usd / (a.cost.amortization_years * arch::kHoursPerYear);
+    r.energy_usd_per_hour = r.avg_power_w * a.cost.pue * 3600.0 * a.cost.electricity_price;
+    r.usd_per_hour = r.capex_usd_per_hour + r.energy_usd_per_hour;
+  }
+  if (tokens > 0) {
+    r.usd_per_million_tokens = r.usd_per_hour / (r.tokens_per_s * 3600.0) * 1e6;
+    r.tokens_per_s_per_capex_usd = r.tokens_per_s / r.capex_usd;
+  }
+  r.host_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - host_start).count();
+  return r;
+}
+
+nlohmann::json Report::to_json(bool with_stats) const {
+  nlohmann::json j;
+  j["system"] = system;
+  j["workload"] = workload;
+  j["chips"] = chips;
+  j["seconds"] = seconds;
+  if (tokens > 0) {
+    j["tokens"] = tokens;
+    j["tokens_per_s"] = tokens_per_s;
+    j["joules_per_token"] = joules_per_token;
+    j["tokens_per_joule"] = 1.0 / joules_per_token;
+    j["usd_per_million_tokens"] = usd_per_million_tokens;
+    j["tokens_per_s_per_capex_usd"] = tokens_per_s_per_capex_usd;
+  }
+  j["flops"] = flops;
+  j["flops_per_s"] = flops / seconds;
+  j["hbm_bytes"] = hbm_bytes;
+  j["hbm_bytes_per_s"] = hbm_bytes / seconds;
+  j["instructions"] = instructions;
+  j["layers"] = layers;
+  j["layers_simulated"] = layers_simulated;
+  j["energy_j"] = energy.total();
+  j["energy_breakdown_j"] = energy.joules;
+  j["avg_power_w"] = avg_power_w;
+  j["peak_power_w"] = peak_power_w;
+  j["tdp_w"] = tdp_w;
+  j["pricing"] = pricing;
+  j["capex_usd"] = capex_usd;
+  j["usd_per_hour"] = usd_per_hour;
+  if (pricing == "owned") {
+    j["capex_usd_per_hour"] = capex_usd_per_hour;
+    j["energy_usd_per_hour"] = energy_usd_per_hour;
+  }
+  j["utilization"] = utilization;
+  j["bound"] = bound;
+  j["warnings"] = warnings;
+  j["host_seconds"] = host_seconds;
+  if (with_stats) j["stats"] = stats.to_json();
+  return j;
+}
+
+Comparison compare(const std::vector<arch::Arch>& systems, const std::vector<RunSpec>& workloads,
+                   const RunOptions& options) {
+  Comparison c;
+  c.workloads = workloads;
+  RunOptions o = options;
+  for (const RunSpec& w : workloads) {
+    c.reports.emplace_back();
+    for (const arch::Arch& a : systems) {
+      c.reports.back().push_back(run(a, w, o));
+      o.trace.clear();
+    }
+  }
+  return c;
+}
+
+const std::vector<Metric>& compared_metrics() {
+  static const std::vector<Metric> m{{"seconds", false},
+                                     {"tokens_per_s", true},
+                                     {"avg_power_w", false},
+                                     {"tokens_per_joule", true},
+                                     {"usd_per_million_tokens", false},
+                                     {"tokens_per_s_per_capex_usd", true}};
+  return m;
+}
+
+nlohmann::json Comparison::to_json(bool with_stats) const {
+  nlohmann::json out = nlohmann::json::array();
+  for (size_t w = 0; w < workloads.size(); ++w) {
+    nlohmann::json systems = nlohmann::json::array();
+    const nlohmann::json first = reports[w].front().to_json(false);
+    for (const Report& r : reports[w]) {
+      nlohmann::json j = r.to_json(with_stats);
+      for (const Metric& m : compared_metrics()) {
+        if (j.contains(m.key) && first.contains(m.key)) {
+          j["vs_first"][m.key] = j[m.key].get<double>() / first[m.key].get<double>();
+        }
+      }
+      systems.push_back(std::move(j));
+    }
+    out.push_back({{"workload", workloads[w].describe()}, {"systems", std::move(systems)}});
+  }
+  return out;
+}
+
+std::vector<std::string> default_systems() {
+  return {"maia100-class", "h100-sxm", "h200-sxm"};
+}
+
+std::vector<RunSpec> default_workloads() {
+  RunSpec decode;
+  decode.model = "llama-3-8b", decode.phase = "decode", decode.batch = 32, decode.context = 1024;
+  RunSpec prefill;
+  prefill.model = "llama-3-8b", prefill.phase = "prefill", prefill.batch = 1, prefill.seq = 2048;
+  return {decode, prefill};
+}
+
+}  // namespace tessera::api

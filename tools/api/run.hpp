@@ -1,0 +1,102 @@
+// run(): the whole pipeline for one system and one workload (compile, simulate, price) and the
+// report users read. The CLI's `run` and `compare` verbs and the Python module call this.
+//
+// Sampled layers. A model's layers compile into one loop body, and every iteration does the
+// same work at other addresses. By default the program is simulated with one and with two
+// iterations of that loop, and every time and count is extrapolated linearly to all layers:
+//   x(L) = x(1) + (L - 1) * (x(2) - x(1))
+// A test checks this against simulating every layer. `sample_layers = false` simulates all.
+#pragma once
+
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "arch/arch.hpp"
+#include "sim/energy.hpp"
+#include "sim/stats.hpp"
+
+namespace tessera::api {
+
+// What to run: a model's prefill or decode step, or one operator.
+struct RunSpec {
+  std::string model;             // shipped name or config.json path; empty for an operator
+  std::string op;                // with no model: "gemm", "attention" or "copy"
+  std::vector<int64_t> shape;    // gemm: M,K,N; attention: heads,kv_heads,head_dim; copy: bytes
+  std::string phase = "decode";  // prefill or decode (models and attention)
+  int64_t batch = 1;
+  int64_t seq = 0;             // prefill: prompt tokens per sequence
+  int64_t context = -1;        // decode: tokens already in each sequence's KV cache
+  std::string dtype = "bf16";  // weights (and GEMM operands)
+  std::string kv_dtype = "bf16";
+
+  std::string describe() const;  // "llama-3-8b decode b32 ctx1024", "gemm 4096x4096x4096"
+};
+
+struct RunOptions {
+  bool sample_layers = true;
+  std::string trace;  // write a Perfetto trace of the (last) simulation here
+  int64_t chips = 1;
+  std::string pricing = "owned";  // owned: capex amortised + energy; cloud: the preset's $/hour
+  double power_window = 1e-6;     // seconds: the window of peak power
+};
+
+struct Report {
+  std::string system, workload;
+  std::string pricing;
+  int64_t chips = 1;
+  // Performance.
+  double seconds = 0;
+  double tokens = 0;  // tokens produced or consumed by the step (0 for operators)
+  double tokens_per_s = 0;
+  double flops = 0;  // 2 x MACs executed
+  double hbm_bytes = 0;
+  double instructions = 0;
+  int64_t layers = 0, layers_simulated = 0;
+  // Energy and power.
+  sim::Energy energy;
+  double avg_power_w = 0, peak_power_w = 0, tdp_w = 0;
+  double joules_per_token = 0;
+  // Cost.
+  double capex_usd = 0;  // chips x (chip + board share)
+  double usd_per_hour = 0;
+  double capex_usd_per_hour = 0, energy_usd_per_hour = 0;  // owned pricing's parts
+  double usd_per_million_tokens = 0;
+  double tokens_per_s_per_capex_usd = 0;
+  // What limits it: utilisation of compute, hbm_bandwidth, capacity and interconnect (0..1),
+  // and the resource closest to its limit.
+  std::map<std::string, double> utilization;
+  std::string bound;
+  std::vector<std::string> warnings;
+  double host_seconds = 0;
+  sim::Stats stats;
+
+  nlohmann::json to_json(bool with_stats = true) const;
+};
+
+Report run(const arch::Arch& a, const RunSpec& spec, const RunOptions& options = {});
+
+// Every system on every workload. The trace option, if any, records the first run only.
+struct Comparison {
+  std::vector<RunSpec> workloads;
+  std::vector<std::vector<Report>> reports;  // [workload][system], systems in the order given
+  // Per workload, each system's report and its ratios to the first system's.
+  nlohmann::json to_json(bool with_stats = false) const;
+};
+Comparison compare(const std::vector<arch::Arch>& systems, const std::vector<RunSpec>& workloads,
+                   const RunOptions& options = {});
+
+// The built-in default comparison: Llama-3-8B on an in-house design and two GPUs, a decode
+// step (batch 32, context 1024) and a prefill (batch 1, 2048 tokens).
+std::vector<std::string> default_systems();
+std::vector<RunSpec> default_workloads();
+
+// Figures compared across systems, each with whether higher is better.
+struct Metric {
+  const char* key;  // member of Report::to_json()
+  bool higher_is_better;
+};
+const std::vector<Metric>& compared_metrics();
+
+}  // namespace tessera::api

@@ -1,0 +1,233 @@
+// tessera run --arch A (--model M --phase P --batch B (--seq S | --context L) | --op gemm --shape
+// M,K,N
+//                      | --op attention --shape H,KVH,D ...) [--json] [--trace out.json]
+// tessera compare [--systems A,B,C] [workload options] [--json | --csv] [--report F] [--trace F]
+#include <fmt/format.h>
+
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <sstream>
+
+#include "arch/loader.hpp"
+#include "tools/api/run.hpp"
+#include "tools/cli/commands.hpp"
+#include "tools/cli/table.hpp"
+
+namespace tessera::cli {
+namespace {
+
+struct WorkloadOptions {
+  api::RunSpec spec;
+  std::string shape;
+  std::vector<std::string> overrides;
+  api::RunOptions run;
+  bool full = false;
+  bool json = false;
+};
+
+void add_workload_options(CLI::App* c, WorkloadOptions& o) {
+  c->add_option("--model", o.spec.model,
+                "shipped model name or path to a Hugging Face config.json");
+  c->add_option("--op", o.spec.op,
+                "an operator instead of a model: gemm, attention or copy (HBM to HBM)")
+      ->check(CLI::IsMember({"gemm", "attention", "copy"}));
+  c->add_option("--shape", o.shape, "gemm: M,K,N; attention: HEADS,KV_HEADS,HEAD_DIM; copy: BYTES");
+  c->add_option("--phase", o.spec.phase, "prefill or decode")
+      ->check(CLI::IsMember({"prefill", "decode"}));
+  c->add_option("--batch", o.spec.batch, "sequences in the batch");
+  c->add_option("--seq", o.spec.seq, "prefill: prompt tokens per sequence");
+  c->add_option("--context", o.spec.context, "decode: tokens already in each sequence's KV cache");
+  c->add_option("--dtype", o.spec.dtype, "weight dtype: bf16, fp8e4m3, fp8e5m2");
+  c->add_option("--kv-dtype", o.spec.kv_dtype, "KV-cache dtype: bf16, fp8e4m3, fp8e5m2");
+  c->add_option("--chips", o.run.chips, "chips in the system");
+  c->add_option("-s,--set", o.overrides,
+                "override an architecture parameter: key.path=value (every system)");
+  c->add_option("--pricing", o.run.pricing, "owned (capex amortised + energy) or cloud ($/hour)")
+      ->check(CLI::IsMember({"owned", "cloud"}));
+  c->add_flag("--full", o.full, "simulate every layer instead of two and extrapolating");
+  c->add_flag("--json", o.json, "print the report as JSON");
+  c->add_option("--trace", o.run.trace,
+                "write a Perfetto/Chrome trace (JSON) of the (first) run to this file");
+}
+
+std::vector<int64_t> parse_shape(const std::string& text) {
+  std::vector<int64_t> out;
+  if (text.empty()) return out;
+  std::stringstream s(text);
+  std::string part;
+  while (std::getline(s, part, ',')) {
+    try {
+      size_t used = 0;
+      out.push_back(std::stoll(part, &used));
+      if (used != part.size()) throw std::invalid_argument(part);
+    } catch (const std::exception&) {
+      throw std::runtime_error(fmt::format("--shape: '{}' is not a list of integers", text));
+    }
+  }
+  return out;
+}
+
+void finish(WorkloadOptions& o) {
+  o.spec.shape = parse_shape(o.shape);
+  o.run.sample_layers = !o.full;
+}
+
+std::string si(double x, const char* unit) {
+  if (x >= 1e12) return fmt::format("{:.3g} T{}", x / 1e12, unit);
+  if (x >= 1e9) return fmt::format("{:.3g} G{}", x / 1e9, unit);
+  if (x >= 1e6) return fmt::format("{:.3g} M{}", x / 1e6, unit);
+  if (x >= 1e3) return fmt::format("{:.3g} k{}", x / 1e3, unit);
+  return fmt::format("{:.3g} {}", x, unit);
+}
+
+std::string latency(double s) {
+  return s >= 1e-3 ? fmt::format("{:.3f} ms", s * 1e3) : fmt::format("{:.1f} us", s * 1e6);
+}
+
+void print_report(const api::Report& r) {
+  Table t({"metric", "value"});
+  t.add({"system", r.system});
+  t.add({"workload", r.workload});
+  t.add({"latency", latency(r.seconds)});
+  if (r.tokens > 0) t.add({"tokens/s", fmt::format("{:.1f}", r.tokens_per_s)});
+  t.add({"throughput", si(r.flops / r.seconds, "FLOP/s")});
+  t.add({"HBM traffic",
+         fmt::format("{} ({}/s)", si(r.hbm_bytes, "B"), si(r.hbm_bytes / r.seconds, "B"))});
+  for (const auto& [k, u] : r.utilization)
+    t.add({"utilization " + k, fmt::format("{:.1f}%", u * 100)});
+  t.add({"bound by", r.bound});
+  t.add({"energy", fmt::format("{:.4g} J", r.energy.total())});
+  t.add({"power avg / peak / TDP",
+         fmt::format("{:.0f} / {:.0f} / {:.0f} W", r.avg_power_w, r.peak_power_w, r.tdp_w)});
+  if (r.tokens > 0) t.add({"energy per token", fmt::format("{:.4g} mJ", r.joules_per_token * 1e3)});
+  t.add({"cost per hour", fmt::format("${:.3f} ({})", r.usd_per_hour, r.pricing)});
+  if (r.tokens > 0) {
+    t.add({"cost per million tokens", fmt::format("${:.4g}", r.usd_per_million_tokens)});
+    t.add({"tokens/s per $1k capex", fmt::format("{:.3g}", r.tokens_per_s_per_capex_usd * 1e3)});
+  }
+  t.add({"layers simulated", fmt::format("{} of {}", r.layers_simulated, r.layers)});
+  t.add({"host time", fmt::format("{:.2f} s", r.host_seconds)});
+  t.print(std::cout);
+  for (const std::string& w : r.warnings) spdlog::warn("{}: {}", r.system, w);
+}
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  std::string part;
+  while (std::getline(in, part, ',')) {
+    if (!part.empty()) out.push_back(part);
+  }
+  return out;
+}
+
+void print_comparison(const api::Comparison& c, bool csv) {
+  const std::vector<std::string> header{"workload",
+                                        "system",
+                                        "latency",
+                                        "tokens/s",
+                                        "vs",
+                                        "power W",
+                                        "tokens/J",
+                                        "vs",
+                                        "$/M tok",
+                                        "vs",
+                                        "tok/s per $1k capex",
+                                        "vs",
+                                        "bound"};
+  Table t(header);
+  for (size_t w = 0; w < c.workloads.size(); ++w) {
+    const api::Report& first = c.reports[w].front();
+    for (const api::Report& r : c.reports[w]) {
+      const double tpj = 1 / r.joules_per_token, tpj0 = 1 / first.joules_per_token;
+      t.add(
+          {r.workload, r.system, latency(r.seconds), fmt::format("{:.1f}", r.tokens_per_s),
+           fmt::format("{:.2f}x", r.tokens_per_s / first.tokens_per_s),
+           fmt::format("{:.0f}", r.avg_power_w), fmt::format("{:.2f}", tpj),
+           fmt::format("{:.2f}x", tpj / tpj0), fmt::format("{:.3f}", r.usd_per_million_tokens),
+           fmt::format("{:.2f}x", r.usd_per_million_tokens / first.usd_per_million_tokens),
+           fmt::format("{:.3g}", r.tokens_per_s_per_capex_usd * 1e3),
+           fmt::format("{:.2f}x", r.tokens_per_s_per_capex_usd / first.tokens_per_s_per_capex_usd),
+           r.bound});
+    }
+  }
+  if (csv) {
+    t.print_csv(std::cout);
+  } else {
+    t.print(std::cout, true);
+  }
+}
+
+}  // namespace
+
+void add_run_commands(CLI::App& app) {
+  {
+    struct Options : WorkloadOptions {
+      std::string arch;
+    };
+    auto opt = std::make_shared<Options>();
+    CLI::App* c = app.add_subcommand(
+        "run", "compile and simulate a model step or an operator; report speed, energy, cost");
+    c->add_option("--arch", opt->arch, "preset name or architecture file")->required();
+    add_workload_options(c, *opt);
+    c->callback([opt] {
+      finish(*opt);
+      const api::Report r =
+          api::run(arch::load_arch(opt->arch, opt->overrides), opt->spec, opt->run);
+      if (opt->json) {
+        std::cout << r.to_json().dump(2) << "\n";
+        for (const std::string& w : r.warnings) spdlog::warn("{}: {}", r.system, w);
+        return;
+      }
+      print_report(r);
+    });
+  }
+  {
+    struct Options : WorkloadOptions {
+      std::string systems, report;
+      bool csv = false;
+    };
+    auto opt = std::make_shared<Options>();
+    CLI::App* c = app.add_subcommand(
+        "compare",
+        "run workloads on several systems side by side (default: Llama-3-8B decode and prefill on "
+        "maia100-class, h100-sxm, h200-sxm)");
+    c->add_option("--systems", opt->systems,
+                  "comma-separated presets or architecture files (the first is the baseline)");
+    add_workload_options(c, *opt);
+    c->add_flag("--csv", opt->csv, "print the table as CSV");
+    c->add_option("--report", opt->report,
+                  "also write the full comparison (with stats) as JSON to this file");
+    c->callback([opt] {
+      finish(*opt);
+      std::vector<arch::Arch> systems;
+      for (const std::string& s :
+           opt->systems.empty() ? api::default_systems() : split_list(opt->systems)) {
+        systems.push_back(arch::load_arch(s, opt->overrides));
+      }
+      const bool given = !opt->spec.model.empty() || !opt->spec.op.empty();
+      const std::vector<api::RunSpec> workloads =
+          given ? std::vector<api::RunSpec>{opt->spec} : api::default_workloads();
+      const api::Comparison cmp = api::compare(systems, workloads, opt->run);
+      if (!opt->report.empty()) {
+        std::ofstream out(opt->report);
+        if (!out) throw std::runtime_error(opt->report + ": cannot write");
+        out << cmp.to_json(true).dump(1) << "\n";
+      }
+      if (opt->json) {
+        std::cout << cmp.to_json().dump(2) << "\n";
+      } else {
+        print_comparison(cmp, opt->csv);
+      }
+      for (const auto& reports : cmp.reports) {
+        for (const api::Report& r : reports) {
+          for (const std::string& w : r.warnings)
+            spdlog::warn("{} on {}: {}", r.workload, r.system, w);
+        }
+      }
+    });
+  }
+}
+
+}  // namespace tessera::cli
