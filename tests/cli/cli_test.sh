@@ -86,4 +86,26 @@ check "a model larger than HBM is an error saying what fits" 1 "llama-2-70b need
 check "an unknown --emit is a usage error" 105 "--emit" -- "$tessera" compile "${decode[@]}" --emit llvm
 check "an unknown dtype is an error" 1 "int3" -- "$tessera" compile "${decode[@]}" --dtype int3
 check "compile --help lists --emit" 0 "--emit" -- "$tessera" compile --help
+
+# run and compare: a small Llama keeps these quick.
+cat > "$tmp/small.json" <<'JSON'
+{"model_type": "llama", "hidden_size": 512, "intermediate_size": 1408, "num_hidden_layers": 4,
+ "num_attention_heads": 8, "num_key_value_heads": 4, "vocab_size": 4096, "max_position_embeddings": 2048}
+JSON
+small=(--model "$tmp/small.json" --phase decode --batch 8 --context 256)
+check "run prints the report" 0 "tokens/s .*cost per million tokens|bound by" -- "$tessera" run --arch maia100-class "${small[@]}"
+check "run --json has the report's keys" 0 '"usd_per_million_tokens"' -- "$tessera" run --arch maia100-class "${small[@]}" --json
+check "run --json has stats" 0 '"chip0.hbm.read_bytes"' -- "$tessera" run --arch maia100-class "${small[@]}" --json
+check "run an operator" 0 "throughput" -- "$tessera" run --arch h100-sxm --op gemm --shape 512,512,512
+check "run writes a trace" 0 "" -- "$tessera" run --arch maia100-class "${small[@]}" --trace "$tmp/run_trace.json"
+check "the trace is Chrome trace JSON" 0 "traceEvents" -- head -c 200 "$tmp/run_trace.json"
+check "compare prints ratios to the first system" 0 "h100-sxm .*x" -- "$tessera" compare --systems maia100-class,h100-sxm "${small[@]}"
+check "compare --csv" 0 "^workload,system,latency" -- "$tessera" compare --systems maia100-class,h100-sxm "${small[@]}" --csv
+check "compare writes a report" 0 "" -- "$tessera" compare --systems maia100-class,h100-sxm "${small[@]}" --report "$tmp/report.json"
+check "the report has ratios" 0 '"vs_first"' -- cat "$tmp/report.json"
+check "run needs a workload" 1 "nothing to run" -- "$tessera" run --arch maia100-class
+check "a bad shape is an error" 1 "--shape" -- "$tessera" run --arch maia100-class --op gemm --shape 1,x,3
+check "more than one chip is refused" 1 "chip-to-chip" -- "$tessera" run --arch maia100-class "${small[@]}" --chips 2
+check "cloud pricing needs a cloud price" 1 "cloud_price" -- "$tessera" run --arch maia100-class "${small[@]}" --pricing cloud
+check "compare with an unknown system is an error" 1 "no such preset or file" -- "$tessera" compare --systems maia100-class,gpu9000 "${small[@]}"
 exit $fail
