@@ -152,7 +152,7 @@ Report run(const arch::Arch& a, const RunSpec& spec, const RunOptions& options) 
   if (options.chips != 1 || a.system.chips != 1) {
     throw std::runtime_error(fmt::format(
         "{} chips: chip-to-chip communication is not simulated yet, so runs use one chip",
-        options.chips));
+        std::max(options.chips, a.system.chips)));
   }
   if (options.pricing != "owned" && options.pricing != "cloud") {
     throw std::runtime_error("pricing must be owned or cloud, got '" + options.pricing + "'");
