@@ -82,7 +82,7 @@ Tick HbmChannel::segment(Tick t, uint64_t local, uint64_t bytes, bool write) {
       refresh(next_refresh_);
       continue;
     }
-    bus_.reserve(start - turnaround, turnaround + duration);
+    bus_.reserve_at(start - turnaround, turnaround + duration);
     if (kind != 0) {
       b.activated = column - g_.tRCD;
       b.open_row = row;

@@ -138,11 +138,17 @@ void Hbm::split(uint64_t addr, uint64_t bytes, F&& fn) const {
   // Each channel has one granule per row, at consecutive local addresses: its part runs from
   // its first granule at or after i0 to its last at or before i1, one contiguous local range.
   const uint64_t r0 = i0 / P, r1 = i1 / P;
+  // The rotations of the four granule rows a channel's part can start or end in.
+  const uint64_t rot0 = hbm_row_rotation(r0) % P, rot0n = hbm_row_rotation(r0 + 1) % P;
+  const uint64_t rot1 = hbm_row_rotation(r1) % P, rot1p = hbm_row_rotation(r1 - 1) % P;
   for (uint64_t pc = 0; pc < P; ++pc) {
-    auto granule = [&](uint64_t r) { return r * P + (pc + P - hbm_row_rotation(r) % P) % P; };
-    uint64_t first = granule(r0), last = granule(r1);
-    if (first < i0) first = granule(r0 + 1);
-    if (last > i1) last = granule(r1 - 1);
+    auto granule = [&](uint64_t r, uint64_t rot) {
+      const uint64_t slot = pc + P - rot;  // < 2P
+      return r * P + (slot >= P ? slot - P : slot);
+    };
+    uint64_t first = granule(r0, rot0), last = granule(r1, rot1);
+    if (first < i0) first = granule(r0 + 1, rot0n);
+    if (last > i1) last = granule(r1 - 1, rot1p);
     if (first > i1 || last < i0 || first > last) continue;
     const uint64_t b = (first / P) * g + (first == i0 ? head : 0);
     const uint64_t e = (last / P) * g + (last == i1 ? tail : g);

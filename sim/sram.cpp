@@ -47,7 +47,8 @@ Tick SramPorts::access(Tick t, uint64_t rows, uint64_t row_bytes, uint64_t strid
     const Tick s = ports_[i].earliest(t, d);
     if (i == 0 || s < best_start) best = i, best_start = s;
   }
-  const Tick start = ports_[best].reserve(t, d);
+  const Tick start = best_start;
+  ports_[best].reserve_at(start, d);
   if (meter_) {
     const double price = write ? meter_->prices().sram_write : meter_->prices().sram_read;
     meter_->add(start, start + d, double(rows * row_bytes) * price);

@@ -30,10 +30,21 @@ Tick Timeline::earliest(Tick ready, Tick duration) const {
 }
 
 Tick Timeline::reserve(Tick ready, Tick duration) {
-  busy_total_ += duration;
   if (duration <= 0) return ready;
-  auto [it, start] = fit(busy_.begin(), busy_.end(), ready, duration);
+  const Tick start = fit(busy_.begin(), busy_.end(), ready, duration).second;
+  reserve_at(start, duration);
+  return start;
+}
+
+void Timeline::reserve_at(Tick start, Tick duration) {
+  busy_total_ += duration;
+  if (duration <= 0) return;
   const Tick end = start + duration;
+  // The first interval after the gap: intervals that end by `start` come before it.
+  auto it = busy_.empty() || busy_.back().second <= start
+                ? busy_.end()
+                : std::lower_bound(busy_.begin(), busy_.end(), start,
+                                   [](const Interval& iv, Tick t) { return iv.second <= t; });
   // Insert [start, end) before `it`, merging with neighbours that touch it.
   auto pos = busy_.insert(it, {start, end});
   if (pos != busy_.begin() && std::prev(pos)->second == start) {
@@ -44,7 +55,6 @@ Tick Timeline::reserve(Tick ready, Tick duration) {
     pos->second = std::next(pos)->second;
     busy_.erase(std::next(pos));
   }
-  return start;
 }
 
 void Timeline::forget_before(Tick now) {

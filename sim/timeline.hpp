@@ -17,6 +17,8 @@ class Timeline {
   Tick reserve(Tick ready, Tick duration);
   // Where reserve() would start, without reserving.
   Tick earliest(Tick ready, Tick duration) const;
+  // Reserves [start, start + duration), which earliest() found free.
+  void reserve_at(Tick start, Tick duration);
   // Forgets reservations that ended at or before `now` (no request can start before now).
   void forget_before(Tick now);
   Tick busy() const { return busy_total_; }  // total time reserved
