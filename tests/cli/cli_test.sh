@@ -104,6 +104,9 @@ check "compare --csv" 0 "^workload,system,latency" -- "$tessera" compare --syste
 check "compare writes a report" 0 "" -- "$tessera" compare --systems maia100-class,h100-sxm "${small[@]}" --report "$tmp/report.json"
 check "the report has ratios" 0 '"vs_first"' -- cat "$tmp/report.json"
 check "run needs a workload" 1 "nothing to run" -- "$tessera" run --arch maia100-class
+check "decode needs a context" 1 "decode needs context.*--context" -- "$tessera" run --arch maia100-class --model "$tmp/small.json" --phase decode --batch 1 --seq 8
+check "prefill needs a prompt" 1 "prefill needs seq.*--seq" -- "$tessera" run --arch maia100-class --model "$tmp/small.json" --phase prefill --batch 1 --context 8
+check "a zero batch is an error" 1 "batch must be at least 1" -- "$tessera" run --arch maia100-class --model "$tmp/small.json" --phase prefill --batch 0 --seq 8
 check "a bad shape is an error" 1 "--shape" -- "$tessera" run --arch maia100-class --op gemm --shape 1,x,3
 check "more than one chip is refused" 1 "chip-to-chip" -- "$tessera" run --arch maia100-class "${small[@]}" --chips 2
 check "cloud pricing needs a cloud price" 1 "cloud_price" -- "$tessera" run --arch maia100-class "${small[@]}" --pricing cloud
