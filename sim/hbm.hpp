@@ -127,11 +127,13 @@ void Hbm::split(uint64_t addr, uint64_t bytes, F&& fn) const {
   const uint64_t g = g_.interleave, P = uint64_t(g_.pcs);
   const uint64_t i0 = addr / g, i1 = (addr + bytes - 1) / g;
   const uint64_t head = addr % g, tail = (addr + bytes - 1) % g + 1;
-  auto channel = [&](uint64_t i) { return (i % P + hbm_row_rotation(i / P)) % P; };
-  if (i0 / P == i1 / P) {  // within one row: each channel at most once
+  if (i0 / P == i1 / P) {  // within one row: each channel at most once, in rotated order
+    const uint64_t r = i0 / P;
+    uint64_t pc = (i0 - r * P + hbm_row_rotation(r)) % P;
     for (uint64_t i = i0; i <= i1; ++i) {
       const uint64_t b = i == i0 ? head : 0, e = i == i1 ? tail : g;
-      fn(int64_t(channel(i)), (i / P) * g + b, e - b);
+      fn(int64_t(pc), r * g + b, e - b);
+      if (++pc == P) pc = 0;
     }
     return;
   }
