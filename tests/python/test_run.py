@@ -71,3 +71,20 @@ def test_errors_are_python_exceptions_with_the_cli_messages(model):
         tessera.run(arch, op="gemm", shape=[1, 2])
     with pytest.raises(tessera.CompileError, match="needs 137.96 GB of HBM"):
         tessera.run(arch, model="llama-2-70b", phase="decode", batch=1, context=16)
+
+
+def test_the_sweep_example_plots_tokens_per_joule(model, tmp_path):
+    # The example script as a user runs it, on the small model and two rates to stay quick.
+    import importlib.util
+    here = os.path.dirname(os.path.abspath(__file__))
+    path = os.path.join(here, "..", "..", "tools", "python", "examples", "sweep_hbm_data_rate.py")
+    spec = importlib.util.spec_from_file_location("sweep_hbm_data_rate", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    out = os.path.join(tmp_path, "plot.png")
+    reports = example.main(out, rates=[2.4, 6.4], model=model, reference="maia100-class")
+    with open(out, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert [r["hbm_data_rate_gbps"] for r in reports] == [2.4, 6.4]
+    # A decode step that reads every weight gets faster with faster HBM.
+    assert reports[1]["seconds"] < reports[0]["seconds"]
