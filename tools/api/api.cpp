@@ -23,11 +23,16 @@ compiler::Workload make_workload(const std::string& phase, int64_t batch, int64_
   compiler::Workload w;
   if (phase == "prefill") {
     w.phase = compiler::Phase::Prefill;
-    if (seq <= 0) throw std::runtime_error("phase prefill needs seq > 0: the prompt tokens per sequence (--seq S)");
+    if (seq <= 0) {
+      throw std::runtime_error("phase prefill needs seq > 0: the prompt tokens per sequence (--seq S)");
+    }
     w.seq = seq;
   } else if (phase == "decode") {
     w.phase = compiler::Phase::Decode;
-    if (context < 0) throw std::runtime_error("phase decode needs context >= 0: the tokens already in each sequence's KV cache (--context L)");
+    if (context < 0) {
+      throw std::runtime_error(
+          "phase decode needs context >= 0: the tokens already in each sequence's KV cache (--context L)");
+    }
     w.context = context;
   } else {
     throw std::runtime_error("phase must be prefill or decode, got '" + phase + "'");
