@@ -13,11 +13,11 @@ int64_t clamp0(int64_t v, int64_t hi) {
   return std::clamp<int64_t>(v, 0, hi);
 }
 
-// The whole kernel's chunk sequence: every pass walks K in chunks; chunk g of the kernel is
-// chunk c of pass p.
-class Gemm {
- public:
-  Gemm(KernelContext& ctx, const GemmSpec& s, const GemmPlan& plan)
+// What both GEMM kernels share: operand layout, and each output block's accumulator, bias,
+// MATMUL with its epilogue, and store.
+class GemmBase {
+ protected:
+  GemmBase(KernelContext& ctx, const GemmSpec& s, const GemmPlan& plan)
       : ctx_(ctx),
         pb_(ctx.pb),
         s_(s),
@@ -25,10 +25,78 @@ class Gemm {
         e_(esize(s.dtype)),
         eo_(esize(s.out)),
         adt_(s.a_dtype == Dtype::None ? s.dtype : s.a_dtype),
-        ea_(esize(adt_)) {
-    lda_ = s.lda ? s.lda : s.k * ea_;
-    ldb_ = s.ldb ? s.ldb : (s.b_transposed ? s.k : s.n) * e_;
-    ldc_ = s.ldc ? s.ldc : s.n * eo_;
+        ea_(esize(adt_)),
+        lda_(s.lda ? s.lda : s.k * ea_),
+        ldb_(s.ldb ? s.ldb : (s.b_transposed ? s.k : s.n) * e_),
+        ldc_(s.ldc ? s.ldc : s.n * eo_) {}
+
+  // The accumulator, output block and bias of one tile, and their semaphores.
+  void alloc_output() {
+    acc_ = ctx_.sram(uint64_t(p_.bm * p_.bn * 4));
+    out_ = ctx_.sram(uint64_t(p_.bm * p_.bn * eo_));
+    stored_ = ctx_.sem();
+    if (s_.has_bias) bias_ = ctx_.sram(uint64_t(p_.bn * 4)), bias_sem_ = ctx_.sem();
+  }
+
+  // An HBM operand at a byte offset from its base.
+  Addr at(const Addr& base, int64_t offset) const {
+    return {Space::Hbm, int64_t(isa::kTileSelf), base.reg, base.offset + offset};
+  }
+
+  // The bias of output columns [col0, col0 + n), converted to fp32 for the epilogue.
+  void load_bias(int t, int64_t col0, int64_t n) {
+    Block blk;
+    blk.d0 = n;
+    pb_.emit(t, dma(sram(int64_t(bias_)), at(s_.bias, col0 * esize(s_.bias_dtype)), blk,
+                    s_.bias_dtype, Dtype::Fp32, {bias_sem_, int64_t(isa::kTileSelf)}));
+  }
+
+  // acc (+)= A x B on buffers laid out bm x bk and bk x bn (bn x bk transposed); the last
+  // chunk of K writes the output block through the epilogue (bias, activation, dtype).
+  void multiply(int t, uint64_t abuf, uint64_t bbuf, int64_t m, int64_t kc, int64_t n,
+                bool accumulate, bool last) {
+    MatmulOperands mm;
+    mm.acc = sram(int64_t(acc_)), mm.a = sram(int64_t(abuf)), mm.b = sram(int64_t(bbuf));
+    mm.m = m, mm.k = kc, mm.n = n;
+    mm.lda = p_.bk * e_, mm.ldb = (s_.b_transposed ? p_.bk : p_.bn) * e_, mm.ldc = p_.bn * 4;
+    mm.tb = s_.b_transposed;
+    mm.dtype = s_.dtype;
+    mm.accumulate = accumulate;
+    if (last) {
+      mm.out = sram(int64_t(out_)), mm.ldo = p_.bn * eo_, mm.odt = s_.out, mm.act = s_.act;
+      if (s_.has_bias) {
+        pb_.emit(t, sem_wait(bias_sem_));
+        mm.has_bias = true, mm.bias = sram(int64_t(bias_));
+      }
+    }
+    pb_.emit(t, matmul(mm));
+  }
+
+  // Stores the m x n output block at (row0, col0) of C; signals `stored_`.
+  void store(int t, int64_t row0, int64_t col0, int64_t m, int64_t n) {
+    Block blk;
+    blk.d0 = n, blk.d1 = m, blk.src_strides = {p_.bn * eo_, 0, 0}, blk.dst_strides = {ldc_, 0, 0};
+    pb_.emit(t, dma(at(s_.c, row0 * ldc_ + col0 * eo_), sram(int64_t(out_)), blk, s_.out,
+                    Dtype::None, {stored_, int64_t(isa::kTileSelf)}));
+  }
+
+  KernelContext& ctx_;
+  ProgramBuilder& pb_;
+  const GemmSpec& s_;
+  GemmPlan p_;
+  int64_t e_, eo_;
+  Dtype adt_;   // A in HBM
+  int64_t ea_;  // its element size
+  int64_t lda_, ldb_, ldc_;
+  uint64_t acc_ = 0, out_ = 0, bias_ = 0;
+  int stored_ = 0, bias_sem_ = 0;
+};
+
+// The whole kernel's chunk sequence: every pass walks K in chunks; chunk g of the kernel is
+// chunk c of pass p.
+class Gemm : GemmBase {
+ public:
+  Gemm(KernelContext& ctx, const GemmSpec& s, const GemmPlan& plan) : GemmBase(ctx, s, plan) {
     kchunks_ = ceil_div(s.k, p_.bk);
     ar_ = ceil_div(p_.bm, p_.gc);
     br_ = ceil_div(s.b_transposed ? p_.bn : p_.bk, p_.gr);
@@ -40,12 +108,9 @@ class Gemm {
       abuf_[b] = ctx_.sram(uint64_t(p_.bm * p_.bk * e_));
       bbuf_[b] = ctx_.sram(uint64_t(p_.bk * p_.bn * e_));
     }
-    acc_ = ctx_.sram(uint64_t(p_.bm * p_.bn * 4));
-    out_ = ctx_.sram(uint64_t(p_.bm * p_.bn * eo_));
-    if (s_.has_bias) bias_ = ctx_.sram(uint64_t(p_.bn * 4)), bias_sem_ = ctx_.sem();
+    alloc_output();
     for (int b = 0; b < 2; ++b)
       data_[b] = ctx_.sem(), free_a_[b] = ctx_.sem(), free_b_[b] = ctx_.sem();
-    stored_ = ctx_.sem();
     ra_ = pb_.reg_alloc();
     rb_ = pb_.reg_alloc();
     for (int t = 0; t < p_.gr * p_.gc; ++t) emit_tile(t / p_.gc, t % p_.gc);
@@ -158,36 +223,12 @@ class Gemm {
     const int t = tile(i, j);
     const int b = int(g % 2);
     const Chunk x = chunk(g);
-    if (x.c == 0 && s_.has_bias && rows(x, i) > 0 && cols(x, j) > 0) {
-      // The pass's bias, converted to fp32 for the epilogue.
-      Block blk;
-      blk.d0 = cols(x, j);
-      const Addr src{Space::Hbm, int64_t(isa::kTileSelf), s_.bias.reg,
-                     s_.bias.offset + col0(x, j) * esize(s_.bias_dtype)};
-      pb_.emit(t, dma(sram(bias_), src, blk, s_.bias_dtype, Dtype::Fp32,
-                      {bias_sem_, int64_t(isa::kTileSelf)}));
-    }
+    const int64_t m = rows(x, i), n = cols(x, j);
+    if (x.c == 0 && s_.has_bias && m > 0 && n > 0) load_bias(t, col0(x, j), n);
     const int64_t n_arrive = arrivals(i, j, x);
     if (n_arrive > 0) pb_.emit(t, sem_wait(data_[b], n_arrive));
-    const int64_t m = rows(x, i), n = cols(x, j);
     const bool last = x.c == kchunks_ - 1;
-    if (m > 0 && n > 0) {
-      MatmulOperands mm;
-      mm.acc = sram(acc_), mm.a = sram(abuf_[b]), mm.b = sram(bbuf_[b]);
-      mm.m = m, mm.k = x.kc, mm.n = n;
-      mm.lda = p_.bk * e_, mm.ldb = (s_.b_transposed ? p_.bk : p_.bn) * e_, mm.ldc = p_.bn * 4;
-      mm.tb = s_.b_transposed;
-      mm.dtype = s_.dtype;
-      mm.accumulate = x.c > 0;
-      if (last) {
-        mm.out = sram(out_), mm.ldo = p_.bn * eo_, mm.odt = s_.out, mm.act = s_.act;
-        if (s_.has_bias) {
-          pb_.emit(t, sem_wait(bias_sem_));
-          mm.has_bias = true, mm.bias = sram(bias_);
-        }
-      }
-      pb_.emit(t, matmul(mm));
-    }
+    if (m > 0 && n > 0) multiply(t, abuf_[b], bbuf_[b], m, x.kc, n, x.c > 0, last);
     signal_free(i, j, b, x, isa::After::Matmul);
     if (g + 1 < total_) {
       // The previous user of the other buffer was chunk g - 1 (or nobody, for g = 0: the
@@ -198,13 +239,7 @@ class Gemm {
       load_and_forward(i, j, 1 - b, next);
       if (next.c + 1 < kchunks_) advance_k(t);
     }
-    if (last && m > 0 && n > 0) {
-      Block blk;
-      blk.d0 = n, blk.d1 = m, blk.src_strides = {p_.bn * eo_, 0, 0}, blk.dst_strides = {ldc_, 0, 0};
-      const Addr c{Space::Hbm, int64_t(isa::kTileSelf), s_.c.reg,
-                   s_.c.offset + row0(x, i) * ldc_ + col0(x, j) * eo_};
-      pb_.emit(t, dma(c, sram(out_), blk, s_.out, Dtype::None, {stored_, int64_t(isa::kTileSelf)}));
-    }
+    if (last && m > 0 && n > 0) store(t, row0(x, i), col0(x, j), m, n);
   }
 
   void emit_tile(int i, int j) {
@@ -239,35 +274,17 @@ class Gemm {
     if (stores > 0) pb_.emit(t, sem_wait(stored_, stores));
   }
 
-  KernelContext& ctx_;
-  ProgramBuilder& pb_;
-  const GemmSpec& s_;
-  GemmPlan p_;
-  int64_t e_, eo_;
-  Dtype adt_;   // A in HBM
-  int64_t ea_;  // its element size
-  int64_t lda_ = 0, ldb_ = 0, ldc_ = 0;
   int64_t kchunks_ = 0, ar_ = 0, br_ = 0, total_ = 0;
-  uint64_t abuf_[2] = {}, bbuf_[2] = {}, acc_ = 0, out_ = 0, bias_ = 0;
-  int data_[2] = {}, free_a_[2] = {}, free_b_[2] = {}, stored_ = 0, bias_sem_ = 0;
+  uint64_t abuf_[2] = {}, bbuf_[2] = {};
+  int data_[2] = {}, free_a_[2] = {}, free_b_[2] = {};
   uint8_t ra_ = 0, rb_ = 0;
 };
 
 // The GEMM through shared memory (see gemm.hpp).
-class GemmViaShared {
+class GemmViaShared : GemmBase {
  public:
   GemmViaShared(KernelContext& ctx, const GemmSpec& s, const GemmPlan& plan)
-      : ctx_(ctx),
-        pb_(ctx.pb),
-        s_(s),
-        p_(plan),
-        e_(esize(s.dtype)),
-        eo_(esize(s.out)),
-        adt_(s.a_dtype == Dtype::None ? s.dtype : s.a_dtype),
-        ea_(esize(adt_)) {
-    lda_ = s.lda ? s.lda : s.k * ea_;
-    ldb_ = s.ldb ? s.ldb : (s.b_transposed ? s.k : s.n) * e_;
-    ldc_ = s.ldc ? s.ldc : s.n * eo_;
+      : GemmBase(ctx, s, plan) {
     arows_ = p_.gr * p_.bm;
     bcols_ = p_.gc * p_.bn;
     panels_ = ceil_div(s.k, p_.panel);
@@ -281,10 +298,7 @@ class GemmViaShared {
       bbuf_.push_back(ctx_.sram(uint64_t(p_.bk * p_.bn * e_)));
       data_.push_back(ctx_.sem());
     }
-    acc_ = ctx_.sram(uint64_t(p_.bm * p_.bn * 4));
-    out_ = ctx_.sram(uint64_t(p_.bm * p_.bn * eo_));
-    stored_ = ctx_.sem();
-    if (s_.has_bias) bias_ = ctx_.sram(uint64_t(p_.bn * 4)), bias_sem_ = ctx_.sem();
+    alloc_output();
     // Panels of every pass in one sequence g = pass * panels + panel, in two shared buffers: panel
     // g + 2 is staged once every tile is done with panel g, while the tiles work on g + 1.
     const int64_t total = p_.passes_m * p_.passes_n * panels_;
@@ -351,10 +365,6 @@ class GemmViaShared {
     return issued;
   }
 
-  Addr at(const Addr& base, int64_t offset) const {
-    return {Space::Hbm, int64_t(isa::kTileSelf), base.reg, base.offset + offset};
-  }
-
   // Tile t's block of panel g: chunk by chunk from shared memory into its rotating buffers.
   void compute_panel(int t, int64_t g, std::vector<int64_t>& stores) {
     const auto [pm, pn, p] = where(g);
@@ -365,13 +375,8 @@ class GemmViaShared {
     const int64_t k0 = p * p_.panel, kp = std::min(p_.panel, s_.k - k0),
                   chunks = ceil_div(kp, p_.bk);
     const uint64_t base = panel_[g % 2], b_base = base + uint64_t(arows_ * p_.panel * e_);
-    if (p == 0 && s_.has_bias) {
-      Block blk;
-      blk.d0 = n;
-      pb_.emit(t, dma(sram(int64_t(bias_)),
-                      at(s_.bias, (pn * bcols_ + j * p_.bn) * esize(s_.bias_dtype)), blk,
-                      s_.bias_dtype, Dtype::Fp32, {bias_sem_, int64_t(isa::kTileSelf)}));
-    }
+    const int64_t row0 = pm * arows_ + i * p_.bm, col0 = pn * bcols_ + j * p_.bn;
+    if (p == 0 && s_.has_bias) load_bias(t, col0, n);
     auto load = [&](int64_t c) {
       const size_t b = size_t(c % p_.buffers);
       const int64_t kc = std::min(p_.bk, kp - c * p_.bk);
@@ -402,49 +407,20 @@ class GemmViaShared {
       if (c + p_.buffers - 1 < chunks) load(c + p_.buffers - 1);
       const size_t b = size_t(c % p_.buffers);
       pb_.emit(t, sem_wait(data_[b], 2));
-      MatmulOperands mm;
-      mm.acc = sram(int64_t(acc_)), mm.a = sram(int64_t(abuf_[b])), mm.b = sram(int64_t(bbuf_[b]));
-      mm.m = m, mm.k = std::min(p_.bk, kp - c * p_.bk), mm.n = n;
-      mm.lda = p_.bk * e_, mm.ldb = (s_.b_transposed ? p_.bk : p_.bn) * e_, mm.ldc = p_.bn * 4;
-      mm.tb = s_.b_transposed;
-      mm.dtype = s_.dtype;
-      mm.accumulate = p > 0 || c > 0;
       const bool last = p == panels_ - 1 && c == chunks - 1;
+      multiply(t, abuf_[b], bbuf_[b], m, std::min(p_.bk, kp - c * p_.bk), n, p > 0 || c > 0, last);
       if (last) {
-        mm.out = sram(int64_t(out_)), mm.ldo = p_.bn * eo_, mm.odt = s_.out, mm.act = s_.act;
-        if (s_.has_bias) {
-          pb_.emit(t, sem_wait(bias_sem_));
-          mm.has_bias = true, mm.bias = sram(int64_t(bias_));
-        }
-      }
-      pb_.emit(t, matmul(mm));
-      if (last) {
-        Block blk;
-        blk.d0 = n, blk.d1 = m, blk.src_strides = {p_.bn * eo_, 0, 0},
-        blk.dst_strides = {ldc_, 0, 0};
-        const Addr c_at{
-            Space::Hbm, int64_t(isa::kTileSelf), s_.c.reg,
-            s_.c.offset + (pm * arows_ + i * p_.bm) * ldc_ + (pn * bcols_ + j * p_.bn) * eo_};
-        pb_.emit(t, dma(c_at, sram(int64_t(out_)), blk, s_.out, Dtype::None,
-                        {stored_, int64_t(isa::kTileSelf)}));
+        store(t, row0, col0, m, n);
         ++stores[size_t(t)];
       }
     }
   }
 
-  KernelContext& ctx_;
-  ProgramBuilder& pb_;
-  const GemmSpec& s_;
-  GemmPlan p_;
-  int64_t e_, eo_;
-  Dtype adt_;   // A in HBM
-  int64_t ea_;  // its element size
-  int64_t lda_ = 0, ldb_ = 0, ldc_ = 0;
   int64_t arows_ = 0, bcols_ = 0, panels_ = 0;
-  uint64_t panel_[2] = {}, acc_ = 0, out_ = 0, bias_ = 0;
+  uint64_t panel_[2] = {};
   std::vector<uint64_t> abuf_, bbuf_;
   std::vector<int> data_;
-  int staged_[2] = {}, stored_ = 0, bias_sem_ = 0;
+  int staged_[2] = {};
 };
 
 }  // namespace
