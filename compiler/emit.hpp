@@ -24,6 +24,11 @@ struct Addr {
 inline Addr hbm(int64_t offset, uint8_t reg = 0) { return {Space::Hbm, int64_t(isa::kTileSelf), reg, offset}; }
 inline Addr sram(int64_t offset, uint8_t reg = 0) { return {Space::Sram, int64_t(isa::kTileSelf), reg, offset}; }
 inline Addr sram_of(int64_t tile, int64_t offset) { return {Space::Sram, tile, 0, offset}; }
+// The operand `bytes` past `base` (same space, tile and base register).
+inline Addr advance(Addr base, int64_t bytes) {
+  base.offset += bytes;
+  return base;
+}
 inline Addr shared(int64_t offset, uint8_t reg = 0) { return {Space::Shared, int64_t(isa::kTileSelf), reg, offset}; }
 
 // A DMA's block shape (innermost d0 elements) and byte strides of dims 1..3 on each side.

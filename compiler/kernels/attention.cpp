@@ -95,9 +95,6 @@ void emit_whole_heads(KernelContext& ctx, const AttentionSpec& s, const Attentio
   const int64_t ldv = s.v.ld ? s.v.ld : s.kv_heads * D * e,
                 ldo = s.out.ld ? s.out.ld : s.heads * D * oe;
   const float scale = float(1.0 / std::sqrt(double(D)));
-  auto hbm_at = [](const Addr& a, int64_t off) {
-    return Addr{Space::Hbm, int64_t(isa::kTileSelf), a.reg, a.offset + off};
-  };
   auto keys_for = [&](int64_t qb) {
     return s.past + (s.causal ? std::min(S, (qb + 1) * p.q_block) : S);
   };
@@ -128,13 +125,13 @@ void emit_whole_heads(KernelContext& ctx, const AttentionSpec& s, const Attentio
         if (s.past > 0) {
           Block old;
           old.d0 = s.past * D;
-          pb.emit(t, dma(sram(int64_t(buf)), hbm_at(cache, cache_row), old, s.kv_dtype, Dtype::Bf16,
-                         {kv_sem[set], int64_t(isa::kTileSelf)}));
+          pb.emit(t, dma(sram(int64_t(buf)), advance(cache, cache_row), old, s.kv_dtype,
+                         Dtype::Bf16, {kv_sem[set], int64_t(isa::kTileSelf)}));
           ++loads;
         }
         Block now;
         now.d0 = D, now.d1 = fresh, now.src_strides = {ldx, 0, 0}, now.dst_strides = {D * 2, 0, 0};
-        const Addr src = hbm_at(x.addr, b * S * ldx + h * D * e);
+        const Addr src = advance(x.addr, b * S * ldx + h * D * e);
         pb.emit(t, dma(sram(int64_t(buf) + s.past * D * 2), src, now, x.dtype, Dtype::Bf16,
                        {kv_sem[set], int64_t(isa::kTileSelf)}));
         ++loads;
@@ -142,7 +139,7 @@ void emit_whole_heads(KernelContext& ctx, const AttentionSpec& s, const Attentio
           Block append = now;
           append.d1 = S;
           append.dst_strides = {D * ce, 0, 0};
-          pb.emit(t, dma(hbm_at(cache, cache_row + s.past * D * ce), src, append, x.dtype,
+          pb.emit(t, dma(advance(cache, cache_row + s.past * D * ce), src, append, x.dtype,
                          s.kv_dtype, {append_sem, int64_t(isa::kTileSelf)}));
           ++appends;
         }
@@ -165,7 +162,7 @@ void emit_whole_heads(KernelContext& ctx, const AttentionSpec& s, const Attentio
       }
       // Queries of the group's heads, rows ordered (head g, token s).
       const Block qblk = head_rows(D, tokens, G, ldq, e, 2, false);
-      const Addr qsrc = hbm_at(s.q.addr, (b * S + qb * p.q_block) * ldq + h * G * D * e);
+      const Addr qsrc = advance(s.q.addr, (b * S + qb * p.q_block) * ldq + h * G * D * e);
       pb.emit(t, dma(sram(int64_t(qbuf)), qsrc, qblk, s.q.dtype, Dtype::Bf16,
                      {q_sem, int64_t(isa::kTileSelf)}));
       pb.emit(t, sem_wait(q_sem));
@@ -198,7 +195,7 @@ void emit_whole_heads(KernelContext& ctx, const AttentionSpec& s, const Attentio
       const Tensor2 o{sram(int64_t(obuf)), 0, Dtype::Fp32}, ob{sram(int64_t(obf)), 0, s.out.dtype};
       pb.emit(t, vec_binary(Opcode::VMul, ob, o, z, rows, D, Bcast::Col));
       const Block out = head_rows(D, tokens, G, ldo, oe, oe, true);
-      const Addr dst = hbm_at(s.out.addr, (b * S + qb * p.q_block) * ldo + h * G * D * oe);
+      const Addr dst = advance(s.out.addr, (b * S + qb * p.q_block) * ldo + h * G * D * oe);
       pb.emit(t, dma(dst, sram(int64_t(obf)), out, s.out.dtype, Dtype::None,
                      {out_sem, int64_t(isa::kTileSelf)}));
     }
@@ -228,9 +225,6 @@ void emit_key_blocks(KernelContext& ctx, const AttentionSpec& s, const Attention
   const int64_t ldv = s.v.ld ? s.v.ld : s.kv_heads * D * e,
                 ldo = s.out.ld ? s.out.ld : s.heads * D * oe;
   const float scale = float(1.0 / std::sqrt(double(D)));
-  auto hbm_at = [](const Addr& a, int64_t off) {
-    return Addr{Space::Hbm, int64_t(isa::kTileSelf), a.reg, a.offset + off};
-  };
   auto vec = [](uint64_t addr, Dtype dt = Dtype::Fp32) {
     return Tensor2{sram(int64_t(addr)), 0, dt};
   };
@@ -256,7 +250,7 @@ void emit_key_blocks(KernelContext& ctx, const AttentionSpec& s, const Attention
             Block old;
             old.d0 = (std::min(k1, s.past) - k0) * D;
             pb.emit(t, dma(sram(int64_t(buf)),
-                           hbm_at(kv ? s.vcache : s.kcache, cache_row + k0 * D * ce), old,
+                           advance(kv ? s.vcache : s.kcache, cache_row + k0 * D * ce), old,
                            s.kv_dtype, Dtype::Bf16, {kv_sem[set], int64_t(isa::kTileSelf)}));
             ++loads;
           }
@@ -266,7 +260,7 @@ void emit_key_blocks(KernelContext& ctx, const AttentionSpec& s, const Attention
             Block now;
             now.d0 = D, now.d1 = k1 - s.past - f0, now.src_strides = {ldx, 0, 0},
             now.dst_strides = {D * 2, 0, 0};
-            const Addr src = hbm_at(x.addr, (b * S + f0) * ldx + h * D * e);
+            const Addr src = advance(x.addr, (b * S + f0) * ldx + h * D * e);
             pb.emit(t, dma(sram(int64_t(buf) + (s.past + f0 - k0) * D * 2), src, now, x.dtype,
                            Dtype::Bf16, {kv_sem[set], int64_t(isa::kTileSelf)}));
             ++loads;
@@ -281,8 +275,8 @@ void emit_key_blocks(KernelContext& ctx, const AttentionSpec& s, const Attention
           Block append;
           append.d0 = D, append.d1 = S, append.src_strides = {ldx, 0, 0},
           append.dst_strides = {D * ce, 0, 0};
-          pb.emit(t, dma(hbm_at(kv ? s.vcache : s.kcache, cache_row + s.past * D * ce),
-                         hbm_at(x.addr, b * S * ldx + h * D * e), append, x.dtype, s.kv_dtype,
+          pb.emit(t, dma(advance(kv ? s.vcache : s.kcache, cache_row + s.past * D * ce),
+                         advance(x.addr, b * S * ldx + h * D * e), append, x.dtype, s.kv_dtype,
                          {append_sem, int64_t(isa::kTileSelf)}));
           ++appends;
         }
@@ -290,7 +284,7 @@ void emit_key_blocks(KernelContext& ctx, const AttentionSpec& s, const Attention
       int issued[2] = {load_block(0), nblocks > 1 ? load_block(1) : 0};
       const Block qblk = head_rows(D, tokens, G, ldq, e, 2, false);
       pb.emit(t, dma(sram(int64_t(qbuf)),
-                     hbm_at(s.q.addr, (b * S + qb * p.q_block) * ldq + h * G * D * e), qblk,
+                     advance(s.q.addr, (b * S + qb * p.q_block) * ldq + h * G * D * e), qblk,
                      s.q.dtype, Dtype::Bf16, {q_sem, int64_t(isa::kTileSelf)}));
       pb.emit(t, vec_fill(vec(mbuf[0]), rows, 1, -INFINITY));
       pb.emit(t, vec_fill(vec(lbuf), rows, 1, 0.0f));
@@ -335,7 +329,7 @@ void emit_key_blocks(KernelContext& ctx, const AttentionSpec& s, const Attention
       pb.emit(t, vec_binary(Opcode::VMul, vec(obf, s.out.dtype), vec(obuf), vec(lbuf), rows, D,
                             Bcast::Col));
       const Block out = head_rows(D, tokens, G, ldo, oe, oe, true);
-      const Addr dst = hbm_at(s.out.addr, (b * S + qb * p.q_block) * ldo + h * G * D * oe);
+      const Addr dst = advance(s.out.addr, (b * S + qb * p.q_block) * ldo + h * G * D * oe);
       pb.emit(t, dma(dst, sram(int64_t(obf)), out, s.out.dtype, Dtype::None,
                      {out_sem, int64_t(isa::kTileSelf)}));
     }
@@ -366,9 +360,8 @@ void emit_gather(KernelContext& ctx, const Operand2& table, int64_t cols,
     for (int64_t r = r0; r < r1; ++r) {
       Block row;
       row.d0 = cols;
-      const Addr src{Space::Hbm, int64_t(isa::kTileSelf), table.addr.reg,
-                     table.addr.offset + rows[size_t(r)] * ldt};
-      const Addr dst{Space::Hbm, int64_t(isa::kTileSelf), out.addr.reg, out.addr.offset + r * ldo};
+      const Addr src = advance(table.addr, rows[size_t(r)] * ldt);
+      const Addr dst = advance(out.addr, r * ldo);
       ctx.pb.emit(int(t),
                   dma(dst, src, row, table.dtype, out.dtype, {sem, int64_t(isa::kTileSelf)}));
     }

@@ -38,16 +38,11 @@ class GemmBase {
     if (s_.has_bias) bias_ = ctx_.sram(uint64_t(p_.bn * 4)), bias_sem_ = ctx_.sem();
   }
 
-  // An HBM operand at a byte offset from its base.
-  Addr at(const Addr& base, int64_t offset) const {
-    return {Space::Hbm, int64_t(isa::kTileSelf), base.reg, base.offset + offset};
-  }
-
   // The bias of output columns [col0, col0 + n), converted to fp32 for the epilogue.
   void load_bias(int t, int64_t col0, int64_t n) {
     Block blk;
     blk.d0 = n;
-    pb_.emit(t, dma(sram(int64_t(bias_)), at(s_.bias, col0 * esize(s_.bias_dtype)), blk,
+    pb_.emit(t, dma(sram(int64_t(bias_)), advance(s_.bias, col0 * esize(s_.bias_dtype)), blk,
                     s_.bias_dtype, Dtype::Fp32, {bias_sem_, int64_t(isa::kTileSelf)}));
   }
 
@@ -76,7 +71,7 @@ class GemmBase {
   void store(int t, int64_t row0, int64_t col0, int64_t m, int64_t n) {
     Block blk;
     blk.d0 = n, blk.d1 = m, blk.src_strides = {p_.bn * eo_, 0, 0}, blk.dst_strides = {ldc_, 0, 0};
-    pb_.emit(t, dma(at(s_.c, row0 * ldc_ + col0 * eo_), sram(int64_t(out_)), blk, s_.out,
+    pb_.emit(t, dma(advance(s_.c, row0 * ldc_ + col0 * eo_), sram(int64_t(out_)), blk, s_.out,
                     Dtype::None, {stored_, int64_t(isa::kTileSelf)}));
   }
 
@@ -351,14 +346,14 @@ class GemmViaShared : GemmBase {
         ++issued[size_t(t)];
       };
       const int64_t a0 = std::min(r0, ra), a1 = std::min(r1, ra);  // A rows of this tile's share
-      copy(at(s_.a, (pm * arows_ + a0) * lda_ + k0 * ea_), adt_, lda_,
+      copy(advance(s_.a, (pm * arows_ + a0) * lda_ + k0 * ea_), adt_, lda_,
            base + uint64_t(a0 * p_.panel * e_), p_.panel * e_, kp, a1 - a0);
       const int64_t b0 = std::max(r0, ra) - ra, b1 = std::max(r1, ra) - ra;
       if (s_.b_transposed) {  // rows of B are output columns, K along them
-        copy(at(s_.b, (pn * bcols_ + b0) * ldb_ + k0 * e_), s_.dtype, ldb_,
+        copy(advance(s_.b, (pn * bcols_ + b0) * ldb_ + k0 * e_), s_.dtype, ldb_,
              b_base + uint64_t(b0 * p_.panel * e_), p_.panel * e_, kp, b1 - b0);
       } else {  // rows of B are K rows, the pass's columns along them
-        copy(at(s_.b, (k0 + b0) * ldb_ + pn * bcols_ * e_), s_.dtype, ldb_,
+        copy(advance(s_.b, (k0 + b0) * ldb_ + pn * bcols_ * e_), s_.dtype, ldb_,
              b_base + uint64_t(b0 * bcols_ * e_), bcols_ * e_, cb, b1 - b0);
       }
     }

@@ -19,9 +19,6 @@ constexpr int64_t kTargetChunkBytes = 512 << 10;
 constexpr float kBig = 1e30f;
 constexpr int64_t kSelf = int64_t(isa::kTileSelf);
 
-Addr at(const Addr& base, int64_t bytes) {
-  return Addr{base.space, base.tile, base.reg, base.offset + bytes};
-}
 Tensor2 f32(uint64_t addr, int64_t ld = 0) {
   return Tensor2{sram(int64_t(addr)), ld, Dtype::Fp32};
 }
@@ -181,7 +178,7 @@ class MoeStream {
     if (c.kind == Kind::GateUp) {
       // W1 rows, then the same W3 rows (I rows further on): dimension 2 picks the matrix.
       const Segment& sg = segs[c.seg];
-      src = at(s_.w13, ((sg.e * 2 * I + sg.i0 + c.c0) * H + c.k0) * we_);
+      src = advance(s_.w13, ((sg.e * 2 * I + sg.i0 + c.c0) * H + c.k0) * we_);
       if (c.kcols == H) {
         blk.d0 = c.cols * H, blk.d1 = 2;
         blk.src_strides = {I * H * we_, 0, 0}, blk.dst_strides = {c.cols * H * we_, 0, 0};
@@ -193,7 +190,7 @@ class MoeStream {
     } else {
       const int64_t e = c.kind == Kind::Down ? segs[c.seg].e : int64_t(c.seg);
       const int64_t i0 = c.kind == Kind::Down ? segs[c.seg].i0 : 0;
-      src = at(s_.w2, ((e * H + c.c0) * I + i0 + c.k0) * we_);
+      src = advance(s_.w2, ((e * H + c.c0) * I + i0 + c.k0) * we_);
       if (c.kcols == I) {
         blk.d0 = c.cols * I;
       } else {
@@ -268,7 +265,7 @@ class MoeStream {
     const int64_t ldx = s_.x.ld ? s_.x.ld : H * xe_;
     Block blk;
     blk.d0 = H, blk.d1 = rows, blk.src_strides = {ldx, 0, 0}, blk.dst_strides = {H * we_, 0, 0};
-    const Addr base = at(s_.x.addr, r0 * ldx);
+    const Addr base = advance(s_.x.addr, r0 * ldx);
     if (!staged_) {
       for (int t = 0; t < p_.tiles; ++t) {
         pb_.emit(t, dma(sram(int64_t(x_)), base, blk, s_.x.dtype, s_.wdt, {xsem_, kSelf}));
@@ -287,7 +284,7 @@ class MoeStream {
         Block part = blk;
         part.d1 = z - a;
         part.dst_strides = {row_bytes, 0, 0};
-        pb_.emit(t, dma(shared(int64_t(*staged_ + uint64_t(a * row_bytes))), at(base, a * ldx),
+        pb_.emit(t, dma(shared(int64_t(*staged_ + uint64_t(a * row_bytes))), advance(base, a * ldx),
                         part, s_.x.dtype, Dtype::None, {stage_sem_, kSelf}));
         pb_.emit(t, sem_wait(stage_sem_));
         for (int64_t u = first; u < last; ++u) {
@@ -317,7 +314,7 @@ class MoeStream {
       Block rb;
       rb.d0 = s_.experts, rb.d1 = rows, rb.src_strides = {ldr, 0, 0},
       rb.dst_strides = {s_.experts * 4, 0, 0};
-      pb_.emit(t, dma(sram(int64_t(route_)), at(s_.route.addr, r0 * ldr), rb, s_.route.dtype,
+      pb_.emit(t, dma(sram(int64_t(route_)), advance(s_.route.addr, r0 * ldr), rb, s_.route.dtype,
                       Dtype::Fp32, {rsem_, kSelf}));
     }
     load_x(r0, rows);
@@ -375,7 +372,7 @@ class MoeStream {
     const int64_t ye = esize(s_.y.dtype), ldy = s_.y.ld ? s_.y.ld : s_.hidden * ye;
     Block out;
     out.d0 = w, out.d1 = rows, out.src_strides = {from.ld, 0, 0}, out.dst_strides = {ldy, 0, 0};
-    pb_.emit(t, dma(at(s_.y.addr, r0 * ldy + c0 * ye), from.addr, out, Dtype::Fp32, s_.y.dtype,
+    pb_.emit(t, dma(advance(s_.y.addr, r0 * ldy + c0 * ye), from.addr, out, Dtype::Fp32, s_.y.dtype,
                     {out_sem_, kSelf}));
     pb_.emit(t, sem_wait(out_sem_));
   }
@@ -479,8 +476,8 @@ void emit_act(KernelContext& ctx, const MoeSpec& s, int64_t e, const Scratch& sc
                      {in_sem, kSelf}));
       Block rb;
       rb.d0 = E, rb.d1 = r, rb.src_strides = {ldr, 0, 0}, rb.dst_strides = {E * 4, 0, 0};
-      pb.emit(t, dma(sram(int64_t(rbuf)), at(s.route.addr, a * ldr), rb, s.route.dtype, Dtype::Fp32,
-                     {in_sem, kSelf}));
+      pb.emit(t, dma(sram(int64_t(rbuf)), advance(s.route.addr, a * ldr), rb, s.route.dtype,
+                     Dtype::Fp32, {in_sem, kSelf}));
       pb.emit(t, sem_wait(in_sem, 2));
       const Tensor2 gate{sram(int64_t(gbuf)), 2 * I * xe, xdt},
           up{sram(int64_t(gbuf) + I * xe), 2 * I * xe, xdt};
@@ -504,7 +501,7 @@ GemmSpec gate_up_gemm(const MoeSpec& s, int64_t e, const Scratch& sc) {
   g.dtype = s.wdt, g.out = s.x.dtype,
   g.a_dtype = s.x.dtype;  // x converted to the weights' dtype on load
   g.a = s.x.addr, g.lda = s.x.ld;
-  g.b = at(s.w13, e * 2 * s.inter * s.hidden * esize(s.wdt));
+  g.b = advance(s.w13, e * 2 * s.inter * s.hidden * esize(s.wdt));
   g.c = hbm(int64_t(sc.gu));
   g.b_transposed = true;
   return g;
@@ -515,7 +512,7 @@ GemmSpec down_gemm(const MoeSpec& s, int64_t e, const Scratch& sc) {
   g.m = s.t, g.k = s.inter, g.n = s.hidden;
   g.dtype = s.wdt, g.out = s.y.dtype, g.a_dtype = s.x.dtype;
   g.a = hbm(int64_t(sc.h));
-  g.b = at(s.w2, e * s.hidden * s.inter * esize(s.wdt));
+  g.b = advance(s.w2, e * s.hidden * s.inter * esize(s.wdt));
   if (e == 0) {
     g.c = s.y.addr, g.ldc = s.y.ld;
   } else {
@@ -604,7 +601,7 @@ void emit_router(KernelContext& ctx, const RouterSpec& s, const RowsPlan& p) {
       const int64_t r = std::min(p.chunk, r1 - a);
       Block rows;
       rows.d0 = E, rows.d1 = r, rows.src_strides = {ldl, 0, 0}, rows.dst_strides = {E * le, 0, 0};
-      e(dma(sram(int64_t(in)), at(s.logits.addr, a * ldl), rows, s.logits.dtype, Dtype::None,
+      e(dma(sram(int64_t(in)), advance(s.logits.addr, a * ldl), rows, s.logits.dtype, Dtype::None,
             {in_sem, kSelf}));
       e(sem_wait(in_sem));
       e(vec_reduce(Opcode::VRmax, S, L, r, E));
@@ -631,7 +628,7 @@ void emit_router(KernelContext& ctx, const RouterSpec& s, const RowsPlan& p) {
       e(vec_binary(Opcode::VMul, O, P, S, r, E, Bcast::Col));
       Block back;
       back.d0 = E, back.d1 = r, back.src_strides = {E * oe, 0, 0}, back.dst_strides = {ldo, 0, 0};
-      e(dma(at(s.out.addr, a * ldo), sram(int64_t(out)), back, s.out.dtype, Dtype::None,
+      e(dma(advance(s.out.addr, a * ldo), sram(int64_t(out)), back, s.out.dtype, Dtype::None,
             {out_sem, kSelf}));
     }
     if (n > 0) e(sem_wait(out_sem, n));

@@ -165,7 +165,7 @@ void emit_rows(KernelContext& ctx, const RowsSpec& s, const RowsPlan& p) {
         rows.d0 = cols, rows.d1 = n;
         rows.src_strides = {s.in[i].ld ? s.in[i].ld : cols * e, 0, 0};
         rows.dst_strides = {cols * e, 0, 0};
-        const Addr src{Space::Hbm, int64_t(isa::kTileSelf), s.in[i].addr.reg, s.in[i].addr.offset + first * rows.src_strides[0]};
+        const Addr src = advance(s.in[i].addr, first * rows.src_strides[0]);
         pb.emit(t, dma(sram(int64_t(buf[i]) + at * cols * e), src, rows, s.in[i].dtype, Dtype::None,
                        {in_sem, int64_t(isa::kTileSelf)}));
         ++loads;
@@ -191,7 +191,7 @@ void emit_rows(KernelContext& ctx, const RowsSpec& s, const RowsPlan& p) {
       rows.d0 = s.cols, rows.d1 = r;
       rows.src_strides = {s.cols * oe, 0, 0};
       rows.dst_strides = {s.out.ld ? s.out.ld : s.cols * oe, 0, 0};
-      const Addr dst{Space::Hbm, int64_t(isa::kTileSelf), s.out.addr.reg, s.out.addr.offset + a * rows.dst_strides[0]};
+      const Addr dst = advance(s.out.addr, a * rows.dst_strides[0]);
       pb.emit(t, dma(dst, sram(int64_t(out)), rows, od, Dtype::None, {out_sem, int64_t(isa::kTileSelf)}));
     }
     if (chunks > 0) pb.emit(t, sem_wait(out_sem, chunks));

@@ -84,8 +84,7 @@ void StreamKernel::load_chunk(int tile, int64_t i) {
     blk.d0 = cols, blk.d1 = rows, blk.src_strides = {s_.k * we_, 0, 0},
     blk.dst_strides = {cols * we_, 0, 0};
   }
-  const Addr src{Space::Hbm, int64_t(isa::kTileSelf), s_.w.reg,
-                 s_.w.offset + (c0 * s_.k + kc * p_.k_chunk) * we_};
+  const Addr src = advance(s_.w, (c0 * s_.k + kc * p_.k_chunk) * we_);
   const int b = int(i % p_.buffers);
   ctx_.pb.emit(tile, dma(sram(int64_t(wbuf_[size_t(b)])), src, blk, s_.wdt, Dtype::None,
                          {wsem_[size_t(b)], int64_t(isa::kTileSelf)}));
@@ -97,8 +96,7 @@ void StreamKernel::prefetch() {
     if (s_.has_bias && columns(t) > 0) {
       Block blk;
       blk.d0 = columns(t);
-      const Addr src{Space::Hbm, int64_t(isa::kTileSelf), s_.bias.reg,
-                     s_.bias.offset + t * p_.per_tile * esize(s_.bias_dtype)};
+      const Addr src = advance(s_.bias, t * p_.per_tile * esize(s_.bias_dtype));
       ctx_.pb.emit(t, dma(sram(int64_t(bias_)), src, blk, s_.bias_dtype, Dtype::Fp32,
                           {bias_sem_, int64_t(isa::kTileSelf)}));
     }
@@ -138,7 +136,7 @@ void StreamKernel::load_x() {
       Block part = rows;
       part.d1 = r1 - r0;
       part.dst_strides = {row_bytes, 0, 0};
-      const Addr src{Space::Hbm, int64_t(isa::kTileSelf), s_.x.reg, s_.x.offset + r0 * ldx};
+      const Addr src = advance(s_.x, r0 * ldx);
       ctx_.pb.emit(t, dma(shared(int64_t(staged_at_ + uint64_t(r0 * row_bytes))), src, part, s_.xdt,
                           Dtype::None, {stage_sem_, int64_t(isa::kTileSelf)}));
       ctx_.pb.emit(t, sem_wait(stage_sem_));
@@ -164,8 +162,7 @@ void StreamKernel::load_x_slice(int tile, int64_t i) {
   Block blk;
   blk.d0 = cols, blk.d1 = s_.t, blk.src_strides = {ld, 0, 0}, blk.dst_strides = {cols * xe_, 0, 0};
   const Addr src = staged_ ? shared(int64_t(staged_at_) + kc * p_.k_chunk * xs)
-                           : Addr{Space::Hbm, int64_t(isa::kTileSelf), s_.x.reg,
-                                  s_.x.offset + kc * p_.k_chunk * xs};
+                           : advance(s_.x, kc * p_.k_chunk * xs);
   const int b = int(i % p_.buffers);
   ctx_.pb.emit(tile, dma(sram(int64_t(xbuf_[size_t(b)])), src, blk, s_.xdt, s_.wdt,
                          {xbuf_sem_[size_t(b)], int64_t(isa::kTileSelf)}));
@@ -216,8 +213,7 @@ void StreamKernel::body() {
     out.d0 = columns(t), out.d1 = s_.t;
     out.src_strides = {p_.per_tile * ye_, 0, 0};
     out.dst_strides = {s_.ldy ? s_.ldy : s_.n * ye_, 0, 0};
-    const Addr dst{Space::Hbm, int64_t(isa::kTileSelf), s_.y.reg,
-                   s_.y.offset + t * p_.per_tile * ye_};
+    const Addr dst = advance(s_.y, t * p_.per_tile * ye_);
     ctx_.pb.emit(t, dma(dst, sram(int64_t(out_)), out, s_.ydt, Dtype::None,
                         {done_, int64_t(isa::kTileSelf)}));
     ctx_.pb.emit(t, sem_wait(done_));
