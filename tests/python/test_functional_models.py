@@ -196,32 +196,37 @@ def logits_of(sim, program, rows, vocab):
     return sim.read(t["addr"], rows * vocab, t["dtype"]).reshape(rows, vocab).astype(np.float64)
 
 
-@pytest.mark.parametrize("preset", PRESETS)
-@pytest.mark.parametrize("family", ["llama", "qwen2", "gpt2"])
-def test_prefill_then_decode_match_numpy(tmp_path, preset, family):
-    cfg, path = tiny_config(tmp_path, family)
-    arch = tessera.Arch.load(preset)
-    B, S = 2, 8
-    rng = np.random.default_rng(1)
+def check_prefill_then_decode(arch, cfg, path, B, S, seed, label, **options):
+    """Compiles a prefill of S tokens and the decode step after it, runs both on one functional
+    simulation (the decode reads the KV cache the prefill wrote) and checks both sets of logits
+    against numpy. Returns the prefill program."""
+    rng = np.random.default_rng(seed)
     ids = rng.integers(0, 256, size=(B, S + 1))
     prefill = tessera.compile_model(arch, path, phase="prefill", batch=B, seq=S, cache_capacity=S + 1, all_logits=True,
-                                    token_ids=ids[:, :S].ravel().tolist())
+                                    token_ids=ids[:, :S].ravel().tolist(), **options)
     decode = tessera.compile_model(arch, path, phase="decode", batch=B, context=S, cache_capacity=S + 1,
-                                   token_ids=ids[:, S].tolist())
-    weights = random_weights(prefill, seed=7)
+                                   token_ids=ids[:, S].tolist(), **options)
+    weights = random_weights(prefill, seed=seed + 6)
     sim = tessera.Simulation(arch, functional=True)
     load(sim, prefill, weights)
     sim.run(prefill)
     got = logits_of(sim, prefill, B * S, 256)
     want = reference_logits(cfg, weights, ids[:, :S]).reshape(B * S, 256)
-    assert rel_l2(got, want) < 2e-2, f"prefill on {preset}: relative L2 error {rel_l2(got, want):.4f}"
+    assert rel_l2(got, want) < 2e-2, f"prefill on {label}: relative L2 error {rel_l2(got, want):.4f}"
 
-    # The decode step reads the cache the prefill wrote (same simulation, same HBM).
     load(sim, decode, weights)
     sim.run(decode)
     got = logits_of(sim, decode, B, 256)
     want = reference_logits(cfg, weights, ids)[:, S, :]
-    assert rel_l2(got, want) < 2e-2, f"decode on {preset}: relative L2 error {rel_l2(got, want):.4f}"
+    assert rel_l2(got, want) < 2e-2, f"decode on {label}: relative L2 error {rel_l2(got, want):.4f}"
+    return prefill
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.parametrize("family", ["llama", "qwen2", "gpt2"])
+def test_prefill_then_decode_match_numpy(tmp_path, preset, family):
+    cfg, path = tiny_config(tmp_path, family)
+    check_prefill_then_decode(tessera.Arch.load(preset), cfg, path, B=2, S=8, seed=1, label=preset)
 
 
 # Mixtral's top-2 routing is a discontinuous function of the activations: a token whose 2nd and

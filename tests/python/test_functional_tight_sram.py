@@ -11,34 +11,17 @@ import numpy as np
 import pytest
 
 import tessera
-from test_functional_models import load, logits_of, random_weights, reference_logits, rel_l2, tiny_config
+from test_functional_models import (check_prefill_then_decode, load, logits_of, random_weights, reference_logits,
+                                    rel_l2, tiny_config)
 
 
 @pytest.mark.parametrize("preset", ["maia100-class", "h100-sxm"])
 def test_key_blocks_match_numpy(tmp_path, preset):
     cfg, path = tiny_config(tmp_path, "llama")
-    arch = tessera.Arch.load(preset)
-    B, S = 2, 19  # 19 + 1 positions: blocks of 8, 8 and 4, the last straddling cache and step
-    rng = np.random.default_rng(3)
-    ids = rng.integers(0, 256, size=(B, S + 1))
-    prefill = tessera.compile_model(arch, path, phase="prefill", batch=B, seq=S, cache_capacity=S + 1, all_logits=True,
-                                    token_ids=ids[:, :S].ravel().tolist(), attention_key_block=8)
-    decode = tessera.compile_model(arch, path, phase="decode", batch=B, context=S, cache_capacity=S + 1,
-                                   token_ids=ids[:, S].tolist(), attention_key_block=8)
+    # 19 + 1 positions: blocks of 8, 8 and 4, the last straddling cache and step.
+    prefill = check_prefill_then_decode(tessera.Arch.load(preset), cfg, path, B=2, S=19, seed=3, label=preset,
+                                        attention_key_block=8)
     assert "keys in blocks of 8" in prefill.tiled
-    weights = random_weights(prefill, seed=11)
-    sim = tessera.Simulation(arch, functional=True)
-    load(sim, prefill, weights)
-    sim.run(prefill)
-    got = logits_of(sim, prefill, B * S, 256)
-    want = reference_logits(cfg, weights, ids[:, :S]).reshape(B * S, 256)
-    assert rel_l2(got, want) < 2e-2, f"prefill on {preset}: relative L2 error {rel_l2(got, want):.4f}"
-
-    load(sim, decode, weights)
-    sim.run(decode)
-    got = logits_of(sim, decode, B, 256)
-    want = reference_logits(cfg, weights, ids)[:, S, :]
-    assert rel_l2(got, want) < 2e-2, f"decode on {preset}: relative L2 error {rel_l2(got, want):.4f}"
 
 
 def test_x_slices_match_numpy(tmp_path):
