@@ -19,6 +19,12 @@ uint64_t ProgramBuilder::hbm_region(const std::string& name, isa::RegionKind kin
   const uint64_t align = 4096;
   const uint64_t base = (hbm_next_ + align - 1) / align * align;
   const uint64_t size = std::max<uint64_t>((bytes + align - 1) / align * align, align);
+  // Checked here, before a kernel emits instructions for a region that cannot exist.
+  const uint64_t capacity = uint64_t(arch_.hbm.capacity);
+  if (bytes > capacity || base + size > capacity) {
+    throw CompileError(fmt::format("HBM exhausted: region '{}' of {} bytes at offset {} does not fit {}'s {} bytes",
+                                   name, bytes, base, arch_.name, capacity));
+  }
   program_.regions.push_back({name, kind, base, size});
   hbm_next_ = base + size;
   return base;

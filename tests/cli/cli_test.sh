@@ -107,6 +107,7 @@ check "run needs a workload" 1 "nothing to run" -- "$tessera" run --arch maia100
 check "decode needs a context" 1 "decode needs context.*--context" -- "$tessera" run --arch maia100-class --model "$tmp/small.json" --phase decode --batch 1 --seq 8
 check "prefill needs a prompt" 1 "prefill needs seq.*--seq" -- "$tessera" run --arch maia100-class --model "$tmp/small.json" --phase prefill --batch 1 --context 8
 check "a zero batch is an error" 1 "batch must be at least 1" -- "$tessera" run --arch maia100-class --model "$tmp/small.json" --phase prefill --batch 0 --seq 8
+check "a copy larger than HBM is an error, not a hang" 1 "HBM exhausted: region 'src'" -- "$tessera" run --arch maia100-class --op copy --shape 99999999999999
 check "a bad shape is an error" 1 "--shape" -- "$tessera" run --arch maia100-class --op gemm --shape 1,x,3
 check "more than one chip is refused" 1 "chip-to-chip" -- "$tessera" run --arch maia100-class "${small[@]}" --chips 2
 check "cloud pricing needs a cloud price" 1 "cloud_price" -- "$tessera" run --arch maia100-class "${small[@]}" --pricing cloud
