@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <numbers>
 #include <sstream>
 
 #include "compiler/error.hpp"
@@ -27,47 +28,57 @@ namespace {
 using nlohmann::json;
 using isa::Dtype;
 
+// Reads the keys of a config object; `prefix` is the key path of a nested object
+// ("rope_scaling."), for messages.
 class ConfigReader {
  public:
-  ConfigReader(const json& j, std::string source) : j_(j), source_(std::move(source)) {}
+  ConfigReader(const json& j, std::string source, std::string prefix = "")
+      : j_(j), source_(std::move(source)), prefix_(std::move(prefix)) {}
 
   const json* find(const std::string& key) const {
     auto it = j_.find(key);
     return it == j_.end() || it->is_null() ? nullptr : &*it;
   }
   int64_t integer(const std::string& key) const {
-    const json* v = find(key);
-    if (v == nullptr) throw CompileError(fmt::format("{}: missing key '{}'", source_, key));
+    const json* v = required(key);
     if (!v->is_number_integer() || v->get<int64_t>() <= 0) {
-      throw CompileError(fmt::format("{}: key '{}' must be a positive integer, got {}", source_, key, v->dump()));
+      throw CompileError(fmt::format("{}: key '{}{}' must be a positive integer, got {}", source_, prefix_, key, v->dump()));
     }
     return v->get<int64_t>();
   }
   int64_t integer(const std::string& key, int64_t fallback) const { return find(key) ? integer(key) : fallback; }
-  double number(const std::string& key, double fallback) const {
-    const json* v = find(key);
-    if (v == nullptr) return fallback;
+  double number(const std::string& key) const {
+    const json* v = required(key);
     if (!v->is_number() || v->get<double>() <= 0) {
-      throw CompileError(fmt::format("{}: key '{}' must be a positive number, got {}", source_, key, v->dump()));
+      throw CompileError(fmt::format("{}: key '{}{}' must be a positive number, got {}", source_, prefix_, key, v->dump()));
     }
     return v->get<double>();
   }
+  double number(const std::string& key, double fallback) const { return find(key) ? number(key) : fallback; }
   bool boolean(const std::string& key, bool fallback) const {
     const json* v = find(key);
     if (v == nullptr) return fallback;
-    if (!v->is_boolean()) throw CompileError(fmt::format("{}: key '{}' must be true or false, got {}", source_, key, v->dump()));
+    if (!v->is_boolean()) {
+      throw CompileError(fmt::format("{}: key '{}{}' must be true or false, got {}", source_, prefix_, key, v->dump()));
+    }
     return v->get<bool>();
   }
   std::string text(const std::string& key, const std::string& fallback) const {
     const json* v = find(key);
     if (v == nullptr) return fallback;
-    if (!v->is_string()) throw CompileError(fmt::format("{}: key '{}' must be a string, got {}", source_, key, v->dump()));
+    if (!v->is_string()) throw CompileError(fmt::format("{}: key '{}{}' must be a string, got {}", source_, prefix_, key, v->dump()));
     return v->get<std::string>();
   }
 
  private:
+  const json* required(const std::string& key) const {
+    const json* v = find(key);
+    if (v == nullptr) throw CompileError(fmt::format("{}: missing key '{}{}'", source_, prefix_, key));
+    return v;
+  }
+
   const json& j_;
-  std::string source_;
+  std::string source_, prefix_;
 };
 
 std::string read_text(const std::string& path) {
@@ -85,6 +96,32 @@ std::string act_of(const std::string& hf, const std::string& source) {
   throw CompileError(fmt::format("{}: unsupported activation '{}' (supported: silu, gelu, gelu_new, relu)", source, hf));
 }
 
+// `rope_scaling` (absent or null: none), with the key names of transformers' rope_config_validation.
+std::optional<RopeScaling> rope_scaling_of(const ConfigReader& r, const std::string& source) {
+  const json* v = r.find("rope_scaling");
+  if (v == nullptr) return std::nullopt;
+  if (!v->is_object()) {
+    throw CompileError(fmt::format("{}: key 'rope_scaling' must be an object or null, got {}", source, v->dump()));
+  }
+  const ConfigReader s(*v, source, "rope_scaling.");
+  const std::string type_key = s.find("type") && !s.find("rope_type") ? "type" : "rope_type";  // "type": older configs
+  const std::string type = s.text(type_key, "");
+  if (type.empty()) throw CompileError(fmt::format("{}: missing key 'rope_scaling.rope_type'", source));
+  if (type != "llama3") {
+    throw CompileError(fmt::format("{}: rope_scaling.{} '{}' is not supported (supported: llama3)", source, type_key, type));
+  }
+  RopeScaling rs;
+  rs.factor = s.number("factor");
+  rs.low_freq_factor = s.number("low_freq_factor");
+  rs.high_freq_factor = s.number("high_freq_factor");
+  rs.original_max_positions = s.integer("original_max_position_embeddings");
+  if (rs.high_freq_factor <= rs.low_freq_factor) {
+    throw CompileError(fmt::format("{}: rope_scaling.high_freq_factor ({}) must exceed rope_scaling.low_freq_factor ({})",
+                                   source, rs.high_freq_factor, rs.low_freq_factor));
+  }
+  return rs;
+}
+
 }  // namespace
 
 int64_t ModelConfig::parameters() const {
@@ -97,6 +134,27 @@ int64_t ModelConfig::parameters() const {
   if (!tie_embeddings) total += vocab * hidden;
   if (!rope) total += (max_positions + position_offset) * hidden;
   return total;
+}
+
+// As transformers' _compute_llama3_parameters: each frequency by its wavelength against the
+// original context.
+std::vector<double> ModelConfig::rope_inv_freq() const {
+  std::vector<double> inv;
+  for (int64_t i = 0; i < head_dim / 2; ++i) {
+    double f = std::pow(rope_theta, -2.0 * double(i) / double(head_dim));
+    if (rope_scaling) {
+      const RopeScaling& s = *rope_scaling;
+      const double wavelen = 2 * std::numbers::pi / f, original = double(s.original_max_positions);
+      if (wavelen > original / s.low_freq_factor) {
+        f /= s.factor;
+      } else if (wavelen >= original / s.high_freq_factor) {
+        const double smooth = (original / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+        f = (1 - smooth) * f / s.factor + smooth * f;
+      }
+    }
+    inv.push_back(f);
+  }
+  return inv;
 }
 
 std::vector<std::string> model_names() {
@@ -147,6 +205,7 @@ ModelConfig parse_model_config(const std::string& text, const std::string& sourc
     m.max_positions = r.integer("max_position_embeddings", 4096);
     m.norm_eps = r.number("rms_norm_eps", 1e-6);
     m.rope_theta = r.number("rope_theta", 10000.0);
+    m.rope_scaling = rope_scaling_of(r, source);
     m.act = act_of(r.text("hidden_act", "silu"), source);
     m.tie_embeddings = r.boolean("tie_word_embeddings", false);
     m.qkv_bias = m.family == "qwen2" || r.boolean("attention_bias", false);
@@ -417,14 +476,15 @@ class GraphBuilder {
     return add_op(OpKind::Add, n + "mlp_residual", {x, d}, {tokens_, m_.hidden}, l);
   }
 
-  // cos and sin of position * theta^(-2i/D) for the positions of this step, i < D/2.
+  // cos and sin of position * inv_freq[i] for the positions of this step, i < D/2.
   void rope_tables() {
     const int64_t half = m_.head_dim / 2;
     const std::vector<int64_t> pos = positions();
+    const std::vector<double> inv_freq = m_.rope_inv_freq();
     auto cos = std::make_shared<std::vector<float>>(), sin = std::make_shared<std::vector<float>>();
     for (int64_t p : pos) {
       for (int64_t i = 0; i < half; ++i) {
-        const double angle = double(p) * std::pow(m_.rope_theta, -2.0 * double(i) / double(m_.head_dim));
+        const double angle = double(p) * inv_freq[size_t(i)];
         cos->push_back(float(std::cos(angle)));
         sin->push_back(float(std::sin(angle)));
       }

@@ -5,12 +5,21 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "compiler/graph.hpp"
 
 namespace tessera::compiler {
+
+// Hugging Face `rope_scaling` of type llama3 (Llama 3.1), the only type supported: wavelengths
+// longer than original_max_positions / low_freq_factor are stretched by `factor`, those shorter
+// than original_max_positions / high_freq_factor kept, those between interpolated.
+struct RopeScaling {
+  double factor = 1, low_freq_factor = 1, high_freq_factor = 4;
+  int64_t original_max_positions = 0;
+};
 
 struct ModelConfig {
   std::string name;    // e.g. "llama-3-8b" or the file's stem
@@ -19,6 +28,7 @@ struct ModelConfig {
   int64_t hidden = 0, intermediate = 0, layers = 0, heads = 0, kv_heads = 0, head_dim = 0;
   int64_t vocab = 0, max_positions = 0;
   double norm_eps = 1e-5, rope_theta = 10000;
+  std::optional<RopeScaling> rope_scaling;
   bool layer_norm = false;          // LayerNorm (gpt2, opt) instead of RMSNorm
   bool rope = true;                 // rotary embeddings; else learned absolute positions
   int64_t position_offset = 0;      // OPT's learned positions start at index 2
@@ -30,6 +40,8 @@ struct ModelConfig {
 
   // Parameter count (weights only).
   int64_t parameters() const;
+  // The rotary inverse frequencies theta^(-2i/D), i < D/2, after rope_scaling.
+  std::vector<double> rope_inv_freq() const;
 };
 
 // A shipped model name (workloads/models/NAME.json, built into the library) or a path to a

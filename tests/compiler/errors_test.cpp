@@ -226,6 +226,71 @@ TEST_F(ConfigErrors, MixtureOfExpertsKeysAreChecked) {
             missing + ": missing key 'num_local_experts'");
 }
 
+TEST_F(ConfigErrors, RopeScalingOtherThanLlama3IsRefusedNamingTheKey) {
+  const std::string yarn = write(
+      "yarn.json",
+      llama(
+          R"("rope_scaling": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32})"));
+  EXPECT_EQ(error_of([&] { load_model_config(yarn); }),
+            yarn + ": rope_scaling.rope_type 'yarn' is not supported (supported: llama3)");
+  // Older configs name the key "type".
+  const std::string linear =
+      write("linear.json", llama(R"("rope_scaling": {"type": "linear", "factor": 2.0})"));
+  EXPECT_EQ(error_of([&] { load_model_config(linear); }),
+            linear + ": rope_scaling.type 'linear' is not supported (supported: llama3)");
+  const std::string dynamic =
+      write("dynamic.json", llama(R"("rope_scaling": {"type": "dynamic", "factor": 2.0})"));
+  EXPECT_THAT(error_of([&] { load_model_config(dynamic); }),
+              HasSubstr("rope_scaling.type 'dynamic' is not supported"));
+  const std::string untyped = write("untyped.json", llama(R"("rope_scaling": {"factor": 2.0})"));
+  EXPECT_EQ(error_of([&] { load_model_config(untyped); }),
+            untyped + ": missing key 'rope_scaling.rope_type'");
+  const std::string number = write("number.json", llama(R"("rope_scaling": 8)"));
+  EXPECT_EQ(error_of([&] { load_model_config(number); }),
+            number + ": key 'rope_scaling' must be an object or null, got 8");
+}
+
+TEST_F(ConfigErrors, Llama3RopeScalingNeedsItsFourParameters) {
+  // rope_scaling with `key` set to `value`, or without `drop`.
+  auto scaling = [](const std::string& drop, const std::string& key = "",
+                    const std::string& value = "") {
+    std::vector<std::pair<std::string, std::string>> keys = {
+        {"rope_type", "\"llama3\""},
+        {"factor", "8.0"},
+        {"low_freq_factor", "1.0"},
+        {"high_freq_factor", "4.0"},
+        {"original_max_position_embeddings", "32"}};
+    std::string text;
+    for (const auto& [k, v] : keys) {
+      if (k == drop) continue;
+      text += fmt::format("{}\"{}\": {}", text.empty() ? "" : ", ", k, k == key ? value : v);
+    }
+    return "\"rope_scaling\": {" + text + "}";
+  };
+  EXPECT_NO_THROW(load_model_config(write("llama3.json", llama(scaling("")))));
+  EXPECT_NO_THROW(load_model_config(write("null.json", llama(R"("rope_scaling": null)"))));
+  for (const char* key :
+       {"factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"}) {
+    const std::string path = write(fmt::format("no_{}.json", key), llama(scaling(key)));
+    EXPECT_EQ(error_of([&] { load_model_config(path); }),
+              fmt::format("{}: missing key 'rope_scaling.{}'", path, key));
+  }
+  const std::string zero = write("zero_factor.json", llama(scaling("", "factor", "0")));
+  EXPECT_EQ(error_of([&] { load_model_config(zero); }),
+            zero + ": key 'rope_scaling.factor' must be a positive number, got 0");
+  const std::string text =
+      write("text_original.json", llama(scaling("", "original_max_position_embeddings", "\"8k\"")));
+  EXPECT_EQ(error_of([&] { load_model_config(text); }),
+            text +
+                ": key 'rope_scaling.original_max_position_embeddings' must be a positive integer, "
+                "got \"8k\"");
+  const std::string swapped = write("swapped.json", llama(scaling("", "high_freq_factor", "0.5")));
+  EXPECT_EQ(
+      error_of([&] { load_model_config(swapped); }),
+      swapped +
+          ": rope_scaling.high_freq_factor (0.5) must exceed rope_scaling.low_freq_factor (1)");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Graphs code generation cannot lower.
 

@@ -200,6 +200,29 @@ std::string text_after(const ModelConfig& m, const Workload& w, Stage last,
 }
 
 // ---------------------------------------------------------------------------------------------
+// build_graph
+
+// Llama 3.1's rope_scaling in miniature: original context 32, factor 8, low 1, high 4, so
+// wavelengths above 32 are stretched 8x, those below 8 kept. head_dim 16, theta 10000: the
+// inverse frequencies are 10000^(-i/8), wavelengths 2 pi 10000^(i/8) = 6.28, 19.87, 62.83, ...
+TEST(BuildGraph, Llama3RopeScalingInTheRopeTables) {
+  std::string json = tiny_llama();
+  json.pop_back();  // its closing brace
+  json += R"(, "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+    "high_freq_factor": 4.0, "original_max_position_embeddings": 32}})";
+  const Graph g = build_graph(config(json), decode(1, 100));  // one step at position 100
+  const std::vector<float>& cos = *g.v(g.find("rope.cos")).data;
+  ASSERT_EQ(cos.size(), 8u);
+  // i = 0: wavelength 6.28 < 32 / 4, kept: cos(100 x 1).
+  EXPECT_NEAR(cos[0], 0.8623189, 1e-6);
+  // i = 1: wavelength 19.87 between 8 and 32: smooth = (32 / 19.869 - 1) / (4 - 1) = 0.203512,
+  // 0.316228 x ((1 - 0.203512) / 8 + 0.203512) = 0.0958400; cos(9.584) (unscaled: 0.979).
+  EXPECT_NEAR(cos[1], -0.9873512, 1e-6);
+  // i = 2: wavelength 62.83 > 32, 0.1 / 8: cos(1.25) (unscaled: cos(10) = -0.839).
+  EXPECT_NEAR(cos[2], 0.3153224, 1e-6);
+}
+
+// ---------------------------------------------------------------------------------------------
 // infer_shapes
 
 // x [6, 32] -> Linear(w [48, 32], b [48]) -> RmsNorm -> Split [16, 32]; Linear(w2 [64, 48]) ->

@@ -43,10 +43,24 @@ def layer_norm(x, w, b, eps):
     return (x - mu) / np.sqrt(var + eps) * w + b
 
 
-def rope(x, positions, theta):
-    """x: [tokens, heads, d], rotate-half convention."""
+def rope_inv_freq(cfg, d):
+    """theta^(-2i/d), i < d/2, with Llama 3.1's rope_scaling (type llama3) if the config has one:
+    a wave that fits the original context fewer than low_freq_factor times turns `factor` times
+    slower, one that fits more than high_freq_factor times is kept, and in between the two
+    blend linearly in the number of times it fits."""
+    inv = cfg["rope_theta"] ** (-np.arange(0, d, 2) / d)
+    s = cfg.get("rope_scaling")
+    if s is None:
+        return inv
+    assert s["rope_type"] == "llama3"
+    fits = s["original_max_position_embeddings"] / (2 * np.pi / inv)
+    keep = np.clip((fits - s["low_freq_factor"]) / (s["high_freq_factor"] - s["low_freq_factor"]), 0, 1)
+    return keep * inv + (1 - keep) * inv / s["factor"]
+
+
+def rope(x, positions, inv):
+    """x: [tokens, heads, d], rotate-half convention; inv: the d/2 inverse frequencies."""
     d = x.shape[-1]
-    inv = theta ** (-np.arange(0, d, 2) / d)
     ang = positions[:, None] * inv[None, :]
     cos, sin = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
     x1, x2 = x[..., : d // 2], x[..., d // 2 :]
@@ -116,8 +130,8 @@ def reference_logits(cfg, w, ids, margins=None):
             q, k, v = proj("q_proj"), proj("k_proj"), proj("v_proj")
         q, k, v = q.reshape(B, S, nh, d), k.reshape(B, S, nkv, d), v.reshape(B, S, nkv, d)
         if fam != "gpt2":
-            q = np.stack([rope(q[b], pos, cfg["rope_theta"]) for b in range(B)])
-            k = np.stack([rope(k[b], pos, cfg["rope_theta"]) for b in range(B)])
+            q = np.stack([rope(q[b], pos, rope_inv_freq(cfg, d)) for b in range(B)])
+            k = np.stack([rope(k[b], pos, rope_inv_freq(cfg, d)) for b in range(B)])
         rep = nh // nkv
         k, v = np.repeat(k, rep, axis=2), np.repeat(v, rep, axis=2)
         att = np.einsum("bshd,bthd->bhst", q, k) / np.sqrt(d) + mask
@@ -148,7 +162,7 @@ def reference_logits(cfg, w, ids, margins=None):
 # ---------------------------------------------------------------------------------------------
 
 
-def tiny_config(tmp_path, family):
+def tiny_config(tmp_path, family, **changes):
     if family == "gpt2":
         cfg = {"model_type": "gpt2", "n_embd": 64, "n_layer": 2, "n_head": 4, "vocab_size": 256, "n_positions": 64,
                "layer_norm_epsilon": 1e-5, "activation_function": "gelu"}
@@ -158,6 +172,7 @@ def tiny_config(tmp_path, family):
                "rope_theta": 10000.0, "max_position_embeddings": 256, "tie_word_embeddings": False}
         if family == "mixtral":
             cfg.update({"num_local_experts": 4, "num_experts_per_tok": 2})
+    cfg.update(changes)
     path = os.path.join(tmp_path, f"tiny-{family}.json")
     with open(path, "w") as f:
         json.dump(cfg, f)
@@ -229,6 +244,20 @@ def test_prefill_then_decode_match_numpy(tmp_path, preset, family):
     check_prefill_then_decode(tessera.Arch.load(preset), cfg, path, B=2, S=8, seed=1, label=preset)
 
 
+def test_llama3_rope_scaling_past_the_original_context(tmp_path):
+    """Llama 3.1's rope_scaling in miniature: original context 32 positions (factor 8, so 256), an
+    80-token prompt reaching well past it, then the decode step at position 80."""
+    scaling = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+               "original_max_position_embeddings": 32}
+    cfg, path = tiny_config(tmp_path, "llama", rope_scaling=scaling)
+    # head_dim 16, theta 10000: wavelengths 2 pi 10000^(i/8) = 6.3, 19.9, 62.8, ... fall in all three
+    # bands: kept (under 32 / 4), stretched (over 32 / 1) and blended.
+    wavelen = 2 * np.pi * cfg["rope_theta"] ** (np.arange(0, 16, 2) / 16)
+    kept, stretched = wavelen < 32 / 4, wavelen > 32 / 1
+    assert kept.any() and stretched.any() and (~kept & ~stretched).any()
+    check_prefill_then_decode(tessera.Arch.load("maia100-class"), cfg, path, B=2, S=80, seed=4, label="maia100-class")
+
+
 # Mixtral's top-2 routing is a discontinuous function of the activations: a token whose 2nd and
 # 3rd gate logits are closer than bf16 rounding can move them takes a different expert in the
 # simulator than in the float64 reference, and its logits differ by tens of percent. Such tokens
@@ -237,11 +266,7 @@ ROUTING_GAP = 0.05
 
 
 def check_mixtral(tmp_path, preset, B, S, seed, expect, overrides=(), **changes):
-    cfg, path = tiny_config(tmp_path, "mixtral")
-    if changes:
-        cfg.update(changes)
-        with open(path, "w") as f:
-            json.dump(cfg, f)
+    cfg, path = tiny_config(tmp_path, "mixtral", **changes)
     arch = tessera.Arch.load(preset, list(overrides))
     rng = np.random.default_rng(seed)
     ids = rng.integers(0, 256, size=(B, S + 1))
