@@ -99,5 +99,19 @@ TEST(Presets, FingerprintChangesWithAnyParameter) {
   EXPECT_NE(base, fingerprint(load_arch("maia100-class", {"hbm.timing.tRCD=15ns"})));
 }
 
+// No preset's on-chip network starves its HBM: the links that carry HBM data to the tiles
+// (crossbar: every tile's port; mesh: the edge routers' links into each row, where the
+// pseudo-channels attach) add up to at least the HBM bandwidth.
+TEST(Presets, OnChipNetworkCarriesTheHbmBandwidth) {
+  for (const std::string& name : preset_names()) {
+    const Arch a = load_arch(name);
+    const double link = a.chip.noc.link_width * a.chip.noc.clock;
+    const double entry = a.chip.noc.topology == NocTopology::Crossbar
+                             ? double(a.tiles()) * link
+                             : double(a.chip.mesh.rows * std::min<int64_t>(a.chip.mesh.cols, 2)) * link;
+    EXPECT_GE(entry, derive(a).hbm_bandwidth) << name;
+  }
+}
+
 }  // namespace
 }  // namespace tessera::arch
