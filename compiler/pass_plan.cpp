@@ -144,15 +144,24 @@ void tile(Lowering& l, const arch::Arch& a, const CompileOptions& o) {
         case Strategy::Stream:
           p.stream = plan_stream(a, stream_spec(l, op), b);
           op.notes["tiles"] =
-              fmt::format("{} columns a tile, weight chunks of {} x {}, {} buffers{}",
+              fmt::format("{} columns a tile, weight chunks of {} x {}, {} buffers{}{}",
                           p.stream.per_tile, p.stream.chunk, p.stream.k_chunk, p.stream.buffers,
-                          p.stream.x_slices ? ", x in slices" : "");
+                          p.stream.x_slices ? ", x in slices" : "",
+                          p.stream.group < stream_spec(l, op).t
+                              ? fmt::format(", tokens in groups of {}", p.stream.group)
+                              : "");
           break;
         case Strategy::Rows:
           p.rows = op.kind == OpKind::MoeRouter ? plan_router(a, router_spec(l, op), b)
                                                 : plan_rows(a, rows_spec(l, op), b);
           op.notes["tiles"] =
               fmt::format("{} rows a tile in chunks of {}", p.rows.per_tile, p.rows.chunk);
+          if (p.rows.col_tiles > 1)
+            op.notes["tiles"] += fmt::format(", columns over {} tiles", p.rows.col_tiles);
+          if (p.rows.cb > 0)
+            op.notes["tiles"] += fmt::format(", columns in blocks of {}{}", p.rows.cb,
+                                             p.rows.two_pass ? " (two passes)" : "");
+          if (p.rows.buffers == 2) op.notes["tiles"] += ", double-buffered";
           if (op.kind == OpKind::MoeRouter) {
             op.notes["routing"] = fmt::format(
                 "z = l - max(l); top-{} mask: {} round(s) of row max and push down, then step(z - "

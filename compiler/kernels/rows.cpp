@@ -10,6 +10,8 @@ namespace {
 using isa::Bcast;
 using isa::Opcode;
 
+bool reducing(OpKind k) { return k == OpKind::RmsNorm || k == OpKind::LayerNorm || k == OpKind::Softmax; }
+bool elementwise(OpKind k) { return !reducing(k) && k != OpKind::Rope; }
 
 // Inputs read row by row (the rest are loaded whole, once per tile).
 bool per_row(const RowsSpec& s, size_t i) {
@@ -18,183 +20,356 @@ bool per_row(const RowsSpec& s, size_t i) {
     case OpKind::Mul: return !s.in[i].broadcast;
     case OpKind::RmsNorm:
     case OpKind::LayerNorm: return i == 0;
-    default: return true;  // Rope: x and the table rows of its tokens' positions
+    case OpKind::Rope: return i == 0 || s.seq > 1;  // decode: every token at one position
+    default: return true;
   }
 }
 
-int64_t in_cols(const RowsSpec& s, size_t i) {
-  if (s.kind == OpKind::SwiGlu) return 2 * s.cols;
+// Elements of input i's buffer row for a block of w output columns.
+int64_t in_cols(const RowsSpec& s, size_t i, int64_t w) {
+  if (s.kind == OpKind::SwiGlu) return 2 * w;
   if (s.kind == OpKind::Rope && i > 0) return s.head_dim / 2;  // a table row
-  return s.cols;
+  return w;
 }
 
-int64_t temp_cols(const RowsSpec& s) { return s.kind == OpKind::Rope ? s.cols / 2 : s.cols; }
+// fp32 temporaries, each [rows, temp_cols].
+int temps(OpKind k) {
+  switch (k) {
+    case OpKind::LayerNorm:
+    case OpKind::Rope: return 2;
+    case OpKind::RmsNorm:
+    case OpKind::Softmax:
+    case OpKind::SwiGlu: return 1;
+    default: return 0;
+  }
+}
+int64_t temp_cols(const RowsSpec& s, int64_t w) { return s.kind == OpKind::Rope ? w / 2 : w; }
+
+constexpr int64_t kStatBytes = 4 * 4;  // four fp32 statistics per row
+
+// SRAM bytes per row of a chunk, for blocks of w columns.
+int64_t row_bytes(const RowsSpec& s, int64_t w, int64_t buffers) {
+  int64_t set = w * esize(s.out.dtype);
+  for (size_t i = 0; i < s.in.size(); ++i) {
+    if (per_row(s, i)) set += in_cols(s, i, w) * esize(s.in[i].dtype);
+  }
+  return buffers * set + temps(s.kind) * temp_cols(s, w) * 4 + kStatBytes;
+}
+
+// SRAM bytes of the inputs loaded whole, for a tile's range of w columns.
+int64_t whole_bytes(const RowsSpec& s, int64_t w) {
+  int64_t n = 4096;
+  for (size_t i = 0; i < s.in.size(); ++i) {
+    if (!per_row(s, i)) n += in_cols(s, i, w) * esize(s.in[i].dtype);
+  }
+  return n;
+}
+
+// Columns of each tile's range when `col_tiles` tiles share the rows (multiples of 64).
+int64_t cols_per_tile(const RowsSpec& s, int64_t col_tiles) {
+  return col_tiles > 1 ? ceil_div(ceil_div(s.cols, col_tiles), 64) * 64 : s.cols;
+}
 
 }  // namespace
 
 RowsPlan plan_rows(const arch::Arch& a, const RowsSpec& s, uint64_t budget) {
   RowsPlan p;
-  p.per_tile = ceil_div(s.rows, a.tiles());
-  p.tiles = ceil_div(s.rows, p.per_tile);
-  int64_t row = s.cols * esize(s.out.dtype) + 2 * temp_cols(s) * 4 + 16;
-  int64_t fixed = 4096;
-  for (size_t i = 0; i < s.in.size(); ++i) {
-    (per_row(s, i) ? row : fixed) += in_cols(s, i) * esize(s.in[i].dtype);
+  const int64_t tiles = a.tiles();
+  // Element-wise ops on fewer rows than tiles spread columns over the idle tiles too.
+  if (elementwise(s.kind) && s.rows < tiles) {
+    const int64_t split = std::clamp<int64_t>(tiles / s.rows, 1, std::max<int64_t>(1, s.cols / 256));
+    p.col_tiles = ceil_div(s.cols, cols_per_tile(s, split));
   }
-  if (uint64_t(fixed + row) > budget) {
-    throw CompileError(fmt::format("one {}-column row of a {} op does not fit the tile SRAM of {}", s.cols,
-                                   op_kind_name(s.kind), a.name));
+  const int64_t cpt = cols_per_tile(s, p.col_tiles);
+  p.per_tile = ceil_div(s.rows, std::max<int64_t>(1, tiles / p.col_tiles));
+  p.tiles = ceil_div(s.rows, p.per_tile) * p.col_tiles;
+  const int64_t room = int64_t(budget) - whole_bytes(s, cpt);
+  auto chunk_for = [&](int64_t w, int64_t buffers) {
+    return room <= 0 ? 0 : std::min(p.per_tile, room / row_bytes(s, w, buffers));
+  };
+  // Whole rows, double-buffered if they fit, then single; else column blocks (whole heads for
+  // RoPE), double-buffered, halved until a row fits.
+  const int64_t grain = s.kind == OpKind::Rope ? s.head_dim : 64;
+  for (int64_t buffers : {2, 1}) {
+    if (chunk_for(cpt, buffers) >= 1) {
+      p.buffers = buffers, p.chunk = chunk_for(cpt, buffers);
+      return p;
+    }
   }
-  p.chunk = std::min(p.per_tile, (int64_t(budget) - fixed) / row);
-  return p;
+  p.buffers = 2;
+  for (int64_t w = ceil_div(ceil_div(cpt, 2), grain) * grain; w >= grain;
+       w = ceil_div(w / 2, grain) * grain) {
+    if (chunk_for(w, 2) >= 1) {
+      p.cb = w, p.chunk = chunk_for(w, 2);
+      p.two_pass = reducing(s.kind);
+      return p;
+    }
+    if (w == grain) break;
+  }
+  throw CompileError(fmt::format("a {}-column block of a {} op does not fit the tile SRAM of {}",
+                                 grain, op_kind_name(s.kind), a.name));
 }
 
 void emit_rows(KernelContext& ctx, const RowsSpec& s, const RowsPlan& p) {
   ProgramBuilder& pb = ctx.pb;
   const Dtype od = s.out.dtype;
   const int64_t oe = esize(od);
+  const int64_t cpt = cols_per_tile(s, p.col_tiles);
+  const int64_t W = p.cb > 0 ? p.cb : cpt;  // columns of a block's buffers
   // Buffers, the same on every tile.
-  std::vector<uint64_t> buf(s.in.size());
+  std::vector<uint64_t> buf[2], whole(s.in.size());
   int whole_inputs = 0;
   for (size_t i = 0; i < s.in.size(); ++i) {
-    const bool rows = per_row(s, i);
-    buf[i] = ctx.sram(uint64_t((rows ? p.chunk : 1) * in_cols(s, i) * esize(s.in[i].dtype)));
-    if (!rows) ++whole_inputs;
-  }
-  const uint64_t out = ctx.sram(uint64_t(p.chunk * s.cols * oe));
-  const uint64_t tmp1 = ctx.sram(uint64_t(p.chunk * temp_cols(s) * 4));
-  const uint64_t tmp2 = ctx.sram(uint64_t(p.chunk * temp_cols(s) * 4));
-  const uint64_t stat = ctx.sram(uint64_t(p.chunk * 4));
-  const uint64_t stat2 = ctx.sram(uint64_t(p.chunk * 4));
-  const int in_sem = ctx.sem(), whole_sem = ctx.sem(), out_sem = ctx.sem();
-
-  auto ld_of = [&](size_t i) { return in_cols(s, i) * esize(s.in[i].dtype); };  // packed in SRAM
-  auto in = [&](size_t i, int64_t col = 0) { return Tensor2{sram(int64_t(buf[i]) + col * esize(s.in[i].dtype)), ld_of(i), s.in[i].dtype}; };
-  const Tensor2 o{sram(int64_t(out)), s.cols * oe, od};
-  const Tensor2 t1{sram(int64_t(tmp1)), 0, Dtype::Fp32}, t2{sram(int64_t(tmp2)), 0, Dtype::Fp32};
-  const Tensor2 st{sram(int64_t(stat)), 0, Dtype::Fp32}, st2{sram(int64_t(stat2)), 0, Dtype::Fp32};
-  const float inv_cols = 1.0f / float(s.cols);
-
-  auto compute = [&](int tile, int64_t r) {
-    auto e = [&](const Instr& i) { pb.emit(tile, i); };
-    switch (s.kind) {
-      case OpKind::Add:
-      case OpKind::Mul: {
-        const Opcode op = s.kind == OpKind::Add ? Opcode::VAdd : Opcode::VMul;
-        e(vec_binary(op, o, in(0), in(1), r, s.cols, per_row(s, 1) ? Bcast::None : Bcast::Row));
-        break;
-      }
-      case OpKind::Silu: e(vec_unary(Opcode::VSilu, o, in(0), r, s.cols)); break;
-      case OpKind::Gelu: e(vec_unary(Opcode::VGelu, o, in(0), r, s.cols)); break;
-      case OpKind::Relu: e(vec_scalar(Opcode::VMax, o, in(0), 0.0f, r, s.cols)); break;
-      case OpKind::SwiGlu:
-        e(vec_unary(Opcode::VSilu, t1, in(0), r, s.cols));
-        e(vec_binary(Opcode::VMul, o, t1, in(0, s.cols), r, s.cols));
-        break;
-      case OpKind::Softmax:
-        e(vec_reduce(Opcode::VRmax, st, in(0), r, s.cols));
-        e(vec_binary(Opcode::VSub, t1, in(0), st, r, s.cols, Bcast::Col));
-        e(vec_unary(Opcode::VExp, t1, t1, r, s.cols));
-        e(vec_reduce(Opcode::VRsum, st, t1, r, s.cols));
-        e(vec_unary(Opcode::VRecip, st, st, r, 1));
-        e(vec_binary(Opcode::VMul, o, t1, st, r, s.cols, Bcast::Col));
-        break;
-      case OpKind::RmsNorm:
-        e(vec_binary(Opcode::VMul, t1, in(0), in(0), r, s.cols));
-        e(vec_reduce(Opcode::VRsum, st, t1, r, s.cols, inv_cols));
-        e(vec_scale(st, st, r, 1, 1.0f, float(s.eps)));
-        e(vec_unary(Opcode::VRsqrt, st, st, r, 1));
-        e(vec_binary(Opcode::VMul, t1, in(0), st, r, s.cols, Bcast::Col));
-        e(vec_binary(Opcode::VMul, o, t1, in(1), r, s.cols, Bcast::Row));
-        break;
-      case OpKind::LayerNorm:
-        e(vec_reduce(Opcode::VRsum, st, in(0), r, s.cols, inv_cols));
-        e(vec_binary(Opcode::VSub, t1, in(0), st, r, s.cols, Bcast::Col));
-        e(vec_binary(Opcode::VMul, t2, t1, t1, r, s.cols));
-        e(vec_reduce(Opcode::VRsum, st2, t2, r, s.cols, inv_cols));
-        e(vec_scale(st2, st2, r, 1, 1.0f, float(s.eps)));
-        e(vec_unary(Opcode::VRsqrt, st2, st2, r, 1));
-        e(vec_binary(Opcode::VMul, t1, t1, st2, r, s.cols, Bcast::Col));
-        e(vec_binary(Opcode::VMul, t1, t1, in(1), r, s.cols, Bcast::Row));
-        e(vec_binary(Opcode::VAdd, o, t1, in(2), r, s.cols, Bcast::Row));
-        break;
-      case OpKind::Rope: {
-        // Each head of each token is a row of head_dim values; x1, x2 its halves.
-        const int64_t half = s.head_dim / 2, xe = esize(s.in[0].dtype);
-        auto rotate = [&](int64_t token, int64_t count, int64_t table_row) {
-          const int64_t rows = count * s.heads;
-          const int64_t base_in = int64_t(buf[0]) + token * s.cols * xe, base_out = int64_t(out) + token * s.cols * oe;
-          const Tensor2 x1{sram(base_in), s.head_dim * xe, s.in[0].dtype}, x2{sram(base_in + half * xe), s.head_dim * xe, s.in[0].dtype};
-          const Tensor2 o1{sram(base_out), s.head_dim * oe, od}, o2{sram(base_out + half * oe), s.head_dim * oe, od};
-          const Tensor2 c{sram(int64_t(buf[1]) + table_row * half * 4), 0, Dtype::Fp32};
-          const Tensor2 sn{sram(int64_t(buf[2]) + table_row * half * 4), 0, Dtype::Fp32};
-          e(vec_binary(Opcode::VMul, t1, x1, c, rows, half, Bcast::Row));
-          e(vec_binary(Opcode::VMul, t2, x2, sn, rows, half, Bcast::Row));
-          e(vec_binary(Opcode::VSub, o1, t1, t2, rows, half));
-          e(vec_binary(Opcode::VMul, t1, x2, c, rows, half, Bcast::Row));
-          e(vec_binary(Opcode::VMul, t2, x1, sn, rows, half, Bcast::Row));
-          e(vec_binary(Opcode::VAdd, o2, t1, t2, rows, half));
-        };
-        if (s.seq == 1) {
-          rotate(0, r, 0);  // every token is at the same position: one table row
-        } else {
-          for (int64_t i = 0; i < r; ++i) rotate(i, 1, i);  // the chunk's rows of the tables
-        }
-        break;
-      }
-      default: throw CompileError(fmt::format("no row kernel for {}", op_kind_name(s.kind)));
+    if (!per_row(s, i)) {
+      whole[i] = ctx.sram(uint64_t(in_cols(s, i, cpt) * esize(s.in[i].dtype)));
+      ++whole_inputs;
     }
+  }
+  uint64_t out[2];
+  for (int64_t b = 0; b < p.buffers; ++b) {
+    for (size_t i = 0; i < s.in.size(); ++i) {
+      buf[b].push_back(per_row(s, i) ? ctx.sram(uint64_t(p.chunk * in_cols(s, i, W) * esize(s.in[i].dtype))) : 0);
+    }
+    out[b] = ctx.sram(uint64_t(p.chunk * W * oe));
+  }
+  const uint64_t temp_bytes = uint64_t(p.chunk * temp_cols(s, W) * 4);
+  const uint64_t tmp1 = temps(s.kind) > 0 ? ctx.sram(temp_bytes) : 0;
+  const uint64_t tmp2 = temps(s.kind) > 1 ? ctx.sram(temp_bytes) : 0;
+  uint64_t stat[4];
+  for (uint64_t& st : stat) st = ctx.sram(uint64_t(p.chunk * 4));
+  const int in_sem[2] = {ctx.sem(), ctx.sem()}, whole_sem = ctx.sem(), out_sem = ctx.sem();
+
+  const float inv_cols = 1.0f / float(s.cols);
+  auto f32 = [](uint64_t at) { return Tensor2{sram(int64_t(at)), 0, Dtype::Fp32}; };
+  const Tensor2 t1 = f32(tmp1), t2 = f32(tmp2);
+
+  // One step: rows [a, a + r) by columns [c0, c0 + w) in buffer set b; pass 1 of a two-pass
+  // op only accumulates statistics (block index j of the row's blocks).
+  struct Step {
+    int64_t a, r, c0, w, j;
+    int pass;  // 0: the only pass, 1 or 2
+    int b;
   };
 
   for (int t = 0; t < p.tiles; ++t) {
-    const int64_t r0 = t * p.per_tile, r1 = std::min(s.rows, r0 + p.per_tile);
+    auto e = [&](const Instr& i) { pb.emit(t, i); };
+    const int64_t ri = t / p.col_tiles, ci = t % p.col_tiles;
+    const int64_t r0 = ri * p.per_tile, r1 = std::min(s.rows, r0 + p.per_tile);
+    const int64_t cl = ci * cpt, ch = std::min(s.cols, cl + cpt);
+    if (r0 >= r1 || cl >= ch) continue;
+    const int64_t bw = p.cb > 0 ? p.cb : ch - cl;
+    std::vector<Step> steps;
+    for (int64_t a = r0; a < r1; a += p.chunk) {
+      const int64_t r = std::min(p.chunk, r1 - a);
+      for (int pass : p.two_pass ? std::vector<int>{1, 2} : std::vector<int>{0}) {
+        int64_t j = 0;
+        for (int64_t c0 = cl; c0 < ch; c0 += bw, ++j) {
+          steps.push_back({a, r, c0, std::min(bw, ch - c0), j, pass, int(steps.size() % size_t(p.buffers))});
+        }
+      }
+    }
     for (size_t i = 0; i < s.in.size(); ++i) {
       if (per_row(s, i)) continue;
-      Block whole;
-      whole.d0 = in_cols(s, i);
-      pb.emit(t, dma(sram(int64_t(buf[i])), s.in[i].addr, whole, s.in[i].dtype, Dtype::None, {whole_sem, int64_t(isa::kTileSelf)}));
+      Block blk;
+      blk.d0 = in_cols(s, i, ch - cl);
+      const int64_t from = s.kind == OpKind::Rope ? 0 : cl;  // decode's one table row
+      e(dma(sram(int64_t(whole[i])), advance(s.in[i].addr, from * esize(s.in[i].dtype)), blk,
+            s.in[i].dtype, Dtype::None, {whole_sem, int64_t(isa::kTileSelf)}));
     }
-    int64_t chunks = 0;
-    for (int64_t a = r0; a < r1; a += p.chunk, ++chunks) {
-      const int64_t r = std::min(p.chunk, r1 - a);
+
+    // Loads the step's rows and columns of every per-row input; returns the DMAs issued.
+    auto load = [&](const Step& x) {
       int loads = 0;
-      // Rows [first, first + n) of input i into its buffer from row `at` on.
-      auto load = [&](size_t i, int64_t first, int64_t n, int64_t at) {
-        const int64_t e = esize(s.in[i].dtype), cols = in_cols(s, i);
-        Block rows;
-        rows.d0 = cols, rows.d1 = n;
-        rows.src_strides = {s.in[i].ld ? s.in[i].ld : cols * e, 0, 0};
-        rows.dst_strides = {cols * e, 0, 0};
-        const Addr src = advance(s.in[i].addr, first * rows.src_strides[0]);
-        pb.emit(t, dma(sram(int64_t(buf[i]) + at * cols * e), src, rows, s.in[i].dtype, Dtype::None,
-                       {in_sem, int64_t(isa::kTileSelf)}));
+      auto rows_of = [&](size_t i, int64_t first, int64_t n, int64_t at, int64_t col, int64_t width,
+                         int64_t dst_col) {
+        const int64_t ie = esize(s.in[i].dtype), ld = in_cols(s, i, x.w) * ie;
+        const int64_t src_ld = s.in[i].ld ? s.in[i].ld : (s.kind == OpKind::SwiGlu ? 2 * s.cols : in_cols(s, i, s.cols)) * ie;
+        Block blk;
+        blk.d0 = width, blk.d1 = n, blk.src_strides = {src_ld, 0, 0}, blk.dst_strides = {ld, 0, 0};
+        e(dma(sram(int64_t(buf[x.b][i]) + at * ld + dst_col * ie), advance(s.in[i].addr, first * src_ld + col * ie), blk,
+              s.in[i].dtype, Dtype::None, {in_sem[x.b], int64_t(isa::kTileSelf)}));
         ++loads;
       };
       for (size_t i = 0; i < s.in.size(); ++i) {
         if (!per_row(s, i)) continue;
-        if (s.kind != OpKind::Rope || i == 0) {
-          load(i, a, r, 0);
-        } else if (s.seq == 1) {
-          load(i, 0, 1, 0);
-        } else {  // token a + j sits at position (a + j) % seq: runs that wrap at sequence ends
-          for (int64_t j = 0; j < r;) {
-            const int64_t pos = (a + j) % s.seq, n = std::min(r - j, s.seq - pos);
-            load(i, pos, n, j);
+        if (s.kind == OpKind::SwiGlu) {  // gate and up halves side by side
+          rows_of(i, x.a, x.r, 0, x.c0, x.w, 0);
+          rows_of(i, x.a, x.r, 0, s.cols + x.c0, x.w, x.w);
+        } else if (s.kind == OpKind::Rope && i > 0) {
+          // Token a + j sits at position (a + j) % seq: runs that wrap at sequence ends.
+          for (int64_t j = 0; j < x.r;) {
+            const int64_t pos = (x.a + j) % s.seq, n = std::min(x.r - j, s.seq - pos);
+            rows_of(i, pos, n, j, 0, s.head_dim / 2, 0);
             j += n;
           }
+        } else {
+          rows_of(i, x.a, x.r, 0, x.c0, x.w, 0);
         }
       }
-      pb.emit(t, sem_wait(in_sem, loads));
-      if (a == r0 && whole_inputs > 0) pb.emit(t, sem_wait(whole_sem, whole_inputs));
-      compute(t, r);
-      Block rows;
-      rows.d0 = s.cols, rows.d1 = r;
-      rows.src_strides = {s.cols * oe, 0, 0};
-      rows.dst_strides = {s.out.ld ? s.out.ld : s.cols * oe, 0, 0};
-      const Addr dst = advance(s.out.addr, a * rows.dst_strides[0]);
-      pb.emit(t, dma(dst, sram(int64_t(out)), rows, od, Dtype::None, {out_sem, int64_t(isa::kTileSelf)}));
+      return loads;
+    };
+
+    // Input i of step x from column `col` of the block on (a RoPE table: element `col` of it).
+    auto in = [&](const Step& x, size_t i, int64_t col = 0) {
+      const int64_t ie = esize(s.in[i].dtype);
+      if (!per_row(s, i)) {
+        const int64_t at = s.kind == OpKind::Rope ? col : x.c0 - cl + col;
+        return Tensor2{sram(int64_t(whole[i]) + at * ie), 0, s.in[i].dtype};
+      }
+      return Tensor2{sram(int64_t(buf[x.b][i]) + col * ie), in_cols(s, i, x.w) * ie, s.in[i].dtype};
+    };
+    auto compute = [&](const Step& x) {
+      const int64_t r = x.r, w = x.w;
+      const Tensor2 o{sram(int64_t(out[x.b])), w * oe, od};
+      const Tensor2 st = f32(stat[0]), st2 = f32(stat[1]), st3 = f32(stat[2]), st4 = f32(stat[3]);
+      const Bcast bc1 = s.in.size() > 1 && per_row(s, 1) ? Bcast::None : Bcast::Row;
+      switch (s.kind) {
+        case OpKind::Add:
+        case OpKind::Mul:
+          e(vec_binary(s.kind == OpKind::Add ? Opcode::VAdd : Opcode::VMul, o, in(x, 0), in(x, 1), r, w, bc1));
+          break;
+        case OpKind::Silu: e(vec_unary(Opcode::VSilu, o, in(x, 0), r, w)); break;
+        case OpKind::Gelu: e(vec_unary(Opcode::VGelu, o, in(x, 0), r, w)); break;
+        case OpKind::Relu: e(vec_scalar(Opcode::VMax, o, in(x, 0), 0.0f, r, w)); break;
+        case OpKind::SwiGlu:
+          e(vec_unary(Opcode::VSilu, t1, in(x, 0), r, w));
+          e(vec_binary(Opcode::VMul, o, t1, in(x, 0, w), r, w));
+          break;
+        case OpKind::Softmax:
+          if (x.pass == 0) {
+            e(vec_reduce(Opcode::VRmax, st, in(x, 0), r, w));
+            e(vec_binary(Opcode::VSub, t1, in(x, 0), st, r, w, Bcast::Col));
+            e(vec_unary(Opcode::VExp, t1, t1, r, w));
+            e(vec_reduce(Opcode::VRsum, st, t1, r, w));
+            e(vec_unary(Opcode::VRecip, st, st, r, 1));
+            e(vec_binary(Opcode::VMul, o, t1, st, r, w, Bcast::Col));
+          } else if (x.pass == 1) {
+            // Running sum in st2; the running max moves between st and st3: block 0 writes
+            // st, odd blocks st3, even ones st again.
+            const Tensor2 m = x.j % 2 ? st : st3, mn = x.j % 2 ? st3 : st;
+            if (x.j == 0) {
+              e(vec_reduce(Opcode::VRmax, st, in(x, 0), r, w));
+              e(vec_binary(Opcode::VSub, t1, in(x, 0), st, r, w, Bcast::Col));
+              e(vec_unary(Opcode::VExp, t1, t1, r, w));
+              e(vec_reduce(Opcode::VRsum, st2, t1, r, w));
+              break;
+            }
+            e(vec_reduce(Opcode::VRmax, mn, in(x, 0), r, w));
+            e(vec_binary(Opcode::VMax, mn, mn, m, r, 1));
+            e(vec_binary(Opcode::VSub, st4, m, mn, r, 1));
+            e(vec_unary(Opcode::VExp, st4, st4, r, 1));
+            e(vec_binary(Opcode::VMul, st2, st2, st4, r, 1));
+            e(vec_binary(Opcode::VSub, t1, in(x, 0), mn, r, w, Bcast::Col));
+            e(vec_unary(Opcode::VExp, t1, t1, r, w));
+            e(vec_reduce(Opcode::VRsum, st4, t1, r, w));
+            e(vec_binary(Opcode::VAdd, st2, st2, st4, r, 1));
+          } else {
+            const int64_t blocks = ceil_div(ch - cl, p.cb);
+            const Tensor2 m = (blocks - 1) % 2 ? st3 : st;  // where pass 1 left the max
+            if (x.j == 0) e(vec_unary(Opcode::VRecip, st2, st2, r, 1));
+            e(vec_binary(Opcode::VSub, t1, in(x, 0), m, r, w, Bcast::Col));
+            e(vec_unary(Opcode::VExp, t1, t1, r, w));
+            e(vec_binary(Opcode::VMul, o, t1, st2, r, w, Bcast::Col));
+          }
+          break;
+        case OpKind::RmsNorm:
+          if (x.pass != 2) {
+            e(vec_binary(Opcode::VMul, t1, in(x, 0), in(x, 0), r, w));
+            if (x.pass == 0 || x.j == 0) {
+              e(vec_reduce(Opcode::VRsum, st, t1, r, w, inv_cols));
+            } else {
+              e(vec_reduce(Opcode::VRsum, st2, t1, r, w, inv_cols));
+              e(vec_binary(Opcode::VAdd, st, st, st2, r, 1));
+            }
+            if (x.pass == 1) break;
+          }
+          if (x.pass == 0 || x.j == 0) {
+            e(vec_scale(st, st, r, 1, 1.0f, float(s.eps)));
+            e(vec_unary(Opcode::VRsqrt, st, st, r, 1));
+          }
+          e(vec_binary(Opcode::VMul, t1, in(x, 0), st, r, w, Bcast::Col));
+          e(vec_binary(Opcode::VMul, o, t1, in(x, 1), r, w, Bcast::Row));
+          break;
+        case OpKind::LayerNorm:
+          if (x.pass == 0) {
+            e(vec_reduce(Opcode::VRsum, st, in(x, 0), r, w, inv_cols));
+            e(vec_binary(Opcode::VSub, t1, in(x, 0), st, r, w, Bcast::Col));
+            e(vec_binary(Opcode::VMul, t2, t1, t1, r, w));
+            e(vec_reduce(Opcode::VRsum, st2, t2, r, w, inv_cols));
+          } else if (x.pass == 1) {
+            // Mean in st, mean of squares in st2.
+            e(vec_binary(Opcode::VMul, t1, in(x, 0), in(x, 0), r, w));
+            e(vec_reduce(Opcode::VRsum, x.j == 0 ? st : st3, in(x, 0), r, w, inv_cols));
+            e(vec_reduce(Opcode::VRsum, x.j == 0 ? st2 : st4, t1, r, w, inv_cols));
+            if (x.j > 0) {
+              e(vec_binary(Opcode::VAdd, st, st, st3, r, 1));
+              e(vec_binary(Opcode::VAdd, st2, st2, st4, r, 1));
+            }
+            break;
+          } else {
+            if (x.j == 0) {  // variance = E[x^2] - mean^2
+              e(vec_binary(Opcode::VMul, st3, st, st, r, 1));
+              e(vec_binary(Opcode::VSub, st2, st2, st3, r, 1));
+            }
+            e(vec_binary(Opcode::VSub, t1, in(x, 0), st, r, w, Bcast::Col));
+          }
+          if (x.pass == 0 || x.j == 0) {
+            e(vec_scale(st2, st2, r, 1, 1.0f, float(s.eps)));
+            e(vec_unary(Opcode::VRsqrt, st2, st2, r, 1));
+          }
+          e(vec_binary(Opcode::VMul, t1, t1, st2, r, w, Bcast::Col));
+          e(vec_binary(Opcode::VMul, t1, t1, in(x, 1), r, w, Bcast::Row));
+          e(vec_binary(Opcode::VAdd, o, t1, in(x, 2), r, w, Bcast::Row));
+          break;
+        case OpKind::Rope: {
+          // Each head of each token is a row of head_dim values; x1, x2 its halves.
+          const int64_t half = s.head_dim / 2, xe = esize(s.in[0].dtype), heads = w / s.head_dim;
+          auto rotate = [&](int64_t token, int64_t count, int64_t table_row) {
+            const int64_t rows = count * heads;
+            const int64_t base_in = int64_t(buf[x.b][0]) + token * w * xe, base_out = int64_t(out[x.b]) + token * w * oe;
+            const Tensor2 x1{sram(base_in), s.head_dim * xe, s.in[0].dtype}, x2{sram(base_in + half * xe), s.head_dim * xe, s.in[0].dtype};
+            const Tensor2 o1{sram(base_out), s.head_dim * oe, od}, o2{sram(base_out + half * oe), s.head_dim * oe, od};
+            const int64_t at = table_row * half * 4;
+            const Tensor2 c = in(x, 1, at / 4), sn = in(x, 2, at / 4);
+            e(vec_binary(Opcode::VMul, t1, x1, c, rows, half, Bcast::Row));
+            e(vec_binary(Opcode::VMul, t2, x2, sn, rows, half, Bcast::Row));
+            e(vec_binary(Opcode::VSub, o1, t1, t2, rows, half));
+            e(vec_binary(Opcode::VMul, t1, x2, c, rows, half, Bcast::Row));
+            e(vec_binary(Opcode::VMul, t2, x1, sn, rows, half, Bcast::Row));
+            e(vec_binary(Opcode::VAdd, o2, t1, t2, rows, half));
+          };
+          if (s.seq == 1) {
+            rotate(0, r, 0);  // every token is at the same position: one table row
+          } else {
+            for (int64_t i = 0; i < r; ++i) rotate(i, 1, i);  // the chunk's rows of the tables
+          }
+          break;
+        }
+        default: throw CompileError(fmt::format("no row kernel for {}", op_kind_name(s.kind)));
+      }
+    };
+
+    int64_t stores = 0;
+    std::vector<int> issued(steps.size(), 0);
+    if (!steps.empty()) issued[0] = load(steps[0]);
+    for (size_t k = 0; k < steps.size(); ++k) {
+      const Step& x = steps[k];
+      if (p.buffers == 2 && k + 1 < steps.size()) issued[k + 1] = load(steps[k + 1]);
+      e(sem_wait(in_sem[x.b], issued[k]));
+      if (k == 0 && whole_inputs > 0) e(sem_wait(whole_sem, whole_inputs));
+      compute(x);
+      if (x.pass != 1) {
+        Block blk;
+        blk.d0 = x.w, blk.d1 = x.r;
+        blk.src_strides = {x.w * oe, 0, 0};
+        blk.dst_strides = {s.out.ld ? s.out.ld : s.cols * oe, 0, 0};
+        const Addr dst = advance(s.out.addr, x.a * blk.dst_strides[0] + x.c0 * oe);
+        e(dma(dst, sram(int64_t(out[x.b])), blk, od, Dtype::None, {out_sem, int64_t(isa::kTileSelf)}));
+        ++stores;
+      }
+      if (p.buffers == 1 && k + 1 < steps.size()) issued[k + 1] = load(steps[k + 1]);
     }
-    if (chunks > 0) pb.emit(t, sem_wait(out_sem, chunks));
+    if (stores > 0) e(sem_wait(out_sem, stores));
   }
 }
 

@@ -1,7 +1,14 @@
 // Row-wise ops on [rows, cols] activations: residual adds and products, activations, SwiGLU,
 // RMSNorm, LayerNorm, softmax and rotary embeddings. Rows are dealt to tiles in contiguous
-// blocks; a tile brings a chunk of rows into SRAM, computes with the vector unit and writes the
-// chunk back. Per-feature parameters (norm weights, RoPE tables) are loaded once per tile.
+// blocks (and, for element-wise ops with fewer rows than tiles, columns too); a tile brings a
+// chunk of rows into SRAM, computes with the vector unit and writes the chunk back, loading the
+// next chunk while it computes. Per-feature parameters (norm weights, a broadcast row, decode's
+// RoPE table row) are loaded once per tile.
+//
+// Rows too wide for the SRAM are cut into column blocks. Element-wise ops treat each block on
+// its own. Norms and softmax walk a row's blocks twice: the first pass accumulates the row's
+// statistics (sum and sum of squares; softmax's running max m and sum l, rescaled by exp(m - m')
+// as the max grows), the second normalises each block and stores it.
 #pragma once
 
 #include <cstdint>
@@ -30,9 +37,14 @@ struct RowsSpec {
   int64_t heads = 0, head_dim = 0, seq = 1;  // Rope: token t uses table row t % seq
 };
 
-// Rows per tile and per chunk the kernel would use (for notes and tests).
+// How the rows kernel cuts an op (also the layout of the MoE row kernels, which use only the
+// row fields).
 struct RowsPlan {
-  int64_t per_tile = 0, chunk = 0, tiles = 0;
+  int64_t per_tile = 0, chunk = 0, tiles = 0;  // rows per tile, rows per chunk, tiles used
+  int64_t col_tiles = 1;   // tiles that share a row range, each with its own column range
+  int64_t cb = 0;          // columns per block (0: whole rows)
+  int64_t buffers = 1;     // 2: the next block loads while this one computes
+  bool two_pass = false;   // norms and softmax over several column blocks
 };
 RowsPlan plan_rows(const arch::Arch& a, const RowsSpec& s, uint64_t sram_budget);
 

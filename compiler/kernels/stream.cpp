@@ -21,42 +21,45 @@ StreamPlan plan_stream(const arch::Arch& a, const StreamSpec& s, uint64_t budget
   p.per_tile = ceil_div(s.n, tiles);
   p.tiles = ceil_div(s.n, p.per_tile);
   const int64_t we = esize(s.wdt), ye = esize(s.ydt);
-  const int64_t out = s.t * p.per_tile * ye + p.per_tile * 4 + 4096;
-  if (uint64_t(out) >= budget) {
-    throw CompileError(fmt::format(
-        "the {} x {} output slice of a tile does not fit the tile SRAM ({} bytes) of {}", s.t,
-        p.per_tile, budget, a.name));
-  }
-  p.x_slices = uint64_t(s.t * s.k * we + out) * 2 > budget;
-  // Row blocks: at least the arrays' width, more while full-K chunks stay near the target size.
-  p.chunk = std::min(p.per_tile, std::max(width, kTargetChunkBytes / (s.k * we)));
-  if (p.chunk > width) p.chunk = p.chunk / width * width;
-  p.k_chunk = s.k;
-  auto fits = [&] {
-    const int64_t x = p.x_slices ? p.buffers * s.t * p.k_chunk * we : s.t * s.k * we;
-    return uint64_t(out + x + p.buffers * p.chunk * p.k_chunk * we + s.t * p.chunk * 4) <= budget;
+  // Accumulator and two output buffers of a row block, the bias, and a margin.
+  auto out = [&](int64_t tm, int64_t chunk) { return tm * chunk * (4 + 2 * ye) + p.per_tile * 4 + 4096; };
+  auto x_bytes = [&] {
+    return p.x_slices ? p.buffers * p.group * p.k_chunk * we : p.group * s.k * we;
   };
-  // Cut K (in whole array tiles) until a chunk is near the target size and everything fits.
-  while ((p.chunk * p.k_chunk * we > 2 * kTargetChunkBytes || !fits()) && p.k_chunk > kq) {
-    p.k_chunk = std::max(kq, ceil_div(p.k_chunk, 2 * kq) * kq);
+  auto fits = [&] {
+    return uint64_t(out(p.group, p.chunk) + x_bytes() + p.buffers * p.chunk * p.k_chunk * we) <= budget;
+  };
+  // All tokens in one group if possible (every weight read once); row blocks at least the
+  // arrays' width, more while full-K chunks stay near the target size; K cut (in whole array
+  // tiles) until a chunk is near the target size and everything fits.
+  const int64_t min_chunk = std::min(p.per_tile, width);
+  for (p.group = s.t;; p.group = ceil_div(p.group, 2)) {
+    p.chunk = std::min(p.per_tile, std::max(width, kTargetChunkBytes / (s.k * we)));
+    if (p.chunk > width) p.chunk = p.chunk / width * width;
+    p.x_slices = uint64_t(p.group * s.k * we + out(p.group, p.chunk)) * 2 > budget;
+    p.k_chunk = s.k;
+    while ((p.chunk * p.k_chunk * we > 2 * kTargetChunkBytes || !fits()) && p.k_chunk > kq) {
+      p.k_chunk = std::max(kq, ceil_div(p.k_chunk, 2 * kq) * kq);
+    }
+    // Narrower row blocks only at one token a group.
+    while (!fits() && p.chunk > (p.group > 1 ? min_chunk : 1)) p.chunk = ceil_div(p.chunk, 2);
+    if (fits()) return p;
+    if (p.group == 1) break;
   }
-  while (!fits() && p.chunk > 1) p.chunk = ceil_div(p.chunk, 2);
-  if (!fits())
-    throw CompileError(fmt::format("a weight chunk does not fit the tile SRAM of {}", a.name));
-  return p;
+  throw CompileError(fmt::format("a weight chunk does not fit the tile SRAM of {}", a.name));
 }
 
 StreamKernel::StreamKernel(KernelContext& ctx, const StreamSpec& s, const StreamPlan& p)
     : ctx_(ctx), s_(s), p_(p), xe_(esize(s.wdt)), we_(esize(s.wdt)), ye_(esize(s.ydt)) {
-  if (!p.x_slices) x_ = ctx.sram(uint64_t(s.t * s.k * xe_));
+  if (!p.x_slices) x_ = ctx.sram(uint64_t(p.group * s.k * xe_));
   for (int64_t b = 0; b < p.buffers; ++b) {
     wbuf_.push_back(ctx.sram(uint64_t(p.chunk * p.k_chunk * we_)));
     wsem_.push_back(ctx.sem());
     if (p.x_slices)
-      xbuf_.push_back(ctx.sram(uint64_t(s.t * p.k_chunk * xe_))), xbuf_sem_.push_back(ctx.sem());
+      xbuf_.push_back(ctx.sram(uint64_t(p.group * p.k_chunk * xe_))), xbuf_sem_.push_back(ctx.sem());
   }
-  acc_ = ctx.sram(uint64_t(s.t * p.chunk * 4));
-  out_ = ctx.sram(uint64_t(s.t * p.per_tile * ye_));
+  acc_ = ctx.sram(uint64_t(p.group * p.chunk * 4));
+  for (uint64_t& o : out_) o = ctx.sram(uint64_t(p.group * p.chunk * ye_));
   if (s.has_bias) bias_ = ctx.sram(uint64_t(p.per_tile * 4)), bias_sem_ = ctx.sem();
   xsem_ = ctx.sem();
   stage_sem_ = ctx.sem();
@@ -68,15 +71,22 @@ int64_t StreamKernel::columns(int tile) const {
   return std::clamp<int64_t>(s_.n - tile * p_.per_tile, 0, p_.per_tile);
 }
 
+int64_t StreamKernel::group_rows(int64_t g) const { return std::min(p_.group, s_.t - g * p_.group); }
+
 int64_t StreamKernel::chunks(int tile) const {
-  return ceil_div(columns(tile), p_.chunk) * ceil_div(s_.k, p_.k_chunk);
+  return ceil_div(s_.t, p_.group) * ceil_div(columns(tile), p_.chunk) * ceil_div(s_.k, p_.k_chunk);
+}
+
+StreamKernel::Chunk StreamKernel::chunk_at(int tile, int64_t i) const {
+  const int64_t kchunks = ceil_div(s_.k, p_.k_chunk), blocks = ceil_div(columns(tile), p_.chunk);
+  return {i / (kchunks * blocks), i / kchunks % blocks, i % kchunks};
 }
 
 void StreamKernel::load_chunk(int tile, int64_t i) {
-  const int64_t kchunks = ceil_div(s_.k, p_.k_chunk), block = i / kchunks, kc = i % kchunks;
-  const int64_t c0 = tile * p_.per_tile + block * p_.chunk;
-  const int64_t rows = std::min(p_.chunk, columns(tile) - block * p_.chunk);
-  const int64_t cols = std::min(p_.k_chunk, s_.k - kc * p_.k_chunk);
+  const Chunk c = chunk_at(tile, i);
+  const int64_t c0 = tile * p_.per_tile + c.block * p_.chunk;
+  const int64_t rows = std::min(p_.chunk, columns(tile) - c.block * p_.chunk);
+  const int64_t cols = std::min(p_.k_chunk, s_.k - c.kc * p_.k_chunk);
   Block blk;
   if (cols == s_.k) {
     blk.d0 = rows * s_.k;  // whole rows: one contiguous run
@@ -84,7 +94,7 @@ void StreamKernel::load_chunk(int tile, int64_t i) {
     blk.d0 = cols, blk.d1 = rows, blk.src_strides = {s_.k * we_, 0, 0},
     blk.dst_strides = {cols * we_, 0, 0};
   }
-  const Addr src = advance(s_.w, (c0 * s_.k + kc * p_.k_chunk) * we_);
+  const Addr src = advance(s_.w, (c0 * s_.k + c.kc * p_.k_chunk) * we_);
   const int b = int(i % p_.buffers);
   ctx_.pb.emit(tile, dma(sram(int64_t(wbuf_[size_t(b)])), src, blk, s_.wdt, Dtype::None,
                          {wsem_[size_t(b)], int64_t(isa::kTileSelf)}));
@@ -103,30 +113,20 @@ void StreamKernel::prefetch() {
   }
 }
 
-void StreamKernel::load_x() {
+void StreamKernel::stage_x() {
   const arch::Arch& a = ctx_.arch();
   const int64_t ldx = s_.ldx ? s_.ldx : s_.k * esize(s_.xdt);
   const uint64_t bytes = uint64_t(s_.t * s_.k * esize(s_.xdt));
   const int64_t group =
       a.chip.shared_memory.scope == arch::SharedScope::Cluster ? a.chip.cluster_size : a.tiles();
-  Block rows;
-  rows.d0 = s_.k, rows.d1 = s_.t, rows.src_strides = {ldx, 0, 0},
-  rows.dst_strides = {s_.k * xe_, 0, 0};
-  if (group <= 1 || ctx_.shared_left() < bytes) {
-    if (p_.x_slices) return;  // slices come straight from HBM
-    for (int t = 0; t < p_.tiles; ++t) {
-      ctx_.pb.emit(
-          t, dma(sram(int64_t(x_)), s_.x, rows, s_.xdt, s_.wdt, {xsem_, int64_t(isa::kTileSelf)}));
-    }
-    return;
-  }
+  if (group <= 1 || ctx_.shared_left() < bytes) return;
   // The working tiles of each shared-memory instance bring a share of x's rows each into the
-  // shared memory, tell each other, then copy the whole of x into their SRAM.
+  // shared memory and tell each other.
   staged_ = true;
   staged_at_ = ctx_.shared(bytes);
   const int64_t row_bytes = s_.k * esize(s_.xdt);
-  Block packed;
-  packed.d0 = s_.k * s_.t;
+  Block rows;
+  rows.d0 = s_.k, rows.src_strides = {ldx, 0, 0}, rows.dst_strides = {row_bytes, 0, 0};
   for (int64_t first = 0; first < p_.tiles; first += group) {
     const int64_t last = std::min<int64_t>(first + group, p_.tiles);
     const int64_t loaders = std::min<int64_t>(last - first, s_.t);
@@ -135,7 +135,6 @@ void StreamKernel::load_x() {
       const int64_t r0 = j * s_.t / loaders, r1 = (j + 1) * s_.t / loaders;
       Block part = rows;
       part.d1 = r1 - r0;
-      part.dst_strides = {row_bytes, 0, 0};
       const Addr src = advance(s_.x, r0 * ldx);
       ctx_.pb.emit(t, dma(shared(int64_t(staged_at_ + uint64_t(r0 * row_bytes))), src, part, s_.xdt,
                           Dtype::None, {stage_sem_, int64_t(isa::kTileSelf)}));
@@ -147,41 +146,53 @@ void StreamKernel::load_x() {
     for (int64_t u = first; u < last; ++u) {
       const int64_t from_others = loaders - (u - first < loaders ? 1 : 0);
       if (from_others > 0) ctx_.pb.emit(int(u), sem_wait(peers_sem_, from_others));
-      if (!p_.x_slices) {
-        ctx_.pb.emit(int(u), dma(sram(int64_t(x_)), shared(int64_t(staged_at_)), packed, s_.xdt,
-                                 s_.wdt, {xsem_, int64_t(isa::kTileSelf)}));
-      }
     }
   }
 }
 
+void StreamKernel::load_x(int tile, int64_t g) {
+  const int64_t xs = esize(s_.xdt), ld = staged_ ? s_.k * xs : (s_.ldx ? s_.ldx : s_.k * xs);
+  Block rows;
+  rows.d0 = s_.k, rows.d1 = group_rows(g), rows.src_strides = {ld, 0, 0},
+  rows.dst_strides = {s_.k * xe_, 0, 0};
+  const int64_t at = g * p_.group * ld;
+  const Addr src = staged_ ? shared(int64_t(staged_at_) + at) : advance(s_.x, at);
+  ctx_.pb.emit(tile, dma(sram(int64_t(x_)), src, rows, s_.xdt, s_.wdt, {xsem_, int64_t(isa::kTileSelf)}));
+}
+
 void StreamKernel::load_x_slice(int tile, int64_t i) {
-  const int64_t kchunks = ceil_div(s_.k, p_.k_chunk), kc = i % kchunks;
-  const int64_t cols = std::min(p_.k_chunk, s_.k - kc * p_.k_chunk), xs = esize(s_.xdt);
+  const Chunk c = chunk_at(tile, i);
+  const int64_t cols = std::min(p_.k_chunk, s_.k - c.kc * p_.k_chunk), xs = esize(s_.xdt);
   const int64_t ld = staged_ ? s_.k * xs : (s_.ldx ? s_.ldx : s_.k * xs);
   Block blk;
-  blk.d0 = cols, blk.d1 = s_.t, blk.src_strides = {ld, 0, 0}, blk.dst_strides = {cols * xe_, 0, 0};
-  const Addr src = staged_ ? shared(int64_t(staged_at_) + kc * p_.k_chunk * xs)
-                           : advance(s_.x, kc * p_.k_chunk * xs);
+  blk.d0 = cols, blk.d1 = group_rows(c.group), blk.src_strides = {ld, 0, 0},
+  blk.dst_strides = {cols * xe_, 0, 0};
+  const int64_t at = c.group * p_.group * ld + c.kc * p_.k_chunk * xs;
+  const Addr src = staged_ ? shared(int64_t(staged_at_) + at) : advance(s_.x, at);
   const int b = int(i % p_.buffers);
   ctx_.pb.emit(tile, dma(sram(int64_t(xbuf_[size_t(b)])), src, blk, s_.xdt, s_.wdt,
                          {xbuf_sem_[size_t(b)], int64_t(isa::kTileSelf)}));
 }
 
 void StreamKernel::body() {
-  load_x();
+  stage_x();
   for (int t = 0; t < p_.tiles; ++t) {
     const int64_t n = chunks(t), kchunks = ceil_div(s_.k, p_.k_chunk);
     if (p_.x_slices) {
       for (int64_t i = 0; i < std::min(n, p_.buffers); ++i) load_x_slice(t, i);
-    } else {
-      ctx_.pb.emit(t, sem_wait(xsem_));
     }
     if (s_.has_bias) ctx_.pb.emit(t, sem_wait(bias_sem_));
+    int64_t stores = 0;
     for (int64_t i = 0; i < n; ++i) {
       const int b = int(i % p_.buffers);
-      const int64_t block = i / kchunks, kc = i % kchunks;
-      const int64_t cols = std::min(p_.k_chunk, s_.k - kc * p_.k_chunk);
+      const Chunk c = chunk_at(t, i);
+      const int64_t rows = group_rows(c.group);
+      if (!p_.x_slices && c.block == 0 && c.kc == 0) {  // a group starts: its x (waits for the
+        load_x(t, c.group);                             // last group's MATMULs)
+        ctx_.pb.emit(t, sem_wait(xsem_));
+      }
+      const int64_t cols = std::min(p_.k_chunk, s_.k - c.kc * p_.k_chunk);
+      const int64_t width = std::min(p_.chunk, columns(t) - c.block * p_.chunk);
       ctx_.pb.emit(t, sem_wait(wsem_[size_t(b)]));
       MatmulOperands mm;
       mm.acc = sram(int64_t(acc_)), mm.ldc = p_.chunk * 4;
@@ -189,34 +200,37 @@ void StreamKernel::body() {
         ctx_.pb.emit(t, sem_wait(xbuf_sem_[size_t(b)]));
         mm.a = sram(int64_t(xbuf_[size_t(b)])), mm.lda = cols * xe_;
       } else {
-        mm.a = sram(int64_t(x_) + kc * p_.k_chunk * xe_), mm.lda = s_.k * xe_;
+        mm.a = sram(int64_t(x_) + c.kc * p_.k_chunk * xe_), mm.lda = s_.k * xe_;
       }
       mm.b = sram(int64_t(wbuf_[size_t(b)])), mm.ldb = cols * we_, mm.tb = true;
-      mm.m = s_.t, mm.k = cols, mm.n = std::min(p_.chunk, columns(t) - block * p_.chunk);
+      mm.m = rows, mm.k = cols, mm.n = width;
       mm.dtype = s_.wdt;
-      mm.accumulate = kc > 0;
-      if (kc == kchunks - 1) {  // the block is complete: the epilogue writes it
-        mm.out = sram(int64_t(out_ + uint64_t(block * p_.chunk * ye_)));
-        mm.ldo = p_.per_tile * ye_;
-        mm.odt = s_.ydt;
-        mm.act = s_.act;
+      mm.accumulate = c.kc > 0;
+      const bool last = c.kc == kchunks - 1;
+      const uint64_t out = out_[stores % 2];
+      if (last) {  // the block is complete: the epilogue writes it
+        mm.out = sram(int64_t(out)), mm.ldo = p_.chunk * ye_, mm.odt = s_.ydt, mm.act = s_.act;
         if (s_.has_bias)
-          mm.has_bias = true, mm.bias = sram(int64_t(bias_ + uint64_t(block * p_.chunk * 4)));
+          mm.has_bias = true, mm.bias = sram(int64_t(bias_ + uint64_t(c.block * p_.chunk * 4)));
       }
       ctx_.pb.emit(t, matmul(mm));
       if (i + p_.buffers < n) {
         load_chunk(t, i + p_.buffers);
         if (p_.x_slices) load_x_slice(t, i + p_.buffers);
       }
+      if (last) {
+        Block blk;
+        blk.d0 = width, blk.d1 = rows;
+        blk.src_strides = {p_.chunk * ye_, 0, 0};
+        blk.dst_strides = {s_.ldy ? s_.ldy : s_.n * ye_, 0, 0};
+        const Addr dst = advance(s_.y, c.group * p_.group * blk.dst_strides[0] +
+                                           (t * p_.per_tile + c.block * p_.chunk) * ye_);
+        ctx_.pb.emit(t, dma(dst, sram(int64_t(out)), blk, s_.ydt, Dtype::None,
+                            {done_, int64_t(isa::kTileSelf)}));
+        ++stores;
+      }
     }
-    Block out;
-    out.d0 = columns(t), out.d1 = s_.t;
-    out.src_strides = {p_.per_tile * ye_, 0, 0};
-    out.dst_strides = {s_.ldy ? s_.ldy : s_.n * ye_, 0, 0};
-    const Addr dst = advance(s_.y, t * p_.per_tile * ye_);
-    ctx_.pb.emit(t, dma(dst, sram(int64_t(out_)), out, s_.ydt, Dtype::None,
-                        {done_, int64_t(isa::kTileSelf)}));
-    ctx_.pb.emit(t, sem_wait(done_));
+    if (stores > 0) ctx_.pb.emit(t, sem_wait(done_, stores));
   }
 }
 

@@ -5,7 +5,10 @@
 // and read by every tile: it is staged once per shared-memory instance (cluster L2, GPU L2)
 // when it fits there, so HBM delivers it once per instance instead of once per tile. Where x
 // would take more than half a tile's SRAM share (GPU SMs), each weight chunk comes with the
-// matching columns of x instead (x slices), read from the staged copy.
+// matching columns of x instead (x slices), read from the staged copy. Each finished block of
+// output columns is stored at once from one of two buffers. Where the accumulators of all the
+// tokens do not fit next to the weight buffers, tokens are taken in groups and a tile walks its
+// weights once per group.
 #pragma once
 
 #include <cstdint>
@@ -36,6 +39,7 @@ struct StreamPlan {
   int64_t buffers = 3;
   int64_t tiles = 0;     // tiles with columns to compute
   bool x_slices = false; // x comes in k_chunk-column slices with each weight chunk
+  int64_t group = 0;     // tokens per group (all of them unless SRAM is short)
 };
 
 StreamPlan plan_stream(const arch::Arch& a, const StreamSpec& s, uint64_t sram_budget);
@@ -47,20 +51,27 @@ class StreamKernel {
   void body();      // x, the multiplies, the rest of the weights, the store
 
  private:
+  // Chunk i of a tile walks token group i / (blocks * kchunks), then row blocks, K innermost.
+  struct Chunk {
+    int64_t group, block, kc;
+  };
+  Chunk chunk_at(int tile, int64_t i) const;
   int64_t columns(int tile) const;
-  int64_t chunks(int tile) const;  // row blocks x k chunks
+  int64_t chunks(int tile) const;  // groups x row blocks x k chunks
+  int64_t group_rows(int64_t g) const;
   void load_chunk(int tile, int64_t chunk);
   void load_x_slice(int tile, int64_t chunk);
-  // Brings x to where the tiles read it: staged in shared memory when it fits there and
-  // several tiles share it, then (unless x comes in slices) into every tile's SRAM.
-  void load_x();
-  Addr x_source() const;  // where the tiles copy x (or its slices) from
+  // Stages x in shared memory when it fits there and several tiles share it.
+  void stage_x();
+  // Group g's rows of x into the tile's SRAM (unless x comes in slices).
+  void load_x(int tile, int64_t g);
 
   KernelContext& ctx_;
   StreamSpec s_;
   StreamPlan p_;
   int64_t xe_, we_, ye_;
-  uint64_t x_ = 0, acc_ = 0, out_ = 0, bias_ = 0;
+  uint64_t x_ = 0, acc_ = 0, bias_ = 0;
+  uint64_t out_[2] = {};
   std::vector<uint64_t> wbuf_, xbuf_;  // xbuf_: x slices (x_slices)
   std::vector<int> wsem_, xbuf_sem_;
   bool staged_ = false;

@@ -428,6 +428,7 @@ struct StreamCase {
   bool k_cut = false;       // the plan must cut K (k_chunk < k)
   bool row_blocks = false;  // ... and walk a tile's columns in several row blocks
   bool x_slices = false;    // x comes in k_chunk-column slices with each weight chunk (else whole)
+  bool groups = false;      // tokens must be taken in several groups
 };
 
 std::ostream& operator<<(std::ostream& os, const StreamCase& c) {
@@ -465,6 +466,7 @@ TEST_P(Stream, MatchesReference) {
     EXPECT_LT(p.chunk, p.per_tile);
   }
   EXPECT_EQ(p.x_slices, c.x_slices);
+  EXPECT_EQ(p.group < c.t, c.groups);
   EXPECT_NE(c.n % run.arch().tiles(), 0) << "cases keep N off a multiple of the tiles";
   StreamKernel kernel(ctx, s, p);
   kernel.prefetch();
@@ -573,7 +575,20 @@ INSTANTIATE_TEST_SUITE_P(
             .wdt = Dtype::Fp8E4M3,
             .pad_x = 16,
             .k_cut = true,
-            .x_slices = true}),
+            .x_slices = true},
+        // 200 tokens (a large decode batch) on a 48 KiB SM: the accumulators of all of them do
+        // not fit beside the weights, so tokens come in groups (x in slices, from L2; y padded).
+        StreamCase{.name = "h100_200_tokens_in_groups",
+                   .preset = "h100-sxm",
+                   .overrides = {"chip.tile.sram.capacity=48KiB"},
+                   .t = 200,
+                   .k = 256,
+                   .n = 4300,
+                   .bias = true,
+                   .pad_y = 4,
+                   .k_cut = true,
+                   .x_slices = true,
+                   .groups = true}),
     [](const ::testing::TestParamInfo<StreamCase>& i) { return i.param.name; });
 
 // ---------------------------------------------------------------------------------------------
@@ -761,6 +776,100 @@ TEST(Rows, AddAndMul) {
   }
 }
 
+// Rows wider than the SRAM: column blocks; norms and softmax in two passes over the blocks.
+TEST(Rows, RmsNormWideRowsInTwoPasses) {
+  const int64_t R = 10, C = 12000;  // a row needs ~144 KB
+  const auto x = random_values(size_t(R * C), 51, -2, 2),
+             w = random_values(size_t(C), 52, 0.5f, 1.5f);
+  const RowsResult r =
+      run_rows("maia100-class", kSram64K, rows_spec(OpKind::RmsNorm, R, C, 1e-5), {{x}, {w}});
+  EXPECT_TRUE(r.plan.two_pass);
+  EXPECT_GT(ceil_div(C, r.plan.cb), 2) << "the case must need several column blocks";
+  EXPECT_CLOSE(r.out, rms_norm_ref(rounded(x, Dtype::Bf16), rounded(w, Dtype::Bf16), R, C, 1e-5),
+               1e-2, 3e-2);
+}
+
+TEST(Rows, LayerNormWideRowsInTwoPasses) {
+  const int64_t R = 9, C = 70000;  // tpu: two tiles, five rows and four; a row needs ~1.1 MB
+  const auto x = random_values(size_t(R * C), 53, -1, 3),
+             w = random_values(size_t(C), 54, 0.5f, 1.5f),
+             b = random_values(size_t(C), 55, -0.2f, 0.2f);
+  const RowsResult r = run_rows("tpu-v4-class", {"chip.tile.sram.capacity=1MiB"}, rows_spec(OpKind::LayerNorm, R, C, 1e-5),
+                                {{x}, {w}, {b}});
+  EXPECT_TRUE(r.plan.two_pass);
+  const auto xr = rounded(x, Dtype::Bf16), wr = rounded(w, Dtype::Bf16),
+             br = rounded(b, Dtype::Bf16);
+  std::vector<double> want(xr.size());
+  for (int64_t i = 0; i < R; ++i) {
+    double mu = 0, var = 0;
+    for (int64_t c = 0; c < C; ++c) mu += xr[size_t(i * C + c)] / double(C);
+    for (int64_t c = 0; c < C; ++c)
+      var += (xr[size_t(i * C + c)] - mu) * (xr[size_t(i * C + c)] - mu) / double(C);
+    for (int64_t c = 0; c < C; ++c) {
+      want[size_t(i * C + c)] =
+          (xr[size_t(i * C + c)] - mu) / std::sqrt(var + 1e-5) * wr[size_t(c)] + br[size_t(c)];
+    }
+  }
+  EXPECT_CLOSE(r.out, want, 1e-2, 3e-2);
+}
+
+// The running maximum must be rescaled as it grows: rows ramp up, so later blocks hold larger
+// values (an even and an odd number of blocks, as the maximum alternates between two buffers).
+TEST(Rows, SoftmaxWideRowsInTwoPasses) {
+  for (const int64_t C : {4000, 5000}) {
+    SCOPED_TRACE(C);
+    const int64_t R = 6;
+    auto x = random_values(size_t(R * C), 56, -3, 3);
+    for (int64_t i = 0; i < R * C; ++i) x[size_t(i)] += 8.0f * float(i % C) / float(C);
+    const RowsResult r =
+        run_rows("h100-sxm", {"chip.tile.sram.capacity=24KiB"}, rows_spec(OpKind::Softmax, R, C), {{x}}, Dtype::Fp32);
+    EXPECT_TRUE(r.plan.two_pass);
+    const auto xr = rounded(x, Dtype::Bf16);
+    std::vector<double> want(xr.size());
+    for (int64_t i = 0; i < R; ++i) {
+      double mx = -INFINITY, sum = 0;
+      for (int64_t c = 0; c < C; ++c) mx = std::max(mx, xr[size_t(i * C + c)]);
+      for (int64_t c = 0; c < C; ++c) sum += std::exp(xr[size_t(i * C + c)] - mx);
+      for (int64_t c = 0; c < C; ++c)
+        want[size_t(i * C + c)] = std::exp(xr[size_t(i * C + c)] - mx) / sum;
+    }
+    EXPECT_CLOSE(r.out, want, 1e-4, 1e-3);
+  }
+}
+
+// SwiGLU on rows of 28672 columns (a 70B model's MLP) on a small SRAM: column blocks.
+TEST(Rows, SwiGluWideRowsInBlocks) {
+  const int64_t R = 70, C = 28672;  // more rows than tiles: no column split
+  const auto gu = random_values(size_t(R * 2 * C), 57, -4, 4);
+  const RowsResult r =
+      run_rows("maia100-class", kSram64K, rows_spec(OpKind::SwiGlu, R, C), {{gu}});
+  EXPECT_GT(r.plan.cb, 0);
+  EXPECT_LT(r.plan.cb, C);
+  const auto g = rounded(gu, Dtype::Bf16);
+  std::vector<double> want(size_t(R * C));
+  for (int64_t i = 0; i < R; ++i) {
+    for (int64_t c = 0; c < C; ++c) {
+      want[size_t(i * C + c)] =
+          activate(isa::Act::Silu, g[size_t(i * 2 * C + c)]) * g[size_t(i * 2 * C + C + c)];
+    }
+  }
+  EXPECT_CLOSE(r.out, want, 1e-2, 3e-2);
+}
+
+// Two rows on 64 tiles: the columns of an element-wise op are spread over the tiles too, and a
+// broadcast row is read at each tile's columns.
+TEST(Rows, ElementwiseColumnsOverTiles) {
+  const int64_t R = 2, C = 9000;
+  const auto a = random_values(size_t(R * C), 58), row = random_values(size_t(C), 59);
+  const RowsResult r = run_rows("maia100-class", {}, rows_spec(OpKind::Mul, R, C),
+                                {{a}, {row, Dtype::Bf16, 0, 0, true}});
+  EXPECT_GT(r.plan.col_tiles, 8);
+  const auto ar = rounded(a, Dtype::Bf16), rr = rounded(row, Dtype::Bf16);
+  std::vector<double> want(ar.size());
+  for (int64_t i = 0; i < R * C; ++i) want[size_t(i)] = ar[size_t(i)] * rr[size_t(i % C)];
+  EXPECT_CLOSE(r.out, want, 1e-2, 3e-2);
+}
+
 // Rotary embeddings (rotate-half): token t of a sequence of `seq` uses table row t % seq; with
 // seq 1 (decode) every token uses row 0. x is a column view of a wider matrix (a Split output,
 // as the fused q/k/v projection gives).
@@ -771,6 +880,7 @@ struct RopeCase {
   int64_t wide_cols = 0, col0 = 0;  // the matrix x is a view of
   bool chunks = false;              // the plan must use several chunks per tile
   bool wraps = false;  // a chunk must hold the end of one sequence and the start of the next
+  bool blocks = false;  // the plan must cut rows into blocks of heads
 };
 
 void check_rope(const RopeCase& c) {
@@ -792,6 +902,10 @@ void check_rope(const RopeCase& c) {
                {{wide, Dtype::Bf16, c.wide_cols, c.col0}, {cos, Dtype::Fp32}, {sin, Dtype::Fp32}});
   if (c.chunks) {
     EXPECT_LT(r.plan.chunk, r.plan.per_tile) << "the case must need several chunks per tile";
+  }
+  if (c.blocks) {
+    EXPECT_GT(r.plan.cb, 0) << "the case must cut rows into blocks";
+    EXPECT_EQ(r.plan.cb % c.head_dim, 0);
   }
   if (c.wraps) {
     bool wraps = false;
@@ -848,6 +962,18 @@ TEST(Rows, RopePrefillInChunksMaia) {
               .wide_cols = 1536,
               .col0 = 512,
               .chunks = true});
+}
+// 64 heads of 128 on a 64 KiB SRAM: blocks of whole heads.
+TEST(Rows, RopeInBlocksOfHeads) {
+  check_rope({.preset = "maia100-class",
+              .overrides = kSram64K,
+              .batch = 2,
+              .seq = 5,
+              .heads = 64,
+              .head_dim = 128,
+              .first_position = 11,
+              .wide_cols = 8192,
+              .blocks = true});
 }
 TEST(Rows, RopeChunksAcrossSequenceBoundaries) {
   // 40 sequences of 7 tokens, 5 rows a tile: tile 1's rows 5..9 are positions 5, 6, 0, 1, 2.
