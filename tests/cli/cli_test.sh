@@ -112,4 +112,17 @@ check "a bad shape is an error" 1 "--shape" -- "$tessera" run --arch maia100-cla
 check "more than one chip is refused" 1 "chip-to-chip" -- "$tessera" run --arch maia100-class "${small[@]}" --chips 2
 check "cloud pricing needs a cloud price" 1 "cloud_price" -- "$tessera" run --arch maia100-class "${small[@]}" --pricing cloud
 check "compare with an unknown system is an error" 1 "no such preset or file" -- "$tessera" compare --systems maia100-class,gpu9000 "${small[@]}"
+# A run that fails is a row with its error; the others still run; exit 1 after the whole table.
+# Llama-3-70B's 141 GB of bf16 weights fit neither maia100-class (64 GB) nor tpu-v4-class (32 GiB).
+big=(compare --systems maia100-class,tpu-v4-class --model llama-3-70b --phase decode --batch 1 --context 128)
+check "compare prints a failed run's row" 1 "maia100-class +failed: llama-3-70b needs [0-9.]+ GB of HBM .* but maia100-class has 64.00 GB" -- "$tessera" "${big[@]}"
+check "... and the rows after it" 1 "tpu-v4-class +failed: llama-3-70b needs [0-9.]+ GB of HBM .* but tpu-v4-class has 34.36 GB" -- "$tessera" "${big[@]}"
+check "compare --json gives each failed run's error" 1 '"error": "llama-3-70b needs .* but tpu-v4-class has' -- "$tessera" "${big[@]}" --json
+printf 'name: maia-16mib\nextends: maia100-class\nhbm:\n  capacity: 16MiB\n' > "$tmp/16mib.yaml"
+tiny_hbm=(compare --systems "$tmp/16mib.yaml",maia100-class "${small[@]}")
+check "a run after a failed first system has figures and no ratios" 1 "maia100-class +[0-9.]+ us +[0-9.]+ +- " -- "$tessera" "${tiny_hbm[@]}"
+check "compare --csv puts the error in a last column" 1 ',maia-16mib,+"small needs .* GB of HBM' -- "$tessera" "${tiny_hbm[@]}" --csv
+check "compare --report writes the failed run" 1 "" -- "$tessera" "${tiny_hbm[@]}" --report "$tmp/failed.json"
+check "... with its error" 0 '"error": "small needs' -- cat "$tmp/failed.json"
+check "a mistake in the request still fails before any run" 1 "^error: dtype: unknown dtype 'int3'$" -- "$tessera" "${tiny_hbm[@]}" --dtype int3
 exit $fail

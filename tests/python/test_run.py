@@ -63,6 +63,26 @@ def test_compare_gives_ratios_and_a_dataframe(model):
     assert "utilization.hbm_bandwidth" in df.columns and "vs_first.tokens_per_joule" in df.columns
 
 
+def test_compare_gives_a_failed_run_as_a_row_with_its_error(model):
+    pd = pytest.importorskip("pandas")
+    base = tessera.Arch.load("maia100-class")
+    tiny = base.with_(**{"name": "maia-16mib", "hbm.capacity": "16MiB"})  # the model's 32 MB do not fit
+    result = tessera.compare([base, tiny], model=model, phase="decode", batch=8, context=256)
+    ok, failed = result[0]["systems"]
+    assert ok["vs_first"]["tokens_per_s"] == 1.0
+    assert set(failed) == {"system", "workload", "error"}
+    assert failed["system"] == "maia-16mib" and "needs 0.04 GB of HBM" in failed["error"]
+    df = tessera.to_dataframe(result)
+    assert list(df["system"]) == ["maia100-class", "maia-16mib"]
+    assert df["error"].isna().tolist() == [True, False] and df["tokens_per_s"].isna().tolist() == [False, True]
+    # The first system failing leaves the others without ratios.
+    ok = tessera.compare([tiny, base], model=model, phase="decode", batch=8, context=256)[0]["systems"][1]
+    assert "tokens_per_s" in ok and "vs_first" not in ok
+    # Mistakes in the request still raise.
+    with pytest.raises(tessera.TesseraError, match="pricing must be owned or cloud"):
+        tessera.compare([base, tiny], model=model, phase="decode", batch=8, context=256, pricing="rented")
+
+
 def test_errors_are_python_exceptions_with_the_cli_messages(model):
     arch = tessera.Arch.load("maia100-class")
     with pytest.raises(tessera.ArchError, match="hbm.stacks"):

@@ -71,12 +71,16 @@ compiler::Graph attention_graph(const RunSpec& s, const compiler::Workload& w) {
   return g;
 }
 
+uint64_t copy_bytes(const RunSpec& s) {
+  if (s.shape.size() != 1 || s.shape[0] <= 0)
+    throw std::runtime_error("--op copy needs --shape BYTES (positive)");
+  return uint64_t(s.shape[0]);
+}
+
 // A device-to-device copy of `bytes`, as a bandwidth benchmark does: every tile copies an even
 // share, HBM to HBM, in DMAs of at most 4 MiB, two in flight.
 isa::Program copy_program(const arch::Arch& a, const RunSpec& s) {
-  if (s.shape.size() != 1 || s.shape[0] <= 0)
-    throw std::runtime_error("--op copy needs --shape BYTES (positive)");
-  const uint64_t bytes = uint64_t(s.shape[0]);
+  const uint64_t bytes = copy_bytes(s);
   compiler::ProgramBuilder pb(a);
   const uint64_t src = pb.hbm_region("src", isa::RegionKind::Io, bytes);
   const uint64_t dst = pb.hbm_region("dst", isa::RegionKind::Io, bytes);
@@ -127,6 +131,31 @@ sim::Stats extrapolate(const sim::Stats& one, const sim::Stats& two, int64_t lay
 
 double hbm_capacity_used(const compiler::CompileResult& c) {
   return double(c.weight_bytes + c.kv_bytes + c.activation_bytes);
+}
+
+// The request's own mistakes, which every system would report alike (run() finds them too, one
+// system at a time).
+void check_request(const RunSpec& spec, const RunOptions& options) {
+  if (options.chips != 1) {
+    throw std::runtime_error(fmt::format(
+        "{} chips: chip-to-chip communication is not simulated yet, so runs use one chip",
+        options.chips));
+  }
+  if (options.pricing != "owned" && options.pricing != "cloud") {
+    throw std::runtime_error("pricing must be owned or cloud, got '" + options.pricing + "'");
+  }
+  const isa::Dtype dtype = parse_dtype("dtype", spec.dtype);
+  parse_dtype("kv_dtype", spec.kv_dtype);
+  if (!spec.model.empty()) {
+    compiler::build_graph(compiler::load_model_config(spec.model),
+                          make_workload(spec.phase, spec.batch, spec.seq, spec.context));
+  } else if (spec.op == "gemm") {
+    gemm_graph(spec, dtype);
+  } else if (spec.op == "attention") {
+    attention_graph(spec, make_workload(spec.phase, spec.batch, spec.seq, spec.context));
+  } else if (spec.op == "copy") {
+    copy_bytes(spec);
+  }
 }
 
 }  // namespace
@@ -276,6 +305,10 @@ nlohmann::json Report::to_json(bool with_stats) const {
   nlohmann::json j;
   j["system"] = system;
   j["workload"] = workload;
+  if (!error.empty()) {
+    j["error"] = error;
+    return j;
+  }
   j["chips"] = chips;
   j["seconds"] = seconds;
   if (tokens > 0) {
@@ -315,17 +348,33 @@ nlohmann::json Report::to_json(bool with_stats) const {
 
 Comparison compare(const std::vector<arch::Arch>& systems, const std::vector<RunSpec>& workloads,
                    const RunOptions& options) {
+  for (const RunSpec& w : workloads) check_request(w, options);
   Comparison c;
   c.workloads = workloads;
   RunOptions o = options;
   for (const RunSpec& w : workloads) {
     c.reports.emplace_back();
     for (const arch::Arch& a : systems) {
-      c.reports.back().push_back(run(a, w, o));
-      o.trace.clear();
+      try {
+        c.reports.back().push_back(run(a, w, o));
+        o.trace.clear();
+      } catch (const std::exception& e) {
+        Report failed;
+        failed.system = a.name, failed.workload = w.describe(), failed.error = e.what();
+        c.reports.back().push_back(std::move(failed));
+      }
     }
   }
   return c;
+}
+
+bool Comparison::failed() const {
+  for (const std::vector<Report>& rs : reports) {
+    for (const Report& r : rs) {
+      if (!r.error.empty()) return true;
+    }
+  }
+  return false;
 }
 
 const std::vector<Metric>& compared_metrics() {
@@ -345,7 +394,7 @@ nlohmann::json Comparison::to_json(bool with_stats) const {
     const nlohmann::json first = reports[w].front().to_json(false);
     for (const Report& r : reports[w]) {
       nlohmann::json j = r.to_json(with_stats);
-      for (const Metric& m : compared_metrics()) {
+      for (const Metric& m : compared_metrics()) {  // a failed run's report has no figures
         if (j.contains(m.key) && first.contains(m.key)) {
           j["vs_first"][m.key] = j[m.key].get<double>() / first[m.key].get<double>();
         }

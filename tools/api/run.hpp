@@ -44,6 +44,8 @@ struct RunOptions {
 
 struct Report {
   std::string system, workload;
+  // Why the run failed (compare() only: run() throws); then only system and workload are set.
+  std::string error;
   std::string pricing;
   int64_t chips = 1;
   // Performance.
@@ -77,11 +79,15 @@ struct Report {
 
 Report run(const arch::Arch& a, const RunSpec& spec, const RunOptions& options = {});
 
-// Every system on every workload. The trace option, if any, records the first run only.
+// Every system on every workload. A run that fails (the model does not fit a system's HBM, say)
+// becomes a report with its error and the others go on; mistakes in the request itself (options,
+// dtypes, the workload, the model's config, an operator's shape) throw before any run. The trace
+// option, if any, records the first run that succeeds.
 struct Comparison {
   std::vector<RunSpec> workloads;
   std::vector<std::vector<Report>> reports;  // [workload][system], systems in the order given
-  // Per workload, each system's report and its ratios to the first system's.
+  bool failed() const;                       // any run
+  // Per workload, each system's report and its ratios to the first system's (where both ran).
   nlohmann::json to_json(bool with_stats = false) const;
 };
 Comparison compare(const std::vector<arch::Arch>& systems, const std::vector<RunSpec>& workloads,

@@ -122,34 +122,50 @@ std::vector<std::string> split_list(const std::string& s) {
   return out;
 }
 
+// One row per workload and system; a failed run shows its error instead of figures (in CSV, in
+// a last column "error").
 void print_comparison(const api::Comparison& c, bool csv) {
-  const std::vector<std::string> header{"workload",
-                                        "system",
-                                        "latency",
-                                        "tokens/s",
-                                        "vs",
-                                        "power W",
-                                        "tokens/J",
-                                        "vs",
-                                        "$/M tok",
-                                        "vs",
-                                        "tok/s per $1k capex",
-                                        "vs",
-                                        "bound"};
+  std::vector<std::string> header{"workload",
+                                  "system",
+                                  "latency",
+                                  "tokens/s",
+                                  "vs",
+                                  "power W",
+                                  "tokens/J",
+                                  "vs",
+                                  "$/M tok",
+                                  "vs",
+                                  "tok/s per $1k capex",
+                                  "vs",
+                                  "bound"};
+  if (csv) header.push_back("error");
   Table t(header);
   for (size_t w = 0; w < c.workloads.size(); ++w) {
     const api::Report& first = c.reports[w].front();
+    auto vs = [&](double x, double x0) {
+      return first.error.empty() ? fmt::format("{:.2f}x", x / x0) : std::string("-");
+    };
     for (const api::Report& r : c.reports[w]) {
+      if (!r.error.empty()) {
+        if (csv) {
+          std::vector<std::string> row(header.size());
+          row[0] = r.workload, row[1] = r.system, row.back() = r.error;
+          t.add(std::move(row));
+        } else {
+          t.add_spanning({r.workload, r.system, "failed: " + r.error});
+        }
+        continue;
+      }
       const double tpj = 1 / r.joules_per_token, tpj0 = 1 / first.joules_per_token;
-      t.add(
-          {r.workload, r.system, latency(r.seconds), fmt::format("{:.1f}", r.tokens_per_s),
-           fmt::format("{:.2f}x", r.tokens_per_s / first.tokens_per_s),
-           fmt::format("{:.0f}", r.avg_power_w), fmt::format("{:.2f}", tpj),
-           fmt::format("{:.2f}x", tpj / tpj0), fmt::format("{:.3f}", r.usd_per_million_tokens),
-           fmt::format("{:.2f}x", r.usd_per_million_tokens / first.usd_per_million_tokens),
-           fmt::format("{:.3g}", r.tokens_per_s_per_capex_usd * 1e3),
-           fmt::format("{:.2f}x", r.tokens_per_s_per_capex_usd / first.tokens_per_s_per_capex_usd),
-           r.bound});
+      std::vector<std::string> row{
+          r.workload, r.system, latency(r.seconds), fmt::format("{:.1f}", r.tokens_per_s),
+          vs(r.tokens_per_s, first.tokens_per_s), fmt::format("{:.0f}", r.avg_power_w),
+          fmt::format("{:.2f}", tpj), vs(tpj, tpj0), fmt::format("{:.3f}", r.usd_per_million_tokens),
+          vs(r.usd_per_million_tokens, first.usd_per_million_tokens),
+          fmt::format("{:.3g}", r.tokens_per_s_per_capex_usd * 1e3),
+          vs(r.tokens_per_s_per_capex_usd, first.tokens_per_s_per_capex_usd), r.bound};
+      if (csv) row.emplace_back();
+      t.add(std::move(row));
     }
   }
   if (csv) {
@@ -226,6 +242,7 @@ void add_run_commands(CLI::App& app) {
             spdlog::warn("{} on {}: {}", r.workload, r.system, w);
         }
       }
+      if (cmp.failed()) throw CLI::RuntimeError(1);  // after every row
     });
   }
 }

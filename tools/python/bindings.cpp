@@ -211,7 +211,8 @@ PYBIND11_MODULE(_tessera, m) {
       py::arg("context") = -1, py::arg("dtype") = "bf16", py::arg("kv_dtype") = "bf16", py::arg("full") = false,
       py::arg("pricing") = "owned",
       "Run one workload (or, with no model, the built-in Llama-3-8B decode and prefill) on several systems; per "
-      "workload, each system's report with ratios to the first system's");
+      "workload, each system's report with ratios to the first system's. A run that fails (the model does not fit "
+      "a system, say) gives {system, workload, error} instead of raising; mistakes in the request still raise");
 
   py::class_<sim::Simulation>(m, "Simulation")
       .def(py::init([](const PyArch& a, bool functional) {

@@ -44,7 +44,8 @@ def to_dataframe(reports):
     """A pandas DataFrame with one row per report (nested figures become dotted columns).
 
     Takes a report from run(), a list of them, or what compare() returns (one row per workload
-    and system, with the vs_first ratios)."""
+    and system, with the vs_first ratios, and an "error" column: None, or why that run failed,
+    its figures then NaN)."""
     try:
         import pandas as pd
     except ImportError as e:  # pandas is optional: everything else works without it
@@ -54,7 +55,10 @@ def to_dataframe(reports):
     rows = []
     for r in reports:
         if "systems" in r:  # a workload of compare()
-            rows.extend(_flatten(s) for s in r["systems"])
+            for s in r["systems"]:
+                row = _flatten(s)
+                row.setdefault("error", None)
+                rows.append(row)
         else:
             rows.append(_flatten(r))
     return pd.DataFrame(rows)
