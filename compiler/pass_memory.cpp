@@ -274,12 +274,17 @@ void plan_memory(Lowering& l, const arch::Arch& a, const CompileOptions& o) {
         held[out] = bytes;
       }
     }
-    // Scratch an op needs while it runs (the MoE experts' intermediates on the GEMM path).
+    // Scratch an op needs while it runs (the MoE experts' intermediates on the GEMM path,
+    // attention's partial results of split keys).
     OpPlan& plan = l.plans[size_t(order[k])];
+    const auto [scratch_bytes, scratch_addr] =
+        plan.strategy == Strategy::Experts ? std::pair{plan.moe.scratch_bytes, &plan.moe.scratch}
+        : plan.strategy == Strategy::Heads ? std::pair{plan.attention.scratch_bytes, &plan.attention.scratch}
+                                           : std::pair{uint64_t(0), static_cast<uint64_t*>(nullptr)};
     uint64_t scratch_at = 0;
-    if (plan.strategy == Strategy::Experts && plan.moe.scratch_bytes > 0) {
-      scratch_at = arena.take(plan.moe.scratch_bytes);
-      plan.moe.scratch = act_base + scratch_at;
+    if (scratch_bytes > 0) {
+      scratch_at = arena.take(scratch_bytes);
+      *scratch_addr = act_base + scratch_at;
     }
     // Free what no later op reads.
     for (int in : op.inputs) {
@@ -294,7 +299,7 @@ void plan_memory(Lowering& l, const arch::Arch& a, const CompileOptions& o) {
         held.erase(r);
       }
     }
-    if (plan.strategy == Strategy::Experts && plan.moe.scratch_bytes > 0) arena.give(scratch_at, plan.moe.scratch_bytes);
+    if (scratch_bytes > 0) arena.give(scratch_at, scratch_bytes);
   }
   // Values of the other layers use layer 0's memory.
   for (const auto& [v, r] : layers.rep) {

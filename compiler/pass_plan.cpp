@@ -179,10 +179,11 @@ void tile(Lowering& l, const arch::Arch& a, const CompileOptions& o) {
         }
         case Strategy::Heads:
           p.attention = plan_attention(a, attention_spec(l, op), b, o.attention_key_block);
-          op.notes["tiles"] = fmt::format("query blocks of {} tokens, {} units",
-                                          p.attention.q_block, p.attention.units);
-          if (p.attention.key_block > 0)
-            op.notes["tiles"] += fmt::format(", keys in blocks of {}", p.attention.key_block);
+          op.notes["tiles"] = fmt::format("query blocks of {} tokens, keys in blocks of {}, {} units",
+                                          p.attention.q_block, p.attention.key_block, p.attention.units);
+          if (p.attention.splits > 1)
+            op.notes["tiles"] += fmt::format(" (keys split in {} ranges, combined after a barrier)",
+                                             p.attention.splits);
           break;
         default:
           break;
@@ -213,7 +214,8 @@ void place(Lowering& l, const arch::Arch& a) {
         break;
       case Strategy::Heads:
         op.notes["place"] =
-            fmt::format("units in contiguous runs on tiles 0..{}", p.attention.tiles - 1);
+            fmt::format("units by cost, longest first to the least loaded of tiles 0..{}",
+                        p.attention.tiles - 1);
         break;
       case Strategy::Experts:
         op.notes["place"] =

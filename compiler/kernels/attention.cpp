@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <queue>
 
 namespace tessera::compiler {
 namespace {
@@ -24,21 +25,18 @@ Block head_rows(int64_t D, int64_t tokens, int64_t G, int64_t ld, int64_t hbm_e,
   return b;
 }
 
-// SRAM bytes with `q_block` query tokens per unit and `kv` K/V buffer pairs (bf16 Q, K, V, P;
-// fp32 S and O).
-uint64_t unit_bytes(const AttentionSpec& s, int64_t q_block, int64_t kv) {
-  const int64_t g = s.heads / s.kv_heads, keys = s.past + s.seq, d = s.head_dim;
-  const int64_t rows = g * q_block;
-  return uint64_t(kv * 2 * keys * d * 2 + rows * d * 2 + rows * keys * (4 + 2) +
-                  rows * d * (4 + 2) + rows * 16);
+// SRAM bytes with query blocks of `q_block` tokens and key blocks of `kb`: two K/V buffer
+// pairs and two Q buffers (bf16), S (fp32) and P (bf16) of one block, O (fp32 and output
+// dtype), five per-row vectors.
+uint64_t unit_bytes(const AttentionSpec& s, int64_t q_block, int64_t kb) {
+  const int64_t rows = s.heads / s.kv_heads * q_block, d = s.head_dim;
+  return uint64_t(2 * 2 * kb * d * 2 + 2 * rows * d * 2 + rows * kb * (4 + 2) +
+                  rows * d * (4 + esize(s.out.dtype)) + rows * 4 * 5 + 4096);
 }
 
-// SRAM bytes of the key-block walk: two buffer pairs of `kb` keys, Q, S (fp32) and P (bf16)
-// of one block, O (fp32 and output), and five per-row vectors.
-uint64_t block_bytes(const AttentionSpec& s, int64_t q_block, int64_t kb) {
-  const int64_t rows = s.heads / s.kv_heads * q_block, d = s.head_dim;
-  return uint64_t(2 * 2 * kb * d * 2 + rows * d * 2 + rows * kb * (4 + 2) + rows * d * (4 + 2) +
-                  rows * 4 * 5);
+// Keys that query block qb sees (causal: up to its last token).
+int64_t keys_for(const AttentionSpec& s, int64_t q_block, int64_t qb) {
+  return s.past + (s.causal ? std::min(s.seq, (qb + 1) * q_block) : s.seq);
 }
 
 }  // namespace
@@ -46,306 +44,354 @@ uint64_t block_bytes(const AttentionSpec& s, int64_t q_block, int64_t kb) {
 AttentionPlan plan_attention(const arch::Arch& a, const AttentionSpec& s, uint64_t budget,
                              int64_t key_block) {
   AttentionPlan p;
-  const int64_t g = s.heads / s.kv_heads;
-  // About 128 query rows per unit keep the arrays busy; fewer if SRAM is short.
-  p.q_block = std::clamp<int64_t>(128 / g, 1, s.seq);
-  while (key_block == 0 && p.q_block > 1 && unit_bytes(s, p.q_block, p.kv_buffers) > budget)
-    p.q_block = ceil_div(p.q_block, 2);
-  if (key_block == 0 && unit_bytes(s, p.q_block, p.kv_buffers) > budget) p.kv_buffers = 1;
-  if (key_block > 0 || unit_bytes(s, p.q_block, p.kv_buffers) > budget) {
-    // Whole heads do not fit (or key blocks were asked for): walk the keys in blocks, as
-    // long as the arrays allow, with query blocks as large as fit next to them.
-    p.kv_buffers = 2;
-    p.q_block = std::clamp<int64_t>(128 / g, 1, s.seq);
-    p.key_block = std::min<int64_t>(key_block > 0 ? key_block : 512, s.past + s.seq);
-    while (block_bytes(s, p.q_block, p.key_block) > budget && p.key_block > 64) p.key_block /= 2;
-    while (block_bytes(s, p.q_block, p.key_block) > budget && p.q_block > 1)
-      p.q_block = ceil_div(p.q_block, 2);
-    while (block_bytes(s, p.q_block, p.key_block) > budget && p.key_block > 8) p.key_block /= 2;
-    if (block_bytes(s, p.q_block, p.key_block) > budget) {
-      throw CompileError(fmt::format(
-          "attention with head_dim {} does not fit the tile SRAM of {} ({} bytes needed)",
-          s.head_dim, a.name, block_bytes(s, 1, 8)));
+  const int64_t G = s.heads / s.kv_heads, keys = s.past + s.seq, tiles = a.tiles();
+  // Split keys when a decode step has fewer units than tiles, in ranges of at least 512 keys.
+  const int64_t units = s.batch * s.kv_heads;
+  if (s.seq == 1 && units < tiles) {
+    p.splits = std::clamp<int64_t>(std::min(tiles / units, keys / 512), 1, 64);
+  }
+  const int64_t per_unit = ceil_div(keys, p.splits);
+  auto round_keys = [&](int64_t kb) { return std::min(per_unit, kb >= 64 ? kb / 64 * 64 : kb); };
+  // Up to 512 query rows (fewer re-reads of K and V) with key blocks of at least 256 (or all
+  // of them); then fewer keys, then fewer rows.
+  p.q_block = std::clamp<int64_t>(512 / G, 1, s.seq);
+  p.key_block = round_keys(key_block > 0 ? key_block : 4096);
+  auto fits = [&] { return unit_bytes(s, p.q_block, p.key_block) <= budget; };
+  const int64_t enough = std::min<int64_t>(per_unit, 256);
+  if (key_block == 0) {
+    while (!fits()) {
+      if (p.key_block > enough) {
+        p.key_block = round_keys(p.key_block / 2);
+      } else if (p.q_block * G > 128) {
+        p.q_block = ceil_div(p.q_block, 2);
+      } else if (p.key_block > std::min<int64_t>(per_unit, 64)) {
+        p.key_block = round_keys(p.key_block / 2);
+      } else if (p.q_block > 1) {
+        p.q_block = ceil_div(p.q_block, 2);
+      } else if (p.key_block > 8) {
+        p.key_block /= 2;
+      } else {
+        break;
+      }
     }
   }
-  p.units = s.batch * s.kv_heads * ceil_div(s.seq, p.q_block);
-  p.tiles = std::min<int64_t>(a.tiles(), p.units);
+  if (!fits()) {
+    throw CompileError(fmt::format(
+        "attention with head_dim {} does not fit the tile SRAM of {} ({} bytes needed)",
+        s.head_dim, a.name, unit_bytes(s, 1, std::min<int64_t>(8, p.key_block))));
+  }
+  // A split's partial result is read back into a key buffer to be combined.
+  if (p.key_block * s.head_dim * 2 < G * (s.head_dim + 2) * 4) p.splits = 1;
+  p.units = units * ceil_div(s.seq, p.q_block) * p.splits;
+  p.tiles = std::min<int64_t>(tiles, p.units);
+  if (p.splits > 1) p.scratch_bytes = uint64_t(p.units * G * (s.head_dim + 2) * 4);
   return p;
 }
 
 namespace {
 
-void emit_whole_heads(KernelContext& ctx, const AttentionSpec& s, const AttentionPlan& p) {
-  ProgramBuilder& pb = ctx.pb;
-  const int64_t G = s.heads / s.kv_heads, D = s.head_dim, L = s.past + s.seq, S = s.seq;
-  const int64_t blocks = ceil_div(S, p.q_block), R = G * p.q_block;
-  const int64_t e = esize(s.q.dtype), oe = esize(s.out.dtype), ce = esize(s.kv_dtype);
-  uint64_t kbuf[2] = {}, vbuf[2] = {};
-  int kv_sem[2] = {};
-  for (int64_t i = 0; i < p.kv_buffers; ++i) {
-    kbuf[i] = ctx.sram(uint64_t(L * D * 2)), vbuf[i] = ctx.sram(uint64_t(L * D * 2)),
-    kv_sem[i] = ctx.sem();
-  }
-  const uint64_t qbuf = ctx.sram(uint64_t(R * D * 2));
-  const uint64_t sbuf = ctx.sram(uint64_t(R * L * 4)), pbuf = ctx.sram(uint64_t(R * L * 2));
-  const uint64_t obuf = ctx.sram(uint64_t(R * D * 4)), obf = ctx.sram(uint64_t(R * D * oe));
-  const uint64_t mbuf = ctx.sram(uint64_t(R * 4)), zbuf = ctx.sram(uint64_t(R * 4));
-  const int q_sem = ctx.sem(), out_sem = ctx.sem(), append_sem = ctx.sem();
-  const int64_t ldq = s.q.ld ? s.q.ld : s.heads * D * e, ldk = s.k.ld ? s.k.ld : s.kv_heads * D * e;
-  const int64_t ldv = s.v.ld ? s.v.ld : s.kv_heads * D * e,
-                ldo = s.out.ld ? s.out.ld : s.heads * D * oe;
-  const float scale = float(1.0 / std::sqrt(double(D)));
-  auto keys_for = [&](int64_t qb) {
-    return s.past + (s.causal ? std::min(S, (qb + 1) * p.q_block) : S);
-  };
+class AttentionKernel {
+ public:
+  AttentionKernel(KernelContext& ctx, const AttentionSpec& s, const AttentionPlan& p)
+      : ctx_(ctx), pb_(ctx.pb), s_(s), p_(p), G_(s.heads / s.kv_heads), D_(s.head_dim),
+        blocks_(ceil_div(s.seq, p.q_block)), R_(G_ * p.q_block), e_(esize(s.q.dtype)),
+        oe_(esize(s.out.dtype)), ce_(esize(s.kv_dtype)),
+        ldq_(s.q.ld ? s.q.ld : s.heads * D_ * e_), ldk_(s.k.ld ? s.k.ld : s.kv_heads * D_ * e_),
+        ldv_(s.v.ld ? s.v.ld : s.kv_heads * D_ * e_),
+        ldo_(s.out.ld ? s.out.ld : s.heads * D_ * oe_) {}
 
-  for (int t = 0; t < p.tiles; ++t) {
-    const int64_t u0 = t * p.units / p.tiles, u1 = (t + 1) * p.units / p.tiles;
-    // The tile's heads (b, h) in order, each with its first unit.
-    std::vector<int64_t> heads, first_unit;
-    for (int64_t u = u0; u < u1; ++u) {
-      if (heads.empty() || heads.back() != u / blocks)
-        heads.push_back(u / blocks), first_unit.push_back(u);
+  void emit() {
+    const int64_t Lb = p_.key_block;
+    for (int i = 0; i < 2; ++i) {
+      kbuf_[i] = ctx_.sram(uint64_t(Lb * D_ * 2)), vbuf_[i] = ctx_.sram(uint64_t(Lb * D_ * 2));
+      kv_sem_[i] = ctx_.sem();
+      qbuf_[i] = ctx_.sram(uint64_t(R_ * D_ * 2)), q_sem_[i] = ctx_.sem();
     }
-    int64_t appends = 0;
-    // Loads head number i's keys and values into buffer i % kv_buffers; returns the DMAs issued.
-    auto load_head = [&](size_t i) {
-      const int64_t bh = heads[i], b = bh / s.kv_heads, h = bh % s.kv_heads;
-      const int64_t last_qb = std::min(u1 - 1, (bh + 1) * blocks - 1) % blocks;
-      const int64_t keys = keys_for(last_qb), fresh = keys - s.past;
-      const int64_t cache_row = (b * s.kv_heads + h) * s.capacity * D * ce;
-      const int64_t set = int64_t(i) % p.kv_buffers;
-      const bool owner = first_unit[i] % blocks == 0;  // this tile has the head's first block
-      int loads = 0;
-      for (int kv = 0; kv < 2; ++kv) {
-        const Addr cache = kv ? s.vcache : s.kcache;
-        const Operand2& x = kv ? s.v : s.k;
-        const int64_t ldx = kv ? ldv : ldk;
-        const uint64_t buf = kv ? vbuf[set] : kbuf[set];
-        if (s.past > 0) {
-          Block old;
-          old.d0 = s.past * D;
-          pb.emit(t, dma(sram(int64_t(buf)), advance(cache, cache_row), old, s.kv_dtype,
-                         Dtype::Bf16, {kv_sem[set], int64_t(isa::kTileSelf)}));
-          ++loads;
-        }
-        Block now;
-        now.d0 = D, now.d1 = fresh, now.src_strides = {ldx, 0, 0}, now.dst_strides = {D * 2, 0, 0};
-        const Addr src = advance(x.addr, b * S * ldx + h * D * e);
-        pb.emit(t, dma(sram(int64_t(buf) + s.past * D * 2), src, now, x.dtype, Dtype::Bf16,
-                       {kv_sem[set], int64_t(isa::kTileSelf)}));
+    sbuf_ = ctx_.sram(uint64_t(R_ * Lb * 4)), pbuf_ = ctx_.sram(uint64_t(R_ * Lb * 2));
+    obuf_ = ctx_.sram(uint64_t(R_ * D_ * 4)), obf_ = ctx_.sram(uint64_t(R_ * D_ * oe_));
+    for (uint64_t& m : mbuf_) m = ctx_.sram(uint64_t(R_ * 4));
+    lbuf_ = ctx_.sram(uint64_t(R_ * 4)), bmax_ = ctx_.sram(uint64_t(R_ * 4));
+    alpha_ = ctx_.sram(uint64_t(R_ * 4));
+    out_sem_ = ctx_.sem(), append_sem_ = ctx_.sem();
+    const std::vector<std::vector<int64_t>> work = assign();
+    for (int t = 0; t < int(work.size()); ++t) emit_tile(t, work[size_t(t)]);
+    if (p_.splits > 1) {
+      pb_.barrier_all();
+      combine();
+    }
+  }
+
+ private:
+  struct Unit {
+    int64_t b, h, qb, split;
+    int64_t tokens, rows;
+    int64_t k0, k1;  // the keys it walks
+  };
+  Unit unit(int64_t u) const {
+    Unit x;
+    x.split = u % p_.splits;
+    const int64_t v = u / p_.splits;
+    x.qb = v % blocks_;
+    const int64_t bh = v / blocks_;
+    x.b = bh / s_.kv_heads, x.h = bh % s_.kv_heads;
+    x.tokens = std::min(p_.q_block, s_.seq - x.qb * p_.q_block), x.rows = G_ * x.tokens;
+    const int64_t n = keys_for(s_, p_.q_block, x.qb);
+    x.k0 = n * x.split / p_.splits, x.k1 = n * (x.split + 1) / p_.splits;
+    return x;
+  }
+
+  // Units per tile: longest first to the least loaded tile (ties to the lower index), each
+  // tile's units then in index order.
+  std::vector<std::vector<int64_t>> assign() const {
+    std::vector<std::pair<int64_t, int64_t>> cost;  // (-cost, unit)
+    for (int64_t u = 0; u < p_.units; ++u) {
+      const Unit x = unit(u);
+      cost.push_back({-(x.k1 - x.k0 + p_.key_block) * x.rows, u});
+    }
+    std::sort(cost.begin(), cost.end());
+    using Load = std::pair<int64_t, int64_t>;  // (load, tile)
+    std::priority_queue<Load, std::vector<Load>, std::greater<>> tiles;
+    for (int64_t t = 0; t < p_.tiles; ++t) tiles.push({0, t});
+    std::vector<std::vector<int64_t>> work(size_t(p_.tiles));
+    for (const auto& [c, u] : cost) {
+      auto [load, t] = tiles.top();
+      tiles.pop();
+      work[size_t(t)].push_back(u);
+      tiles.push({load - c, t});
+    }
+    for (auto& w : work) std::sort(w.begin(), w.end());
+    return work;
+  }
+
+  int64_t cache_row(const Unit& x) const { return (x.b * s_.kv_heads + x.h) * s_.capacity * D_ * ce_; }
+
+  // Keys and values [k0, k1) of unit x into buffer pair `set`: cached positions from the
+  // cache, this step's from k and v. Returns the DMAs issued.
+  int load_keys(int t, const Unit& x, int64_t k0, int64_t k1, int set) {
+    int loads = 0;
+    for (int kv = 0; kv < 2; ++kv) {
+      const uint64_t buf = kv ? vbuf_[set] : kbuf_[set];
+      if (k0 < s_.past) {
+        Block old;
+        old.d0 = (std::min(k1, s_.past) - k0) * D_;
+        pb_.emit(t, dma(sram(int64_t(buf)), advance(kv ? s_.vcache : s_.kcache, cache_row(x) + k0 * D_ * ce_),
+                        old, s_.kv_dtype, Dtype::Bf16, {kv_sem_[set], int64_t(isa::kTileSelf)}));
         ++loads;
-        if (owner) {  // append the step's keys and values to the cache
-          Block append = now;
-          append.d1 = S;
-          append.dst_strides = {D * ce, 0, 0};
-          pb.emit(t, dma(advance(cache, cache_row + s.past * D * ce), src, append, x.dtype,
-                         s.kv_dtype, {append_sem, int64_t(isa::kTileSelf)}));
-          ++appends;
-        }
       }
-      return loads;
+      if (k1 > s_.past) {
+        const int64_t f0 = std::max(k0, s_.past) - s_.past, ldx = kv ? ldv_ : ldk_;
+        const Operand2& src = kv ? s_.v : s_.k;
+        Block now;
+        now.d0 = D_, now.d1 = k1 - s_.past - f0, now.src_strides = {ldx, 0, 0},
+        now.dst_strides = {D_ * 2, 0, 0};
+        pb_.emit(t, dma(sram(int64_t(buf) + (s_.past + f0 - k0) * D_ * 2),
+                        advance(src.addr, (x.b * s_.seq + f0) * ldx + x.h * D_ * e_), now, src.dtype,
+                        Dtype::Bf16, {kv_sem_[set], int64_t(isa::kTileSelf)}));
+        ++loads;
+      }
+    }
+    return loads;
+  }
+
+  void load_q(int t, const Unit& x, int set) {
+    const Block blk = head_rows(D_, x.tokens, G_, ldq_, e_, 2, false);
+    pb_.emit(t, dma(sram(int64_t(qbuf_[set])),
+                    advance(s_.q.addr, (x.b * s_.seq + x.qb * p_.q_block) * ldq_ + x.h * G_ * D_ * e_), blk,
+                    s_.q.dtype, Dtype::Bf16, {q_sem_[set], int64_t(isa::kTileSelf)}));
+  }
+
+  // The head's step keys and values appended to the cache (by the unit of its first block).
+  int append(int t, const Unit& x) {
+    for (int kv = 0; kv < 2; ++kv) {
+      const Operand2& src = kv ? s_.v : s_.k;
+      const int64_t ldx = kv ? ldv_ : ldk_;
+      Block blk;
+      blk.d0 = D_, blk.d1 = s_.seq, blk.src_strides = {ldx, 0, 0}, blk.dst_strides = {D_ * ce_, 0, 0};
+      pb_.emit(t, dma(advance(kv ? s_.vcache : s_.kcache, cache_row(x) + s_.past * D_ * ce_),
+                      advance(src.addr, x.b * s_.seq * ldx + x.h * D_ * e_), blk, src.dtype, s_.kv_dtype,
+                      {append_sem_, int64_t(isa::kTileSelf)}));
+    }
+    return 2;
+  }
+
+  Tensor2 vec(uint64_t addr, Dtype dt = Dtype::Fp32) const { return Tensor2{sram(int64_t(addr)), 0, dt}; }
+
+  // Scratch of unit-and-split u: O [rows, D], then m and l [rows], fp32.
+  uint64_t scratch_of(int64_t u) const { return p_.scratch + uint64_t(u * G_ * (D_ + 2) * 4); }
+
+  void emit_tile(int t, const std::vector<int64_t>& units) {
+    const int64_t Lb = p_.key_block;
+    const float scale = float(1.0 / std::sqrt(double(D_)));
+    // The tile's key blocks in one sequence, so the next unit's first blocks load while this
+    // one computes.
+    struct Step {
+      size_t unit;
+      int64_t k0, k1;
     };
-    std::vector<int> issued(heads.size(), 0);
-    if (!heads.empty()) issued[0] = load_head(0);
-    size_t head = 0;
-    for (int64_t u = u0; u < u1; ++u) {
-      const int64_t bh = u / blocks, qb = u % blocks, b = bh / s.kv_heads, h = bh % s.kv_heads;
-      const int64_t tokens = std::min(p.q_block, S - qb * p.q_block), rows = G * tokens;
-      if (bh != heads[head]) ++head;
-      const int64_t set = int64_t(head) % p.kv_buffers;
-      if (u == first_unit[head]) {
-        // With two buffers the next head's loads start now; with one, this head's start now.
-        if (p.kv_buffers == 1 && head > 0) issued[head] = load_head(head);
-        if (p.kv_buffers > 1 && head + 1 < heads.size()) issued[head + 1] = load_head(head + 1);
-        pb.emit(t, sem_wait(kv_sem[set], issued[head]));
+    std::vector<Unit> xs;
+    std::vector<Step> steps;
+    for (int64_t u : units) {
+      xs.push_back(unit(u));
+      const Unit& x = xs.back();
+      for (int64_t k0 = x.k0; k0 < x.k1; k0 += Lb) steps.push_back({xs.size() - 1, k0, std::min(x.k1, k0 + Lb)});
+    }
+    std::vector<int> issued(steps.size(), 0);
+    auto load = [&](size_t i) { issued[i] = load_keys(t, xs[steps[i].unit], steps[i].k0, steps[i].k1, int(i % 2)); };
+    int64_t appends = 0, stores = 0;
+    if (!steps.empty()) load(0);
+    if (steps.size() > 1) load(1);
+    if (!xs.empty()) load_q(t, xs[0], 0);
+    for (size_t i = 0; i < steps.size(); ++i) {
+      const Step& st = steps[i];
+      const Unit& x = xs[st.unit];
+      const int qset = int(st.unit % 2), set = int(i % 2);
+      const bool first = i == 0 || steps[i - 1].unit != st.unit;
+      const bool last = i + 1 == steps.size() || steps[i + 1].unit != st.unit;
+      const int64_t rows = x.rows, kb = st.k1 - st.k0, j = (st.k0 - x.k0) / Lb;
+      if (first) {
+        if (x.qb == 0 && x.split == 0) appends += append(t, x);
+        if (st.unit + 1 < xs.size()) load_q(t, xs[st.unit + 1], 1 - qset);  // waits for the
+        pb_.emit(t, sem_wait(q_sem_[qset]));                                 // unit before
       }
-      // Queries of the group's heads, rows ordered (head g, token s).
-      const Block qblk = head_rows(D, tokens, G, ldq, e, 2, false);
-      const Addr qsrc = advance(s.q.addr, (b * S + qb * p.q_block) * ldq + h * G * D * e);
-      pb.emit(t, dma(sram(int64_t(qbuf)), qsrc, qblk, s.q.dtype, Dtype::Bf16,
-                     {q_sem, int64_t(isa::kTileSelf)}));
-      pb.emit(t, sem_wait(q_sem));
-
-      const int64_t n = keys_for(qb);
-      const Tensor2 sc{sram(int64_t(sbuf)), L * 4, Dtype::Fp32},
-          pr{sram(int64_t(pbuf)), L * 2, Dtype::Bf16};
-      const Tensor2 m{sram(int64_t(mbuf)), 0, Dtype::Fp32}, z{sram(int64_t(zbuf)), 0, Dtype::Fp32};
+      const uint64_t m = mbuf_[j % 2], m_next = mbuf_[(j + 1) % 2];
+      pb_.emit(t, sem_wait(kv_sem_[set], issued[i]));
+      const Tensor2 sc{sram(int64_t(sbuf_)), Lb * 4, Dtype::Fp32}, pr{sram(int64_t(pbuf_)), Lb * 2, Dtype::Bf16};
       MatmulOperands qk;
-      qk.acc = sram(int64_t(sbuf)), qk.a = sram(int64_t(qbuf)), qk.b = sram(int64_t(kbuf[set]));
-      qk.m = rows, qk.k = D, qk.n = n, qk.ldc = L * 4, qk.tb = true;
-      pb.emit(t, matmul(qk));
-      pb.emit(t, vec_scale(sc, sc, rows, n, scale, 0.0f));
-      const int64_t diag = s.past + qb * p.q_block;
-      if (s.causal && n - 1 > diag) {
-        for (int64_t g = 0; g < G; ++g) {
-          const Tensor2 block{sram(int64_t(sbuf) + g * tokens * L * 4), L * 4, Dtype::Fp32};
-          pb.emit(t, vec_mask(block, block, tokens, n, diag, -INFINITY));
+      qk.acc = sram(int64_t(sbuf_)), qk.a = sram(int64_t(qbuf_[qset])), qk.b = sram(int64_t(kbuf_[set]));
+      qk.m = rows, qk.k = D_, qk.n = kb, qk.ldc = Lb * 4, qk.tb = true;
+      pb_.emit(t, matmul(qk));
+      pb_.emit(t, vec_scale(sc, sc, rows, kb, scale, 0.0f));
+      const int64_t diag = s_.past + x.qb * p_.q_block;  // the block's first query position
+      if (s_.causal && st.k1 - 1 > diag) {
+        for (int64_t g = 0; g < G_; ++g) {
+          const Tensor2 part{sram(int64_t(sbuf_) + g * x.tokens * Lb * 4), Lb * 4, Dtype::Fp32};
+          pb_.emit(t, vec_mask(part, part, x.tokens, kb, diag - st.k0, -INFINITY));
         }
       }
-      pb.emit(t, vec_reduce(Opcode::VRmax, m, sc, rows, n));
-      pb.emit(t, vec_binary(Opcode::VSub, sc, sc, m, rows, n, Bcast::Col));
-      pb.emit(t, vec_unary(Opcode::VExp, pr, sc, rows, n));
-      pb.emit(t, vec_reduce(Opcode::VRsum, z, pr, rows, n));
       MatmulOperands pv;
-      pv.acc = sram(int64_t(obuf)), pv.a = sram(int64_t(pbuf)), pv.b = sram(int64_t(vbuf[set]));
-      pv.m = rows, pv.k = n, pv.n = D, pv.lda = L * 2;
-      pb.emit(t, matmul(pv));
-      pb.emit(t, vec_unary(Opcode::VRecip, z, z, rows, 1));
-      const Tensor2 o{sram(int64_t(obuf)), 0, Dtype::Fp32}, ob{sram(int64_t(obf)), 0, s.out.dtype};
-      pb.emit(t, vec_binary(Opcode::VMul, ob, o, z, rows, D, Bcast::Col));
-      const Block out = head_rows(D, tokens, G, ldo, oe, oe, true);
-      const Addr dst = advance(s.out.addr, (b * S + qb * p.q_block) * ldo + h * G * D * oe);
-      pb.emit(t, dma(dst, sram(int64_t(obf)), out, s.out.dtype, Dtype::None,
-                     {out_sem, int64_t(isa::kTileSelf)}));
+      pv.acc = sram(int64_t(obuf_)), pv.a = sram(int64_t(pbuf_)), pv.b = sram(int64_t(vbuf_[set]));
+      pv.m = rows, pv.k = kb, pv.n = D_, pv.lda = Lb * 2;
+      if (first) {  // m = rowmax S, l = rowsum P, O = P V
+        pb_.emit(t, vec_reduce(Opcode::VRmax, vec(m_next), sc, rows, kb));
+        pb_.emit(t, vec_binary(Opcode::VSub, sc, sc, vec(m_next), rows, kb, Bcast::Col));
+        pb_.emit(t, vec_unary(Opcode::VExp, pr, sc, rows, kb));
+        pb_.emit(t, vec_reduce(Opcode::VRsum, vec(lbuf_), pr, rows, kb));
+      } else {
+        pb_.emit(t, vec_reduce(Opcode::VRmax, vec(bmax_), sc, rows, kb));
+        pb_.emit(t, vec_binary(Opcode::VMax, vec(m_next), vec(m), vec(bmax_), rows, 1));
+        pb_.emit(t, vec_binary(Opcode::VSub, vec(alpha_), vec(m), vec(m_next), rows, 1));
+        pb_.emit(t, vec_unary(Opcode::VExp, vec(alpha_), vec(alpha_), rows, 1));
+        pb_.emit(t, vec_binary(Opcode::VSub, sc, sc, vec(m_next), rows, kb, Bcast::Col));
+        pb_.emit(t, vec_unary(Opcode::VExp, pr, sc, rows, kb));
+        pb_.emit(t, vec_reduce(Opcode::VRsum, vec(bmax_), pr, rows, kb));
+        pb_.emit(t, vec_binary(Opcode::VMul, vec(lbuf_), vec(lbuf_), vec(alpha_), rows, 1));
+        pb_.emit(t, vec_binary(Opcode::VAdd, vec(lbuf_), vec(lbuf_), vec(bmax_), rows, 1));
+        pb_.emit(t, vec_binary(Opcode::VMul, vec(obuf_), vec(obuf_), vec(alpha_), rows, D_, Bcast::Col));
+        pv.accumulate = true;
+      }
+      pb_.emit(t, matmul(pv));
+      if (i + 2 < steps.size()) load(i + 2);  // waits for this block's MATMULs (scoreboard)
+      if (!last) continue;
+      const uint64_t m_final = m_next;
+      if (p_.splits > 1) {  // the partial O, m and l to the scratch
+        const uint64_t at = scratch_of(units[st.unit]);
+        Block o;
+        o.d0 = rows * D_;
+        pb_.emit(t, dma(hbm(int64_t(at)), sram(int64_t(obuf_)), o, Dtype::Fp32, Dtype::None,
+                        {out_sem_, int64_t(isa::kTileSelf)}));
+        Block r;
+        r.d0 = rows;
+        pb_.emit(t, dma(hbm(int64_t(at) + rows * D_ * 4), sram(int64_t(m_final)), r, Dtype::Fp32,
+                        Dtype::None, {out_sem_, int64_t(isa::kTileSelf)}));
+        pb_.emit(t, dma(hbm(int64_t(at) + rows * (D_ + 1) * 4), sram(int64_t(lbuf_)), r, Dtype::Fp32,
+                        Dtype::None, {out_sem_, int64_t(isa::kTileSelf)}));
+        stores += 3;
+        continue;
+      }
+      pb_.emit(t, vec_unary(Opcode::VRecip, vec(lbuf_), vec(lbuf_), rows, 1));
+      pb_.emit(t, vec_binary(Opcode::VMul, vec(obf_, s_.out.dtype), vec(obuf_), vec(lbuf_), rows, D_, Bcast::Col));
+      store(t, x, obf_);
+      ++stores;
     }
-    if (u1 > u0) pb.emit(t, sem_wait(out_sem, u1 - u0));
-    if (appends > 0) pb.emit(t, sem_wait(append_sem, appends));
+    if (stores > 0) pb_.emit(t, sem_wait(out_sem_, stores));
+    if (appends > 0) pb_.emit(t, sem_wait(append_sem_, appends));
   }
-}
 
-void emit_key_blocks(KernelContext& ctx, const AttentionSpec& s, const AttentionPlan& p) {
-  ProgramBuilder& pb = ctx.pb;
-  const int64_t G = s.heads / s.kv_heads, D = s.head_dim, S = s.seq, Lb = p.key_block;
-  const int64_t blocks = ceil_div(S, p.q_block), R = G * p.q_block;
-  const int64_t e = esize(s.q.dtype), oe = esize(s.out.dtype), ce = esize(s.kv_dtype);
-  uint64_t kbuf[2], vbuf[2];
-  int kv_sem[2];
-  for (int i = 0; i < 2; ++i)
-    kbuf[i] = ctx.sram(uint64_t(Lb * D * 2)), vbuf[i] = ctx.sram(uint64_t(Lb * D * 2)),
-    kv_sem[i] = ctx.sem();
-  const uint64_t qbuf = ctx.sram(uint64_t(R * D * 2));
-  const uint64_t sbuf = ctx.sram(uint64_t(R * Lb * 4)), pbuf = ctx.sram(uint64_t(R * Lb * 2));
-  const uint64_t obuf = ctx.sram(uint64_t(R * D * 4)), obf = ctx.sram(uint64_t(R * D * oe));
-  uint64_t mbuf[2] = {ctx.sram(uint64_t(R * 4)), ctx.sram(uint64_t(R * 4))};
-  const uint64_t lbuf = ctx.sram(uint64_t(R * 4)), bmax = ctx.sram(uint64_t(R * 4)),
-                 alpha = ctx.sram(uint64_t(R * 4));
-  const int q_sem = ctx.sem(), out_sem = ctx.sem(), append_sem = ctx.sem();
-  const int64_t ldq = s.q.ld ? s.q.ld : s.heads * D * e, ldk = s.k.ld ? s.k.ld : s.kv_heads * D * e;
-  const int64_t ldv = s.v.ld ? s.v.ld : s.kv_heads * D * e,
-                ldo = s.out.ld ? s.out.ld : s.heads * D * oe;
-  const float scale = float(1.0 / std::sqrt(double(D)));
-  auto vec = [](uint64_t addr, Dtype dt = Dtype::Fp32) {
-    return Tensor2{sram(int64_t(addr)), 0, dt};
-  };
+  void store(int t, const Unit& x, uint64_t from) {
+    const Block out = head_rows(D_, x.tokens, G_, ldo_, oe_, oe_, true);
+    const Addr dst = advance(s_.out.addr, (x.b * s_.seq + x.qb * p_.q_block) * ldo_ + x.h * G_ * D_ * oe_);
+    pb_.emit(t, dma(dst, sram(int64_t(from)), out, s_.out.dtype, Dtype::None, {out_sem_, int64_t(isa::kTileSelf)}));
+  }
 
-  for (int t = 0; t < p.tiles; ++t) {
-    const int64_t u0 = t * p.units / p.tiles, u1 = (t + 1) * p.units / p.tiles;
-    int64_t appends = 0;
-    for (int64_t u = u0; u < u1; ++u) {
-      const int64_t bh = u / blocks, qb = u % blocks, b = bh / s.kv_heads, h = bh % s.kv_heads;
-      const int64_t tokens = std::min(p.q_block, S - qb * p.q_block), rows = G * tokens;
-      const int64_t n =
-          s.past + (s.causal ? std::min(S, (qb + 1) * p.q_block) : S);  // keys this unit sees
-      const int64_t nblocks = ceil_div(n, Lb);
-      const int64_t cache_row = (b * s.kv_heads + h) * s.capacity * D * ce;
-      // Keys and values of block j into buffer pair j % 2: cached positions from the cache,
-      // this step's from k and v. Returns the DMAs issued.
-      auto load_block = [&](int64_t j) {
-        const int64_t k0 = j * Lb, k1 = std::min(n, k0 + Lb), set = j % 2;
-        int loads = 0;
-        for (int kv = 0; kv < 2; ++kv) {
-          const uint64_t buf = kv ? vbuf[set] : kbuf[set];
-          if (k0 < s.past) {
-            Block old;
-            old.d0 = (std::min(k1, s.past) - k0) * D;
-            pb.emit(t, dma(sram(int64_t(buf)),
-                           advance(kv ? s.vcache : s.kcache, cache_row + k0 * D * ce), old,
-                           s.kv_dtype, Dtype::Bf16, {kv_sem[set], int64_t(isa::kTileSelf)}));
-            ++loads;
-          }
-          if (k1 > s.past) {
-            const int64_t f0 = std::max(k0, s.past) - s.past, ldx = kv ? ldv : ldk;
-            const Operand2& x = kv ? s.v : s.k;
-            Block now;
-            now.d0 = D, now.d1 = k1 - s.past - f0, now.src_strides = {ldx, 0, 0},
-            now.dst_strides = {D * 2, 0, 0};
-            const Addr src = advance(x.addr, (b * S + f0) * ldx + h * D * e);
-            pb.emit(t, dma(sram(int64_t(buf) + (s.past + f0 - k0) * D * 2), src, now, x.dtype,
-                           Dtype::Bf16, {kv_sem[set], int64_t(isa::kTileSelf)}));
-            ++loads;
-          }
-        }
-        return loads;
+  // One tile per unit merges its splits' partial results, two splits' loads in flight.
+  void combine() {
+    const int64_t whole = p_.units / p_.splits;
+    for (int64_t w = 0; w < whole; ++w) {
+      const int t = int(w % ctx_.tiles());
+      const Unit x = unit(w * p_.splits);
+      const int64_t rows = x.rows;
+      // O_s, m_s and l_s of a split come into a key buffer (two in flight); M, L and O.
+      auto part = [&](int64_t sp) {
+        const int set = int(sp % 2);
+        Block blk;
+        blk.d0 = rows * (D_ + 2);
+        pb_.emit(t, dma(sram(int64_t(kbuf_[set])), hbm(int64_t(scratch_of(w * p_.splits + sp))), blk, Dtype::Fp32,
+                        Dtype::None, {kv_sem_[set], int64_t(isa::kTileSelf)}));
       };
-      if (qb == 0) {  // the head's first unit appends the step's keys and values to the cache
-        for (int kv = 0; kv < 2; ++kv) {
-          const Operand2& x = kv ? s.v : s.k;
-          const int64_t ldx = kv ? ldv : ldk;
-          Block append;
-          append.d0 = D, append.d1 = S, append.src_strides = {ldx, 0, 0},
-          append.dst_strides = {D * ce, 0, 0};
-          pb.emit(t, dma(advance(kv ? s.vcache : s.kcache, cache_row + s.past * D * ce),
-                         advance(x.addr, b * S * ldx + h * D * e), append, x.dtype, s.kv_dtype,
-                         {append_sem, int64_t(isa::kTileSelf)}));
-          ++appends;
+      part(0);
+      if (p_.splits > 1) part(1);
+      const Tensor2 M = vec(mbuf_[0]), L = vec(lbuf_), W = vec(alpha_), O{sram(int64_t(obuf_)), 0, Dtype::Fp32};
+      for (int64_t sp = 0; sp < p_.splits; ++sp) {
+        const int set = int(sp % 2);
+        pb_.emit(t, sem_wait(kv_sem_[set]));
+        const uint64_t base = kbuf_[set];
+        const Tensor2 Os{sram(int64_t(base)), 0, Dtype::Fp32}, ms = vec(base + uint64_t(rows * D_ * 4)),
+                      ls = vec(base + uint64_t(rows * (D_ + 1) * 4));
+        if (sp == 0) {  // M = m_0, L = l_0, O = O_0
+          pb_.emit(t, vec_scale(M, ms, rows, 1, 1.0f, 0.0f));
+          pb_.emit(t, vec_scale(L, ls, rows, 1, 1.0f, 0.0f));
+          pb_.emit(t, vec_scale(O, Os, rows, D_, 1.0f, 0.0f));
+        } else {  // M' = max(M, m_s); rescale what is summed by exp(M - M') and add w_s = exp(m_s - M')
+          const Tensor2 Mn = vec(mbuf_[1]), Ws = vec(bmax_);
+          pb_.emit(t, vec_binary(Opcode::VMax, Mn, M, ms, rows, 1));
+          pb_.emit(t, vec_binary(Opcode::VSub, W, M, Mn, rows, 1));
+          pb_.emit(t, vec_unary(Opcode::VExp, W, W, rows, 1));
+          pb_.emit(t, vec_binary(Opcode::VSub, Ws, ms, Mn, rows, 1));
+          pb_.emit(t, vec_unary(Opcode::VExp, Ws, Ws, rows, 1));
+          pb_.emit(t, vec_binary(Opcode::VMul, L, L, W, rows, 1));
+          pb_.emit(t, vec_binary(Opcode::VMul, O, O, W, rows, D_, Bcast::Col));
+          pb_.emit(t, vec_binary(Opcode::VMul, W, ls, Ws, rows, 1));
+          pb_.emit(t, vec_binary(Opcode::VAdd, L, L, W, rows, 1));
+          pb_.emit(t, vec_binary(Opcode::VMul, Os, Os, Ws, rows, D_, Bcast::Col));  // in place
+          pb_.emit(t, vec_binary(Opcode::VAdd, O, O, Os, rows, D_));
+          pb_.emit(t, vec_scale(M, Mn, rows, 1, 1.0f, 0.0f));
         }
+        if (sp + 2 < p_.splits) part(sp + 2);  // waits for this split's reads (scoreboard)
       }
-      int issued[2] = {load_block(0), nblocks > 1 ? load_block(1) : 0};
-      const Block qblk = head_rows(D, tokens, G, ldq, e, 2, false);
-      pb.emit(t, dma(sram(int64_t(qbuf)),
-                     advance(s.q.addr, (b * S + qb * p.q_block) * ldq + h * G * D * e), qblk,
-                     s.q.dtype, Dtype::Bf16, {q_sem, int64_t(isa::kTileSelf)}));
-      pb.emit(t, vec_fill(vec(mbuf[0]), rows, 1, -INFINITY));
-      pb.emit(t, vec_fill(vec(lbuf), rows, 1, 0.0f));
-      pb.emit(t, vec_fill(vec(obuf), rows, D, 0.0f));
-      pb.emit(t, sem_wait(q_sem));
-      const int64_t diag = s.past + qb * p.q_block;
-      for (int64_t j = 0; j < nblocks; ++j) {
-        const int64_t set = j % 2, k0 = j * Lb, kb = std::min(Lb, n - k0);
-        const uint64_t m = mbuf[j % 2], m_next = mbuf[(j + 1) % 2];
-        pb.emit(t, sem_wait(kv_sem[set], issued[set]));
-        const Tensor2 sc{sram(int64_t(sbuf)), Lb * 4, Dtype::Fp32},
-            pr{sram(int64_t(pbuf)), Lb * 2, Dtype::Bf16};
-        MatmulOperands qk;
-        qk.acc = sram(int64_t(sbuf)), qk.a = sram(int64_t(qbuf)), qk.b = sram(int64_t(kbuf[set]));
-        qk.m = rows, qk.k = D, qk.n = kb, qk.ldc = Lb * 4, qk.tb = true;
-        pb.emit(t, matmul(qk));
-        pb.emit(t, vec_scale(sc, sc, rows, kb, scale, 0.0f));
-        if (s.causal && k0 + kb - 1 > diag) {
-          for (int64_t g = 0; g < G; ++g) {
-            const Tensor2 part{sram(int64_t(sbuf) + g * tokens * Lb * 4), Lb * 4, Dtype::Fp32};
-            pb.emit(t, vec_mask(part, part, tokens, kb, diag - k0, -INFINITY));
-          }
-        }
-        pb.emit(t, vec_reduce(Opcode::VRmax, vec(bmax), sc, rows, kb));
-        pb.emit(t, vec_binary(Opcode::VMax, vec(m_next), vec(m), vec(bmax), rows, 1));
-        pb.emit(t, vec_binary(Opcode::VSub, vec(alpha), vec(m), vec(m_next), rows, 1));
-        pb.emit(t, vec_unary(Opcode::VExp, vec(alpha), vec(alpha), rows, 1));
-        pb.emit(t, vec_binary(Opcode::VSub, sc, sc, vec(m_next), rows, kb, Bcast::Col));
-        pb.emit(t, vec_unary(Opcode::VExp, pr, sc, rows, kb));
-        pb.emit(t, vec_reduce(Opcode::VRsum, vec(bmax), pr, rows, kb));
-        pb.emit(t, vec_binary(Opcode::VMul, vec(lbuf), vec(lbuf), vec(alpha), rows, 1));
-        pb.emit(t, vec_binary(Opcode::VAdd, vec(lbuf), vec(lbuf), vec(bmax), rows, 1));
-        pb.emit(t, vec_binary(Opcode::VMul, vec(obuf), vec(obuf), vec(alpha), rows, D, Bcast::Col));
-        MatmulOperands pv;
-        pv.acc = sram(int64_t(obuf)), pv.a = sram(int64_t(pbuf)), pv.b = sram(int64_t(vbuf[set]));
-        pv.m = rows, pv.k = kb, pv.n = D, pv.lda = Lb * 2, pv.accumulate = true;
-        pb.emit(t, matmul(pv));
-        if (j + 2 < nblocks)
-          issued[set] = load_block(j + 2);  // waits for this block's MATMULs (scoreboard)
-      }
-      pb.emit(t, vec_unary(Opcode::VRecip, vec(lbuf), vec(lbuf), rows, 1));
-      pb.emit(t, vec_binary(Opcode::VMul, vec(obf, s.out.dtype), vec(obuf), vec(lbuf), rows, D,
-                            Bcast::Col));
-      const Block out = head_rows(D, tokens, G, ldo, oe, oe, true);
-      const Addr dst = advance(s.out.addr, (b * S + qb * p.q_block) * ldo + h * G * D * oe);
-      pb.emit(t, dma(dst, sram(int64_t(obf)), out, s.out.dtype, Dtype::None,
-                     {out_sem, int64_t(isa::kTileSelf)}));
+      pb_.emit(t, vec_unary(Opcode::VRecip, L, L, rows, 1));
+      pb_.emit(t, vec_binary(Opcode::VMul, vec(obf_, s_.out.dtype), O, L, rows, D_, Bcast::Col));
+      store(t, x, obf_);
     }
-    if (u1 > u0) pb.emit(t, sem_wait(out_sem, u1 - u0));
-    if (appends > 0) pb.emit(t, sem_wait(append_sem, appends));
+    for (int t = 0; t < std::min<int64_t>(whole, ctx_.tiles()); ++t) {
+      pb_.emit(t, sem_wait(out_sem_, ceil_div(whole - t, ctx_.tiles())));
+    }
   }
-}
+
+  KernelContext& ctx_;
+  ProgramBuilder& pb_;
+  const AttentionSpec& s_;
+  const AttentionPlan& p_;
+  int64_t G_, D_, blocks_, R_, e_, oe_, ce_, ldq_, ldk_, ldv_, ldo_;
+  uint64_t kbuf_[2] = {}, vbuf_[2] = {}, qbuf_[2] = {};
+  int kv_sem_[2] = {}, q_sem_[2] = {};
+  uint64_t sbuf_ = 0, pbuf_ = 0, obuf_ = 0, obf_ = 0, mbuf_[2] = {}, lbuf_ = 0, bmax_ = 0, alpha_ = 0;
+  int out_sem_ = 0, append_sem_ = 0;
+};
 
 }  // namespace
 
 void emit_attention(KernelContext& ctx, const AttentionSpec& s, const AttentionPlan& p) {
-  if (p.key_block > 0) {
-    emit_key_blocks(ctx, s, p);
-  } else {
-    emit_whole_heads(ctx, s, p);
-  }
+  AttentionKernel(ctx, s, p).emit();
 }
 
 void emit_gather(KernelContext& ctx, const Operand2& table, int64_t cols,

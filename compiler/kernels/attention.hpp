@@ -1,17 +1,21 @@
-// Attention with a KV cache, grouped-query aware. Work units are (sequence b, key/value head h,
-// block of query tokens); a tile takes a contiguous run of units so that it loads a head's keys
-// and values once for all its query blocks. Per unit, in SRAM:
-//   Q  = the block's queries of the Gq query heads that share h, rows (g, s)
-//   K, V = cached positions [0, past) from the cache, new positions from this step's k and v
-//   S = Q K^T * 1/sqrt(D), causally masked; P = exp(S - rowmax), Z = rowsum(P)
-//   O = (P V) / Z, written back to the heads' columns of the output rows.
-// The unit that owns a head's first query block also appends the step's k and v to the cache.
-// With two K/V buffers, a tile loads its next head's keys and values while it computes.
+// Attention with a KV cache, grouped-query aware, FlashAttention style. A unit of work is
+// (sequence b, key/value head h, block of query tokens); its queries are the block's tokens of
+// the G query heads that share h, rows (g, s). A unit walks its keys in blocks with an online
+// softmax:
+//   S = Q K_j^T * 1/sqrt(D) (causally masked where the block crosses the diagonal)
+//   m' = max(m, rowmax S), a = exp(m - m'), P = exp(S - m'), l = l a + rowsum P, O = O a + P V_j
+// and finally O / l goes to the heads' columns of the output rows. Keys of a block come from
+// the cache (positions before `past`, converted from the cache's dtype) and from this step's k
+// and v. Query and key blocks are as large as the SRAM allows (fewer re-reads of K and V, fewer
+// instructions); a tile streams its units' key blocks through two buffer pairs without a gap
+// between units. Units go to tiles by cost (causal blocks late in a sequence see more keys),
+// longest first to the least loaded tile. The unit with a head's first query block appends the
+// step's keys and values to the cache.
 //
-// When a head's keys and values do not fit the SRAM, the keys are walked in blocks with an
-// online softmax (FlashAttention): per block j, S = Q K_j^T * scale (masked), m' = max(m,
-// rowmax S), a = exp(m - m'), P = exp(S - m'), l = l a + rowsum P, O = O a + P V_j, m = m';
-// finally O / l. Blocks are double-buffered; each unit streams its head's blocks.
+// Split keys (flash decoding): when there are fewer units than tiles (a decode step of a small
+// batch), each unit's keys are cut into `splits` ranges on different tiles. Each writes its
+// unnormalised O with its m and l (fp32) to an HBM scratch area; after a barrier, one tile per
+// unit combines them: M = max m_s, w_s = exp(m_s - M), O = sum w_s O_s / sum w_s l_s.
 #pragma once
 
 #include <cstdint>
@@ -32,14 +36,15 @@ struct AttentionSpec {
 
 struct AttentionPlan {
   int64_t q_block = 0;     // query tokens per unit
-  int64_t units = 0;
+  int64_t key_block = 0;   // keys per block
+  int64_t splits = 1;      // key ranges per unit (decode with fewer units than tiles)
+  int64_t units = 0;       // (sequence, kv head, query block, key range)
   int64_t tiles = 0;
-  int64_t kv_buffers = 2;  // 2: a tile's next head loads while the current one computes
-  int64_t key_block = 0;   // > 0: keys walked in blocks of this many (online softmax)
+  uint64_t scratch_bytes = 0;  // HBM for the partial results of split keys
+  uint64_t scratch = 0;        // its address (memory planning)
 };
 
-// Whole heads when they fit the budget, else key blocks; `key_block` > 0 asks for key blocks
-// of that size.
+// Blocks as large as fit the budget; `key_block` > 0 asks for key blocks of that size.
 AttentionPlan plan_attention(const arch::Arch& a, const AttentionSpec& s, uint64_t sram_budget, int64_t key_block = 0);
 void emit_attention(KernelContext& ctx, const AttentionSpec& s, const AttentionPlan& p);
 

@@ -1028,10 +1028,10 @@ struct AttentionCase {
   bool fused_qkv = false;  // q, k, v as column views of one [tokens, (H + 2 Hkv) D] matrix
   // Plan expectations.
   int64_t min_q_blocks = 1;
-  int64_t kv_buffers = 2;
+  int64_t splits = 1;
   bool several_heads_per_tile = false;
-  int64_t key_block = 0;    // asked of the planner (0: only when whole heads do not fit)
-  bool key_blocks = false;  // the plan must walk the keys in several blocks
+  int64_t key_block = 0;    // asked of the planner (0: as large as fit)
+  bool key_blocks = false;  // the plan must walk a unit's keys in several blocks
 };
 
 std::ostream& operator<<(std::ostream& os, const AttentionCase& c) {
@@ -1087,18 +1087,18 @@ TEST_P(Attention, MatchesReferenceAndAppendsToCache) {
   s.out = {hbm(int64_t(out)), 0, Dtype::Bf16, false};
 
   KernelContext ctx(run.pb());
-  const AttentionPlan p = plan_attention(run.arch(), s, ctx.sram_left(), c.key_block);
+  AttentionPlan p = plan_attention(run.arch(), s, ctx.sram_left(), c.key_block);
+  if (p.scratch_bytes > 0) p.scratch = run.output("scratch", Dtype::Fp32, p.scratch_bytes / 4);
   SCOPED_TRACE(fmt::format(
-      "plan: query blocks of {}, {} units on {} tiles, {} K/V buffers, key blocks of {}", p.q_block,
-      p.units, p.tiles, p.kv_buffers, p.key_block));
+      "plan: query blocks of {}, {} units on {} tiles, {} key ranges, key blocks of {}", p.q_block,
+      p.units, p.tiles, p.splits, p.key_block));
   if (c.key_blocks) {
-    EXPECT_GT(p.key_block, 0);
-    EXPECT_LT(p.key_block, P + S);
+    EXPECT_LT(p.key_block * p.splits, P + S) << "the case must walk keys in several blocks";
   } else {
-    EXPECT_EQ(p.key_block, 0);
+    EXPECT_GE(p.key_block * p.splits, P + S) << "the case must take each unit's keys in one block";
   }
   EXPECT_GE((S + p.q_block - 1) / p.q_block, c.min_q_blocks);
-  EXPECT_EQ(p.kv_buffers, c.kv_buffers);
+  EXPECT_EQ(p.splits, c.splits);
   if (c.several_heads_per_tile) {
     EXPECT_GT(B * Hkv, p.tiles);
   }
@@ -1190,11 +1190,12 @@ INSTANTIATE_TEST_SUITE_P(
                       .head_dim = 128,
                       .spare = 3,
                       .kv_dtype = Dtype::Fp8E4M3},
-        // Prefill: 80 tokens in query blocks of 32, 32 and 16, from the fused q/k/v projection.
+        // Prefill: 300 tokens in query blocks of 128, 128 and 44 (GQA 4:1: 512 rows), from
+        // the fused q/k/v projection; units of unequal cost balanced over the tiles.
         AttentionCase{.name = "maia_prefill_causal_fused_qkv",
                       .preset = "maia100-class",
                       .batch = 2,
-                      .seq = 80,
+                      .seq = 300,
                       .past = 0,
                       .heads = 8,
                       .kv_heads = 2,
@@ -1223,8 +1224,8 @@ INSTANTIATE_TEST_SUITE_P(
                       .kv_heads = 2,
                       .head_dim = 64,
                       .causal = false},
-        // Small SRAM: query blocks shrink and a single K/V buffer remains.
-        AttentionCase{.name = "maia_small_sram_single_buffer",
+        // Small SRAM: key blocks shrink to fit next to 128 query rows.
+        AttentionCase{.name = "maia_small_sram_key_blocks",
                       .preset = "maia100-class",
                       .overrides = {"chip.tile.sram.capacity=256KiB"},
                       .batch = 1,
@@ -1233,11 +1234,11 @@ INSTANTIATE_TEST_SUITE_P(
                       .heads = 4,
                       .kv_heads = 2,
                       .head_dim = 64,
-                      .min_q_blocks = 2,
-                      .kv_buffers = 1},
+                      .key_blocks = true},
         // Keys in blocks with an online softmax: asked for (blocks of 64 over 100 + 40 keys, the
-        // causal diagonal inside the last blocks), and forced by a context whose heads do not
-        // fit a GPU SM's SRAM (3001 positions, fp8 cache).
+        // causal diagonal inside the last blocks), and forced by a context that does not fit a
+        // GPU SM's SRAM (3001 positions, fp8 cache; four units on 132 SMs also split their keys
+        // in five ranges, combined after a barrier).
         AttentionCase{.name = "maia_prefill_after_past_key_blocks",
                       .preset = "maia100-class",
                       .batch = 2,
@@ -1248,7 +1249,6 @@ INSTANTIATE_TEST_SUITE_P(
                       .head_dim = 32,
                       .spare = 3,
                       .fused_qkv = true,
-                      .min_q_blocks = 2,
                       .key_block = 64,
                       .key_blocks = true},
         AttentionCase{.name = "tpu_not_causal_key_blocks",
@@ -1272,7 +1272,20 @@ INSTANTIATE_TEST_SUITE_P(
                       .head_dim = 128,
                       .spare = 1,
                       .kv_dtype = Dtype::Fp8E4M3,
-                      .key_blocks = true}),
+                      .splits = 5,
+                      .key_blocks = true},
+        // A decode step of one sequence over 2001 positions: its two units split their keys in
+        // three ranges of one block each.
+        AttentionCase{.name = "maia_decode_split_keys",
+                      .preset = "maia100-class",
+                      .batch = 1,
+                      .seq = 1,
+                      .past = 2000,
+                      .heads = 8,
+                      .kv_heads = 2,
+                      .head_dim = 64,
+                      .spare = 7,
+                      .splits = 3}),
     [](const ::testing::TestParamInfo<AttentionCase>& i) { return i.param.name; });
 
 }  // namespace

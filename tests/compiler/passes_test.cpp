@@ -613,7 +613,8 @@ TEST(Tile, GemmBlocksAndRowChunks) {
   //  down:   256 x 64,  K 128: 16x4                                         -> 16x16, K 128
   //  lm_head 256 x 256, K 64: 8x8                                          -> 32x32, K 64
   // Rows: 256 rows over 64 tiles = 4 a tile, in one chunk. Attention: 2 query heads per KV head,
-  // q_block = 128 / 2 = 64 tokens, 2 sequences x 2 KV heads x 128/64 blocks = 8 units.
+  // query blocks of 512 / 2 = 256 tokens, capped at the sequence's 128, all 128 keys in one
+  // block: 2 sequences x 2 KV heads = 4 units.
   EXPECT_CHECKS(text_after(config(tiny_llama()), prefill(2, 128, true), Stage::Placed), R"(
     CHECK: %l0.attn_norm = rms_norm
     CHECK: tiles: 4 rows a tile in chunks of 4
@@ -623,9 +624,9 @@ TEST(Tile, GemmBlocksAndRowChunks) {
     CHECK-NEXT: strategy: gemm
     CHECK-NEXT: tiles: blocks 32x16, k chunks of 64, 1x1 passes
     CHECK: %l0.attention = attention
-    CHECK-NEXT: place: units in contiguous runs on tiles 0..7
+    CHECK-NEXT: place: units by cost, longest first to the least loaded of tiles 0..3
     CHECK-NEXT: strategy: heads
-    CHECK-NEXT: tiles: query blocks of 64 tokens, 8 units
+    CHECK-NEXT: tiles: query blocks of 128 tokens, keys in blocks of 128, 4 units
     CHECK-NEXT: %l0.o_proj = linear
     CHECK-NEXT: place: grid 16x4: block (i, j) on tile i*4 + j
     CHECK-NEXT: strategy: gemm
@@ -644,7 +645,8 @@ TEST(Tile, GemmBlocksAndRowChunks) {
 TEST(Tile, StreamChunksAndDecodeAttention) {
   // Decode, 2 sequences: columns are dealt to the 64 tiles (qkv 128 -> 2 a tile, o_proj 64 ->
   // 1, lm_head 256 -> 4); a chunk holds them all with the whole K (far under 512 KiB). Rows: 2
-  // rows, one a tile on tiles 0..1. Attention: one query token, 2 x 2 (sequence, KV head) units.
+  // rows, one a tile on tiles 0..1. Attention: one query token, 2 x 2 (sequence, KV head) units
+  // over all 9 keys (too few to split them).
   // The embedding's 2 rows go to 2 tiles.
   EXPECT_CHECKS(text_after(config(tiny_llama()), decode(2, 8), Stage::Placed), R"(
     CHECK: %embed_tokens = embedding
@@ -660,9 +662,9 @@ TEST(Tile, StreamChunksAndDecodeAttention) {
     CHECK-NEXT: strategy: stream, prefetching
     CHECK-NEXT: tiles: 2 columns a tile, weight chunks of 2 x 64, 3 buffers
     CHECK: %l0.attention = attention
-    CHECK-NEXT: place: units in contiguous runs on tiles 0..3
+    CHECK-NEXT: place: units by cost, longest first to the least loaded of tiles 0..3
     CHECK-NEXT: strategy: heads
-    CHECK-NEXT: tiles: query blocks of 1 tokens, 4 units
+    CHECK-NEXT: tiles: query blocks of 1 tokens, keys in blocks of 9, 4 units
     CHECK-NEXT: %l0.o_proj = linear
     CHECK-NEXT: place: tiles 0..63
     CHECK-NEXT: strategy: stream, prefetching
@@ -692,26 +694,26 @@ TEST(Tile, LargeStreamCutsKInItsHalfOfTheSram) {
 
 TEST(Tile, LongContextAttentionWalksKeysInBlocks) {
   // Llama-3-8B decode at 4000 tokens of context on h100-sxm. The attention runs before o_proj,
-  // which prefetches, so it plans in half of the 512 KiB: 262,144 x 15/16 = 245,760 bytes. A
-  // whole head's keys and values (2 x 4001 x 128 x 2 = 2 MB) do not fit, so keys go in blocks:
-  // with 4 query rows (one token, 4 query heads a KV head), a block of kb keys takes
-  // 2 x 2 x kb x 128 x 2 + 4 x 128 x 2 + 4 x kb x 6 + 4 x 128 x 6 + 4 x 20 = 1048 kb + 4176
-  // bytes: 512 and 256 are too many, 128 fit. One query token a unit, 8 KV heads: 8 units.
+  // which prefetches, so it plans in half of the 512 KiB: 262,144 x 15/16 = 245,760 bytes. One
+  // query token a unit, 8 KV heads: 8 units on 132 SMs, so each splits its 4001 keys in
+  // min(132 / 8, 4001 / 512) = 7 ranges of 572. With 4 query rows (4 query heads a KV head), a
+  // block of kb keys takes 2 x 2 x kb x 128 x 2 (K, V) + 2 x 4 x 128 x 2 (Q) + 4 x kb x 6
+  // (S, P) + 4 x 128 x 6 (O) + 4 x 20 + 4096 = 1048 kb + 9296 bytes: 572 and 256 are too
+  // many, 128 fit. 56 units.
   const ModelConfig m = load_model_config("llama-3-8b");
   EXPECT_CHECKS(text_after(m, decode(1, 4000), Stage::Placed, {}, arch::load_arch("h100-sxm")), R"(
     CHECK: %l0.attention = attention
-    CHECK-NEXT: place: units in contiguous runs on tiles 0..7
+    CHECK-NEXT: place: units by cost, longest first to the least loaded of tiles 0..55
     CHECK-NEXT: strategy: heads
-    CHECK-NEXT: tiles: query blocks of 1 tokens, 8 units, keys in blocks of 128
+    CHECK-NEXT: tiles: query blocks of 1 tokens, keys in blocks of 128, 56 units (keys split in 7 ranges, combined after a barrier)
     CHECK-NEXT: %l0.o_proj = linear
     CHECK-NEXT: place:
     CHECK-NEXT: strategy: stream, prefetching
   )");
-  // Short contexts keep whole heads.
+  // Short contexts take all keys in one block, unsplit (101 < 512).
   EXPECT_CHECKS(text_after(m, decode(1, 100), Stage::Tiled, {}, arch::load_arch("h100-sxm")),
                 "CHECK: %l0.attention = attention\nCHECK-NEXT: strategy: heads\nCHECK-NEXT: tiles: "
-                "query blocks of 1 tokens, 8 units\n"
-                "CHECK-NOT: keys in blocks\nCHECK: %l1.attention");
+                "query blocks of 1 tokens, keys in blocks of 101, 8 units\n");
 }
 
 // ---------------------------------------------------------------------------------------------
