@@ -9,6 +9,7 @@
 
 #include "arch/describe.hpp"
 #include "compiler/error.hpp"
+#include "compiler/compile.hpp"
 #include "compiler/passes.hpp"
 #include "compiler/specs.hpp"
 
@@ -42,7 +43,8 @@ struct Pending {
 
 }  // namespace
 
-isa::Program codegen(const Lowering& l, const arch::Arch& a, std::vector<size_t>* layer_loops) {
+isa::Program codegen(const Lowering& l, const arch::Arch& a, std::vector<size_t>* layer_loops,
+                     std::vector<MarkedOp>* marks) {
   const Graph& g = l.graph;
   ProgramBuilder pb(a);
   isa::Program& p = pb.program();
@@ -79,6 +81,18 @@ isa::Program codegen(const Lowering& l, const arch::Arch& a, std::vector<size_t>
     order.push_back(int(i));
   }
 
+  // Mark ids: the ops that run, in order.
+  std::map<size_t, int64_t> mark_of;
+  for (size_t k = 0; k < order.size(); ++k) {
+    const Op& op = g.ops[size_t(order[k])];
+    mark_of[size_t(order[k])] = int64_t(k);
+    p.meta[fmt::format("mark.{}", k)] = op.name;
+    if (marks) marks->push_back({op.name, std::string(op_kind_name(op.kind)), loop && layer(size_t(order[k])) == 0});
+  }
+  auto mark_all = [&](size_t op, bool resume) {
+    for (int t = 0; t < pb.tiles(); ++t) pb.emit(t, mark(mark_of.at(op), resume));
+  };
+
   Pending pending;
   int pending_op = -1;
   bool in_loop = false;
@@ -95,6 +109,7 @@ isa::Program codegen(const Lowering& l, const arch::Arch& a, std::vector<size_t>
       }
       in_loop = true;
     }
+    mark_all(i, pending_op == int(i));  // a prefetched op began with its prefetch
     try {
       KernelContext ctx(pb, plan.half);
       switch (plan.strategy) {
@@ -131,7 +146,9 @@ isa::Program codegen(const Lowering& l, const arch::Arch& a, std::vector<size_t>
         const size_t j = size_t(order[k + 1]);
         pending.ctx = std::make_unique<KernelContext>(pb, l.plans[j].half);
         pending.stream = std::make_unique<StreamKernel>(*pending.ctx, stream_spec(l, g.ops[j], regs), l.plans[j].stream);
+        mark_all(j, false);
         pending.stream->prefetch();
+        mark_all(i, true);
         pending_op = int(j);
       }
     } catch (const CompileError& e) {

@@ -24,6 +24,14 @@ struct TensorPlacement {
   std::shared_ptr<const std::vector<float>> data;  // contents known at compile time (tables)
 };
 
+// An operator of the graph as the program marks it (`mark id`, id = its index here): the
+// simulator accounts time and work to it.
+struct MarkedOp {
+  std::string name;  // the op's name ("l0.attention", "lm_head")
+  std::string kind;  // its kind ("attention", "linear")
+  bool in_layer_loop = false;  // instance n is layer n
+};
+
 struct CompileResult {
   isa::Program program;
   std::string graph_text;  // after fusion and dtype assignment
@@ -33,6 +41,7 @@ struct CompileResult {
   int64_t layers_looped = 0;  // 0 when every layer is emitted separately
   // Per tile, the index of the layer loop's `loop` instruction in its stream (when looped).
   std::vector<size_t> layer_loops;
+  std::vector<MarkedOp> marks;
 };
 
 CompileResult compile(Graph g, const arch::Arch& a, const CompileOptions& o = {});

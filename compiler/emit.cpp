@@ -191,6 +191,13 @@ Instr nop(int64_t cycles) {
   return in;
 }
 
+Instr mark(int64_t id, bool resume) {
+  Instr in = Instr::make(Opcode::Mark);
+  in.f[isa::field_index(Opcode::Mark, "id")] = id;
+  in.f[isa::field_index(Opcode::Mark, "resume")] = resume ? 1 : 0;
+  return in;
+}
+
 Instr halt() { return Instr::make(Opcode::Halt); }
 
 }  // namespace tessera::compiler

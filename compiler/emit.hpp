@@ -88,6 +88,9 @@ Instr end_loop();
 Instr li(uint8_t rd, int64_t value);
 Instr addi(uint8_t rd, uint8_t rs, int64_t value);
 Instr nop(int64_t cycles);
+// The following work belongs to region `id` (a new instance of it, or with `resume` the
+// tile's current one).
+Instr mark(int64_t id, bool resume = false);
 Instr halt();
 
 }  // namespace tessera::compiler

@@ -41,8 +41,12 @@ void plan_memory(Lowering& l, const arch::Arch& a, const CompileOptions& o);
 // output; prefetches hoisted above it).
 void schedule(Lowering& l);
 
-// The program. With `layer_loops`, the index of the layer loop's `loop` instruction in each
-// tile's stream (empty when the layers are emitted one by one).
-isa::Program codegen(const Lowering& l, const arch::Arch& a, std::vector<size_t>* layer_loops = nullptr);
+// The program: every op with work begins with `mark id` on every tile (id = its index in
+// `marks`, named in the program's metadata as mark.<id>). With `layer_loops`, the index of the
+// layer loop's `loop` instruction in each tile's stream (empty when the layers are emitted one
+// by one).
+struct MarkedOp;
+isa::Program codegen(const Lowering& l, const arch::Arch& a, std::vector<size_t>* layer_loops = nullptr,
+                     std::vector<MarkedOp>* marks = nullptr);
 
 }  // namespace tessera::compiler

@@ -97,6 +97,10 @@ inline constexpr FieldDef kNop[] = {
     {"cycles", K::U, 32, 1, Sp::None, {}, {}, "core cycles the sequencer waits", true},
 };
 inline constexpr FieldDef kNone[] = {{"", K::U, 0, 0, Sp::None, {}, {}, ""}};
+inline constexpr FieldDef kMark[] = {
+    {"id", K::U, 16, 0, Sp::None, {}, {}, "the region (program metadata mark.<id> names it)", true},
+    {"resume", K::Flag, 1, 0, Sp::None, {}, {}, "continue the tile's current instance of the region"},
+};
 inline constexpr FieldDef kLoop[] = {
     {"count", K::RegImm, 40, 1, Sp::None, {}, {}, "trip count (register + immediate), 1..2^30", true},
 };
@@ -300,7 +304,13 @@ inline constexpr FieldDef kRecv[] = {
     "Sends `bytes` from src over the chip-to-chip links to chip `peer`, matched with that "      \
     "chip's `recv` of the same tag.", "")                                                        \
   X(Recv, "recv", Comm, kRecv, "receive from another chip",                                      \
-    "Receives `bytes` from chip `peer` (matching its `send` of the same tag) into dst.", "")
+    "Receives `bytes` from chip `peer` (matching its `send` of the same tag) into dst.", "")    \
+  X(Mark, "mark", Control, kMark, "attribute the following work to a region",                    \
+    "From here on the tile's instructions belong to region `id` (an operator of the compiled "  \
+    "graph): the simulator accounts their time, work and traffic to it. Each `mark` begins a "  \
+    "new instance of the region on this tile (the n-th time is instance n, e.g. layer n of a "  \
+    "loop); with `resume` it continues the tile's current instance (after interleaved work of " \
+    "another region, such as a prefetch). Costs no cycles.", "")
 
 enum class Opcode : uint8_t {
 #define TESSERA_X(op_, mnem_, cls_, fields_, summary_, semantics_, timing_) op_,

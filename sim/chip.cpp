@@ -51,12 +51,21 @@ Chip::Chip(sc_module_name name, const arch::Arch& a, int index, const SimOptions
       clock_(a.chip.clock),
       meter_(EnergyPrices::from(a), opt.power_window),
       scheduler_("scheduler"),
-      noc_(a, stats, prefix_ + ".noc", &meter_),
-      hbm_(a) {
+      noc_(a, stats, prefix_ + ".noc", slots_, &meter_),
+      hbm_(a),
+      hbm_read_(stats.add(prefix_ + ".hbm.read_bytes", "bytes", "bytes read from HBM")),
+      hbm_write_(stats.add(prefix_ + ".hbm.write_bytes", "bytes", "bytes written to HBM")),
+      hbm_hits_(stats.add(prefix_ + ".hbm.row_hits", "count", "accesses to an open row")),
+      hbm_misses_(stats.add(prefix_ + ".hbm.row_misses", "count", "accesses that opened a row in an idle bank")),
+      hbm_conflicts_(stats.add(prefix_ + ".hbm.row_conflicts", "count", "accesses that closed another row first")),
+      hbm_refreshes_(stats.add(prefix_ + ".hbm.refreshes", "count", "all-bank refreshes")),
+      hbm_busy_(stats.add(prefix_ + ".hbm.data_busy_ps", "ps",
+                          "sum over pseudo-channels of time the data bus was busy")) {
   for (int64_t i = 0; i < a.shared_memory_instances(); ++i) {
     shared_ports_.push_back(std::make_unique<Timeline>());
     shared_bytes_.push_back(&stats.add(fmt::format("{}.shared{}.bytes", prefix_, i), "bytes",
                                        "bytes read and written in this shared-memory instance"));
+    shared_slots_.push_back(slots_.add(Resource::SharedMemory));
   }
   if (trace_) {
     for (int64_t pc = 0; pc < hbm_.geometry().pcs; ++pc) {
@@ -68,6 +77,18 @@ Chip::Chip(sc_module_name name, const arch::Arch& a, int index, const SimOptions
   for (int64_t t = 0; t < a.tiles(); ++t) {
     tiles_.push_back(std::make_unique<Tile>(fmt::format("tile{}", t).c_str(), *this, int(t)));
   }
+  attribution_ = std::make_unique<Attribution>(slots_, int(a.tiles()));
+}
+
+void Chip::region_began(int r) {
+  const Attribution::Region& region = (*attribution_)[r];
+  const auto& want = opt_.snapshot_marks;
+  if (std::find(want.begin(), want.end(), region.id) == want.end()) return;
+  collect_hbm_stats();
+  Snapshot s{region.id, region.instance, now_ticks(), {}};
+  s.values.reserve(stats_.all().size());
+  for (const Stat& st : stats_.all()) s.values.push_back(st.value);
+  snapshots_.push_back(std::move(s));
 }
 
 void Chip::load(const isa::Program& p) {
@@ -78,9 +99,11 @@ int64_t Chip::shared_instance(int64_t tile) const {
   return arch_.chip.shared_memory.scope == arch::SharedScope::Cluster ? tile / arch_.chip.cluster_size : 0;
 }
 
-Tick Chip::shared_access(int64_t instance, Tick t, uint64_t bytes, bool /*write*/) {
+Tick Chip::shared_access(int64_t instance, Tick t, uint64_t bytes, bool /*write*/, Activity& act) {
   const Tick d = shared_duration(bytes);
   *shared_bytes_[size_t(instance)] += double(bytes);
+  act.shared += double(bytes);
+  act.busy[size_t(shared_slots_[size_t(instance)])] += double(d);
   const Tick start = shared_ports_[size_t(instance)]->reserve(t, d);
   meter_.add(start, start + d, double(bytes) * meter_.prices().shared);
   return start + d;
@@ -136,14 +159,8 @@ void Chip::collect_hbm_stats() {
     refreshes += double(c.refreshes);
     busy += double(c.data_busy);
   }
-  const std::string p = prefix_ + ".hbm.";
-  stats_.add(p + "read_bytes", "bytes", "bytes read from HBM") = reads;
-  stats_.add(p + "write_bytes", "bytes", "bytes written to HBM") = writes;
-  stats_.add(p + "row_hits", "count", "accesses to an open row") = hits;
-  stats_.add(p + "row_misses", "count", "accesses that opened a row in an idle bank") = misses;
-  stats_.add(p + "row_conflicts", "count", "accesses that closed another row first") = conflicts;
-  stats_.add(p + "refreshes", "count", "all-bank refreshes") = refreshes;
-  stats_.add(p + "data_busy_ps", "ps", "sum over pseudo-channels of time the data bus was busy") = busy;
+  hbm_read_ = reads, hbm_write_ = writes, hbm_hits_ = hits, hbm_misses_ = misses;
+  hbm_conflicts_ = conflicts, hbm_refreshes_ = refreshes, hbm_busy_ = busy;
 }
 
 }  // namespace tessera::sim

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "arch/arch.hpp"
+#include "sim/activity.hpp"
 #include "isa/operands.hpp"
 #include "isa/program.hpp"
 #include "sim/energy.hpp"
@@ -45,8 +46,18 @@ struct ChipMemory {
   std::vector<Memory> shared;  // per shared-memory instance
 };
 
+// The values of every stat when a region instance began (see SimOptions::snapshot_marks).
+struct Snapshot {
+  int64_t mark = -1, instance = 0;
+  Tick time = 0;
+  std::vector<double> values;  // in the order of Stats::all()
+};
+
 struct SimOptions {
   bool functional = false;
+  // Stats are recorded when any of these regions begins an instance (and at the end): a
+  // layer's first operator gives the stats at each layer boundary.
+  std::vector<int64_t> snapshot_marks;
   uint64_t dma_chunk_bytes = 256 << 10;  // DMA transfers move in chunks of at most this size
   Tick time_limit = 0;                  // 0: none
   Tick power_window = 1'000'000;        // windows of the power profile (peak power): 1 us
@@ -85,6 +96,7 @@ struct Op {
   int naccess = 0;
   Tick issued = 0;
   int pending_chunks = 0;  // DMA
+  int region = 0;          // the region instance it is charged to (Attribution)
 };
 
 class Tile;
@@ -111,6 +123,7 @@ class MatmulUnit : public sc_core::sc_module {
   double& sram_read_;
   double& sram_write_;
   std::array<double*, isa::kDtypeCount> macs_{};
+  int slot_;
 };
 
 // The vector unit: a pipeline over `lanes` elements per cycle, reading and writing SRAM
@@ -132,6 +145,7 @@ class VectorUnit : public sc_core::sc_module {
   double& busy_;
   double& ops_;
   double& elements_;
+  int slot_;
 };
 
 // One DMA engine: holds up to queue_depth transfers, splits them into chunks issued round robin
@@ -161,6 +175,7 @@ class DmaEngine : public sc_core::sc_module {
   double& busy_;
   double& bytes_;
   double& transfers_;
+  int slot_;
 };
 
 class Tile : public sc_core::sc_module {
@@ -187,6 +202,8 @@ class Tile : public sc_core::sc_module {
   const std::string& prefix() const { return prefix_; }
   Trace* trace();
   int trace_track(Unit u) const { return tracks_[size_t(u)]; }
+  // The activity of the region instance an op is charged to.
+  Activity& activity(const Op& op);
 
  private:
   enum class Block { None, Issue, Hazard, UnitFull, Semaphore, Barrier, Halting, Nop };
@@ -213,6 +230,7 @@ class Tile : public sc_core::sc_module {
   std::vector<Loop> loops_;
   std::array<int64_t, isa::kNumSems> sems_{};
   bool halted_ = false;
+  int region_ = 0;  // the region instance its instructions are charged to
   Block blocked_ = Block::None;
   Tick blocked_since_ = 0;
   Tick next_issue_ = 0;
@@ -267,7 +285,12 @@ class Chip : public sc_core::sc_module {
   const std::string& prefix() const { return prefix_; }
   int64_t shared_instance(int64_t tile) const;
   int hbm_track(int64_t pc) const { return hbm_tracks_[size_t(pc)]; }
-  Tick shared_access(int64_t instance, Tick t, uint64_t bytes, bool write);
+  Tick shared_access(int64_t instance, Tick t, uint64_t bytes, bool write, Activity& act);
+  Slots& slots() { return slots_; }
+  Attribution& attribution() { return *attribution_; }
+  // A tile began region instance `r` before any other: records a snapshot if asked for.
+  void region_began(int r);
+  const std::vector<Snapshot>& snapshots() const { return snapshots_; }
   PowerMeter& meter() { return meter_; }
   Tick shared_duration(uint64_t bytes) const {
     return seconds_to_ticks(double(bytes) / arch_.chip.shared_memory.bandwidth);
@@ -280,7 +303,7 @@ class Chip : public sc_core::sc_module {
   // microsecond, so they stay short however long the run.
   void tidy(Tick now);
 
-  // Energy-relevant totals of HBM traffic.
+  // Sets the HBM stats from the channels' counters.
   void collect_hbm_stats();
 
  private:
@@ -294,10 +317,20 @@ class Chip : public sc_core::sc_module {
   Clock clock_;
   PowerMeter meter_;
   Scheduler scheduler_;
+  Slots slots_;
   Noc noc_;
   Hbm hbm_;
   std::vector<std::unique_ptr<Timeline>> shared_ports_;
   std::vector<double*> shared_bytes_;
+  std::vector<int> shared_slots_;
+  // HBM totals (set from the channels by collect_hbm_stats).
+  double& hbm_read_;
+  double& hbm_write_;
+  double& hbm_hits_;
+  double& hbm_misses_;
+  double& hbm_conflicts_;
+  double& hbm_refreshes_;
+  double& hbm_busy_;
   struct Barrier {
     int count = 0;
     std::vector<Tile*> waiting;
@@ -308,6 +341,8 @@ class Chip : public sc_core::sc_module {
   std::vector<int> hbm_tracks_;
   int barrier_track_ = -1;  // a slice from each barrier's first arrival to its release
   Tick tidied_ = 0;
+  std::unique_ptr<Attribution> attribution_;
+  std::vector<Snapshot> snapshots_;
 };
 
 }  // namespace tessera::sim

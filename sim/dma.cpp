@@ -51,7 +51,9 @@ void add_part(std::vector<Part>& parts, int node, Tick first, Tick ready, uint64
   parts.push_back({node, first, ready, bytes});
 }
 
-Tick deliver(Noc& noc, const Part& p, int to) { return noc.transfer(p.first, p.ready, p.node, to, p.bytes); }
+Tick deliver(Noc& noc, const Part& p, int to, Activity& act) {
+  return noc.transfer(p.first, p.ready, p.node, to, p.bytes, act);
+}
 }  // namespace
 
 struct DmaEngine::Transfer {
@@ -83,7 +85,8 @@ DmaEngine::DmaEngine(sc_module_name name, Tile& tile, int index)
       tile_(tile),
       busy_(tile.stats().add(fmt::format("{}.dma{}.busy_ps", tile.prefix(), index), "ps", "time the engine spent issuing")),
       bytes_(tile.stats().add(fmt::format("{}.dma{}.bytes", tile.prefix(), index), "bytes", "bytes moved")),
-      transfers_(tile.stats().add(fmt::format("{}.dma{}.transfers", tile.prefix(), index), "count", "DMA instructions")) {
+      transfers_(tile.stats().add(fmt::format("{}.dma{}.transfers", tile.prefix(), index), "count", "DMA instructions")),
+      slot_(tile.chip().slots().add(Resource::Dma)) {
   SC_METHOD(run);
   sensitive << event_;
   dont_initialize();
@@ -177,6 +180,8 @@ void DmaEngine::issue_chunk(Transfer& t) {
   t.issued_all = t.next_row == t.rows;
   const uint64_t dst_bytes = bytes * uint64_t(isa::dtype_bits(t.ddt)) / uint64_t(isa::dtype_bits(t.sdt));
   const int here = noc.tile_node(tile_.index());
+  // Attribution regions live in a deque: the reference stays valid for the scheduled write.
+  Activity& act = tile_.activity(*t.op);
 
   // Calls fn(address, bytes) for each contiguous run of one end of this chunk.
   auto runs = [&](bool source, auto&& fn) {
@@ -206,6 +211,7 @@ void DmaEngine::issue_chunk(Transfer& t) {
         chip.hbm().split(addr, n, [&](int64_t pc, uint64_t local, uint64_t k) {
           const int node = noc.hbm_node(pc);
           const Tick done = chip.hbm().channel(pc).access(t0 + noc.latency(here, node), local, k, false);
+          act.hbm_read += double(k);
           const Tick start = done - Tick(double(k) / double(chip.hbm().geometry().burst_bytes) * chip.hbm().geometry().burst_ps);
           if (Trace* tr = chip.trace()) tr->busy(chip.hbm_track(pc), start, done);
           chip.meter().add(start, done, double(k) * chip.meter().prices().hbm);
@@ -217,7 +223,7 @@ void DmaEngine::issue_chunk(Transfer& t) {
       Tile& owner = chip.tile(t.src_tile);
       const uint64_t srows = rows == 1 ? 1 : rows, sbytes = rows == 1 ? bytes : t.src_row;
       const Tick done =
-          owner.sram().access(t0 + noc.latency(here, noc.tile_node(t.src_tile)), srows, sbytes, stride_of(true), false);
+          owner.sram().access(t0 + noc.latency(here, noc.tile_node(t.src_tile)), srows, sbytes, stride_of(true), false, act);
       sources.push_back(
           {noc.tile_node(t.src_tile), done - owner.sram().duration(srows, sbytes, stride_of(true)), done, bytes});
       break;
@@ -225,7 +231,7 @@ void DmaEngine::issue_chunk(Transfer& t) {
     case Space::Shared: {
       const int64_t inst = chip.shared_instance(tile_.index());
       const int node = noc.shared_node(inst);
-      const Tick done = chip.shared_access(inst, t0 + noc.latency(here, node), bytes, false);
+      const Tick done = chip.shared_access(inst, t0 + noc.latency(here, node), bytes, false, act);
       sources.push_back({node, done - chip.shared_duration(bytes), done, bytes});
       break;
     }
@@ -241,6 +247,7 @@ void DmaEngine::issue_chunk(Transfer& t) {
   const Tick issue = tile_.clock().cycles(double(bytes) / tile_.arch().chip.tile.dma.bytes_per_cycle);
   issue_free_ = std::max(issue_free_, t0) + issue;
   busy_ += double(issue);
+  act.busy[size_t(slot_)] += double(issue);
   bytes_ += double(bytes);
 
   // 2 and 3. Cross the NoC and write the destination.
@@ -261,15 +268,15 @@ void DmaEngine::issue_chunk(Transfer& t) {
     // Data from many places (HBM to HBM) gathers at this tile's engine first.
     Part from = sources.size() == 1 ? sources[0] : Part{here, t0, t0, dst_bytes};
     if (sources.size() > 1) {
-      for (const Part& s : sources) from.ready = std::max(from.ready, deliver(noc, s, here));
+      for (const Part& s : sources) from.ready = std::max(from.ready, deliver(noc, s, here, act));
       from.first = from.ready;
     }
     Tick first = -1;
     for (Part& d : dests) {
-      d.ready = deliver(noc, {from.node, from.first, from.ready, d.bytes}, d.node);
+      d.ready = deliver(noc, {from.node, from.first, from.ready, d.bytes}, d.node, act);
       first = first < 0 ? d.ready : std::min(first, d.ready);
     }
-    chip.scheduler().at(first, [this, writes = std::move(writes), dests = std::move(dests), finish] {
+    chip.scheduler().at(first, [this, writes = std::move(writes), dests = std::move(dests), finish, &act] {
       Chip& c = tile_.chip();
       Tick done = now_ticks();
       for (const Write& w : writes) {
@@ -278,6 +285,7 @@ void DmaEngine::issue_chunk(Transfer& t) {
           if (d.node == w.node) arrive = d.ready;
         }
         const Tick end = c.hbm().channel(w.pc).access(arrive, w.local, w.n, true);
+        act.hbm_write += double(w.n);
         const Tick start = end - Tick(double(w.n) / double(c.hbm().geometry().burst_bytes) * c.hbm().geometry().burst_ps);
         if (Trace* tr = c.trace()) tr->busy(c.hbm_track(w.pc), start, end);
         c.meter().add(start, end, double(w.n) * c.meter().prices().hbm);
@@ -296,7 +304,7 @@ void DmaEngine::issue_chunk(Transfer& t) {
   for (const Part& s : sources) {
     const Tick arrive = s.first + noc.latency(s.node, to);
     first = first < 0 ? arrive : std::min(first, arrive);
-    last = std::max(last, deliver(noc, s, to));
+    last = std::max(last, deliver(noc, s, to, act));
   }
   if (first < 0) first = t0;
   Tick done = last;
@@ -304,9 +312,9 @@ void DmaEngine::issue_chunk(Transfer& t) {
     const uint64_t drows = t.transpose ? uint64_t(t.d0) : rows;
     const uint64_t dbytes = t.transpose ? rows * (t.dst_row / uint64_t(t.d0)) : (rows == 1 ? dst_bytes : t.dst_row);
     // The write starts with the first bytes; the last ones take one more port cycle.
-    done = std::max({done + tile_.clock().cycles(1.0), chip.tile(t.dst_tile).sram().access(first, drows, dbytes, stride_of(false), true)});
+    done = std::max({done + tile_.clock().cycles(1.0), chip.tile(t.dst_tile).sram().access(first, drows, dbytes, stride_of(false), true, act)});
   } else if (shared >= 0) {
-    done = std::max(done, chip.shared_access(shared, first, dst_bytes, true));
+    done = std::max(done, chip.shared_access(shared, first, dst_bytes, true, act));
   }
   chip.scheduler().at(done, finish);
 }

@@ -35,31 +35,17 @@ double Energy::total() const {
   return sum;
 }
 
-Energy price(const EnergyPrices& p, const Stats& stats, double seconds, int64_t chips) {
+Energy price(const EnergyPrices& p, const Activity& a, double seconds, int64_t chips) {
   Energy e;
-  for (const char* k : {"mac", "sram", "shared_memory", "hbm", "noc", "vector", "link"})
-    e.joules[k] = 0;
-  for (const Stat& s : stats.all()) {
-    const std::string_view n = s.name;
-    if (const size_t at = n.find(".sa.macs_"); at != std::string_view::npos) {
-      if (const auto d = isa::dtype_from_name(n.substr(at + 9)))
-        e.joules["mac"] += s.value * p.mac[size_t(*d)];
-    } else if (n.ends_with(".sram.read_bytes") || n.ends_with(".sa.sram_read_bytes")) {
-      e.joules["sram"] += s.value * p.sram_read;
-    } else if (n.ends_with(".sram.write_bytes") || n.ends_with(".sa.sram_write_bytes")) {
-      e.joules["sram"] += s.value * p.sram_write;
-    } else if (n.find(".shared") != std::string_view::npos && n.ends_with(".bytes")) {
-      e.joules["shared_memory"] += s.value * p.shared;
-    } else if (n.ends_with(".hbm.read_bytes") || n.ends_with(".hbm.write_bytes")) {
-      e.joules["hbm"] += s.value * p.hbm;
-    } else if (n.ends_with(".noc.bit_hops")) {
-      e.joules["noc"] += s.value * p.noc;
-    } else if (n.ends_with(".vector.elements")) {
-      e.joules["vector"] += s.value * p.vector;
-    } else if (n.ends_with(".link.bits")) {
-      e.joules["link"] += s.value * p.link;
-    }
-  }
+  double mac = 0;
+  for (size_t d = 0; d < a.macs.size(); ++d) mac += a.macs[d] * p.mac[d];
+  e.joules["mac"] = mac;
+  e.joules["sram"] = a.sram_read * p.sram_read + a.sram_write * p.sram_write;
+  e.joules["shared_memory"] = a.shared * p.shared;
+  e.joules["hbm"] = (a.hbm_read + a.hbm_write) * p.hbm;
+  e.joules["noc"] = a.noc_bit_hops * p.noc;
+  e.joules["vector"] = a.vector_elements * p.vector;
+  e.joules["link"] = a.link_bits * p.link;
   e.joules["static"] = p.static_power * seconds * double(chips);
   return e;
 }

@@ -1,6 +1,6 @@
 // Energy accounting. Every counted event has a price from the architecture's energy table;
 // energy = sum over events of count x price + static power x time. Two views of the same
-// prices: price() turns a run's final stats into joules per component (the totals), and a
+// prices: price() turns a run's typed counters (Activity) into joules per component, and a
 // PowerMeter records each event's energy over the interval it happens in, in fixed windows,
 // for peak power. Both see the same events, so their dynamic totals agree (a test checks it).
 #pragma once
@@ -12,6 +12,7 @@
 
 #include "arch/arch.hpp"
 #include "isa/dtype.hpp"
+#include "sim/activity.hpp"
 #include "sim/stats.hpp"
 #include "sim/time.hpp"
 
@@ -38,8 +39,8 @@ struct Energy {
   double total() const;
 };
 
-// Prices the events a run counted (its stats) and `chips` chips' static power over `seconds`.
-Energy price(const EnergyPrices& prices, const Stats& stats, double seconds, int64_t chips);
+// Prices the events counted in `a` and `chips` chips' static power over `seconds`.
+Energy price(const EnergyPrices& prices, const Activity& a, double seconds, int64_t chips);
 
 // Dynamic energy of one chip over time, in windows of `window` ticks.
 class PowerMeter {

@@ -8,7 +8,7 @@ enum Dir { kEast = 0, kWest = 1, kNorth = 2, kSouth = 3 };
 constexpr const char* kDirNames[] = {"east", "west", "north", "south"};
 }  // namespace
 
-Noc::Noc(const arch::Arch& a, Stats& stats, const std::string& prefix, PowerMeter* meter)
+Noc::Noc(const arch::Arch& a, Stats& stats, const std::string& prefix, Slots& slots, PowerMeter* meter)
     : mesh_(a.chip.noc.topology == arch::NocTopology::Mesh),
       cols_(int(a.chip.mesh.cols)),
       rows_(int(a.chip.mesh.rows)),
@@ -55,7 +55,9 @@ Noc::Noc(const arch::Arch& a, Stats& stats, const std::string& prefix, PowerMete
     }
   }
   for (Link& l : links_) {
-    if (l.limited) l.bytes = &stats.add(prefix + ".link." + l.name + ".bytes", "bytes", "bytes carried by this link");
+    if (!l.limited) continue;
+    l.bytes = &stats.add(prefix + ".link." + l.name + ".bytes", "bytes", "bytes carried by this link");
+    l.slot = slots.add(Resource::NocLink);
   }
 }
 
@@ -87,7 +89,7 @@ void Noc::path(int a, int b, std::vector<int>& out) const {
   }
 }
 
-Tick Noc::transfer(Tick t, int a, int b, uint64_t bytes) {
+Tick Noc::transfer(Tick t, int a, int b, uint64_t bytes, Activity& act) {
   if (a == b || bytes == 0) return t;
   path(a, b, scratch_path_);
   const Tick d = Tick(double(bytes) * ps_per_byte_ + 0.5);
@@ -99,6 +101,7 @@ Tick Noc::transfer(Tick t, int a, int b, uint64_t bytes) {
     if (l.limited) {
       start = l.timeline.reserve(ready, d);
       *l.bytes += double(bytes);
+      act.busy[size_t(l.slot)] += double(d);
       if (trace_) trace_->busy(l.track, start, start + d);
     } else {
       start = ready;
@@ -106,13 +109,14 @@ Tick Noc::transfer(Tick t, int a, int b, uint64_t bytes) {
   }
   const double bit_hops = double(bytes) * 8.0 * hops(a, b);
   bit_hops_ += bit_hops;
+  act.noc_bit_hops += bit_hops;
   bytes_ += double(bytes);
   if (meter_) meter_->add(t, start + d + hop_, bit_hops * meter_->prices().noc);
   return start + d + hop_;
 }
 
-Tick Noc::transfer(Tick first, Tick last, int a, int b, uint64_t bytes) {
-  const Tick streamed = transfer(first, a, b, bytes);
+Tick Noc::transfer(Tick first, Tick last, int a, int b, uint64_t bytes, Activity& act) {
+  const Tick streamed = transfer(first, a, b, bytes, act);
   if (a == b) return std::max(streamed, last);
   const Tick flit = Tick(double(std::min(bytes, flit_bytes_)) * ps_per_byte_ + 0.5);
   return std::max(streamed, last + latency(a, b) + flit);

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "arch/arch.hpp"
+#include "sim/activity.hpp"
 #include "sim/energy.hpp"
 #include "sim/stats.hpp"
 #include "sim/timeline.hpp"
@@ -24,8 +25,9 @@ namespace tessera::sim {
 
 class Noc {
  public:
-  // `meter` (optional) is charged the energy of every bit-hop.
-  Noc(const arch::Arch& a, Stats& stats, const std::string& prefix, PowerMeter* meter = nullptr);
+  // `meter` (optional) is charged the energy of every bit-hop; each limited link takes a slot
+  // of `slots`.
+  Noc(const arch::Arch& a, Stats& stats, const std::string& prefix, Slots& slots, PowerMeter* meter = nullptr);
 
   int tile_node(int64_t tile) const { return int(tile); }
   int hbm_node(int64_t pc) const { return hbm_nodes_[size_t(pc) % hbm_nodes_.size()]; }
@@ -36,12 +38,13 @@ class Noc {
   Tick hop_time() const { return hop_; }
   // Latency of a small message (a request, a semaphore signal): hops x hop time.
   Tick latency(int a, int b) const { return Tick(hops(a, b)) * hop_; }
-  // Moves `bytes` from node a to node b, ready at t; returns when the last byte arrives.
-  Tick transfer(Tick t, int a, int b, uint64_t bytes);
+  // Moves `bytes` from node a to node b, ready at t; returns when the last byte arrives. The
+  // links' busy time and the bit-hops are charged to `act`.
+  Tick transfer(Tick t, int a, int b, uint64_t bytes, Activity& act);
   // The same for bytes that become ready one after another from `first` to `last`, cut
   // through: they leave as they come, and the last one still crosses the path (its latency
   // and one flit) after `last`.
-  Tick transfer(Tick first, Tick last, int a, int b, uint64_t bytes);
+  Tick transfer(Tick first, Tick last, int a, int b, uint64_t bytes, Activity& act);
   void forget_before(Tick now);
   // Records each limited link's utilisation on its own trace track.
   void set_trace(Trace* trace, int chip);
@@ -52,6 +55,7 @@ class Noc {
     bool limited = true;  // false for memory-side crossbar ports
     double* bytes = nullptr;
     int track = -1;
+    int slot = -1;
   };
   const std::vector<Link>& links() const { return links_; }
   double link_bandwidth() const { return bytes_per_second_; }

@@ -98,7 +98,13 @@ RunResult Simulation::run(const isa::Program& program, Trace* trace) {
     for (auto& c : chips) {
       c->collect_hbm_stats();
       result.energy_windows.push_back(c->meter().joules());
+      for (const Attribution::Region& r : c->attribution().regions()) {
+        result.regions.push_back(r);
+        result.activity.add(r.activity);
+      }
     }
+    result.slots = chips.front()->slots();
+    result.snapshots = chips.front()->snapshots();
     result.power_window = options_.power_window;
     for (const Stat& s : result.stats.all()) {
       if (s.name.ends_with(".halt_ps")) result.time = std::max(result.time, Tick(s.value));

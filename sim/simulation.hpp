@@ -23,6 +23,10 @@ struct RunResult {
   Tick time = 0;          // when the last tile halted
   double seconds() const { return ticks_to_seconds(time); }
   Stats stats;
+  Activity activity;      // the whole run's, summed over regions and chips
+  Slots slots;            // resource instances of a chip
+  std::vector<Attribution::Region> regions;  // every chip's, in the order they began
+  std::vector<Snapshot> snapshots;           // chip 0's (SimOptions::snapshot_marks)
   uint64_t instructions = 0;
   Tick power_window = 0;
   std::vector<std::vector<double>> energy_windows;  // per chip: dynamic joules per power window

@@ -24,22 +24,25 @@ uint64_t sram_cycles(const arch::SramParams& p, uint64_t rows, uint64_t row_byte
 }
 
 SramPorts::SramPorts(const arch::SramParams& p, Clock clock, Stats& stats, const std::string& prefix,
-                     PowerMeter* meter)
+                     Slots& slots, PowerMeter* meter)
     : p_(p),
       clock_(clock),
       ports_(size_t(p.ports)),
       meter_(meter),
+      slot_(slots.add(Resource::SramPorts, int(p.ports))),
       read_bytes_(stats.add(prefix + ".read_bytes", "bytes", "bytes read through the SRAM ports")),
       write_bytes_(stats.add(prefix + ".write_bytes", "bytes", "bytes written through the SRAM ports")),
       conflict_cycles_(stats.add(prefix + ".bank_conflict_cycles", "cycles",
                                  "port cycles lost to bank conflicts of strided accesses")) {}
 
-Tick SramPorts::access(Tick t, uint64_t rows, uint64_t row_bytes, uint64_t stride, bool write) {
+Tick SramPorts::access(Tick t, uint64_t rows, uint64_t row_bytes, uint64_t stride, bool write, Activity& act) {
   const uint64_t cycles = sram_cycles(p_, rows, row_bytes, stride);
   const uint64_t ideal = (rows * row_bytes + uint64_t(p_.bytes_per_cycle) - 1) / uint64_t(p_.bytes_per_cycle);
   conflict_cycles_ += double(cycles - std::min(cycles, ideal));
   (write ? write_bytes_ : read_bytes_) += double(rows * row_bytes);
+  (write ? act.sram_write : act.sram_read) += double(rows * row_bytes);
   const Tick d = clock_.cycles(double(cycles));
+  act.busy[size_t(slot_)] += double(d);
   // The port that frees first.
   size_t best = 0;
   Tick best_start = 0;

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "arch/arch.hpp"
+#include "sim/activity.hpp"
 #include "sim/energy.hpp"
 #include "sim/stats.hpp"
 #include "sim/time.hpp"
@@ -29,11 +30,13 @@ uint64_t sram_cycles(const arch::SramParams& p, uint64_t rows, uint64_t row_byte
 
 class SramPorts {
  public:
-  // `meter` (optional) is charged the energy of every byte read and written.
+  // `meter` (optional) is charged the energy of every byte read and written; the ports take
+  // one slot of `slots`.
   SramPorts(const arch::SramParams& p, Clock clock, Stats& stats, const std::string& prefix,
-            PowerMeter* meter = nullptr);
-  // Reserves the port that can start soonest at or after t; returns when the access ends.
-  Tick access(Tick t, uint64_t rows, uint64_t row_bytes, uint64_t stride, bool write);
+            Slots& slots, PowerMeter* meter = nullptr);
+  // Reserves the port that can start soonest at or after t; returns when the access ends. The
+  // bytes and the port time are charged to `act`.
+  Tick access(Tick t, uint64_t rows, uint64_t row_bytes, uint64_t stride, bool write, Activity& act);
   // How long such an access holds a port.
   Tick duration(uint64_t rows, uint64_t row_bytes, uint64_t stride) const {
     return clock_.cycles(double(sram_cycles(p_, rows, row_bytes, stride)));
@@ -45,6 +48,7 @@ class SramPorts {
   Clock clock_;
   std::vector<Timeline> ports_;
   PowerMeter* meter_;
+  int slot_;
   double& read_bytes_;
   double& write_bytes_;
   double& conflict_cycles_;

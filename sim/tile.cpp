@@ -41,7 +41,7 @@ Tile::Tile(sc_module_name name, Chip& chip, int index)
       chip_(chip),
       index_(index),
       prefix_(fmt::format("{}.tile{}", chip.prefix(), index)),
-      sram_(chip.arch().chip.tile.sram, chip.clock(), chip.stats(), prefix_ + ".sram", &chip.meter()),
+      sram_(chip.arch().chip.tile.sram, chip.clock(), chip.stats(), prefix_ + ".sram", chip.slots(), &chip.meter()),
       matmul_("matmul", *this),
       vector_("vector", *this),
       instructions_(chip.stats().add(prefix_ + ".instructions", "count", "instructions executed")),
@@ -68,6 +68,7 @@ Clock Tile::clock() const { return chip_.clock(); }
 Stats& Tile::stats() { return chip_.stats(); }
 Trace* Tile::trace() { return chip_.trace(); }
 Memory* Tile::memory() { return chip_.memory() ? &chip_.memory()->sram[size_t(index_)] : nullptr; }
+Activity& Tile::activity(const Op& op) { return chip_.attribution()[op.region].activity; }
 
 void Tile::load(const isa::Stream* stream) {
   stream_ = stream;
@@ -169,6 +170,8 @@ bool Tile::issue_memory_op(const isa::Instr& in, Unit unit) {
   if (blocked_ != Block::None) unblock(now);
   op->seq = next_seq_++;
   op->issued = now;
+  op->region = region_;
+  chip_.attribution()[region_].activity.instructions += 1;
   inflight_.push_back(op);
   next_issue_ = now + clock().cycles(1);
   instructions_ += 1;
@@ -222,6 +225,13 @@ void Tile::step() {
           ++pc_;
         }
         continue;
+      case Opcode::Mark: {
+        const auto [r, fresh] = chip_.attribution().mark(index_, in[0], in[1] != 0, now);
+        region_ = r;
+        if (fresh) chip_.region_began(r);
+        ++pc_;
+        continue;
+      }
       case Opcode::Nop:
         if (blocked_ == Block::Nop) {  // the wait is over
           blocked_ = Block::None;
@@ -240,6 +250,7 @@ void Tile::step() {
         if (blocked_ != Block::None) unblock(now);
         s -= in[1];
         instructions_ += 1;
+        chip_.attribution()[region_].activity.instructions += 1;
         ++pc_;
         continue;
       }
@@ -247,6 +258,7 @@ void Tile::step() {
         const int64_t target = in[kSemSignalTile] == int64_t(isa::kTileSelf) ? index_ : in[kSemSignalTile];
         const auto after = static_cast<isa::After>(in[kSemSignalAfter]);
         instructions_ += 1;
+        chip_.attribution()[region_].activity.instructions += 1;
         ++pc_;
         if (after == isa::After::None || inflight_.empty()) {
           send_signal(target, in[kSemSignalSem], in[kSemSignalCount]);
@@ -264,6 +276,7 @@ void Tile::step() {
         if (blocked_ == Block::Barrier) return;  // released by barrier_release()
         block(Block::Barrier);
         instructions_ += 1;
+        chip_.attribution()[region_].activity.instructions += 1;
         chip_.barrier_arrive(int(in[0]), int(in[1]), *this);
         return;
       case Opcode::Send:
@@ -282,6 +295,8 @@ void Tile::step() {
 }
 
 void Tile::complete(Op* op) {
+  Attribution::Region& r = chip_.attribution()[op->region];
+  r.end = std::max(r.end, now_ticks());
   inflight_.erase(std::find(inflight_.begin(), inflight_.end(), op));
   free_op(op);
   deliver_ready_signals();

@@ -1,7 +1,8 @@
 // A Perfetto / Chrome trace (JSON, loads in ui.perfetto.dev): a track per unit per tile with a
 // slice per instruction, and utilisation counters per HBM pseudo-channel and per NoC link,
 // aggregated over fixed windows so that a whole-model run stays a manageable file. Slices past
-// a cap are counted, not stored.
+// a cap are counted, not stored. Slices of one track that overlap (a DMA engine's concurrent
+// transfers) are spread over extra lanes of it, so every lane nests properly.
 #pragma once
 
 #include <cstdint>
@@ -21,6 +22,9 @@ class Trace {
   // A track for slices (a unit) or for a utilisation counter (a channel, a link).
   int track(std::string name, int chip);
   void slice(int track, std::string_view name, Tick start, Tick end);
+  // A slice with its own name and arguments (a JSON object text), e.g. an operator and its
+  // figures. Never dropped.
+  void labelled(int track, std::string name, Tick start, Tick end, std::string args);
   void busy(int track, Tick start, Tick end);
 
   void write(std::ostream& out) const;
@@ -41,8 +45,15 @@ class Trace {
   Tick window_;
   size_t max_slices_;
   size_t dropped_ = 0;
+  struct Labelled {
+    int track;
+    std::string name;
+    Tick start, end;
+    std::string args;
+  };
   std::vector<Track> tracks_;
   std::vector<Slice> slices_;
+  std::vector<Labelled> labelled_;
 };
 
 }  // namespace tessera::sim

@@ -63,7 +63,8 @@ MatmulUnit::MatmulUnit(sc_module_name name, Tile& tile)
       busy_(tile.stats().add(tile.prefix() + ".sa.busy_ps", "ps", "time the arrays accept no new MATMUL (streaming)")),
       ops_(tile.stats().add(tile.prefix() + ".sa.ops", "count", "MATMUL instructions")),
       sram_read_(tile.stats().add(tile.prefix() + ".sa.sram_read_bytes", "bytes", "operand bytes the arrays read from SRAM")),
-      sram_write_(tile.stats().add(tile.prefix() + ".sa.sram_write_bytes", "bytes", "accumulator bytes the arrays write to SRAM")) {
+      sram_write_(tile.stats().add(tile.prefix() + ".sa.sram_write_bytes", "bytes", "accumulator bytes the arrays write to SRAM")),
+      slot_(tile.chip().slots().add(Resource::Arrays)) {
   for (int d = 1; d < isa::kDtypeCount; ++d) {
     const auto dt = static_cast<isa::Dtype>(d);
     const std::string_view cls = isa::array_dtype_class(dt);
@@ -94,6 +95,9 @@ void MatmulUnit::run() {
     ops_ += 1;
     const double macs = double(m) * double(k) * double(n);
     *macs_[size_t(dt)] += macs;
+    Activity& act = tile_.activity(*op);
+    act.busy[size_t(slot_)] += double(occupancy);
+    act.macs[size_t(dt)] += macs;
     if (Memory* mem = tile_.memory()) functional_matmul(*mem, *op->in, op->v.data());
     // Operand traffic on the arrays' own SRAM paths (energy): ws re-streams A for every
     // n-tile and the partial sums of every k-tile; os re-reads A per column block, B per row block.
@@ -107,6 +111,8 @@ void MatmulUnit::run() {
     const double written = double(m * n) * 4.0 * (ws ? kt : 1.0);
     sram_read_ += read;
     sram_write_ += written;
+    act.sram_read += read;
+    act.sram_write += written;
     PowerMeter& meter = tile_.chip().meter();
     const EnergyPrices& price = meter.prices();
     meter.add(now, now + latency, macs * price.mac[size_t(dt)] + read * price.sram_read + written * price.sram_write);
@@ -122,7 +128,8 @@ VectorUnit::VectorUnit(sc_module_name name, Tile& tile)
       tile_(tile),
       busy_(tile.stats().add(tile.prefix() + ".vector.busy_ps", "ps", "time the vector unit accepts no new instruction")),
       ops_(tile.stats().add(tile.prefix() + ".vector.ops", "count", "vector instructions")),
-      elements_(tile.stats().add(tile.prefix() + ".vector.elements", "count", "element operations (vector energy)")) {
+      elements_(tile.stats().add(tile.prefix() + ".vector.elements", "count", "element operations (vector energy)")),
+      slot_(tile.chip().slots().add(Resource::Vector)) {
   SC_METHOD(run);
   sensitive << event_;
   dont_initialize();
@@ -137,6 +144,7 @@ void VectorUnit::run() {
   const arch::VectorParams& vp = tile_.arch().chip.tile.vector;
   advance(tile_, queue_, running_, accept_, event_, [&](Op* op, Tick now) {
     const isa::Instr& in = *op->in;
+    Activity& act = tile_.activity(*op);
     const int64_t rows = op->v[kRows], cols = op->v[kCols];
     const bool plain_copy = in.op == Opcode::VCast && in.dtype(kDdt) == in.dtype(kS0dt);
     const arch::VectorOpTiming& t = vp.op(plain_copy ? "copy" : in.def().vector_timing);
@@ -146,17 +154,17 @@ void VectorUnit::run() {
     const bool reduce = in.op == Opcode::VRsum || in.op == Opcode::VRmax;
     const isa::Dtype ddt = in.dtype(kDdt);
     Tick sram_end = tile_.sram().access(now, uint64_t(rows), isa::dtype_bytes(ddt, size_t(reduce ? 1 : cols)),
-                                        uint64_t(op->v[kLdd]), true);
+                                        uint64_t(op->v[kLdd]), true, act);
     if (in.op != Opcode::VFill) {
       const isa::Dtype s0 = in.dtype(kS0dt);
       sram_end = std::max(sram_end, tile_.sram().access(now, uint64_t(rows), isa::dtype_bytes(s0, size_t(cols)),
-                                                        uint64_t(op->v[kLds0]), false));
+                                                        uint64_t(op->v[kLds0]), false, act));
       if (in.def().fields.size() > size_t(kBcast) && in.def().fields[size_t(kBcast)].name == "bcast" &&
           static_cast<isa::Bcast>(op->v[kBcast]) != isa::Bcast::Scalar) {
         const auto bc = static_cast<isa::Bcast>(op->v[kBcast]);
         const int64_t r1 = bc == isa::Bcast::Row ? 1 : rows, c1 = bc == isa::Bcast::Col ? 1 : cols;
         sram_end = std::max(sram_end, tile_.sram().access(now, uint64_t(r1), isa::dtype_bytes(in.dtype(kS1dt), size_t(c1)),
-                                                          uint64_t(op->v[kLds1]), false));
+                                                          uint64_t(op->v[kLds1]), false, act));
       }
     }
     const Tick occupancy = std::max(tile_.clock().cycles(compute), sram_end - now);
@@ -164,6 +172,8 @@ void VectorUnit::run() {
     busy_ += double(occupancy);
     ops_ += 1;
     elements_ += elements;
+    act.busy[size_t(slot_)] += double(occupancy);
+    act.vector_elements += elements;
     tile_.chip().meter().add(now, now + latency, elements * tile_.chip().meter().prices().vector);
     if (Memory* mem = tile_.memory()) functional_vector(*mem, in, op->v.data());
     if (Trace* tr = tile_.trace()) tr->slice(tile_.trace_track(Unit::Vector), in.def().mnemonic, now, now + latency);

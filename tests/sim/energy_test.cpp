@@ -62,7 +62,7 @@ TEST(Energy, PricesEachCountedEventByHand) {
 )",
                                                            "t.tasm"));
   const EnergyPrices p = EnergyPrices::from(maia());
-  const Energy e = price(p, r.stats, r.seconds(), 1);
+  const Energy e = price(p, r.activity, r.seconds(), 1);
   EXPECT_DOUBLE_EQ(p.mac[size_t(isa::Dtype::Bf16)], 0.6e-12);
   EXPECT_NEAR(e.joules.at("mac"), 64.0 * 256 * 128 * 0.6e-12, 1e-18);
   EXPECT_NEAR(e.joules.at("vector"), 64.0 * 64 * p.vector, 1e-18);
@@ -89,7 +89,7 @@ TEST(Energy, MeterWindowsAddUpToThePricedEvents) {
     SimOptions o;
     o.power_window = 50'000;  // 50 ns: many windows
     const RunResult r = Simulation(a, Mode::Performance, o).run(p);
-    const Energy e = price(EnergyPrices::from(a), r.stats, r.seconds(), 1);
+    const Energy e = price(EnergyPrices::from(a), r.activity, r.seconds(), 1);
     ASSERT_GT(e.joules.at("hbm"), 0) << preset;
     ASSERT_GT(e.joules.at("noc"), 0) << preset;
     ASSERT_GT(r.energy_windows.at(0).size(), 10u) << preset;
@@ -110,7 +110,7 @@ TEST(Energy, SharedMemoryTrafficIsPriced) {
 )",
                                                       "t.tasm"));
   const EnergyPrices p = EnergyPrices::from(a);
-  const Energy e = price(p, r.stats, r.seconds(), 1);
+  const Energy e = price(p, r.activity, r.seconds(), 1);
   EXPECT_DOUBLE_EQ(e.joules.at("shared_memory"), 65536.0 * p.shared);
   EXPECT_NEAR(window_sum(r), e.dynamic(), 1e-9 * e.dynamic());
 }

@@ -31,12 +31,18 @@ RunResult run(const std::string& text, const arch::Arch& a = maia(), SimOptions 
 
 TEST(NocTiming, OneTransferIsHopsTimesLatencyPlusSizeOverBandwidth) {
   Stats stats;
-  Noc noc(maia(), stats, "noc");
+  Slots slots;
+  Noc noc(maia(), stats, "noc", slots);
+  Activity act;
+  act.busy.assign(slots.size(), 0.0);
   // (0,0) to (3,2): 5 hops.
   const int a = 0, b = 2 * 8 + 3;
   EXPECT_EQ(noc.hops(a, b), 5);
-  EXPECT_EQ(noc.transfer(1000, a, b, 65536), 1000 + 5 * kHop + link_time(65536));
+  EXPECT_EQ(noc.transfer(1000, a, b, 65536, act), 1000 + 5 * kHop + link_time(65536));
   EXPECT_EQ(stats.value("noc.bit_hops"), 65536.0 * 8 * 5);
+  EXPECT_EQ(act.noc_bit_hops, 65536.0 * 8 * 5);
+  // Each of the 5 links was busy for the transfer's time on it.
+  EXPECT_EQ(std::count(act.busy.begin(), act.busy.end(), double(link_time(65536))), 5);
 }
 
 TEST(NocTiming, TwoFlowsOverOneLinkEachGetHalf) {

@@ -116,19 +116,6 @@ isa::Program with_layers(const isa::Program& p, const std::vector<size_t>& loops
   return q;
 }
 
-// x(L) = x(1) + (L - 1) (x(2) - x(1)) for every stat.
-sim::Stats extrapolate(const sim::Stats& one, const sim::Stats& two, int64_t layers) {
-  sim::Stats out;
-  auto a = one.all().begin();
-  for (const sim::Stat& b : two.all()) {
-    if (a == one.all().end() || a->name != b.name)
-      throw std::logic_error("runs registered different stats");
-    out.add(b.name, b.unit, b.desc) = a->value + double(layers - 1) * (b.value - a->value);
-    ++a;
-  }
-  return out;
-}
-
 double hbm_capacity_used(const compiler::CompileResult& c) {
   return double(c.weight_bytes + c.kv_bytes + c.activation_bytes);
 }
@@ -213,33 +200,40 @@ Report run(const arch::Arch& a, const RunSpec& spec, const RunOptions& options) 
   so.power_window = sim::seconds_to_ticks(options.power_window);
   std::unique_ptr<sim::Trace> trace;
   if (!options.trace.empty()) trace = std::make_unique<sim::Trace>();
-  sim::Simulation simulation(a, sim::Mode::Performance, so);
   const int64_t layers = compiled.layers_looped;
-  Report r;
-  sim::RunResult last;
-  if (options.sample_layers && layers > 2) {
-    const sim::RunResult one =
-        simulation.run(with_layers(compiled.program, compiled.layer_loops, 1));
-    last = simulation.run(with_layers(compiled.program, compiled.layer_loops, 2), trace.get());
-    r.stats = extrapolate(one.stats, last.stats, layers);
-    r.seconds = one.seconds() + double(layers - 1) * (last.seconds() - one.seconds());
-    r.instructions = double(one.instructions) +
-                     double(layers - 1) * double(last.instructions - one.instructions);
-    r.layers_simulated = 2;
-  } else {
-    last = simulation.run(compiled.program, trace.get());
-    r.stats = last.stats;
-    r.seconds = last.seconds();
-    r.instructions = double(last.instructions);
-    r.layers_simulated = layers;
+  const bool sampled = options.sample_layers >= 2 && layers > options.sample_layers;
+  const int64_t simulated = sampled ? options.sample_layers : layers;
+  if (sampled) {
+    const auto [first, after] = layer_bounds(compiled.marks);
+    so.snapshot_marks = {first, after};
   }
+  sim::Simulation simulation(a, sim::Mode::Performance, so);
+  const sim::RunResult last = simulation.run(
+      sampled ? with_layers(compiled.program, compiled.layer_loops, simulated) : compiled.program,
+      trace.get());
+  const Breakdown b = attribute(last, compiled.marks, layers, simulated);
+  Report r;
+  r.stats = sampled ? extrapolate_stats(last, compiled.marks, layers, simulated) : last.stats;
+  r.seconds = b.seconds;
+  r.instructions = b.total.instructions;
+  r.layers_simulated = simulated;
+
+  const arch::Derived d = arch::derive(a);
+  auto row = [&](const Share& s) {
+    Report::Row out{s, 2 * s.activity.total_macs(), s.activity.hbm_read + s.activity.hbm_write,
+                    utilization(s.activity, s.active, d, last.slots), ""};
+    out.bound = bound_of(out.utilization);
+    return out;
+  };
+  for (const Share& s : b.ops) r.ops.push_back(row(s));
+  for (const Share& s : b.layers) r.layer_rows.push_back(row(s));
   if (trace) {
+    trace_operators(*trace, last, b, compiled.marks, d, layers, simulated);
     std::ofstream out(options.trace);
     if (!out) throw std::runtime_error(options.trace + ": cannot write");
     trace->write(out);
   }
 
-  const arch::Derived d = arch::derive(a);
   r.system = a.name;
   r.workload = spec.describe();
   r.pricing = options.pricing;
@@ -247,27 +241,14 @@ Report run(const arch::Arch& a, const RunSpec& spec, const RunOptions& options) 
   r.layers = layers;
   r.tokens = tokens;
   r.tokens_per_s = tokens / r.seconds;
-  r.hbm_bytes = r.stats.sum("chip", ".hbm.read_bytes") + r.stats.sum("chip", ".hbm.write_bytes");
-
-  // Compute utilisation weighs each dtype's MACs by its own peak.
-  double compute = 0;
-  for (int dt = 1; dt < isa::kDtypeCount; ++dt) {
-    const auto dtype = static_cast<isa::Dtype>(dt);
-    const double macs = r.stats.sum("chip", fmt::format(".sa.macs_{}", isa::dtype_name(dtype)));
-    if (macs == 0) continue;
-    r.flops += 2 * macs;
-    compute += 2 * macs / r.seconds / d.peak_flops.at(std::string(isa::array_dtype_class(dtype)));
-  }
-  r.utilization["compute"] = compute;
-  r.utilization["hbm_bandwidth"] = r.hbm_bytes / r.seconds / d.hbm_bandwidth;
+  r.flops = 2 * b.total.total_macs();
+  r.hbm_bytes = b.total.hbm_read + b.total.hbm_write;
+  r.utilization = utilization(b.total, r.seconds, d, last.slots);
   r.utilization["capacity"] = hbm_capacity_used(compiled) / d.hbm_capacity;
-  r.utilization["interconnect"] = 0;  // one chip: no chip-to-chip traffic
-  r.bound = std::max_element(r.utilization.begin(), r.utilization.end(),
-                             [](const auto& x, const auto& y) { return x.second < y.second; })
-                ->first;
+  r.bound = bound_of(r.utilization);
 
   const sim::EnergyPrices prices = sim::EnergyPrices::from(a);
-  r.energy = sim::price(prices, r.stats, r.seconds, r.chips);
+  r.energy = sim::price(prices, b.total, r.seconds, r.chips);
   r.avg_power_w = r.energy.total() / r.seconds;
   r.peak_power_w = sim::peak_power(last.energy_windows, last.power_window, last.time,
                                    prices.static_power * double(r.chips));
@@ -340,6 +321,21 @@ nlohmann::json Report::to_json(bool with_stats) const {
   }
   j["utilization"] = utilization;
   j["bound"] = bound;
+  auto rows = [](const std::vector<Row>& in) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const Row& x : in) {
+      nlohmann::json o = {{"name", x.share.name}, {"kind", x.share.kind},
+                          {"seconds", x.share.seconds}, {"active_seconds", x.share.active},
+                          {"flops", x.flops},
+                          {"hbm_bytes", x.hbm_bytes}, {"utilization", x.utilization},
+                          {"bound", x.bound}};
+      if (x.share.kind != "layer") o["layers"] = x.share.layers;
+      if (x.share.kind == "layer") o["extrapolated"] = x.share.extrapolated;
+      out.push_back(std::move(o));
+    }
+    return out;
+  };
+  j["breakdown"] = {{"ops", rows(ops)}, {"layers", rows(layer_rows)}};
   j["warnings"] = warnings;
   j["host_seconds"] = host_seconds;
   if (with_stats) j["stats"] = stats.to_json();

@@ -2,10 +2,10 @@
 // report users read. The CLI's `run` and `compare` verbs and the Python module call this.
 //
 // Sampled layers. A model's layers compile into one loop body, and every iteration does the
-// same work at other addresses. By default the program is simulated with one and with two
-// iterations of that loop, and every time and count is extrapolated linearly to all layers:
-//   x(L) = x(1) + (L - 1) * (x(2) - x(1))
-// A test checks this against simulating every layer. `sample_layers = false` simulates all.
+// same work at other addresses. By default the loop runs 3 of the model's L layers and every
+// time and count is extrapolated to all of them, per operator (tools/api/breakdown.hpp):
+//   x(L) = x(3 layers) + (L - 3) * mean(x of layers 1 and 2)
+// A test checks this against simulating every layer. `sample_layers = 0` simulates all.
 #pragma once
 
 #include <map>
@@ -15,6 +15,7 @@
 
 #include "arch/arch.hpp"
 #include "sim/energy.hpp"
+#include "tools/api/breakdown.hpp"
 #include "sim/stats.hpp"
 
 namespace tessera::api {
@@ -35,7 +36,7 @@ struct RunSpec {
 };
 
 struct RunOptions {
-  bool sample_layers = true;
+  int64_t sample_layers = 3;  // layers simulated (at least 2) when a model has more; 0: all
   std::string trace;  // write a Perfetto trace of the (last) simulation here
   int64_t chips = 1;
   std::string pricing = "owned";  // owned: capex amortised + energy; cloud: the preset's $/hour
@@ -66,10 +67,19 @@ struct Report {
   double capex_usd_per_hour = 0, energy_usd_per_hour = 0;  // owned pricing's parts
   double usd_per_million_tokens = 0;
   double tokens_per_s_per_capex_usd = 0;
-  // What limits it: utilisation of compute, hbm_bandwidth, capacity and interconnect (0..1),
-  // and the resource closest to its limit.
+  // What limits it: utilisation (0..1) of compute, hbm_bandwidth, interconnect, the busiest
+  // NoC link, DMA engine, vector unit, SRAM ports and shared memory, and HBM capacity; the
+  // resource that is saturated (bound_of).
   std::map<std::string, double> utilization;
   std::string bound;
+  // Where the time goes, per operator and per layer (breakdown.hpp), with each row's figures.
+  struct Row {
+    Share share;
+    double flops = 0, hbm_bytes = 0;
+    std::map<std::string, double> utilization;
+    std::string bound;
+  };
+  std::vector<Row> ops, layer_rows;
   std::vector<std::string> warnings;
   double host_seconds = 0;
   sim::Stats stats;

@@ -24,6 +24,7 @@ struct WorkloadOptions {
   api::RunOptions run;
   bool full = false;
   bool json = false;
+  bool breakdown = false;
 };
 
 void add_workload_options(CLI::App* c, WorkloadOptions& o) {
@@ -45,8 +46,11 @@ void add_workload_options(CLI::App* c, WorkloadOptions& o) {
                 "override an architecture parameter: key.path=value (every system)");
   c->add_option("--pricing", o.run.pricing, "owned (capex amortised + energy) or cloud ($/hour)")
       ->check(CLI::IsMember({"owned", "cloud"}));
-  c->add_flag("--full", o.full, "simulate every layer instead of two and extrapolating");
+  c->add_flag("--full", o.full, "simulate every layer instead of three and extrapolating");
   c->add_flag("--json", o.json, "print the report as JSON");
+  c->add_flag("--breakdown", o.breakdown,
+              "also print where the time goes: per operator and per layer, time, FLOPs, HBM bytes "
+              "and the bound");
   c->add_option("--trace", o.run.trace,
                 "write a Perfetto/Chrome trace (JSON) of the (first) run to this file");
 }
@@ -70,7 +74,7 @@ std::vector<int64_t> parse_shape(const std::string& text) {
 
 void finish(WorkloadOptions& o) {
   o.spec.shape = parse_shape(o.shape);
-  o.run.sample_layers = !o.full;
+  if (o.full) o.run.sample_layers = 0;
 }
 
 std::string si(double x, const char* unit) {
@@ -110,6 +114,32 @@ void print_report(const api::Report& r) {
   t.add({"host time", fmt::format("{:.2f} s", r.host_seconds)});
   t.print(std::cout);
   for (const std::string& w : r.warnings) spdlog::warn("{}: {}", r.system, w);
+}
+
+// Per operator and per layer: time (and share), FLOPs, HBM bytes, the busiest resources and
+// the bound.
+void print_breakdown(const api::Report& r) {
+  auto table = [&](const std::vector<api::Report::Row>& rows, const char* what) {
+    Table t({what, "time", "share", "TFLOP/s", "HBM GB/s", "compute", "HBM", "NoC", "bound"});
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const api::Report::Row& x = rows[i];
+      const double s = x.share.seconds, active = x.share.active;  // rates over the active time
+      std::string name = x.share.name;
+      if (x.share.layers > 0) name += fmt::format(" (x{} layers)", x.share.layers);
+      if (x.share.extrapolated) {  // the extrapolated layers are alike: one row for them all
+        name = fmt::format("layers {}-{} (extrapolated), each", i, rows.size() - 1);
+        i = rows.size();
+      }
+      auto pct = [&](const char* k) { return fmt::format("{:.0f}%", x.utilization.at(k) * 100); };
+      t.add({name, latency(s), fmt::format("{:.1f}%", s / r.seconds * 100),
+             fmt::format("{:.1f}", active > 0 ? x.flops / active / 1e12 : 0.0),
+             fmt::format("{:.0f}", active > 0 ? x.hbm_bytes / active / 1e9 : 0.0), pct("compute"),
+             pct("hbm_bandwidth"), pct("noc"), x.bound});
+    }
+    t.print(std::cout);
+  };
+  table(r.ops, "operator");
+  if (!r.layer_rows.empty()) table(r.layer_rows, "layer");
 }
 
 std::vector<std::string> split_list(const std::string& s) {
@@ -197,6 +227,7 @@ void add_run_commands(CLI::App& app) {
         return;
       }
       print_report(r);
+      if (opt->breakdown) print_breakdown(r);
     });
   }
   {
