@@ -44,7 +44,7 @@ struct Pending {
 }  // namespace
 
 isa::Program codegen(const Lowering& l, const arch::Arch& a, std::vector<size_t>* layer_loops,
-                     std::vector<MarkedOp>* marks) {
+                     std::vector<MarkedOp>* marks, int64_t sample_rounds) {
   const Graph& g = l.graph;
   ProgramBuilder pb(a);
   isa::Program& p = pb.program();
@@ -112,6 +112,7 @@ isa::Program codegen(const Lowering& l, const arch::Arch& a, std::vector<size_t>
     mark_all(i, pending_op == int(i));  // a prefetched op began with its prefetch
     try {
       KernelContext ctx(pb, plan.half);
+      ctx.mark_id = mark_of.at(i), ctx.sample_rounds = sample_rounds;
       switch (plan.strategy) {
         case Strategy::Gather: {
           const Operand2 table = operand(l, op.inputs[0], regs);
@@ -139,6 +140,7 @@ isa::Program codegen(const Lowering& l, const arch::Arch& a, std::vector<size_t>
         case Strategy::Heads: emit_attention(ctx, attention_spec(l, op, regs), plan.attention); break;
         default: throw CompileError("no kernel for this strategy");
       }
+      if (marks) (*marks)[k].rounds = ctx.rounds, (*marks)[k].rounds_emitted = ctx.rounds_emitted;
       // The next op may start loading its weights before this op's barrier.
       const bool next_in_same_segment = k + 1 < order.size() && (!loop || (layer(size_t(order[k + 1])) == 0) == (layer(i) == 0));
       pending_op = -1;

@@ -20,7 +20,7 @@ CompileResult compile(Graph g, const arch::Arch& a, const CompileOptions& o) {
   plan_memory(l, a, o);
   schedule(l);
   r.tiled_text = print(l.graph);
-  r.program = codegen(l, a, &r.layer_loops, &r.marks);
+  r.program = codegen(l, a, &r.layer_loops, &r.marks, o.sample_rounds);
   if (o.verify) isa::verify_or_throw(r.program, target_for(a));
   std::set<int> stacks;
   for (const Op& op : l.graph.ops) {

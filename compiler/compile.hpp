@@ -29,7 +29,12 @@ struct TensorPlacement {
 struct MarkedOp {
   std::string name;  // the op's name ("l0.attention", "lm_head")
   std::string kind;  // its kind ("attention", "linear")
-  bool in_layer_loop = false;  // instance n is layer n
+  bool in_layer_loop = false;  // its instances are per layer
+  // Rounds of equal work its kernel has, and how many it emitted (CompileOptions::
+  // sample_rounds: the first ones and the last two): when fewer, each emitted round is an
+  // instance of its own, so a layer of it has rounds_emitted instances.
+  int64_t rounds = 1, rounds_emitted = 1;
+  int64_t instances_per_layer() const { return rounds_emitted < rounds ? rounds_emitted : 1; }
 };
 
 struct CompileResult {

@@ -24,6 +24,10 @@ struct CompileOptions {
   bool layer_loop = true;   // emit one layer body in a loop when the layers are alike
   int64_t attention_key_block = 0;  // > 0: attention walks keys in blocks of this many (else only when heads do not fit)
   bool verify = true;       // run the ISA verifier on the result
+  // Kernels whose work repeats in rounds of equal cost (GEMM passes, attention's query-block
+  // pairs) emit at most this many of them, marked, for a performance run that extrapolates
+  // the rest (0: every round; the program then computes the whole op).
+  int64_t sample_rounds = 0;
 };
 
 // How an op's work is spread over the tiles.

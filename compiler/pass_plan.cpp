@@ -214,7 +214,7 @@ void place(Lowering& l, const arch::Arch& a) {
         break;
       case Strategy::Heads:
         op.notes["place"] =
-            fmt::format("units by cost, longest first to the least loaded of tiles 0..{}",
+            fmt::format("units (causal query blocks paired early with late) round-robin on tiles 0..{}",
                         p.attention.tiles - 1);
         break;
       case Strategy::Experts:

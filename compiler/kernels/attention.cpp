@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
-#include <queue>
 
 namespace tessera::compiler {
 namespace {
@@ -82,8 +81,11 @@ AttentionPlan plan_attention(const arch::Arch& a, const AttentionSpec& s, uint64
   }
   // A split's partial result is read back into a key buffer to be combined.
   if (p.key_block * s.head_dim * 2 < G * (s.head_dim + 2) * 4) p.splits = 1;
-  p.units = units * ceil_div(s.seq, p.q_block) * p.splits;
-  p.tiles = std::min<int64_t>(tiles, p.units);
+  const int64_t blocks = ceil_div(s.seq, p.q_block);
+  p.units = units * blocks * p.splits;
+  // Causal query blocks go in pairs (see AttentionKernel::assign).
+  const int64_t items = units * (s.causal ? ceil_div(blocks, 2) : blocks) * p.splits;
+  p.tiles = std::min<int64_t>(tiles, items);
   if (p.splits > 1) p.scratch_bytes = uint64_t(p.units * G * (s.head_dim + 2) * 4);
   return p;
 }
@@ -113,7 +115,7 @@ class AttentionKernel {
     lbuf_ = ctx_.sram(uint64_t(R_ * 4)), bmax_ = ctx_.sram(uint64_t(R_ * 4));
     alpha_ = ctx_.sram(uint64_t(R_ * 4));
     out_sem_ = ctx_.sem(), append_sem_ = ctx_.sem();
-    const std::vector<std::vector<int64_t>> work = assign();
+    const auto work = assign();
     for (int t = 0; t < int(work.size()); ++t) emit_tile(t, work[size_t(t)]);
     if (p_.splits > 1) {
       pb_.barrier_all();
@@ -140,26 +142,31 @@ class AttentionKernel {
     return x;
   }
 
-  // Units per tile: longest first to the least loaded tile (ties to the lower index), each
-  // tile's units then in index order.
-  std::vector<std::vector<int64_t>> assign() const {
-    std::vector<std::pair<int64_t, int64_t>> cost;  // (-cost, unit)
-    for (int64_t u = 0; u < p_.units; ++u) {
-      const Unit x = unit(u);
-      cost.push_back({-(x.k1 - x.k0 + p_.key_block) * x.rows, u});
+  // Work items: a unit alone, or in a causal prefill a (sequence, head)'s query blocks qb and
+  // blocks - 1 - qb together, whose keys add up to the same for every pair. Item i runs on tile
+  // i % tiles in round i / tiles, so every round costs every tile about the same. Per tile, its
+  // units with their rounds, in order; only the rounds the context asks for are emitted.
+  std::vector<std::vector<std::pair<int64_t, int64_t>>> assign() {
+    std::vector<std::vector<int64_t>> items;
+    const bool pairs = s_.causal && blocks_ > 1;
+    for (int64_t v = 0; v < p_.units / p_.splits; ++v) {  // (sequence, head, query block)
+      const int64_t qb = v % blocks_, partner = blocks_ - 1 - qb;
+      if (pairs && qb > partner) continue;  // taken with its partner
+      for (int64_t sp = 0; sp < p_.splits; ++sp) {
+        std::vector<int64_t> item{v * p_.splits + sp};
+        if (pairs && partner != qb) item.push_back((v - qb + partner) * p_.splits + sp);
+        items.push_back(std::move(item));
+      }
     }
-    std::sort(cost.begin(), cost.end());
-    using Load = std::pair<int64_t, int64_t>;  // (load, tile)
-    std::priority_queue<Load, std::vector<Load>, std::greater<>> tiles;
-    for (int64_t t = 0; t < p_.tiles; ++t) tiles.push({0, t});
-    std::vector<std::vector<int64_t>> work(size_t(p_.tiles));
-    for (const auto& [c, u] : cost) {
-      auto [load, t] = tiles.top();
-      tiles.pop();
-      work[size_t(t)].push_back(u);
-      tiles.push({load - c, t});
+    const int64_t tiles = std::min<int64_t>(ctx_.tiles(), int64_t(items.size()));
+    const int64_t rounds = ctx_.plan_rounds(ceil_div(int64_t(items.size()), tiles));
+    std::vector<std::vector<std::pair<int64_t, int64_t>>> work(static_cast<size_t>(tiles));
+    for (int64_t e = 0; e < rounds; ++e) {
+      const int64_t r = ctx_.round_at(e);
+      for (int64_t i = r * tiles; i < std::min(int64_t(items.size()), (r + 1) * tiles); ++i) {
+        for (int64_t u : items[size_t(i)]) work[size_t(i % tiles)].push_back({u, e});
+      }
     }
-    for (auto& w : work) std::sort(w.begin(), w.end());
     return work;
   }
 
@@ -219,7 +226,8 @@ class AttentionKernel {
   // Scratch of unit-and-split u: O [rows, D], then m and l [rows], fp32.
   uint64_t scratch_of(int64_t u) const { return p_.scratch + uint64_t(u * G_ * (D_ + 2) * 4); }
 
-  void emit_tile(int t, const std::vector<int64_t>& units) {
+  // The tile's units (unit, round) in order.
+  void emit_tile(int t, const std::vector<std::pair<int64_t, int64_t>>& work) {
     const int64_t Lb = p_.key_block;
     const float scale = float(1.0 / std::sqrt(double(D_)));
     // The tile's key blocks in one sequence, so the next unit's first blocks load while this
@@ -230,7 +238,7 @@ class AttentionKernel {
     };
     std::vector<Unit> xs;
     std::vector<Step> steps;
-    for (int64_t u : units) {
+    for (const auto& [u, round] : work) {
       xs.push_back(unit(u));
       const Unit& x = xs.back();
       for (int64_t k0 = x.k0; k0 < x.k1; k0 += Lb) steps.push_back({xs.size() - 1, k0, std::min(x.k1, k0 + Lb)});
@@ -249,6 +257,8 @@ class AttentionKernel {
       const bool last = i + 1 == steps.size() || steps[i + 1].unit != st.unit;
       const int64_t rows = x.rows, kb = st.k1 - st.k0, j = (st.k0 - x.k0) / Lb;
       if (first) {
+        const int64_t round = work[st.unit].second;
+        if (st.unit == 0 || work[st.unit - 1].second != round) ctx_.begin_round(t, round);
         if (x.qb == 0 && x.split == 0) appends += append(t, x);
         if (st.unit + 1 < xs.size()) load_q(t, xs[st.unit + 1], 1 - qset);  // waits for the
         pb_.emit(t, sem_wait(q_sem_[qset]));                                 // unit before
@@ -294,7 +304,7 @@ class AttentionKernel {
       if (!last) continue;
       const uint64_t m_final = m_next;
       if (p_.splits > 1) {  // the partial O, m and l to the scratch
-        const uint64_t at = scratch_of(units[st.unit]);
+        const uint64_t at = scratch_of(work[st.unit].first);
         Block o;
         o.d0 = rows * D_;
         pb_.emit(t, dma(hbm(int64_t(at)), sram(int64_t(obuf_)), o, Dtype::Fp32, Dtype::None,

@@ -8,9 +8,10 @@
 // the cache (positions before `past`, converted from the cache's dtype) and from this step's k
 // and v. Query and key blocks are as large as the SRAM allows (fewer re-reads of K and V, fewer
 // instructions); a tile streams its units' key blocks through two buffer pairs without a gap
-// between units. Units go to tiles by cost (causal blocks late in a sequence see more keys),
-// longest first to the least loaded tile. The unit with a head's first query block appends the
-// step's keys and values to the cache.
+// between units. A causal block late in a sequence sees more keys than an early one, so they
+// go to tiles in pairs (early with late) of equal cost, dealt round-robin: every round of
+// pairs costs every tile the same (and a sampled run can emit a few rounds, KernelContext).
+// The unit with a head's first query block appends the step's keys and values to the cache.
 //
 // Split keys (flash decoding): when there are fewer units than tiles (a decode step of a small
 // batch), each unit's keys are cut into `splits` ranges on different tiles. Each writes its

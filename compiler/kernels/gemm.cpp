@@ -95,7 +95,8 @@ class Gemm : GemmBase {
     kchunks_ = ceil_div(s.k, p_.bk);
     ar_ = ceil_div(p_.bm, p_.gc);
     br_ = ceil_div(s.b_transposed ? p_.bn : p_.bk, p_.gr);
-    total_ = p_.passes_m * p_.passes_n * kchunks_;
+    passes_ = ctx.plan_rounds(p_.passes_m * p_.passes_n);  // every pass costs the same
+    total_ = passes_ * kchunks_;
   }
 
   void emit() {
@@ -119,7 +120,7 @@ class Gemm : GemmBase {
     int64_t kc;                 // K rows in this chunk
   };
   Chunk chunk(int64_t g) const {
-    const int64_t pass = g / kchunks_, c = g % kchunks_;
+    const int64_t pass = ctx_.round_at(g / kchunks_), c = g % kchunks_;
     return {pass / p_.passes_n, pass % p_.passes_n, c, std::min(p_.bk, s_.k - c * p_.bk)};
   }
   int64_t row0(const Chunk& x, int i) const { return (x.pass_m * p_.gr + i) * p_.bm; }
@@ -246,7 +247,8 @@ class Gemm : GemmBase {
     load_and_forward(i, j, 0, first);
     if (kchunks_ > 1) advance_k(t);
     int64_t stores = 0;
-    for (int64_t pass = 0; pass < p_.passes_m * p_.passes_n; ++pass) {
+    for (int64_t pass = 0; pass < passes_; ++pass) {
+      ctx_.begin_round(t, pass);
       const int64_t g0 = pass * kchunks_, g1 = g0 + kchunks_;
       // Chunks after the first and before the last two are alike in pairs: loop over them.
       int64_t g = g0;
@@ -269,7 +271,7 @@ class Gemm : GemmBase {
     if (stores > 0) pb_.emit(t, sem_wait(stored_, stores));
   }
 
-  int64_t kchunks_ = 0, ar_ = 0, br_ = 0, total_ = 0;
+  int64_t kchunks_ = 0, ar_ = 0, br_ = 0, passes_ = 0, total_ = 0;
   uint64_t abuf_[2] = {}, bbuf_[2] = {};
   int data_[2] = {}, free_a_[2] = {}, free_b_[2] = {};
   uint8_t ra_ = 0, rb_ = 0;
@@ -296,7 +298,7 @@ class GemmViaShared : GemmBase {
     alloc_output();
     // Panels of every pass in one sequence g = pass * panels + panel, in two shared buffers: panel
     // g + 2 is staged once every tile is done with panel g, while the tiles work on g + 1.
-    const int64_t total = p_.passes_m * p_.passes_n * panels_;
+    const int64_t total = ctx_.plan_rounds(p_.passes_m * p_.passes_n) * panels_;
     std::vector<int64_t> stores(size_t(ctx_.tiles()), 0);
     std::vector<std::vector<int>> issued(2);
     issued[0] = stage(0);
@@ -307,6 +309,9 @@ class GemmViaShared : GemmBase {
         if (n > 0) pb_.emit(t, sem_wait(staged_[g % 2], n));
       }
       pb_.barrier_all();  // panel g is staged, and every tile is done with panel g - 1
+      if (g % panels_ == 0) {
+        for (int t = 0; t < ctx_.tiles(); ++t) ctx_.begin_round(t, g / panels_);
+      }
       if (g >= 1 && g + 1 < total) issued[size_t((g + 1) % 2)] = stage(g + 1);
       for (int t = 0; t < ctx_.tiles(); ++t) compute_panel(t, g, stores);
     }
@@ -320,7 +325,7 @@ class GemmViaShared : GemmBase {
     int64_t pm, pn, p;  // pass row, pass column, panel
   };
   Where where(int64_t g) const {
-    const int64_t pass = g / panels_;
+    const int64_t pass = ctx_.round_at(g / panels_);
     return {pass / p_.passes_n, pass % p_.passes_n, g % panels_};
   }
 

@@ -25,6 +25,16 @@ KernelContext::KernelContext(ProgramBuilder& b, int half)
 uint64_t KernelContext::sram(uint64_t bytes, uint64_t align) { return sram_.take(bytes, align); }
 uint64_t KernelContext::shared(uint64_t bytes) { return shared_.take(bytes, 64); }
 
+int64_t KernelContext::plan_rounds(int64_t total) {
+  rounds = total;
+  rounds_emitted = sample_rounds >= 4 && total > sample_rounds ? sample_rounds : total;
+  return rounds_emitted;
+}
+
+void KernelContext::begin_round(int t, int64_t e) {
+  if (e >= 1 && rounds_emitted < rounds) pb.emit(t, mark(mark_id));
+}
+
 int KernelContext::sem() {
   if (sem_next_ >= sem_count_) throw CompileError(fmt::format("a kernel needs more than {} semaphores", sem_count_));
   return sem_base_ + sem_next_++;

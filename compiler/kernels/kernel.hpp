@@ -36,6 +36,23 @@ class KernelContext {
   uint64_t shared_left() const { return shared_.left(); }
   int sem();                                           // same index on every tile
 
+  // Sampled rounds. A kernel whose work repeats in rounds of equal cost on every tile (GEMM
+  // passes, attention's unit pairs) may emit only `sample_rounds` of them (0: all, at least 4):
+  // the first sample_rounds - 2 and the last two, so that start-up, the last round (possibly
+  // partial, prefetching nothing) and the one before it (prefetching the last) are simulated,
+  // and rounds 1 .. sample_rounds - 3 (each prefetching a whole round) stand for the ones in
+  // between. It marks the start of every emitted round after the first on each tile with the
+  // op's mark (a new region instance), so the rounds can be told apart.
+  int64_t sample_rounds = 0;
+  int64_t mark_id = -1;                      // the op's mark
+  int64_t rounds = 1, rounds_emitted = 1;    // what the kernel had and emitted
+  // Rounds to emit of `total`; records both.
+  int64_t plan_rounds(int64_t total);
+  // The round that emitted round e is.
+  int64_t round_at(int64_t e) const { return e + 2 < rounds_emitted ? e : rounds - (rounds_emitted - e); }
+  // On tile t, emitted round e begins: marks it when rounds are sampled.
+  void begin_round(int t, int64_t e);
+
  private:
   Pool sram_, shared_;
   int sem_base_, sem_count_, sem_next_ = 0;

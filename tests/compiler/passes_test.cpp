@@ -624,7 +624,7 @@ TEST(Tile, GemmBlocksAndRowChunks) {
     CHECK-NEXT: strategy: gemm
     CHECK-NEXT: tiles: blocks 32x16, k chunks of 64, 1x1 passes
     CHECK: %l0.attention = attention
-    CHECK-NEXT: place: units by cost, longest first to the least loaded of tiles 0..3
+    CHECK-NEXT: place: units (causal query blocks paired early with late) round-robin on tiles 0..3
     CHECK-NEXT: strategy: heads
     CHECK-NEXT: tiles: query blocks of 128 tokens, keys in blocks of 128, 4 units
     CHECK-NEXT: %l0.o_proj = linear
@@ -662,7 +662,7 @@ TEST(Tile, StreamChunksAndDecodeAttention) {
     CHECK-NEXT: strategy: stream, prefetching
     CHECK-NEXT: tiles: 2 columns a tile, weight chunks of 2 x 64, 3 buffers
     CHECK: %l0.attention = attention
-    CHECK-NEXT: place: units by cost, longest first to the least loaded of tiles 0..3
+    CHECK-NEXT: place: units (causal query blocks paired early with late) round-robin on tiles 0..3
     CHECK-NEXT: strategy: heads
     CHECK-NEXT: tiles: query blocks of 1 tokens, keys in blocks of 9, 4 units
     CHECK-NEXT: %l0.o_proj = linear
@@ -703,7 +703,7 @@ TEST(Tile, LongContextAttentionWalksKeysInBlocks) {
   const ModelConfig m = load_model_config("llama-3-8b");
   EXPECT_CHECKS(text_after(m, decode(1, 4000), Stage::Placed, {}, arch::load_arch("h100-sxm")), R"(
     CHECK: %l0.attention = attention
-    CHECK-NEXT: place: units by cost, longest first to the least loaded of tiles 0..55
+    CHECK-NEXT: place: units (causal query blocks paired early with late) round-robin on tiles 0..55
     CHECK-NEXT: strategy: heads
     CHECK-NEXT: tiles: query blocks of 1 tokens, keys in blocks of 128, 56 units (keys split in 7 ranges, combined after a barrier)
     CHECK-NEXT: %l0.o_proj = linear

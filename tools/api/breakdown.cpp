@@ -34,13 +34,15 @@ void trace_operators(sim::Trace& trace, const sim::RunResult& run, const Breakdo
     std::string name = "(other)";
     if (r.id >= 0 && size_t(r.id) < marks.size()) {
       const compiler::MarkedOp& m = marks[size_t(r.id)];
+      const int64_t per = m.instances_per_layer(), layer = r.instance / per, round = r.instance % per;
       name = m.name;
       if (m.in_layer_loop) {
-        name = fmt::format("l{}.{}", r.instance, without_layer(m.name));
-        auto [it, fresh] = layer_span.try_emplace(r.instance, s.start, s.end);
+        name = fmt::format("l{}.{}", layer, without_layer(m.name));
+        auto [it, fresh] = layer_span.try_emplace(layer, s.start, s.end);
         it->second.first = std::min(it->second.first, s.start);
         it->second.second = std::max(it->second.second, s.end);
       }
+      if (per > 1) name += fmt::format(" (round {} of {} simulated, {} in all)", round, per, m.rounds);
     }
     const double secs = sim::ticks_to_seconds(s.end - s.start);
     const std::map<std::string, double> u = utilization(r.activity, secs, d, run.slots);
@@ -106,43 +108,34 @@ Breakdown attribute(const sim::RunResult& run, const std::vector<compiler::Marke
     b.layers[size_t(l)].kind = "layer";
     b.layers[size_t(l)].extrapolated = sampled && l >= simulated;
   }
-  // Steady-state layers (1 .. K-1) per operator, for the extrapolated ones.
-  std::vector<Share> steady(marks.size());
+  // Every simulated instance stands for itself and for its share of what was not simulated:
+  // an emitted round other than the first and the last two for the rounds not emitted, a layer
+  // after the first for the layers not simulated (each extrapolated layer is the mean of layers
+  // 1 .. K-1).
+  const double per_layer = sampled ? 1.0 / double(simulated - 1) : 0.0;
   for (size_t i = 0; i < regions.size(); ++i) {
     const sim::Attribution::Region& r = regions[i];
     const bool known = r.id >= 0 && size_t(r.id) < marks.size();
-    Share& op = b.ops[known ? size_t(r.id) : other];
-    const double active = sim::ticks_to_seconds(r.end - r.start);
-    op.seconds += seconds[i];
-    op.active += active;
-    op.activity.add(r.activity);
-    if (!known || !marks[size_t(r.id)].in_layer_loop) continue;
-    if (r.instance < per_layer_rows) {
-      Share& layer = b.layers[size_t(r.instance)];
-      layer.seconds += seconds[i];
-      layer.activity.add(r.activity);
-    }
-    if (sampled && r.instance >= 1) {
-      const double k = 1.0 / double(simulated - 1);
-      steady[size_t(r.id)].seconds += seconds[i] * k;
-      steady[size_t(r.id)].active += active * k;
-      steady[size_t(r.id)].activity.add(r.activity, k);
-    }
-  }
-  if (sampled) {
-    const double more = double(layers - simulated);
-    for (size_t m = 0; m < marks.size(); ++m) {
-      if (!marks[m].in_layer_loop) continue;
-      b.ops[m].seconds += more * steady[m].seconds;
-      b.ops[m].active += more * steady[m].active;
-      b.ops[m].activity.add(steady[m].activity, more);
-      for (int64_t l = simulated; l < layers; ++l) {
-        b.layers[size_t(l)].seconds += steady[m].seconds;
-        b.layers[size_t(l)].activity.add(steady[m].activity);
-      }
+    const compiler::MarkedOp* m = known ? &marks[size_t(r.id)] : nullptr;
+    const int64_t per = m ? m->instances_per_layer() : 1, round = r.instance % per;
+    const int64_t layer = m && m->in_layer_loop ? r.instance / per : -1;
+    const bool steady = round >= 1 && round + 2 < per;
+    const double w_round = steady ? 1.0 + double(m->rounds - m->rounds_emitted) / double(per - 3) : 1.0;
+    const double w_layers = layer >= 1 ? double(layers - simulated) * per_layer : 0.0;
+    const double secs = seconds[i], active = sim::ticks_to_seconds(r.end - r.start);
+    auto add = [&](Share& to, double w) {
+      to.seconds += w * secs;
+      to.active += w * active;
+      to.activity.add(r.activity, w);
+    };
+    add(b.ops[known ? size_t(r.id) : other], w_round * (1.0 + w_layers));
+    if (layer < 0 || layer >= per_layer_rows) continue;
+    add(b.layers[size_t(layer)], w_round);
+    if (layer >= 1) {
+      for (int64_t l = simulated; sampled && l < layers; ++l) add(b.layers[size_t(l)], w_round * per_layer);
     }
   }
-  for (Share& s : b.layers) s.active = s.seconds;
+  for (Share& s : b.layers) s.active = s.seconds;  // a layer's operators run one after another
   b.ops[other].active = b.ops[other].seconds;
   for (const Share& s : b.ops) {
     b.seconds += s.seconds;

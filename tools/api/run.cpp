@@ -176,6 +176,7 @@ Report run(const arch::Arch& a, const RunSpec& spec, const RunOptions& options) 
   compiler::CompileOptions co;
   co.weight_dtype = parse_dtype("dtype", spec.dtype);
   co.kv_dtype = parse_dtype("kv_dtype", spec.kv_dtype);
+  co.sample_rounds = options.sample_rounds;
   compiler::CompileResult compiled;
   double tokens = 0;
   if (!spec.model.empty()) {
@@ -217,6 +218,10 @@ Report run(const arch::Arch& a, const RunSpec& spec, const RunOptions& options) 
   r.seconds = b.seconds;
   r.instructions = b.total.instructions;
   r.layers_simulated = simulated;
+  for (const compiler::MarkedOp& m : compiled.marks) {
+    if (m.rounds_emitted < m.rounds)
+      r.rounds_sampled.push_back(fmt::format("{}: {} of {} rounds", m.name, m.rounds_emitted, m.rounds));
+  }
 
   const arch::Derived d = arch::derive(a);
   auto row = [&](const Share& s) {
@@ -307,6 +312,7 @@ nlohmann::json Report::to_json(bool with_stats) const {
   j["instructions"] = instructions;
   j["layers"] = layers;
   j["layers_simulated"] = layers_simulated;
+  if (!rounds_sampled.empty()) j["rounds_sampled"] = rounds_sampled;
   j["energy_j"] = energy.total();
   j["energy_breakdown_j"] = energy.joules;
   j["avg_power_w"] = avg_power_w;
@@ -327,7 +333,8 @@ nlohmann::json Report::to_json(bool with_stats) const {
       nlohmann::json o = {{"name", x.share.name}, {"kind", x.share.kind},
                           {"seconds", x.share.seconds}, {"active_seconds", x.share.active},
                           {"flops", x.flops},
-                          {"hbm_bytes", x.hbm_bytes}, {"utilization", x.utilization},
+                          {"hbm_bytes", x.hbm_bytes}, {"instructions", x.share.activity.instructions},
+                          {"utilization", x.utilization},
                           {"bound", x.bound}};
       if (x.share.kind != "layer") o["layers"] = x.share.layers;
       if (x.share.kind == "layer") o["extrapolated"] = x.share.extrapolated;

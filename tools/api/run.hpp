@@ -37,6 +37,9 @@ struct RunSpec {
 
 struct RunOptions {
   int64_t sample_layers = 3;  // layers simulated (at least 2) when a model has more; 0: all
+  // Rounds simulated of an operator whose work repeats in equal rounds (GEMM passes, attention's
+  // query-block pairs: long prefills), when it has more; 0: all (CompileOptions::sample_rounds).
+  int64_t sample_rounds = 5;
   std::string trace;  // write a Perfetto trace of the (last) simulation here
   int64_t chips = 1;
   std::string pricing = "owned";  // owned: capex amortised + energy; cloud: the preset's $/hour
@@ -57,6 +60,9 @@ struct Report {
   double hbm_bytes = 0;
   double instructions = 0;
   int64_t layers = 0, layers_simulated = 0;
+  // Operators simulated in part (some of their rounds, extrapolated): the raw stats then cover
+  // only what was simulated (and extrapolated over layers); every other figure covers the step.
+  std::vector<std::string> rounds_sampled;
   // Energy and power.
   sim::Energy energy;
   double avg_power_w = 0, peak_power_w = 0, tdp_w = 0;

@@ -149,7 +149,7 @@ struct ModelRow {
 
 ModelRow model_step(const std::string& preset, const api::RunSpec& spec, bool every_layer) {
   api::RunOptions o;
-  if (every_layer) o.sample_layers = 0;
+  if (every_layer) o.sample_layers = 0, o.sample_rounds = 0;
   const api::Report r = api::run(arch::load_arch(preset), spec, o);
   return {fmt::format("{} on {}{}", r.workload, preset, every_layer ? ", every layer" : ""),
           r.host_seconds, r.seconds, r.utilization.at("hbm_bandwidth"),

@@ -46,7 +46,7 @@ void add_workload_options(CLI::App* c, WorkloadOptions& o) {
                 "override an architecture parameter: key.path=value (every system)");
   c->add_option("--pricing", o.run.pricing, "owned (capex amortised + energy) or cloud ($/hour)")
       ->check(CLI::IsMember({"owned", "cloud"}));
-  c->add_flag("--full", o.full, "simulate every layer instead of three and extrapolating");
+  c->add_flag("--full", o.full, "simulate every layer and every round of long operators instead of a sample");
   c->add_flag("--json", o.json, "print the report as JSON");
   c->add_flag("--breakdown", o.breakdown,
               "also print where the time goes: per operator and per layer, time, FLOPs, HBM bytes "
@@ -74,7 +74,7 @@ std::vector<int64_t> parse_shape(const std::string& text) {
 
 void finish(WorkloadOptions& o) {
   o.spec.shape = parse_shape(o.shape);
-  if (o.full) o.run.sample_layers = 0;
+  if (o.full) o.run.sample_layers = 0, o.run.sample_rounds = 0;
 }
 
 std::string si(double x, const char* unit) {
@@ -111,6 +111,7 @@ void print_report(const api::Report& r) {
     t.add({"tokens/s per $1k capex", fmt::format("{:.3g}", r.tokens_per_s_per_capex_usd * 1e3)});
   }
   t.add({"layers simulated", fmt::format("{} of {}", r.layers_simulated, r.layers)});
+  if (!r.rounds_sampled.empty()) t.add({"rounds simulated", fmt::format("{} operators in part", r.rounds_sampled.size())});
   t.add({"host time", fmt::format("{:.2f} s", r.host_seconds)});
   t.print(std::cout);
   for (const std::string& w : r.warnings) spdlog::warn("{}: {}", r.system, w);

@@ -68,7 +68,7 @@ api::RunSpec run_spec(const std::string& model, const std::string& op, const std
 
 api::RunOptions run_options(bool full, const std::string& trace, const std::string& pricing, int64_t chips) {
   api::RunOptions o;
-  if (full) o.sample_layers = 0;
+  if (full) o.sample_layers = 0, o.sample_rounds = 0;
   o.trace = trace, o.pricing = pricing, o.chips = chips;
   return o;
 }

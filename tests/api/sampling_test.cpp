@@ -1,0 +1,45 @@
+// Sampled simulation against simulating everything, on long prompts (CTest label slow: Release
+// only). A prefill of 8,192 tokens whose long operators (GEMMs of many passes, attention of many
+// query-block pairs) are simulated in part (the first rounds and the last two) and three of its
+// layers, against the same step with every round of every layer simulated: within 1%.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "arch/loader.hpp"
+#include "tools/api/run.hpp"
+
+namespace tessera::api {
+namespace {
+
+std::string mid_llama() {
+  const std::string path = (std::filesystem::temp_directory_path() / "tessera_sampling_llama.json").string();
+  std::ofstream(path) << R"({"model_type": "llama", "hidden_size": 1024, "intermediate_size": 4096,
+    "num_hidden_layers": 4, "num_attention_heads": 8, "num_key_value_heads": 2, "vocab_size": 8192,
+    "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 16384})";
+  return path;
+}
+
+TEST(SampledRounds, AgreeWithSimulatingEverythingAt8kTokens) {
+  for (const auto& [preset, batch] : {std::pair{"h100-sxm", 1}, std::pair{"maia100-class", 2}}) {
+    SCOPED_TRACE(preset);
+    const arch::Arch a = arch::load_arch(preset);
+    RunSpec s;
+    s.model = mid_llama(), s.phase = "prefill", s.batch = batch, s.seq = 8192;
+    RunOptions full;
+    full.sample_layers = 0, full.sample_rounds = 0;
+    const Report sampled = run(a, s), every = run(a, s, full);
+    EXPECT_FALSE(sampled.rounds_sampled.empty()) << "the case must simulate some operator in part";
+    EXPECT_EQ(sampled.layers_simulated, 3);
+    EXPECT_TRUE(every.rounds_sampled.empty());
+    EXPECT_NEAR(sampled.seconds / every.seconds, 1.0, 0.01);
+    EXPECT_NEAR(sampled.energy.total() / every.energy.total(), 1.0, 0.01);
+    EXPECT_NEAR(sampled.hbm_bytes / every.hbm_bytes, 1.0, 0.01);
+    // A GEMM's last pass may be partial and the extrapolated ones are whole.
+    EXPECT_NEAR(sampled.flops / every.flops, 1.0, 0.005);
+  }
+}
+
+}  // namespace
+}  // namespace tessera::api
