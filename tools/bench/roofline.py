@@ -1,0 +1,96 @@
+"""The roofline of a model step, from the model's shapes alone (never from simulator stats).
+
+    time = max(FLOPs / peak FLOP/s of the run's dtype, minimal HBM bytes / HBM bandwidth)
+
+FLOPs: every Linear (2 x in x out per token row), attention as two matrix products per head
+(QK^T and PV), causal prefill attention counted as S^2/2 keys per sequence, decode attention over
+context + 1 keys; the LM head on the rows whose logits are computed (the last token of each
+sequence, what serving needs); MoE experts with the FLOPs the compiler does (every expert on every
+token, weighted by the routing: it has no sparse gather).
+Minimal HBM bytes: every weight the step multiplies by, read once (all experts, as above); the
+embedding rows gathered; the KV cache read (decode) and written; the logits written (fp32).
+Activations between ops are assumed to stay on chip, so this is a lower bound.
+"""
+import json
+import os
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+DTYPE_BYTES = {"bf16": 2, "fp8e4m3": 1, "fp8e5m2": 1}
+DTYPE_CLASS = {"bf16": "bf16", "fp8e4m3": "fp8", "fp8e5m2": "fp8"}
+
+
+class Shapes:
+    """The few hyper-parameters of a Hugging Face config that set FLOPs and bytes."""
+
+    def __init__(self, name):
+        path = name if name.endswith(".json") else os.path.join(ROOT, "workloads", "models", name + ".json")
+        c = json.load(open(path))
+        self.name = name
+        family = c["model_type"]
+        if family == "gpt2":
+            self.hidden, self.layers, self.heads = c["n_embd"], c["n_layer"], c["n_head"]
+            self.kv_heads = self.heads
+            self.inter = c.get("n_inner") or 4 * self.hidden
+            self.positions = c.get("n_positions", 1024)
+            self.gated, self.tied = False, c.get("tie_word_embeddings", True)
+        elif family == "opt":
+            self.hidden, self.layers, self.heads = c["hidden_size"], c["num_hidden_layers"], c["num_attention_heads"]
+            self.kv_heads, self.inter = self.heads, c["ffn_dim"]
+            self.positions = c.get("max_position_embeddings", 2048)
+            self.gated, self.tied = False, c.get("tie_word_embeddings", True)
+        else:
+            self.hidden, self.layers = c["hidden_size"], c["num_hidden_layers"]
+            self.heads = c["num_attention_heads"]
+            self.kv_heads = c.get("num_key_value_heads") or self.heads
+            self.inter = c["intermediate_size"]
+            self.positions = c.get("max_position_embeddings", 4096)
+            self.gated, self.tied = True, c.get("tie_word_embeddings", False)
+        self.head_dim = c.get("head_dim") or self.hidden // self.heads
+        self.vocab = c["vocab_size"]
+        self.experts = c.get("num_local_experts", 0) or 0
+
+    def layer_matrices(self):
+        """Parameters of one layer's matrices (multiplied per token)."""
+        q, kv = self.heads * self.head_dim, self.kv_heads * self.head_dim
+        attn = self.hidden * (q + 2 * kv) + q * self.hidden
+        mlp = (3 if self.gated else 2) * self.hidden * self.inter
+        if self.experts:
+            mlp = self.experts * mlp + self.experts * self.hidden  # experts and router
+        return attn, mlp
+
+
+def step(model, phase, batch, length, dtype="bf16", kv_dtype="bf16"):
+    """FLOPs and minimal HBM bytes of one step. length: prompt tokens (prefill) or context (decode)."""
+    m = model if isinstance(model, Shapes) else Shapes(model)
+    tokens = batch * (length if phase == "prefill" else 1)
+    attn, mlp = m.layer_matrices()
+    wb, kvb = DTYPE_BYTES[dtype], DTYPE_BYTES[kv_dtype]
+    per_token_kv = 2 * m.kv_heads * m.head_dim  # K and V elements per token per layer
+    qd = m.heads * m.head_dim
+    if phase == "prefill":
+        # Two products of S x S/2 (causal) x head_dim per head.
+        attn_flops = batch * 2 * 2 * qd * length * length / 2
+        kv_read = 0
+    else:
+        attn_flops = batch * 2 * 2 * qd * (length + 1)
+        kv_read = batch * length * per_token_kv * kvb
+    flops = m.layers * (2 * tokens * (attn + mlp) + attn_flops)
+    logits_rows = batch
+    flops += 2 * logits_rows * m.hidden * m.vocab
+    norms = m.layers * 2 * m.hidden * 2 + m.hidden * 2
+    weights = m.layers * (attn + mlp) * wb + m.vocab * m.hidden * wb + norms
+    bytes_ = (weights
+              + tokens * m.hidden * 2                                # embedding rows
+              + m.layers * (kv_read + tokens * per_token_kv * kvb)   # KV cache read and written
+              + logits_rows * m.vocab * 4)                           # fp32 logits
+    return flops, bytes_
+
+
+def roofline_seconds(model, phase, batch, length, peak_flops, hbm_bandwidth, dtype="bf16", kv_dtype="bf16"):
+    flops, bytes_ = step(model, phase, batch, length, dtype, kv_dtype)
+    return max(flops / peak_flops, bytes_ / hbm_bandwidth)
+
+
+def fits_positions(model, phase, length):
+    m = model if isinstance(model, Shapes) else Shapes(model)
+    return length + (0 if phase == "prefill" else 1) <= m.positions
