@@ -23,6 +23,11 @@ HbmGeometry HbmGeometry::from(const arch::Arch& a) {
   g.tRTW = seconds_to_ticks(h.timing.tRTW);
   g.burst_ps = double(h.timing.burst_length) / h.data_rate * 1e12;
   g.energy_per_bit = h.energy_per_bit;
+  g.per_granule = Divisor(g.interleave);
+  g.per_pcs = Divisor(uint64_t(g.pcs));
+  g.per_row = Divisor(g.row_size);
+  g.per_banks = Divisor(uint64_t(g.banks));
+  g.per_burst = Divisor(g.burst_bytes);
   return g;
 }
 
@@ -54,7 +59,7 @@ void HbmChannel::refresh_until(Tick t) {
 Tick HbmChannel::segment(Tick t, uint64_t local, uint64_t bytes, bool write) {
   const uint64_t bank_index = g_.bank_of(local);
   const int64_t row = g_.row_of(local);
-  const uint64_t bursts = (local + bytes + g_.burst_bytes - 1) / g_.burst_bytes - local / g_.burst_bytes;
+  const uint64_t bursts = g_.per_burst.div(local + bytes + g_.burst_bytes - 1) - g_.per_burst.div(local);
   const Tick duration = Tick(double(bursts) * g_.burst_ps + 0.5);
   const bool turn = stats_.read_bytes + stats_.write_bytes > 0 && write != last_write_;
   const Tick turnaround = turn ? (write ? g_.tRTW : g_.tWTR) : 0;
@@ -99,7 +104,7 @@ Tick HbmChannel::segment(Tick t, uint64_t local, uint64_t bytes, bool write) {
 Tick HbmChannel::access(Tick t, uint64_t local, uint64_t bytes, bool write) {
   Tick done = t;
   while (bytes > 0) {
-    const uint64_t in_row = g_.row_size - local % g_.row_size;
+    const uint64_t in_row = g_.row_size - g_.per_row.mod(local);
     const uint64_t n = std::min(bytes, in_row);
     done = std::max(done, segment(t, local, n, write));
     local += n;

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "arch/arch.hpp"
+#include "sim/divisor.hpp"
 #include "sim/time.hpp"
 #include "sim/timeline.hpp"
 
@@ -47,9 +48,12 @@ struct HbmGeometry {
   Tick tRCD = 0, tRP = 0, tCL = 0, tRAS = 0, tRFC = 0, tREFI = 0, tWTR = 0, tRTW = 0;
   double burst_ps = 0;      // duration of one burst on the data bus
   double energy_per_bit = 0;
+  // Division by interleave, pcs, row_size, banks and burst_bytes: every access maps addresses.
+  Divisor per_granule, per_pcs, per_row, per_banks, per_burst;
 
   static HbmGeometry from(const arch::Arch& a);
-  int64_t row_of(uint64_t local) const { return int64_t(local / (row_size * uint64_t(banks))); }
+  // local / (row_size * banks), from local / row_size.
+  int64_t row_of(uint64_t local) const { return int64_t(per_banks.div(per_row.div(local))); }
   uint64_t bank_of(uint64_t local) const;
 };
 
@@ -118,18 +122,20 @@ class Hbm {
 inline uint64_t hbm_row_rotation(uint64_t r) { return (r * 0x9E3779B97F4A7C15ull) >> 40; }
 
 inline uint64_t HbmGeometry::bank_of(uint64_t local) const {
-  return (local / row_size + hbm_row_rotation(uint64_t(row_of(local)))) % uint64_t(banks);
+  const uint64_t block = per_row.div(local);
+  return per_banks.mod(block + hbm_row_rotation(per_banks.div(block)));
 }
 
 template <class F>
 void Hbm::split(uint64_t addr, uint64_t bytes, F&& fn) const {
   if (bytes == 0) return;
   const uint64_t g = g_.interleave, P = uint64_t(g_.pcs);
-  const uint64_t i0 = addr / g, i1 = (addr + bytes - 1) / g;
-  const uint64_t head = addr % g, tail = (addr + bytes - 1) % g + 1;
-  if (i0 / P == i1 / P) {  // within one row: each channel at most once, in rotated order
-    const uint64_t r = i0 / P;
-    uint64_t pc = (i0 - r * P + hbm_row_rotation(r)) % P;
+  const uint64_t i0 = g_.per_granule.div(addr), i1 = g_.per_granule.div(addr + bytes - 1);
+  const uint64_t head = addr - i0 * g, tail = addr + bytes - i1 * g;
+  const uint64_t r0 = g_.per_pcs.div(i0), r1 = g_.per_pcs.div(i1);
+  if (r0 == r1) {  // within one row: each channel at most once, in rotated order
+    const uint64_t r = r0;
+    uint64_t pc = g_.per_pcs.mod(i0 - r * P + hbm_row_rotation(r));
     for (uint64_t i = i0; i <= i1; ++i) {
       const uint64_t b = i == i0 ? head : 0, e = i == i1 ? tail : g;
       fn(int64_t(pc), r * g + b, e - b);
@@ -139,21 +145,21 @@ void Hbm::split(uint64_t addr, uint64_t bytes, F&& fn) const {
   }
   // Each channel has one granule per row, at consecutive local addresses: its part runs from
   // its first granule at or after i0 to its last at or before i1, one contiguous local range.
-  const uint64_t r0 = i0 / P, r1 = i1 / P;
   // The rotations of the four granule rows a channel's part can start or end in.
-  const uint64_t rot0 = hbm_row_rotation(r0) % P, rot0n = hbm_row_rotation(r0 + 1) % P;
-  const uint64_t rot1 = hbm_row_rotation(r1) % P, rot1p = hbm_row_rotation(r1 - 1) % P;
+  const uint64_t rot0 = g_.per_pcs.mod(hbm_row_rotation(r0)), rot0n = g_.per_pcs.mod(hbm_row_rotation(r0 + 1));
+  const uint64_t rot1 = g_.per_pcs.mod(hbm_row_rotation(r1)), rot1p = g_.per_pcs.mod(hbm_row_rotation(r1 - 1));
   for (uint64_t pc = 0; pc < P; ++pc) {
-    auto granule = [&](uint64_t r, uint64_t rot) {
-      const uint64_t slot = pc + P - rot;  // < 2P
-      return r * P + (slot >= P ? slot - P : slot);
+    // The channel's granule in row r of rotation rot is r * P + slot(rot).
+    auto slot = [&](uint64_t rot) {
+      const uint64_t s = pc + P - rot;  // < 2P
+      return s >= P ? s - P : s;
     };
-    uint64_t first = granule(r0, rot0), last = granule(r1, rot1);
-    if (first < i0) first = granule(r0 + 1, rot0n);
-    if (last > i1) last = granule(r1 - 1, rot1p);
+    uint64_t row_first = r0, row_last = r1, first = r0 * P + slot(rot0), last = r1 * P + slot(rot1);
+    if (first < i0) row_first = r0 + 1, first = row_first * P + slot(rot0n);
+    if (last > i1) row_last = r1 - 1, last = row_last * P + slot(rot1p);
     if (first > i1 || last < i0 || first > last) continue;
-    const uint64_t b = (first / P) * g + (first == i0 ? head : 0);
-    const uint64_t e = (last / P) * g + (last == i1 ? tail : g);
+    const uint64_t b = row_first * g + (first == i0 ? head : 0);
+    const uint64_t e = row_last * g + (last == i1 ? tail : g);
     fn(int64_t(pc), b, e - b);
   }
 }

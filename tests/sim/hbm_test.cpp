@@ -170,6 +170,23 @@ TEST(Hbm, PowerOfTwoStridesSpreadOverChannels) {
   EXPECT_EQ(used.size(), 64u);
 }
 
+TEST(Divisor, MatchesTheHardwareDivide) {
+  // Powers of two, the non-powers the models use (160 pseudo-channels, a 1 us power window),
+  // extremes and random divisors, against random and boundary dividends.
+  std::mt19937_64 rng(11);
+  std::vector<uint64_t> divisors{1, 2, 3, 7, 64, 160, 1000000, (1ull << 32) + 1, (1ull << 63) + 1, ~0ull};
+  for (int i = 0; i < 200; ++i) divisors.push_back(std::max<uint64_t>(1, rng() >> (rng() % 64)));
+  for (const uint64_t d : divisors) {
+    const Divisor by(d);
+    std::vector<uint64_t> xs{0, 1, d - 1, d, d + 1, ~0ull / d * d, ~0ull / d * d - 1, ~0ull};
+    for (int i = 0; i < 500; ++i) xs.push_back(rng() >> (rng() % 64));
+    for (const uint64_t x : xs) {
+      ASSERT_EQ(by.div(x), x / d) << x << " / " << d;
+      ASSERT_EQ(by.mod(x), x % d) << x << " % " << d;
+    }
+  }
+}
+
 TEST(Hbm, SplitMatchesTheByteByByteMap) {
   Hbm h(maia());
   const HbmGeometry& g = h.geometry();
