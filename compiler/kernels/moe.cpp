@@ -727,8 +727,11 @@ MoePlan plan_moe(const arch::Arch& a, const MoeSpec& s, uint64_t budget, uint64_
   // memory, then every tile computes its output columns from it.
   const bool one_shared =
       a.chip.shared_memory.scope == arch::SharedScope::Chip || a.chip.cluster_size >= a.tiles();
-  if (!one_shared || tiles < 2 || uint64_t(T * (E * I * we + H * esize(s.x.dtype))) > shared_budget)
-    return p;
+  // Where two passes do not fit either, per-expert GEMMs read each weight once per pass row
+  // instead of once per token block.
+  if (tiles < 2) return p;
+  const MoePlan gemm_plan = plan_moe(a, s, budget, shared_budget, true);
+  if (!one_shared || uint64_t(T * (E * I * we + H * esize(s.x.dtype))) > shared_budget) return gemm_plan;
   MoePlan q = first;
   q.two_pass = true;
   q.tb = T, q.blocks = 1;
@@ -740,21 +743,24 @@ MoePlan plan_moe(const arch::Arch& a, const MoeSpec& s, uint64_t budget, uint64_
                     2 * T * q.cb * we + T * q.out_cols * 4 + 4096 +
                     q.buffers * (T * q.kd2 * we + MoeStream::chunk_bytes(q, we)));
   };
+  // Chunks no narrower than the arrays (narrower ones would leave them idle and take an
+  // instruction stream far longer than the GEMMs').
+  const int64_t min_cb = std::min(q.seg, arr.width);
   while (need2() > budget) {
     // Halve the larger of the two kinds of weight chunk (with its slices of x or h).
     const bool gate_up_larger = 2 * q.cb * q.k_chunk >= (q.out_cols + T) * q.kd2;
     if (gate_up_larger && q.k_chunk > arr.kq && q.k_chunk >= q.cb) {
       q.k_chunk = std::max(arr.kq, ceil_div(q.k_chunk, 2 * arr.kq) * arr.kq);
-    } else if (gate_up_larger && q.cb > 1) {
-      q.cb = ceil_div(q.cb, 2);
+    } else if (gate_up_larger && q.cb > min_cb) {
+      q.cb = std::max(min_cb, ceil_div(q.cb, 2));
     } else if (q.kd2 > arr.kq) {
       q.kd2 = std::max(arr.kq, ceil_div(q.kd2, 2 * arr.kq) * arr.kq);
     } else if (q.k_chunk > arr.kq) {
       q.k_chunk = std::max(arr.kq, ceil_div(q.k_chunk, 2 * arr.kq) * arr.kq);
-    } else if (q.cb > 1) {
-      q.cb = ceil_div(q.cb, 2);
+    } else if (q.cb > min_cb) {
+      q.cb = std::max(min_cb, ceil_div(q.cb, 2));
     } else {
-      return p;  // not even two passes fit: token blocks it is
+      return gemm_plan;  // not even two passes fit
     }
   }
   return q;
