@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <unistd.h>  // getpid: each test process writes its own config
 #include <nlohmann/json.hpp>
 
 #include "arch/derived.hpp"
@@ -37,7 +38,7 @@ RunSpec op(const std::string& name, std::vector<int64_t> shape) {
 // A mid-sized Llama (6 layers) written to a temporary config.json.
 std::string small_llama() {
   const std::string path =
-      (std::filesystem::temp_directory_path() / "tessera_run_test_llama.json").string();
+      (std::filesystem::temp_directory_path() / ("tessera_run_test_llama_" + std::to_string(getpid()) + ".json")).string();
   std::ofstream(path) << R"({"model_type": "llama", "hidden_size": 1024, "intermediate_size": 2816,
     "num_hidden_layers": 6, "num_attention_heads": 8, "num_key_value_heads": 4, "vocab_size": 8192,
     "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 4096})";

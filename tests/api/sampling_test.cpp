@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <unistd.h>  // getpid: each test process writes its own config
 
 #include "arch/loader.hpp"
 #include "tools/api/run.hpp"
@@ -14,7 +15,7 @@ namespace tessera::api {
 namespace {
 
 std::string mid_llama() {
-  const std::string path = (std::filesystem::temp_directory_path() / "tessera_sampling_llama.json").string();
+  const std::string path = (std::filesystem::temp_directory_path() / ("tessera_sampling_llama_" + std::to_string(getpid()) + ".json")).string();
   std::ofstream(path) << R"({"model_type": "llama", "hidden_size": 1024, "intermediate_size": 4096,
     "num_hidden_layers": 4, "num_attention_heads": 8, "num_key_value_heads": 2, "vocab_size": 8192,
     "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 16384})";
