@@ -78,6 +78,21 @@ struct DmaEngine::Transfer {
     if (!source && transpose) return dst + uint64_t(i2 * s[1] + i3 * s[2]) + uint64_t(i1) * (dst_row / uint64_t(d0));
     return (source ? src : dst) + uint64_t(i1 * s[0] + i2 * s[1] + i3 * s[2]);
   }
+  // Calls fn(row_address(source, r)) for r in [row, row + n) (not a transposed destination),
+  // stepping the indices: a chunk of narrow rows would otherwise divide three times a row.
+  template <class F>
+  void for_rows(bool source, uint64_t row, uint64_t n, F&& fn) const {
+    int64_t i1 = int64_t(row) % d1, i2 = (int64_t(row) / d1) % d2, i3 = int64_t(row) / (d1 * d2);
+    const int64_t* s = source ? ss : ds;
+    const uint64_t base = source ? src : dst;
+    for (uint64_t k = 0; k < n; ++k) {
+      fn(base + uint64_t(i1 * s[0] + i2 * s[1] + i3 * s[2]));
+      if (++i1 == d1) {
+        i1 = 0;
+        if (++i2 == d2) i2 = 0, ++i3;
+      }
+    }
+  }
 };
 
 DmaEngine::DmaEngine(sc_module_name name, Tile& tile, int index)
@@ -195,7 +210,7 @@ void DmaEngine::issue_chunk(Transfer& t) {
       const uint64_t e = t.dst_row / uint64_t(t.d0);
       for (int64_t i0 = 0; i0 < t.d0; ++i0) fn(t.row_address(false, row) + uint64_t(i0 * t.ds[0]), rows * e);
     } else {
-      for (uint64_t r = row; r < row + rows; ++r) fn(t.row_address(source, r), row_bytes);
+      t.for_rows(source, row, rows, [&](uint64_t address) { fn(address, row_bytes); });
     }
   };
   auto stride_of = [&](bool source) -> uint64_t {
@@ -206,19 +221,23 @@ void DmaEngine::issue_chunk(Transfer& t) {
   // 1. Read the source.
   std::vector<Part> sources;
   switch (t.src_space) {
-    case Space::Hbm:
+    case Space::Hbm: {
+      Hbm& hbm = chip.hbm();
+      PowerMeter& meter = chip.meter();
+      Trace* tr = chip.trace();
       runs(true, [&](uint64_t addr, uint64_t n) {
-        chip.hbm().split(addr, n, [&](int64_t pc, uint64_t local, uint64_t k) {
+        hbm.split(addr, n, [&](int64_t pc, uint64_t local, uint64_t k) {
           const int node = noc.hbm_node(pc);
-          const Tick done = chip.hbm().channel(pc).access(t0 + noc.latency(here, node), local, k, false);
+          const Tick done = hbm.channel(pc).access(t0 + noc.latency(here, node), local, k, false);
           act.hbm_read += double(k);
-          const Tick start = done - Tick(double(k) / double(chip.hbm().geometry().burst_bytes) * chip.hbm().geometry().burst_ps);
-          if (Trace* tr = chip.trace()) tr->busy(chip.hbm_track(pc), start, done);
-          chip.meter().add(start, done, double(k) * chip.meter().prices().hbm);
+          const Tick start = done - hbm.geometry().data_time(k);
+          if (tr) tr->busy(chip.hbm_track(pc), start, done);
+          meter.add(start, done, double(k) * meter.prices().hbm);
           add_part(sources, node, start, done, k);
         });
       });
       break;
+    }
     case Space::Sram: {
       Tile& owner = chip.tile(t.src_tile);
       const uint64_t srows = rows == 1 ? 1 : rows, sbytes = rows == 1 ? bytes : t.src_row;
@@ -286,7 +305,7 @@ void DmaEngine::issue_chunk(Transfer& t) {
         }
         const Tick end = c.hbm().channel(w.pc).access(arrive, w.local, w.n, true);
         act.hbm_write += double(w.n);
-        const Tick start = end - Tick(double(w.n) / double(c.hbm().geometry().burst_bytes) * c.hbm().geometry().burst_ps);
+        const Tick start = end - c.hbm().geometry().data_time(w.n);
         if (Trace* tr = c.trace()) tr->busy(c.hbm_track(w.pc), start, end);
         c.meter().add(start, end, double(w.n) * c.meter().prices().hbm);
         done = std::max(done, end);

@@ -55,9 +55,16 @@ PowerMeter::PowerMeter(const EnergyPrices& prices, Tick window)
 
 void PowerMeter::add(Tick start, Tick end, double joules) {
   if (joules == 0) return;
+  const Tick final_tick = end > start ? end - 1 : start;
+  if (start >= lo_ && final_tick - lo_ < window_) {
+    bins_[last_bin_] += joules;
+    return;
+  }
   const size_t first = size_t(start / window_);
-  const size_t last = end > start ? size_t((end - 1) / window_) : first;
+  const size_t last = size_t(final_tick / window_);
   if (bins_.size() <= last) bins_.resize(last + 1, 0.0);
+  last_bin_ = last;
+  lo_ = Tick(last) * window_;
   if (first == last) {
     bins_[first] += joules;
     return;

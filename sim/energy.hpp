@@ -6,6 +6,7 @@
 #pragma once
 
 #include <array>
+#include <limits>
 #include <map>
 #include <string>
 #include <vector>
@@ -56,6 +57,10 @@ class PowerMeter {
   EnergyPrices prices_;
   Tick window_;
   std::vector<double> bins_;
+  // The window the last event ended in, [lo_, lo_ + window_): most events fall in it, and
+  // then need no division to find their bin.
+  Tick lo_ = std::numeric_limits<Tick>::max();  // none yet
+  size_t last_bin_ = 0;
 };
 
 // The highest average power over any window, summing the chips' windows, plus their static

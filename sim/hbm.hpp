@@ -52,6 +52,8 @@ struct HbmGeometry {
   Divisor per_granule, per_pcs, per_row, per_banks, per_burst;
 
   static HbmGeometry from(const arch::Arch& a);
+  // How long `bytes` occupy a channel's data bus at its peak rate.
+  Tick data_time(uint64_t bytes) const { return Tick(double(bytes) / double(burst_bytes) * burst_ps); }
   // local / (row_size * banks), from local / row_size.
   int64_t row_of(uint64_t local) const { return int64_t(per_banks.div(per_row.div(local))); }
   uint64_t bank_of(uint64_t local) const;

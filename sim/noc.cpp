@@ -1,7 +1,5 @@
 #include "sim/noc.hpp"
 
-#include <cstdlib>
-
 namespace tessera::sim {
 namespace {
 enum Dir { kEast = 0, kWest = 1, kNorth = 2, kSouth = 3 };
@@ -23,10 +21,14 @@ Noc::Noc(const arch::Arch& a, Stats& stats, const std::string& prefix, Slots& sl
   const int64_t instances = a.shared_memory_instances();
   if (mesh_) {
     nodes_ = tiles_;
+    for (int n = 0; n < nodes_; ++n) coords_.push_back({n % cols_, n / cols_});
+    // Pseudo-channels go round the edge routers: west and east of each row in turn.
+    std::vector<int> edge;
     for (int y = 0; y < rows_; ++y) {
-      hbm_nodes_.push_back(y * cols_);
-      if (cols_ > 1) hbm_nodes_.push_back(y * cols_ + cols_ - 1);
+      edge.push_back(y * cols_);
+      if (cols_ > 1) edge.push_back(y * cols_ + cols_ - 1);
     }
+    for (int64_t pc = 0; pc < a.hbm_pseudo_channels(); ++pc) hbm_nodes_.push_back(edge[size_t(pc) % edge.size()]);
     for (int64_t i = 0; i < instances; ++i) {
       shared_nodes_.push_back(instances == 1 ? (rows_ / 2) * cols_ + cols_ / 2 : int(i * a.chip.cluster_size));
     }
@@ -59,12 +61,6 @@ Noc::Noc(const arch::Arch& a, Stats& stats, const std::string& prefix, Slots& sl
     l.bytes = &stats.add(prefix + ".link." + l.name + ".bytes", "bytes", "bytes carried by this link");
     l.slot = slots.add(Resource::NocLink);
   }
-}
-
-int Noc::hops(int a, int b) const {
-  if (a == b) return 0;
-  if (!mesh_) return 1;
-  return std::abs(a % cols_ - b % cols_) + std::abs(a / cols_ - b / cols_);
 }
 
 void Noc::path(int a, int b, std::vector<int>& out) const {

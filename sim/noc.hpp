@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -30,11 +31,16 @@ class Noc {
   Noc(const arch::Arch& a, Stats& stats, const std::string& prefix, Slots& slots, PowerMeter* meter = nullptr);
 
   int tile_node(int64_t tile) const { return int(tile); }
-  int hbm_node(int64_t pc) const { return hbm_nodes_[size_t(pc) % hbm_nodes_.size()]; }
+  int hbm_node(int64_t pc) const { return hbm_nodes_[size_t(pc)]; }
   int shared_node(int64_t instance) const { return shared_nodes_[size_t(instance)]; }
   int nodes() const { return nodes_; }
 
-  int hops(int a, int b) const;
+  int hops(int a, int b) const {
+    if (a == b) return 0;
+    if (!mesh_) return 1;
+    const Coord p = coords_[size_t(a)], q = coords_[size_t(b)];
+    return std::abs(p.x - q.x) + std::abs(p.y - q.y);
+  }
   Tick hop_time() const { return hop_; }
   // Latency of a small message (a request, a semaphore signal): hops x hop time.
   Tick latency(int a, int b) const { return Tick(hops(a, b)) * hop_; }
@@ -70,7 +76,12 @@ class Noc {
   double bytes_per_second_;
   double ps_per_byte_;
   uint64_t flit_bytes_;
-  std::vector<int> hbm_nodes_, shared_nodes_;
+  std::vector<int> hbm_nodes_;  // per pseudo-channel
+  std::vector<int> shared_nodes_;
+  struct Coord {
+    int x, y;
+  };
+  std::vector<Coord> coords_;  // mesh position of each node (hops are counted per HBM access)
   std::vector<Link> links_;
   std::vector<int> scratch_path_;
   Trace* trace_ = nullptr;
