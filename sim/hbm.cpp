@@ -81,13 +81,14 @@ Tick HbmChannel::segment(Tick t, uint64_t local, uint64_t bytes, bool write) {
       kind = 2;
     }
     // The bus idles for the turnaround, then carries the data.
-    const Tick start = bus_.earliest(column + g_.tCL, turnaround + duration) + turnaround;
+    const Timeline::Slot slot = bus_.find(column + g_.tCL, turnaround + duration);
+    const Tick start = slot.start + turnaround;
     const Tick end = start + duration;
     if (end > next_refresh_) {
       refresh(next_refresh_);
       continue;
     }
-    bus_.reserve_at(start - turnaround, turnaround + duration);
+    bus_.reserve(slot, turnaround + duration);
     if (kind != 0) {
       b.activated = column - g_.tRCD;
       b.open_row = row;

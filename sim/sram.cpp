@@ -45,13 +45,13 @@ Tick SramPorts::access(Tick t, uint64_t rows, uint64_t row_bytes, uint64_t strid
   act.busy[size_t(slot_)] += double(d);
   // The port that frees first.
   size_t best = 0;
-  Tick best_start = 0;
+  Timeline::Slot slot{};
   for (size_t i = 0; i < ports_.size(); ++i) {
-    const Tick s = ports_[i].earliest(t, d);
-    if (i == 0 || s < best_start) best = i, best_start = s;
+    const Timeline::Slot s = ports_[i].find(t, d);
+    if (i == 0 || s.start < slot.start) best = i, slot = s;
   }
-  const Tick start = best_start;
-  ports_[best].reserve_at(start, d);
+  const Tick start = slot.start;
+  ports_[best].reserve(slot, d);
   if (meter_) {
     const double price = write ? meter_->prices().sram_write : meter_->prices().sram_read;
     meter_->add(start, start + d, double(rows * row_bytes) * price);

@@ -7,59 +7,51 @@ namespace tessera::sim {
 namespace {
 using Interval = std::pair<Tick, Tick>;
 
-// The first interval at or after which a reservation starting no earlier than `ready` fits,
-// and that start.
-template <class It>
-std::pair<It, Tick> fit(It begin, It end, Tick ready, Tick duration) {
-  // A busy resource mostly takes requests at the end of its calendar.
-  if (begin == end || std::prev(end)->second <= ready) return {end, ready};
-  // Intervals that end by `ready` cannot delay it.
-  It it = std::lower_bound(begin, end, ready, [](const Interval& iv, Tick t) { return iv.second <= t; });
-  Tick start = ready;
-  while (it != end && it->first < start + duration) {
-    start = std::max(start, it->second);
-    ++it;
-  }
-  return {it, start};
-}
+// Orders intervals against a time: those that end by it come before it.
+bool ends_by(const Interval& iv, Tick t) { return iv.second <= t; }
 }  // namespace
 
-Tick Timeline::earliest(Tick ready, Tick duration) const {
-  if (duration <= 0) return ready;
-  return fit(busy_.begin(), busy_.end(), ready, duration).second;
+Timeline::Slot Timeline::find(Tick ready, Tick duration) const {
+  size_t i = busy_.size();
+  if (duration <= 0) return {ready, i};
+  // The first interval that ends after `ready`. A busy resource mostly takes requests near the
+  // end of its calendar: look at the last few intervals before bisecting the rest.
+  for (int k = 0; k < 8 && i > 0 && busy_[i - 1].second > ready; ++k) --i;
+  if (i > 0 && busy_[i - 1].second > ready) {
+    i = size_t(std::lower_bound(busy_.begin(), busy_.begin() + long(i), ready, ends_by) - busy_.begin());
+  }
+  // From there, the first gap that holds the reservation.
+  Tick start = ready;
+  while (i < busy_.size() && busy_[i].first < start + duration) {
+    start = std::max(start, busy_[i].second);
+    ++i;
+  }
+  return {start, i};
 }
 
-Tick Timeline::reserve(Tick ready, Tick duration) {
-  if (duration <= 0) return ready;
-  const Tick start = fit(busy_.begin(), busy_.end(), ready, duration).second;
-  reserve_at(start, duration);
-  return start;
-}
-
-void Timeline::reserve_at(Tick start, Tick duration) {
+void Timeline::reserve(Slot slot, Tick duration) {
   busy_total_ += duration;
   if (duration <= 0) return;
-  const Tick end = start + duration;
-  // The first interval after the gap: intervals that end by `start` come before it.
-  auto it = busy_.empty() || busy_.back().second <= start
-                ? busy_.end()
-                : std::lower_bound(busy_.begin(), busy_.end(), start,
-                                   [](const Interval& iv, Tick t) { return iv.second <= t; });
-  // Insert [start, end) before `it`, merging with neighbours that touch it.
-  auto pos = busy_.insert(it, {start, end});
-  if (pos != busy_.begin() && std::prev(pos)->second == start) {
-    std::prev(pos)->second = end;
-    pos = busy_.erase(pos) - 1;
-  }
-  if (std::next(pos) != busy_.end() && std::next(pos)->first == pos->second) {
-    pos->second = std::next(pos)->second;
-    busy_.erase(std::next(pos));
+  // Intervals before `index` end by the start and the one at `index` begins at or after the
+  // end: insert [start, end) there, merged with neighbours that touch it.
+  const Tick start = slot.start, end = start + duration;
+  const size_t i = slot.index;
+  const bool joins_previous = i > 0 && busy_[i - 1].second == start;
+  const bool joins_next = i < busy_.size() && busy_[i].first == end;
+  if (joins_previous && joins_next) {
+    busy_[i - 1].second = busy_[i].second;
+    busy_.erase(busy_.begin() + long(i));
+  } else if (joins_previous) {
+    busy_[i - 1].second = end;
+  } else if (joins_next) {
+    busy_[i].first = start;
+  } else {
+    busy_.insert(busy_.begin() + long(i), {start, end});
   }
 }
 
 void Timeline::forget_before(Tick now) {
-  auto it = std::lower_bound(busy_.begin(), busy_.end(), now, [](const Interval& iv, Tick t) { return iv.second <= t; });
-  busy_.erase(busy_.begin(), it);
+  busy_.erase(busy_.begin(), std::lower_bound(busy_.begin(), busy_.end(), now, ends_by));
 }
 
 }  // namespace tessera::sim

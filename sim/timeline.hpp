@@ -4,6 +4,7 @@
 // emerges from overlapping reservations, never from a constant.
 #pragma once
 
+#include <cstddef>
 #include <utility>
 #include <vector>
 
@@ -13,12 +14,21 @@ namespace tessera::sim {
 
 class Timeline {
  public:
-  // Returns the start of a `duration`-long reservation at or after `ready`.
-  Tick reserve(Tick ready, Tick duration);
-  // Where reserve() would start, without reserving.
-  Tick earliest(Tick ready, Tick duration) const;
-  // Reserves [start, start + duration), which earliest() found free.
-  void reserve_at(Tick start, Tick duration);
+  // Where a reservation can go: its start, and its place among the reserved intervals.
+  struct Slot {
+    Tick start;
+    size_t index;
+  };
+  // The earliest slot for a `duration`-long reservation at or after `ready`.
+  Slot find(Tick ready, Tick duration) const;
+  // Reserves the slot find() returned (nothing reserved since): [start, start + duration).
+  void reserve(Slot slot, Tick duration);
+  // Reserves the earliest slot; returns its start.
+  Tick reserve(Tick ready, Tick duration) {
+    const Slot s = find(ready, duration);
+    reserve(s, duration);
+    return s.start;
+  }
   // Forgets reservations that ended at or before `now` (no request can start before now).
   void forget_before(Tick now);
   Tick busy() const { return busy_total_; }  // total time reserved

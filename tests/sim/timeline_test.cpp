@@ -16,9 +16,10 @@ TEST(Timeline, FillsGapsAndMergesNeighbours) {
   EXPECT_EQ(t.reserve(30, 5), 30);  // [30, 35)
   EXPECT_EQ(t.reserve(12, 4), 15);  // after [10, 15), touching it: [10, 19)
   EXPECT_EQ(t.intervals(), 2u);
-  EXPECT_EQ(t.earliest(19, 12), 35);  // the gap [19, 30) is too short
-  EXPECT_EQ(t.earliest(19, 11), 19);
-  t.reserve_at(19, 11);  // closes the gap: one interval [10, 35)
+  EXPECT_EQ(t.find(19, 12).start, 35);  // the gap [19, 30) is too short
+  const Timeline::Slot gap = t.find(19, 11);
+  EXPECT_EQ(gap.start, 19);
+  t.reserve(gap, 11);  // closes the gap: one interval [10, 35)
   EXPECT_EQ(t.intervals(), 1u);
   EXPECT_EQ(t.reserve(0, 10), 0);  // before everything, touching: [0, 35)
   EXPECT_EQ(t.intervals(), 1u);
@@ -45,9 +46,9 @@ TEST(Timeline, MatchesTickByTickReference) {
           break;
         }
       }
-      ASSERT_EQ(t.earliest(ready, duration), expected) << "trial " << trial << " request " << i;
-      const Tick start =
-          (i % 2 == 0) ? t.reserve(ready, duration) : (t.reserve_at(expected, duration), expected);
+      const Timeline::Slot slot = t.find(ready, duration);
+      ASSERT_EQ(slot.start, expected) << "trial " << trial << " request " << i;
+      const Tick start = (i % 2 == 0) ? t.reserve(ready, duration) : (t.reserve(slot, duration), slot.start);
       ASSERT_EQ(start, expected);
       for (Tick k = start; k < start + duration; ++k) busy[size_t(k)] = true;
       total += duration;
