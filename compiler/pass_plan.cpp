@@ -9,8 +9,22 @@
 namespace tessera::compiler {
 namespace {
 
-// Token rows at which a Linear switches from streaming weights to the multicast GEMM.
-constexpr int64_t kGemmTokens = 256;
+// Token rows below which a Linear always streams its weights (decode batches: every weight
+// read once, the first ones while the previous op finishes), and from which it always takes the
+// multicast GEMM.
+constexpr int64_t kStreamTokens = 64, kGemmTokens = 256;
+
+// In between, a Linear of `tokens` rows streams its weights [n, k] unless its input would cost
+// more than they do: streaming brings x from HBM to every shared-memory instance (where it is
+// staged) and from there to every tile, where the GEMM shares both operands over its grid. Per
+// row of k: x to the tiles, tiles x tokens elements, against twice the n weight elements; x
+// from HBM, instances x tokens, against a quarter of them.
+bool stream_linear(int64_t tokens, int64_t n, Dtype x, Dtype w, const arch::Arch& a) {
+  if (a.tiles() <= 1 || tokens < kStreamTokens) return true;
+  if (tokens >= kGemmTokens) return false;
+  const int64_t xb = tokens * esize(x), wb = n * esize(w);
+  return xb * a.tiles() <= 2 * wb && xb * a.shared_memory_instances() * 4 <= wb;
+}
 
 bool has_work(Strategy s) {
   return s != Strategy::None;
@@ -61,8 +75,8 @@ Lowering partition(Graph g, const arch::Arch& a) {
         p.strategy = Strategy::Gather;
         break;
       case OpKind::Linear: {
-        const int64_t tokens = l.graph.v(op.inputs[0]).shape[0];
-        p.strategy = tokens >= kGemmTokens && a.tiles() > 1 ? Strategy::Gemm : Strategy::Stream;
+        const Value &x = l.graph.v(op.inputs[0]), &w = l.graph.v(op.inputs[1]);
+        p.strategy = stream_linear(x.shape[0], w.shape[0], x.dtype, w.dtype, a) ? Strategy::Stream : Strategy::Gemm;
         break;
       }
       case OpKind::Add:

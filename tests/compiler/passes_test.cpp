@@ -550,9 +550,9 @@ TEST(Partition, GemmForManyTokensStreamForFew) {
   EXPECT_CHECKS(text_after(config(tiny_llama()), prefill(2, 128, true), Stage::Partitioned),
                 "CHECK: %logits = linear lm_head\nCHECK-NEXT: strategy: gemm");
 
-  // One token short of 256: every Linear streams its weights, and starts loading them while
-  // the op before it (of the same layer, or both outside the layers) finishes.
-  const std::string few = text_after(config(tiny_llama()), prefill(1, 255), Stage::Partitioned);
+  // Below 64 tokens every Linear streams its weights, and starts loading them while the op
+  // before it (of the same layer, or both outside the layers) finishes.
+  const std::string few = text_after(config(tiny_llama()), prefill(1, 63), Stage::Partitioned);
   EXPECT_CHECKS(few, R"(
     CHECK: = linear l0.q_proj+l0.k_proj+l0.v_proj(
     CHECK-NEXT: fused: 3 Linear layers
@@ -563,6 +563,30 @@ TEST(Partition, GemmForManyTokensStreamForFew) {
     CHECK-NEXT: strategy: stream, prefetching
   )");
   EXPECT_CHECKS(few, "CHECK: graph\nCHECK-NOT: gemm");
+
+  // From 64 to 255 tokens a Linear streams only while its input costs less than its weights:
+  // Llama-3-8B decoding 128 sequences on maia100-class (64 tiles, 16 cluster L2s). Per row of
+  // K, x is 128 x 2 = 256 bytes: 256 x 64 = 16384 to the tiles, 256 x 16 x 4 = 16384 from HBM
+  // (weighted), against n x 2 bytes of weights (twice them, and them):
+  //   q/k/v  n = 6144:   16384 > 12288          -> gemm
+  //   o_proj n = 4096:   16384 > 8192           -> gemm
+  //   gate/up n = 28672: 16384 <= 57344         -> stream
+  //   down   n = 4096:                          -> gemm
+  //   lm_head n = 128256                        -> stream
+  EXPECT_CHECKS(text_after(load_model_config("llama-3-8b"), decode(128, 8), Stage::Partitioned), R"(
+    CHECK: = linear l0.q_proj+l0.k_proj+l0.v_proj(
+    CHECK-NEXT: fused: 3 Linear layers
+    CHECK-NEXT: strategy: gemm
+    CHECK: %l0.o_proj = linear
+    CHECK-NEXT: strategy: gemm
+    CHECK: = linear l0.gate_proj+l0.up_proj(
+    CHECK-NEXT: fused:
+    CHECK-NEXT: strategy: stream
+    CHECK: %l0.down_proj = linear
+    CHECK-NEXT: strategy: gemm
+    CHECK: %logits = linear lm_head
+    CHECK-NEXT: strategy: stream
+  )");
 
   // A decode step: 2 tokens.
   EXPECT_CHECKS(text_after(config(tiny_llama()), decode(2, 8), Stage::Partitioned), R"(
