@@ -322,26 +322,28 @@ void emit_rows(KernelContext& ctx, const RowsSpec& s, const RowsPlan& p) {
           e(vec_binary(Opcode::VAdd, o, t1, in(x, 2), r, w, Bcast::Row));
           break;
         case OpKind::Rope: {
-          // Each head of each token is a row of head_dim values; x1, x2 its halves.
+          // x1, x2: the halves of a head's head_dim values. Decode: every token is at one
+          // position, so one table row serves the rows (token, head) of the whole chunk. Prefill:
+          // head by head, the chunk's tokens against their own table rows, element-wise.
           const int64_t half = s.head_dim / 2, xe = esize(s.in[0].dtype), heads = w / s.head_dim;
-          auto rotate = [&](int64_t token, int64_t count, int64_t table_row) {
-            const int64_t rows = count * heads;
-            const int64_t base_in = int64_t(buf[x.b][0]) + token * w * xe, base_out = int64_t(out[x.b]) + token * w * oe;
-            const Tensor2 x1{sram(base_in), s.head_dim * xe, s.in[0].dtype}, x2{sram(base_in + half * xe), s.head_dim * xe, s.in[0].dtype};
-            const Tensor2 o1{sram(base_out), s.head_dim * oe, od}, o2{sram(base_out + half * oe), s.head_dim * oe, od};
-            const int64_t at = table_row * half * 4;
-            const Tensor2 c = in(x, 1, at / 4), sn = in(x, 2, at / 4);
-            e(vec_binary(Opcode::VMul, t1, x1, c, rows, half, Bcast::Row));
-            e(vec_binary(Opcode::VMul, t2, x2, sn, rows, half, Bcast::Row));
+          auto rotate = [&](int64_t head, int64_t rows, int64_t ld_in, int64_t ld_out, Bcast table) {
+            const int64_t base_in = int64_t(buf[x.b][0]) + head * s.head_dim * xe,
+                          base_out = int64_t(out[x.b]) + head * s.head_dim * oe;
+            const Tensor2 x1{sram(base_in), ld_in, s.in[0].dtype}, x2{sram(base_in + half * xe), ld_in, s.in[0].dtype};
+            const Tensor2 o1{sram(base_out), ld_out, od}, o2{sram(base_out + half * oe), ld_out, od};
+            Tensor2 c = in(x, 1), sn = in(x, 2);
+            c.ld = sn.ld = half * 4;
+            e(vec_binary(Opcode::VMul, t1, x1, c, rows, half, table));
+            e(vec_binary(Opcode::VMul, t2, x2, sn, rows, half, table));
             e(vec_binary(Opcode::VSub, o1, t1, t2, rows, half));
-            e(vec_binary(Opcode::VMul, t1, x2, c, rows, half, Bcast::Row));
-            e(vec_binary(Opcode::VMul, t2, x1, sn, rows, half, Bcast::Row));
+            e(vec_binary(Opcode::VMul, t1, x2, c, rows, half, table));
+            e(vec_binary(Opcode::VMul, t2, x1, sn, rows, half, table));
             e(vec_binary(Opcode::VAdd, o2, t1, t2, rows, half));
           };
           if (s.seq == 1) {
-            rotate(0, r, 0);  // every token is at the same position: one table row
+            rotate(0, r * heads, s.head_dim * xe, s.head_dim * oe, Bcast::Row);
           } else {
-            for (int64_t i = 0; i < r; ++i) rotate(i, 1, i);  // the chunk's rows of the tables
+            for (int64_t h = 0; h < heads; ++h) rotate(h, r, w * xe, w * oe, Bcast::None);
           }
           break;
         }
