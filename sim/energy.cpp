@@ -51,17 +51,11 @@ Energy price(const EnergyPrices& p, const Activity& a, double seconds, int64_t c
 }
 
 PowerMeter::PowerMeter(const EnergyPrices& prices, Tick window)
-    : prices_(prices), window_(window) {}
+    : prices_(prices), window_(window), per_window_(uint64_t(window)) {}
 
-void PowerMeter::add(Tick start, Tick end, double joules) {
-  if (joules == 0) return;
-  const Tick final_tick = end > start ? end - 1 : start;
-  if (start >= lo_ && final_tick - lo_ < window_) {
-    bins_[last_bin_] += joules;
-    return;
-  }
-  const size_t first = size_t(start / window_);
-  const size_t last = size_t(final_tick / window_);
+void PowerMeter::spread(Tick start, Tick end, Tick final_tick, double joules) {
+  const size_t first = size_t(per_window_.div(uint64_t(start)));
+  const size_t last = size_t(per_window_.div(uint64_t(final_tick)));
   if (bins_.size() <= last) bins_.resize(last + 1, 0.0);
   last_bin_ = last;
   lo_ = Tick(last) * window_;

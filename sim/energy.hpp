@@ -14,6 +14,7 @@
 #include "arch/arch.hpp"
 #include "isa/dtype.hpp"
 #include "sim/activity.hpp"
+#include "sim/divisor.hpp"
 #include "sim/stats.hpp"
 #include "sim/time.hpp"
 
@@ -49,13 +50,25 @@ class PowerMeter {
   PowerMeter(const EnergyPrices& prices, Tick window);
   const EnergyPrices& prices() const { return prices_; }
   // Energy spent evenly over [start, end) (at `start` when the interval is empty).
-  void add(Tick start, Tick end, double joules);
+  void add(Tick start, Tick end, double joules) {
+    if (joules == 0) return;
+    const Tick final_tick = end > start ? end - 1 : start;
+    if (start >= lo_ && final_tick - lo_ < window_) {
+      bins_[last_bin_] += joules;
+      return;
+    }
+    spread(start, end, final_tick, joules);
+  }
   Tick window() const { return window_; }
   const std::vector<double>& joules() const { return bins_; }  // per window
 
  private:
+  // add() of an event that does not fall in the window of the previous one.
+  void spread(Tick start, Tick end, Tick final_tick, double joules);
+
   EnergyPrices prices_;
   Tick window_;
+  Divisor per_window_;  // events in other windows than the last one's are not rare either
   std::vector<double> bins_;
   // The window the last event ended in, [lo_, lo_ + window_): most events fall in it, and
   // then need no division to find their bin.
