@@ -236,6 +236,7 @@ class Tile : public sc_core::sc_module {
   Tick next_issue_ = 0;
   uint64_t next_seq_ = 1;
   std::vector<Op*> inflight_;
+  Op* waiting_ = nullptr;  // the instruction at pc_, decoded, held by a hazard or a full unit
   std::deque<Op> op_pool_;
   std::vector<Op*> free_ops_;
   // Signals held until earlier instructions of a unit complete (sem.signal after=...).

@@ -135,23 +135,27 @@ bool Tile::issue_memory_op(const isa::Instr& in, Unit unit) {
     wake_.notify(ticks(next_issue_ - now));
     return false;
   }
-  Op* op = new_op();
-  op->unit = unit;
-  op->in = &in;
-  op->pc = pc_;
-  for (size_t i = 0; i < in.def().fields.size(); ++i) op->v[i] = regs_[in.base[i]] + in.f[i];
-  static thread_local std::vector<isa::Access> accesses;
-  accesses.clear();
-  isa::collect_accesses(in, regs_.data(), accesses);
-  op->naccess = int(accesses.size());
-  for (size_t i = 0; i < accesses.size(); ++i) {
-    isa::Access a = accesses[i];
-    if (a.space != isa::Space::Sram) a.tile = -1;             // HBM and shared: one address space per chip / cluster
-    else if (a.tile == int64_t(isa::kTileSelf)) a.tile = index_;
-    op->acc[i] = a;
+  // An instruction that had to wait keeps what was decoded: its registers cannot change.
+  Op* op = waiting_;
+  if (op == nullptr) {
+    op = new_op();
+    op->unit = unit;
+    op->in = &in;
+    op->pc = pc_;
+    for (size_t i = 0; i < in.def().fields.size(); ++i) op->v[i] = regs_[in.base[i]] + in.f[i];
+    static thread_local std::vector<isa::Access> accesses;
+    accesses.clear();
+    isa::collect_accesses(in, regs_.data(), accesses);
+    op->naccess = int(accesses.size());
+    for (size_t i = 0; i < accesses.size(); ++i) {
+      isa::Access a = accesses[i];
+      if (a.space != isa::Space::Sram) a.tile = -1;             // HBM and shared: one address space per chip / cluster
+      else if (a.tile == int64_t(isa::kTileSelf)) a.tile = index_;
+      op->acc[i] = a;
+    }
   }
   if (hazard(*op)) {
-    free_op(op);
+    waiting_ = op;
     block(Block::Hazard);
     return false;
   }
@@ -163,10 +167,11 @@ bool Tile::issue_memory_op(const isa::Instr& in, Unit unit) {
   }
   const bool full = unit == Unit::Dma ? engine == nullptr : unit == Unit::Matmul ? matmul_.full() : vector_.full();
   if (full) {
-    free_op(op);
+    waiting_ = op;
     block(Block::UnitFull);
     return false;
   }
+  waiting_ = nullptr;
   if (blocked_ != Block::None) unblock(now);
   op->seq = next_seq_++;
   op->issued = now;
