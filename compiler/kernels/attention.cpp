@@ -116,7 +116,16 @@ class AttentionKernel {
     alpha_ = ctx_.sram(uint64_t(R_ * 4));
     out_sem_ = ctx_.sem(), append_sem_ = ctx_.sem();
     const auto work = assign();
-    for (int t = 0; t < int(work.size()); ++t) emit_tile(t, work[size_t(t)]);
+    std::vector<TileWork> tiles;
+    for (int t = 0; t < int(work.size()); ++t) tiles.push_back(start_tile(t, work[size_t(t)]));
+    for (int64_t e = 0; e < ctx_.rounds_emitted; ++e) {
+      if (e > 0) {  // every tile marks every round, so instance n is round n everywhere
+        pb_.barrier_all();
+        for (int t = 0; t < ctx_.tiles(); ++t) ctx_.begin_round(t, e);
+      }
+      for (TileWork& w : tiles) emit_round(w, e);
+    }
+    for (TileWork& w : tiles) finish_tile(w);
     if (p_.splits > 1) {
       pb_.barrier_all();
       combine();
@@ -145,7 +154,8 @@ class AttentionKernel {
   // Work items: a unit alone, or in a causal prefill a (sequence, head)'s query blocks qb and
   // blocks - 1 - qb together, whose keys add up to the same for every pair. Item i runs on tile
   // i % tiles in round i / tiles, so every round costs every tile about the same. Per tile, its
-  // units with their rounds, in order; only the rounds the context asks for are emitted.
+  // units with their (emitted) rounds, in order; only the rounds the context asks for are
+  // emitted.
   std::vector<std::vector<std::pair<int64_t, int64_t>>> assign() {
     std::vector<std::vector<int64_t>> items;
     const bool pairs = s_.causal && blocks_ > 1;
@@ -159,7 +169,19 @@ class AttentionKernel {
       }
     }
     const int64_t tiles = std::min<int64_t>(ctx_.tiles(), int64_t(items.size()));
-    const int64_t rounds = ctx_.plan_rounds(ceil_div(int64_t(items.size()), tiles));
+    // Rounds (with a barrier between them, so each is one stretch of the chip's time that a
+    // sampled run can measure) only when units are long: 4 key blocks or more on average.
+    int64_t blocks = 0;
+    for (int64_t u = 0; u < p_.units; ++u) blocks += ceil_div(unit(u).k1 - unit(u).k0, p_.key_block);
+    const bool long_units = blocks >= 4 * p_.units;
+    const int64_t rounds = ctx_.plan_rounds(long_units ? ceil_div(int64_t(items.size()), tiles) : 1);
+    if (!long_units) {
+      std::vector<std::vector<std::pair<int64_t, int64_t>>> work(static_cast<size_t>(tiles));
+      for (size_t i = 0; i < items.size(); ++i) {
+        for (int64_t u : items[i]) work[i % size_t(tiles)].push_back({u, 0});
+      }
+      return work;
+    }
     std::vector<std::vector<std::pair<int64_t, int64_t>>> work(static_cast<size_t>(tiles));
     for (int64_t e = 0; e < rounds; ++e) {
       const int64_t r = ctx_.round_at(e);
@@ -226,45 +248,67 @@ class AttentionKernel {
   // Scratch of unit-and-split u: O [rows, D], then m and l [rows], fp32.
   uint64_t scratch_of(int64_t u) const { return p_.scratch + uint64_t(u * G_ * (D_ + 2) * 4); }
 
-  // The tile's units (unit, round) in order.
-  void emit_tile(int t, const std::vector<std::pair<int64_t, int64_t>>& work) {
-    const int64_t Lb = p_.key_block;
-    const float scale = float(1.0 / std::sqrt(double(D_)));
-    // The tile's key blocks in one sequence, so the next unit's first blocks load while this
-    // one computes.
-    struct Step {
-      size_t unit;
-      int64_t k0, k1;
-    };
+  // A tile's key blocks over all its units in one sequence, so the next unit's first blocks
+  // load while this one computes; emitted round by round.
+  struct Step {
+    size_t unit;
+    int64_t k0, k1;
+  };
+  struct TileWork {
+    int t;
+    std::vector<std::pair<int64_t, int64_t>> work;  // (unit, emitted round)
     std::vector<Unit> xs;
     std::vector<Step> steps;
-    for (const auto& [u, round] : work) {
-      xs.push_back(unit(u));
-      const Unit& x = xs.back();
-      for (int64_t k0 = x.k0; k0 < x.k1; k0 += Lb) steps.push_back({xs.size() - 1, k0, std::min(x.k1, k0 + Lb)});
-    }
-    std::vector<int> issued(steps.size(), 0);
-    auto load = [&](size_t i) { issued[i] = load_keys(t, xs[steps[i].unit], steps[i].k0, steps[i].k1, int(i % 2)); };
+    std::vector<int> issued;  // DMAs of each step
+    size_t next = 0;          // the next step to emit
     int64_t appends = 0, stores = 0;
-    if (!steps.empty()) load(0);
-    if (steps.size() > 1) load(1);
-    if (!xs.empty()) load_q(t, xs[0], 0);
-    for (size_t i = 0; i < steps.size(); ++i) {
-      const Step& st = steps[i];
-      const Unit& x = xs[st.unit];
+  };
+
+  void load(TileWork& w, size_t i) {
+    const Step& st = w.steps[i];
+    w.issued[i] = load_keys(w.t, w.xs[st.unit], st.k0, st.k1, int(i % 2));
+  }
+
+  TileWork start_tile(int t, std::vector<std::pair<int64_t, int64_t>> work) {
+    TileWork w{t, std::move(work), {}, {}, {}, 0, 0, 0};
+    for (const auto& [u, round] : w.work) {
+      w.xs.push_back(unit(u));
+      const Unit& x = w.xs.back();
+      for (int64_t k0 = x.k0; k0 < x.k1; k0 += p_.key_block)
+        w.steps.push_back({w.xs.size() - 1, k0, std::min(x.k1, k0 + p_.key_block)});
+    }
+    w.issued.assign(w.steps.size(), 0);
+    if (!w.steps.empty()) load(w, 0);
+    if (w.steps.size() > 1) load(w, 1);
+    if (!w.xs.empty()) load_q(t, w.xs[0], 0);
+    return w;
+  }
+
+  void finish_tile(TileWork& w) {
+    if (w.stores > 0) pb_.emit(w.t, sem_wait(out_sem_, w.stores));
+    if (w.appends > 0) pb_.emit(w.t, sem_wait(append_sem_, w.appends));
+  }
+
+  // The tile's steps of units in emitted round e.
+  void emit_round(TileWork& w, int64_t e) {
+    const int64_t Lb = p_.key_block;
+    const int t = w.t;
+    const float scale = float(1.0 / std::sqrt(double(D_)));
+    for (; w.next < w.steps.size() && w.work[w.steps[w.next].unit].second == e; ++w.next) {
+      const size_t i = w.next;
+      const Step& st = w.steps[i];
+      const Unit& x = w.xs[st.unit];
       const int qset = int(st.unit % 2), set = int(i % 2);
-      const bool first = i == 0 || steps[i - 1].unit != st.unit;
-      const bool last = i + 1 == steps.size() || steps[i + 1].unit != st.unit;
+      const bool first = i == 0 || w.steps[i - 1].unit != st.unit;
+      const bool last = i + 1 == w.steps.size() || w.steps[i + 1].unit != st.unit;
       const int64_t rows = x.rows, kb = st.k1 - st.k0, j = (st.k0 - x.k0) / Lb;
       if (first) {
-        const int64_t round = work[st.unit].second;
-        if (st.unit == 0 || work[st.unit - 1].second != round) ctx_.begin_round(t, round);
-        if (x.qb == 0 && x.split == 0) appends += append(t, x);
-        if (st.unit + 1 < xs.size()) load_q(t, xs[st.unit + 1], 1 - qset);  // waits for the
-        pb_.emit(t, sem_wait(q_sem_[qset]));                                 // unit before
+        if (x.qb == 0 && x.split == 0) w.appends += append(t, x);
+        if (st.unit + 1 < w.xs.size()) load_q(t, w.xs[st.unit + 1], 1 - qset);  // waits for the
+        pb_.emit(t, sem_wait(q_sem_[qset]));                                     // unit before
       }
       const uint64_t m = mbuf_[j % 2], m_next = mbuf_[(j + 1) % 2];
-      pb_.emit(t, sem_wait(kv_sem_[set], issued[i]));
+      pb_.emit(t, sem_wait(kv_sem_[set], w.issued[i]));
       const Tensor2 sc{sram(int64_t(sbuf_)), Lb * 4, Dtype::Fp32}, pr{sram(int64_t(pbuf_)), Lb * 2, Dtype::Bf16};
       MatmulOperands qk;
       qk.acc = sram(int64_t(sbuf_)), qk.a = sram(int64_t(qbuf_[qset])), qk.b = sram(int64_t(kbuf_[set]));
@@ -300,31 +344,28 @@ class AttentionKernel {
         pv.accumulate = true;
       }
       pb_.emit(t, matmul(pv));
-      if (i + 2 < steps.size()) load(i + 2);  // waits for this block's MATMULs (scoreboard)
+      if (i + 2 < w.steps.size()) load(w, i + 2);  // waits for this block's MATMULs (scoreboard)
       if (!last) continue;
-      const uint64_t m_final = m_next;
       if (p_.splits > 1) {  // the partial O, m and l to the scratch
-        const uint64_t at = scratch_of(work[st.unit].first);
+        const uint64_t at = scratch_of(w.work[st.unit].first);
         Block o;
         o.d0 = rows * D_;
         pb_.emit(t, dma(hbm(int64_t(at)), sram(int64_t(obuf_)), o, Dtype::Fp32, Dtype::None,
                         {out_sem_, int64_t(isa::kTileSelf)}));
         Block r;
         r.d0 = rows;
-        pb_.emit(t, dma(hbm(int64_t(at) + rows * D_ * 4), sram(int64_t(m_final)), r, Dtype::Fp32,
+        pb_.emit(t, dma(hbm(int64_t(at) + rows * D_ * 4), sram(int64_t(m_next)), r, Dtype::Fp32,
                         Dtype::None, {out_sem_, int64_t(isa::kTileSelf)}));
         pb_.emit(t, dma(hbm(int64_t(at) + rows * (D_ + 1) * 4), sram(int64_t(lbuf_)), r, Dtype::Fp32,
                         Dtype::None, {out_sem_, int64_t(isa::kTileSelf)}));
-        stores += 3;
+        w.stores += 3;
         continue;
       }
       pb_.emit(t, vec_unary(Opcode::VRecip, vec(lbuf_), vec(lbuf_), rows, 1));
       pb_.emit(t, vec_binary(Opcode::VMul, vec(obf_, s_.out.dtype), vec(obuf_), vec(lbuf_), rows, D_, Bcast::Col));
       store(t, x, obf_);
-      ++stores;
+      ++w.stores;
     }
-    if (stores > 0) pb_.emit(t, sem_wait(out_sem_, stores));
-    if (appends > 0) pb_.emit(t, sem_wait(append_sem_, appends));
   }
 
   void store(int t, const Unit& x, uint64_t from) {

@@ -41,8 +41,9 @@ class KernelContext {
   // the first sample_rounds - 2 and the last two, so that start-up, the last round (possibly
   // partial, prefetching nothing) and the one before it (prefetching the last) are simulated,
   // and rounds 1 .. sample_rounds - 3 (each prefetching a whole round) stand for the ones in
-  // between. It marks the start of every emitted round after the first on each tile with the
-  // op's mark (a new region instance), so the rounds can be told apart.
+  // between. It marks the start of every emitted round after the first on every tile of the
+  // chip (each then has one region instance per round, work or not), so the rounds can be
+  // told apart; rounds follow one another on the whole chip (passes in lockstep, barriers).
   int64_t sample_rounds = 0;
   int64_t mark_id = -1;                      // the op's mark
   int64_t rounds = 1, rounds_emitted = 1;    // what the kernel had and emitted
