@@ -306,6 +306,9 @@ class AttentionKernel {
         if (x.qb == 0 && x.split == 0) w.appends += append(t, x);
         if (st.unit + 1 < w.xs.size()) load_q(t, w.xs[st.unit + 1], 1 - qset);  // waits for the
         pb_.emit(t, sem_wait(q_sem_[qset]));                                     // unit before
+        // Q / sqrt(D) once, rather than every block's scores.
+        const Tensor2 q{sram(int64_t(qbuf_[qset])), 0, Dtype::Bf16};
+        pb_.emit(t, vec_scale(q, q, rows, D_, scale, 0.0f));
       }
       const uint64_t m = mbuf_[j % 2], m_next = mbuf_[(j + 1) % 2];
       pb_.emit(t, sem_wait(kv_sem_[set], w.issued[i]));
@@ -314,7 +317,6 @@ class AttentionKernel {
       qk.acc = sram(int64_t(sbuf_)), qk.a = sram(int64_t(qbuf_[qset])), qk.b = sram(int64_t(kbuf_[set]));
       qk.m = rows, qk.k = D_, qk.n = kb, qk.ldc = Lb * 4, qk.tb = true;
       pb_.emit(t, matmul(qk));
-      pb_.emit(t, vec_scale(sc, sc, rows, kb, scale, 0.0f));
       const int64_t diag = s_.past + x.qb * p_.q_block;  // the block's first query position
       if (s_.causal && st.k1 - 1 > diag) {
         for (int64_t g = 0; g < G_; ++g) {

@@ -2,7 +2,7 @@
 // (sequence b, key/value head h, block of query tokens); its queries are the block's tokens of
 // the G query heads that share h, rows (g, s). A unit walks its keys in blocks with an online
 // softmax:
-//   S = Q K_j^T * 1/sqrt(D) (causally masked where the block crosses the diagonal)
+//   S = (Q / sqrt(D)) K_j^T (causally masked where the block crosses the diagonal)
 //   m' = max(m, rowmax S), a = exp(m - m'), P = exp(S - m'), l = l a + rowsum P, O = O a + P V_j
 // and finally O / l goes to the heads' columns of the output rows. Keys of a block come from
 // the cache (positions before `past`, converted from the cache's dtype) and from this step's k
