@@ -115,10 +115,20 @@ def main():
             result["fraction"] = roof / result["seconds"]
         return result
 
+    def show(r):
+        sim = f"{r['seconds'] * 1e3:9.3f}" if r["status"] == "ok" else f"{'-':>9}"
+        frac = f"{r['fraction']:5.2f}" if r["status"] == "ok" else f"{'-':>5}"
+        print(f"{r['model']:<15} {r['preset']:<14} {r['dtype']:<8} {r['phase']:<7} {r['batch']:>5} {r['length']:>6}  "
+              f"{r['status']:<8} {sim} {r['roofline_s'] * 1e3:9.3f} {frac} {r.get('bound', '-'):<14} {r['host_s']:7.2f} "
+              f"{r['rss_mb']:6.0f}", flush=True)
+
+    print(f"{'model':<15} {'preset':<14} {'dtype':<8} {'phase':<7} {'batch':>5} {'length':>6}  "
+          f"{'status':<8} {'sim ms':>9} {'roof ms':>9} {'frac':>5} {'bound':<14} {'host s':>7} {'MB':>6}", flush=True)
     start = time.monotonic()
     with ThreadPoolExecutor(args.jobs) as pool:
         for i, result in enumerate(pool.map(one, todo)):
             rows.append(result)
+            show(result)
             if tty:
                 sys.stderr.write(f"\r{i + 1}/{len(todo)} cases, {time.monotonic() - start:.0f} s")
     if tty:
@@ -144,14 +154,6 @@ def main():
             failures.append(f"{model} {preset} {dtype}: fractions of roofline from {lo:.2f} to {hi:.2f} "
                             f"({hi / lo:.1f}x; lowest at {worst['phase']} b{worst['batch']} {worst['length']})")
 
-    print(f"{'model':<15} {'preset':<14} {'dtype':<8} {'phase':<7} {'batch':>5} {'length':>6}  "
-          f"{'status':<8} {'sim ms':>9} {'roof ms':>9} {'frac':>5} {'bound':<14} {'host s':>7} {'MB':>6}")
-    for r in rows:
-        sim = f"{r['seconds'] * 1e3:9.3f}" if r["status"] == "ok" else f"{'-':>9}"
-        frac = f"{r['fraction']:5.2f}" if r["status"] == "ok" else f"{'-':>5}"
-        print(f"{r['model']:<15} {r['preset']:<14} {r['dtype']:<8} {r['phase']:<7} {r['batch']:>5} {r['length']:>6}  "
-              f"{r['status']:<8} {sim} {r['roofline_s'] * 1e3:9.3f} {frac} {r.get('bound', '-'):<14} {r['host_s']:7.2f} "
-              f"{r['rss_mb']:6.0f}")
     ran = [r for r in rows if r["status"] == "ok"]
     print(f"\n{len(rows)} cases: {len(ran)} ran, {sum(r['status'] == 'capacity' for r in rows)} refused for HBM "
           f"capacity, {sum(r['status'] == 'error' for r in rows)} failed; host {time.monotonic() - start:.0f} s")
