@@ -229,13 +229,13 @@ void DmaEngine::issue_chunk(Transfer& t) {
         hbm.split(addr, n, [&](int64_t pc, uint64_t local, uint64_t k) {
           const int node = noc.hbm_node(pc);
           const Tick done = hbm.channel(pc).access(t0 + noc.latency(here, node), local, k, false);
-          act.hbm_read += double(k);
           const Tick start = done - hbm.geometry().data_time(k);
           if (tr) tr->busy(chip.hbm_track(pc), start, done);
           meter.add(start, done, double(k) * meter.prices().hbm);
           add_part(sources, node, start, done, k);
         });
       });
+      act.hbm_read += double(bytes);
       break;
     }
     case Space::Sram: {

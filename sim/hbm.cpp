@@ -28,6 +28,8 @@ HbmGeometry HbmGeometry::from(const arch::Arch& a) {
   g.per_row = Divisor(g.row_size);
   g.per_banks = Divisor(uint64_t(g.banks));
   g.per_burst = Divisor(g.burst_bytes);
+  // A segment lies within a row, whose size is a multiple of the burst.
+  for (uint64_t n = 0; n <= g.row_size / g.burst_bytes; ++n) g.burst_ticks.push_back(Tick(double(n) * g.burst_ps + 0.5));
   return g;
 }
 
@@ -49,69 +51,10 @@ void HbmChannel::refresh(Tick start) {
 
 void HbmChannel::refresh_until(Tick t) {
   // Refresh windows that ended before t happened while the channel was idle: rows closed.
-  if (t < next_refresh_ + g_.tRFC) return;
   const int64_t skipped = (t - next_refresh_ - g_.tRFC) / g_.tREFI;
   next_refresh_ += skipped * g_.tREFI;
   stats_.refreshes += uint64_t(skipped);
   refresh(next_refresh_);
-}
-
-Tick HbmChannel::segment(Tick t, uint64_t local, uint64_t bytes, bool write) {
-  const uint64_t bank_index = g_.bank_of(local);
-  const int64_t row = g_.row_of(local);
-  const uint64_t bursts = g_.per_burst.div(local + bytes + g_.burst_bytes - 1) - g_.per_burst.div(local);
-  const Tick duration = Tick(double(bursts) * g_.burst_ps + 0.5);
-  const bool turn = stats_.read_bytes + stats_.write_bytes > 0 && write != last_write_;
-  const Tick turnaround = turn ? (write ? g_.tRTW : g_.tWTR) : 0;
-  Bank& b = banks_[bank_index];
-  refresh_until(t);
-  while (true) {
-    Tick column;
-    int kind;  // 0 hit, 1 miss, 2 conflict
-    if (b.open_row == row) {
-      column = std::max(t, b.ready);
-      kind = 0;
-    } else if (b.open_row < 0) {
-      const Tick act = std::max(t, b.ready);
-      column = act + g_.tRCD;
-      kind = 1;
-    } else {
-      const Tick pre = std::max({t, b.ready, b.activated + g_.tRAS});
-      column = pre + g_.tRP + g_.tRCD;
-      kind = 2;
-    }
-    // The bus idles for the turnaround, then carries the data.
-    const Timeline::Slot slot = bus_.find(column + g_.tCL, turnaround + duration);
-    const Tick start = slot.start + turnaround;
-    const Tick end = start + duration;
-    if (end > next_refresh_) {
-      refresh(next_refresh_);
-      continue;
-    }
-    bus_.reserve(slot, turnaround + duration);
-    if (kind != 0) {
-      b.activated = column - g_.tRCD;
-      b.open_row = row;
-    }
-    (kind == 0 ? stats_.row_hits : kind == 1 ? stats_.row_misses : stats_.row_conflicts)++;
-    b.ready = start - g_.tCL + duration;  // the bank's next column command
-    last_write_ = write;
-    stats_.data_busy += duration;
-    (write ? stats_.write_bytes : stats_.read_bytes) += bytes;
-    return end;
-  }
-}
-
-Tick HbmChannel::access(Tick t, uint64_t local, uint64_t bytes, bool write) {
-  Tick done = t;
-  while (bytes > 0) {
-    const uint64_t in_row = g_.row_size - g_.per_row.mod(local);
-    const uint64_t n = std::min(bytes, in_row);
-    done = std::max(done, segment(t, local, n, write));
-    local += n;
-    bytes -= n;
-  }
-  return done;
 }
 
 Hbm::Hbm(const arch::Arch& a) : g_(HbmGeometry::from(a)) {

@@ -28,6 +28,7 @@
 // pseudo-channels) the channel stops for tRFC and all rows close; data never overlaps it.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -50,6 +51,7 @@ struct HbmGeometry {
   double energy_per_bit = 0;
   // Division by interleave, pcs, row_size, banks and burst_bytes: every access maps addresses.
   Divisor per_granule, per_pcs, per_row, per_banks, per_burst;
+  std::vector<Tick> burst_ticks;  // [n]: n bursts on the data bus, rounded to a tick
 
   static HbmGeometry from(const arch::Arch& a);
   // How long `bytes` occupy a channel's data bus at its peak rate.
@@ -84,7 +86,7 @@ class HbmChannel {
     Tick activated = 0;  // last activate (for tRAS)
   };
   Tick segment(Tick t, uint64_t local, uint64_t bytes, bool write);
-  void refresh_until(Tick t);
+  void refresh_until(Tick t);  // t >= next_refresh_ + tRFC
   void refresh(Tick start);
 
   const HbmGeometry& g_;
@@ -128,14 +130,77 @@ inline uint64_t HbmGeometry::bank_of(uint64_t local) const {
   return per_banks.mod(block + hbm_row_rotation(per_banks.div(block)));
 }
 
+// access() and segment() are inline: most accesses are one granule, and a call per access
+// and per segment was a good part of its cost.
+
+inline Tick HbmChannel::segment(Tick t, uint64_t local, uint64_t bytes, bool write) {
+  const uint64_t bank_index = g_.bank_of(local);
+  const int64_t row = g_.row_of(local);
+  const uint64_t bursts = g_.per_burst.div(local + bytes + g_.burst_bytes - 1) - g_.per_burst.div(local);
+  const Tick duration = g_.burst_ticks[bursts];
+  const bool turn = stats_.read_bytes + stats_.write_bytes > 0 && write != last_write_;
+  const Tick turnaround = turn ? (write ? g_.tRTW : g_.tWTR) : 0;
+  Bank& b = banks_[bank_index];
+  while (true) {
+    Tick column;
+    int kind;  // 0 hit, 1 miss, 2 conflict
+    if (b.open_row == row) {
+      column = std::max(t, b.ready);
+      kind = 0;
+    } else if (b.open_row < 0) {
+      const Tick act = std::max(t, b.ready);
+      column = act + g_.tRCD;
+      kind = 1;
+    } else {
+      const Tick pre = std::max({t, b.ready, b.activated + g_.tRAS});
+      column = pre + g_.tRP + g_.tRCD;
+      kind = 2;
+    }
+    // The bus idles for the turnaround, then carries the data.
+    const Timeline::Slot slot = bus_.find(column + g_.tCL, turnaround + duration);
+    const Tick start = slot.start + turnaround;
+    const Tick end = start + duration;
+    if (end > next_refresh_) {
+      refresh(next_refresh_);
+      continue;
+    }
+    bus_.reserve(slot, turnaround + duration);
+    if (kind != 0) {
+      b.activated = column - g_.tRCD;
+      b.open_row = row;
+    }
+    (kind == 0 ? stats_.row_hits : kind == 1 ? stats_.row_misses : stats_.row_conflicts)++;
+    b.ready = start - g_.tCL + duration;  // the bank's next column command
+    last_write_ = write;
+    stats_.data_busy += duration;
+    (write ? stats_.write_bytes : stats_.read_bytes) += bytes;
+    return end;
+  }
+}
+
+inline Tick HbmChannel::access(Tick t, uint64_t local, uint64_t bytes, bool write) {
+  // Refresh windows that ended before t close the rows (checked once: every segment arrives
+  // at t, and a refresh a segment waits for moves the next one past t).
+  if (t >= next_refresh_ + g_.tRFC) refresh_until(t);
+  Tick done = t;
+  while (bytes > 0) {
+    const uint64_t in_row = g_.row_size - g_.per_row.mod(local);
+    const uint64_t n = std::min(bytes, in_row);
+    done = std::max(done, segment(t, local, n, write));
+    local += n;
+    bytes -= n;
+  }
+  return done;
+}
+
 template <class F>
 void Hbm::split(uint64_t addr, uint64_t bytes, F&& fn) const {
   if (bytes == 0) return;
   const uint64_t g = g_.interleave, P = uint64_t(g_.pcs);
   const uint64_t i0 = g_.per_granule.div(addr), i1 = g_.per_granule.div(addr + bytes - 1);
   const uint64_t head = addr - i0 * g, tail = addr + bytes - i1 * g;
-  const uint64_t r0 = g_.per_pcs.div(i0), r1 = g_.per_pcs.div(i1);
-  if (r0 == r1) {  // within one row: each channel at most once, in rotated order
+  const uint64_t r0 = g_.per_pcs.div(i0);
+  if (i1 < (r0 + 1) * P) {  // within one row: each channel at most once, in rotated order
     const uint64_t r = r0;
     uint64_t pc = g_.per_pcs.mod(i0 - r * P + hbm_row_rotation(r));
     for (uint64_t i = i0; i <= i1; ++i) {
@@ -147,6 +212,7 @@ void Hbm::split(uint64_t addr, uint64_t bytes, F&& fn) const {
   }
   // Each channel has one granule per row, at consecutive local addresses: its part runs from
   // its first granule at or after i0 to its last at or before i1, one contiguous local range.
+  const uint64_t r1 = g_.per_pcs.div(i1);
   // The rotations of the four granule rows a channel's part can start or end in.
   const uint64_t rot0 = g_.per_pcs.mod(hbm_row_rotation(r0)), rot0n = g_.per_pcs.mod(hbm_row_rotation(r0 + 1));
   const uint64_t rot1 = g_.per_pcs.mod(hbm_row_rotation(r1)), rot1p = g_.per_pcs.mod(hbm_row_rotation(r1 - 1));
