@@ -176,6 +176,7 @@ class DmaEngine : public sc_core::sc_module {
   double& bytes_;
   double& transfers_;
   int slot_;
+  std::vector<int> part_of_port_;  // scratch of issue_chunk: per HBM port, its part or -1
 };
 
 class Tile : public sc_core::sc_module {

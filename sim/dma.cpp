@@ -39,16 +39,22 @@ struct Part {
   uint64_t bytes;
 };
 
-void add_part(std::vector<Part>& parts, int node, Tick first, Tick ready, uint64_t bytes) {
-  for (Part& p : parts) {
-    if (p.node == node) {
-      p.first = std::min(p.first, first);
-      p.ready = std::max(p.ready, ready);
-      p.bytes += bytes;
-      return;
-    }
+// Adds bytes at HBM port `port` (NoC node `node`) to `parts`, in the order ports first appear;
+// index[port] is the port's part or -1, so that each of a chunk's granules finds its part
+// without a search. Returns the part.
+size_t add_hbm_part(std::vector<Part>& parts, std::vector<int>& index, int port, int node, Tick first, Tick ready,
+                    uint64_t bytes) {
+  int& i = index[size_t(port)];
+  if (i < 0) {
+    i = int(parts.size());
+    parts.push_back({node, first, ready, bytes});
+  } else {
+    Part& p = parts[size_t(i)];
+    p.first = std::min(p.first, first);
+    p.ready = std::max(p.ready, ready);
+    p.bytes += bytes;
   }
-  parts.push_back({node, first, ready, bytes});
+  return size_t(i);
 }
 
 Tick deliver(Noc& noc, const Part& p, int to, Activity& act) {
@@ -101,7 +107,8 @@ DmaEngine::DmaEngine(sc_module_name name, Tile& tile, int index)
       busy_(tile.stats().add(fmt::format("{}.dma{}.busy_ps", tile.prefix(), index), "ps", "time the engine spent issuing")),
       bytes_(tile.stats().add(fmt::format("{}.dma{}.bytes", tile.prefix(), index), "bytes", "bytes moved")),
       transfers_(tile.stats().add(fmt::format("{}.dma{}.transfers", tile.prefix(), index), "count", "DMA instructions")),
-      slot_(tile.chip().slots().add(Resource::Dma)) {
+      slot_(tile.chip().slots().add(Resource::Dma)),
+      part_of_port_(size_t(tile.chip().noc().hbm_ports()), -1) {
   SC_METHOD(run);
   sensitive << event_;
   dont_initialize();
@@ -232,9 +239,10 @@ void DmaEngine::issue_chunk(Transfer& t) {
           const Tick start = done - hbm.geometry().data_time(k);
           if (tr) tr->busy(chip.hbm_track(pc), start, done);
           meter.add(start, done, double(k) * meter.prices().hbm);
-          add_part(sources, node, start, done, k);
+          add_hbm_part(sources, part_of_port_, noc.hbm_port(pc), node, start, done, k);
         });
       });
+      std::fill(part_of_port_.begin(), part_of_port_.end(), -1);
       act.hbm_read += double(bytes);
       break;
     }
@@ -274,16 +282,16 @@ void DmaEngine::issue_chunk(Transfer& t) {
     struct Write {
       int64_t pc;
       uint64_t local, n;
-      int node;
+      size_t dest;  // the part of dests it arrives with
     };
     std::vector<Write> writes;
     std::vector<Part> dests;
     runs(false, [&](uint64_t addr, uint64_t n) {
       chip.hbm().split(addr, n, [&](int64_t pc, uint64_t local, uint64_t k) {
-        writes.push_back({pc, local, k, noc.hbm_node(pc)});
-        add_part(dests, noc.hbm_node(pc), 0, 0, k);
+        writes.push_back({pc, local, k, add_hbm_part(dests, part_of_port_, noc.hbm_port(pc), noc.hbm_node(pc), 0, 0, k)});
       });
     });
+    std::fill(part_of_port_.begin(), part_of_port_.end(), -1);
     // Data from many places (HBM to HBM) gathers at this tile's engine first.
     Part from = sources.size() == 1 ? sources[0] : Part{here, t0, t0, dst_bytes};
     if (sources.size() > 1) {
@@ -299,11 +307,7 @@ void DmaEngine::issue_chunk(Transfer& t) {
       Chip& c = tile_.chip();
       Tick done = now_ticks();
       for (const Write& w : writes) {
-        Tick arrive = 0;
-        for (const Part& d : dests) {
-          if (d.node == w.node) arrive = d.ready;
-        }
-        const Tick end = c.hbm().channel(w.pc).access(arrive, w.local, w.n, true);
+        const Tick end = c.hbm().channel(w.pc).access(dests[w.dest].ready, w.local, w.n, true);
         act.hbm_write += double(w.n);
         const Tick start = end - c.hbm().geometry().data_time(w.n);
         if (Trace* tr = c.trace()) tr->busy(c.hbm_track(w.pc), start, end);

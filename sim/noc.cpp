@@ -28,7 +28,11 @@ Noc::Noc(const arch::Arch& a, Stats& stats, const std::string& prefix, Slots& sl
       edge.push_back(y * cols_);
       if (cols_ > 1) edge.push_back(y * cols_ + cols_ - 1);
     }
-    for (int64_t pc = 0; pc < a.hbm_pseudo_channels(); ++pc) hbm_nodes_.push_back(edge[size_t(pc) % edge.size()]);
+    hbm_ports_ = int(edge.size());
+    for (int64_t pc = 0; pc < a.hbm_pseudo_channels(); ++pc) {
+      hbm_port_of_.push_back(int(size_t(pc) % edge.size()));
+      hbm_nodes_.push_back(edge[size_t(hbm_port_of_.back())]);
+    }
     for (int64_t i = 0; i < instances; ++i) {
       shared_nodes_.push_back(instances == 1 ? (rows_ / 2) * cols_ + cols_ / 2 : int(i * a.chip.cluster_size));
     }
@@ -44,7 +48,11 @@ Noc::Noc(const arch::Arch& a, Stats& stats, const std::string& prefix, Slots& sl
     const int stacks = int(a.hbm.stacks);
     nodes_ = tiles_ + stacks + int(instances);
     const int64_t per_stack = a.hbm.channels_per_stack * a.hbm.pseudo_channels;
-    for (int64_t pc = 0; pc < a.hbm_pseudo_channels(); ++pc) hbm_nodes_.push_back(tiles_ + int(pc / per_stack));
+    hbm_ports_ = stacks;
+    for (int64_t pc = 0; pc < a.hbm_pseudo_channels(); ++pc) {
+      hbm_port_of_.push_back(int(pc / per_stack));
+      hbm_nodes_.push_back(tiles_ + hbm_port_of_.back());
+    }
     for (int64_t i = 0; i < instances; ++i) shared_nodes_.push_back(tiles_ + stacks + int(i));
     links_.resize(size_t(nodes_) * 2);
     for (int n = 0; n < nodes_; ++n) {

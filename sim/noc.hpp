@@ -32,6 +32,9 @@ class Noc {
 
   int tile_node(int64_t tile) const { return int(tile); }
   int hbm_node(int64_t pc) const { return hbm_nodes_[size_t(pc)]; }
+  // The HBM's NoC ports (its distinct nodes), numbered from 0, and the one of each channel.
+  int hbm_ports() const { return hbm_ports_; }
+  int hbm_port(int64_t pc) const { return hbm_port_of_[size_t(pc)]; }
   int shared_node(int64_t instance) const { return shared_nodes_[size_t(instance)]; }
   int nodes() const { return nodes_; }
 
@@ -76,7 +79,8 @@ class Noc {
   double bytes_per_second_;
   double ps_per_byte_;
   uint64_t flit_bytes_;
-  std::vector<int> hbm_nodes_;  // per pseudo-channel
+  std::vector<int> hbm_nodes_, hbm_port_of_;  // per pseudo-channel
+  int hbm_ports_ = 0;
   std::vector<int> shared_nodes_;
   struct Coord {
     int x, y;
