@@ -33,6 +33,14 @@ uint64_t unit_bytes(const AttentionSpec& s, int64_t q_block, int64_t kb) {
                   rows * d * (4 + esize(s.out.dtype)) + rows * 4 * 5 + 4096);
 }
 
+// SRAM bytes of one unit of a group (keys in one block of kb): Q, K, V (bf16), S (fp32), P
+// (bf16), O (fp32 and output dtype), m and l, with their alignment.
+uint64_t member_bytes(const AttentionSpec& s, int64_t q_block, int64_t kb) {
+  const int64_t rows = s.heads / s.kv_heads * q_block, d = s.head_dim;
+  return uint64_t(rows * d * 2 + 2 * kb * d * 2 + rows * kb * (4 + 2) + rows * d * (4 + esize(s.out.dtype)) +
+                  rows * 8 + 9 * 64);
+}
+
 // Keys that query block qb sees (causal: up to its last token).
 int64_t keys_for(const AttentionSpec& s, int64_t q_block, int64_t qb) {
   return s.past + (s.causal ? std::min(s.seq, (qb + 1) * q_block) : s.seq);
@@ -81,6 +89,11 @@ AttentionPlan plan_attention(const arch::Arch& a, const AttentionSpec& s, uint64
   }
   // A split's partial result is read back into a key buffer to be combined.
   if (p.key_block * s.head_dim * 2 < G * (s.head_dim + 2) * 4) p.splits = 1;
+  // Short units in groups, two groups' buffers (one loading while the other computes).
+  const int64_t unit_keys = ceil_div(keys, p.splits);
+  if (unit_keys <= p.key_block && key_block == 0) {
+    p.group = std::clamp<int64_t>(int64_t(budget / (2 * member_bytes(s, p.q_block, unit_keys))), 1, 16);
+  }
   const int64_t blocks = ceil_div(s.seq, p.q_block);
   p.units = units * blocks * p.splits;
   // Causal query blocks go in pairs (see AttentionKernel::assign).
@@ -104,35 +117,55 @@ class AttentionKernel {
 
   void emit() {
     const int64_t Lb = p_.key_block;
-    for (int i = 0; i < 2; ++i) {
-      kbuf_[i] = ctx_.sram(uint64_t(Lb * D_ * 2)), vbuf_[i] = ctx_.sram(uint64_t(Lb * D_ * 2));
-      kv_sem_[i] = ctx_.sem();
-      qbuf_[i] = ctx_.sram(uint64_t(R_ * D_ * 2)), q_sem_[i] = ctx_.sem();
-    }
-    sbuf_ = ctx_.sram(uint64_t(R_ * Lb * 4)), pbuf_ = ctx_.sram(uint64_t(R_ * Lb * 2));
-    obuf_ = ctx_.sram(uint64_t(R_ * D_ * 4)), obf_ = ctx_.sram(uint64_t(R_ * D_ * oe_));
-    for (uint64_t& m : mbuf_) m = ctx_.sram(uint64_t(R_ * 4));
-    lbuf_ = ctx_.sram(uint64_t(R_ * 4)), bmax_ = ctx_.sram(uint64_t(R_ * 4));
-    alpha_ = ctx_.sram(uint64_t(R_ * 4));
+    for (int& sem : kv_sem_) sem = ctx_.sem();
     out_sem_ = ctx_.sem(), append_sem_ = ctx_.sem();
     const auto work = assign();
-    std::vector<TileWork> tiles;
-    for (int t = 0; t < int(work.size()); ++t) tiles.push_back(start_tile(t, work[size_t(t)]));
-    for (int64_t e = 0; e < ctx_.rounds_emitted; ++e) {
-      if (e > 0) {  // every tile marks every round, so instance n is round n everywhere
-        pb_.barrier_all();
-        for (int t = 0; t < ctx_.tiles(); ++t) ctx_.begin_round(t, e);
+    if (p_.group > 1) {
+      for (auto& set : groups_) {
+        for (int64_t i = 0; i < p_.group; ++i) {
+          set.push_back({ctx_.sram(uint64_t(R_ * D_ * 2)), ctx_.sram(uint64_t(Lb * D_ * 2)),
+                         ctx_.sram(uint64_t(Lb * D_ * 2)), ctx_.sram(uint64_t(R_ * Lb * 4)),
+                         ctx_.sram(uint64_t(R_ * Lb * 2)), ctx_.sram(uint64_t(R_ * D_ * 4)),
+                         ctx_.sram(uint64_t(R_ * D_ * oe_)), ctx_.sram(uint64_t(R_ * 4)), ctx_.sram(uint64_t(R_ * 4))});
+        }
       }
-      for (TileWork& w : tiles) emit_round(w, e);
+      for (int t = 0; t < int(work.size()); ++t) emit_groups(t, work[size_t(t)]);
+      // The combine step (after a barrier) reuses the groups' buffers.
+      const Member &a = groups_[0][0], &b = groups_[0][1];
+      kbuf_[0] = a.k, kbuf_[1] = a.v, mbuf_[0] = a.m, mbuf_[1] = b.m, lbuf_ = a.l, alpha_ = b.l;
+      bmax_ = groups_[1][0].m, obuf_ = a.o, obf_ = a.out;
+    } else {
+      for (int i = 0; i < 2; ++i) {
+        kbuf_[i] = ctx_.sram(uint64_t(Lb * D_ * 2)), vbuf_[i] = ctx_.sram(uint64_t(Lb * D_ * 2));
+        qbuf_[i] = ctx_.sram(uint64_t(R_ * D_ * 2)), q_sem_[i] = ctx_.sem();
+      }
+      sbuf_ = ctx_.sram(uint64_t(R_ * Lb * 4)), pbuf_ = ctx_.sram(uint64_t(R_ * Lb * 2));
+      obuf_ = ctx_.sram(uint64_t(R_ * D_ * 4)), obf_ = ctx_.sram(uint64_t(R_ * D_ * oe_));
+      for (uint64_t& m : mbuf_) m = ctx_.sram(uint64_t(R_ * 4));
+      lbuf_ = ctx_.sram(uint64_t(R_ * 4)), bmax_ = ctx_.sram(uint64_t(R_ * 4));
+      alpha_ = ctx_.sram(uint64_t(R_ * 4));
+      std::vector<TileWork> tiles;
+      for (int t = 0; t < int(work.size()); ++t) tiles.push_back(start_tile(t, work[size_t(t)]));
+      for (int64_t e = 0; e < ctx_.rounds_emitted; ++e) {
+        if (e > 0) {  // every tile marks every round, so instance n is round n everywhere
+          pb_.barrier_all();
+          for (int t = 0; t < ctx_.tiles(); ++t) ctx_.begin_round(t, e);
+        }
+        for (TileWork& w : tiles) emit_round(w, e);
+      }
+      for (TileWork& w : tiles) finish_tile(w);
     }
-    for (TileWork& w : tiles) finish_tile(w);
     if (p_.splits > 1) {
       pb_.barrier_all();
       combine();
     }
   }
 
- private:
+  // The buffers of one unit of a group (emit_groups).
+  struct Member {
+    uint64_t q, k, v, s, p, o, out, m, l;
+  };
+
   struct Unit {
     int64_t b, h, qb, split;
     int64_t tokens, rows;
@@ -197,14 +230,17 @@ class AttentionKernel {
   // Keys and values [k0, k1) of unit x into buffer pair `set`: cached positions from the
   // cache, this step's from k and v. Returns the DMAs issued.
   int load_keys(int t, const Unit& x, int64_t k0, int64_t k1, int set) {
+    return load_keys_into(t, x, k0, k1, kbuf_[set], vbuf_[set], kv_sem_[set]);
+  }
+  int load_keys_into(int t, const Unit& x, int64_t k0, int64_t k1, uint64_t kbuf, uint64_t vbuf, int sem) {
     int loads = 0;
     for (int kv = 0; kv < 2; ++kv) {
-      const uint64_t buf = kv ? vbuf_[set] : kbuf_[set];
+      const uint64_t buf = kv ? vbuf : kbuf;
       if (k0 < s_.past) {
         Block old;
         old.d0 = (std::min(k1, s_.past) - k0) * D_;
         pb_.emit(t, dma(sram(int64_t(buf)), advance(kv ? s_.vcache : s_.kcache, cache_row(x) + k0 * D_ * ce_),
-                        old, s_.kv_dtype, Dtype::Bf16, {kv_sem_[set], int64_t(isa::kTileSelf)}));
+                        old, s_.kv_dtype, Dtype::Bf16, {sem, int64_t(isa::kTileSelf)}));
         ++loads;
       }
       if (k1 > s_.past) {
@@ -215,7 +251,7 @@ class AttentionKernel {
         now.dst_strides = {D_ * 2, 0, 0};
         pb_.emit(t, dma(sram(int64_t(buf) + (s_.past + f0 - k0) * D_ * 2),
                         advance(src.addr, (x.b * s_.seq + f0) * ldx + x.h * D_ * e_), now, src.dtype,
-                        Dtype::Bf16, {kv_sem_[set], int64_t(isa::kTileSelf)}));
+                        Dtype::Bf16, {sem, int64_t(isa::kTileSelf)}));
         ++loads;
       }
     }
@@ -370,6 +406,107 @@ class AttentionKernel {
     }
   }
 
+  // Short units in groups (plan.group): per group, each step issued for every unit before the
+  // next step; the next group's loads go out once this group's scores are computed.
+  void emit_groups(int t, const std::vector<std::pair<int64_t, int64_t>>& work) {
+    const int64_t g = p_.group, kb = p_.key_block;
+    const float scale = float(1.0 / std::sqrt(double(D_)));
+    std::vector<Unit> xs;
+    for (const auto& uw : work) xs.push_back(unit(uw.first));
+    const int64_t n = ceil_div(int64_t(xs.size()), g);
+    int64_t stores = 0, appends = 0;
+    std::vector<int> loads(size_t(n), 0);
+    auto members = [&](int64_t j) { return std::min<int64_t>(g, int64_t(xs.size()) - j * g); };
+    auto load = [&](int64_t j) {
+      for (int64_t i = 0; i < members(j); ++i) {
+        const Unit& x = xs[size_t(j * g + i)];
+        const Member& b = groups_[j % 2][size_t(i)];
+        const Block q = head_rows(D_, x.tokens, G_, ldq_, e_, 2, false);
+        pb_.emit(t, dma(sram(int64_t(b.q)), advance(s_.q.addr, (x.b * s_.seq + x.qb * p_.q_block) * ldq_ + x.h * G_ * D_ * e_),
+                        q, s_.q.dtype, Dtype::Bf16, {kv_sem_[j % 2], int64_t(isa::kTileSelf)}));
+        loads[size_t(j)] += 1 + load_keys_into(t, x, x.k0, x.k1, b.k, b.v, kv_sem_[j % 2]);
+      }
+    };
+    auto f32 = [](uint64_t at, int64_t ld = 0) { return Tensor2{sram(int64_t(at)), ld, Dtype::Fp32}; };
+    if (n > 0) load(0);
+    for (int64_t j = 0; j < n; ++j) {
+      const int64_t c = members(j);
+      const std::vector<Member>& set = groups_[j % 2];
+      auto each = [&](auto&& fn) {
+        for (int64_t i = 0; i < c; ++i) fn(xs[size_t(j * g + i)], set[size_t(i)]);
+      };
+      each([&](const Unit& x, const Member&) {
+        if (x.qb == 0 && x.split == 0) appends += append(t, x);
+      });
+      pb_.emit(t, sem_wait(kv_sem_[j % 2], loads[size_t(j)]));
+      each([&](const Unit& x, const Member& b) {
+        const Tensor2 q{sram(int64_t(b.q)), 0, Dtype::Bf16};
+        pb_.emit(t, vec_scale(q, q, x.rows, D_, scale, 0.0f));
+      });
+      each([&](const Unit& x, const Member& b) {
+        MatmulOperands qk;
+        qk.acc = sram(int64_t(b.s)), qk.a = sram(int64_t(b.q)), qk.b = sram(int64_t(b.k));
+        qk.m = x.rows, qk.k = D_, qk.n = x.k1 - x.k0, qk.ldc = kb * 4, qk.tb = true;
+        pb_.emit(t, matmul(qk));
+      });
+      if (j + 1 < n) load(j + 1);  // waits for group j - 1's products (scoreboard)
+      each([&](const Unit& x, const Member& b) {
+        const int64_t diag = s_.past + x.qb * p_.q_block;
+        if (!s_.causal || x.k1 - 1 <= diag) return;
+        for (int64_t h = 0; h < G_; ++h) {
+          const Tensor2 part = f32(b.s + uint64_t(h * x.tokens * kb * 4), kb * 4);
+          pb_.emit(t, vec_mask(part, part, x.tokens, x.k1 - x.k0, diag - x.k0, -INFINITY));
+        }
+      });
+      each([&](const Unit& x, const Member& b) {
+        pb_.emit(t, vec_reduce(Opcode::VRmax, f32(b.m), f32(b.s, kb * 4), x.rows, x.k1 - x.k0));
+      });
+      each([&](const Unit& x, const Member& b) {
+        pb_.emit(t, vec_binary(Opcode::VSub, f32(b.s, kb * 4), f32(b.s, kb * 4), f32(b.m), x.rows, x.k1 - x.k0, Bcast::Col));
+      });
+      each([&](const Unit& x, const Member& b) {
+        pb_.emit(t, vec_unary(Opcode::VExp, Tensor2{sram(int64_t(b.p)), kb * 2, Dtype::Bf16}, f32(b.s, kb * 4), x.rows,
+                              x.k1 - x.k0));
+      });
+      each([&](const Unit& x, const Member& b) {
+        pb_.emit(t, vec_reduce(Opcode::VRsum, f32(b.l), Tensor2{sram(int64_t(b.p)), kb * 2, Dtype::Bf16}, x.rows, x.k1 - x.k0));
+      });
+      each([&](const Unit& x, const Member& b) {
+        MatmulOperands pv;
+        pv.acc = sram(int64_t(b.o)), pv.a = sram(int64_t(b.p)), pv.b = sram(int64_t(b.v));
+        pv.m = x.rows, pv.k = x.k1 - x.k0, pv.n = D_, pv.lda = kb * 2;
+        pb_.emit(t, matmul(pv));
+      });
+      if (p_.splits > 1) {  // the partial O, m and l to the scratch
+        for (int64_t i = 0; i < c; ++i) {
+          const Unit& x = xs[size_t(j * g + i)];
+          const Member& b = set[size_t(i)];
+          const uint64_t at = scratch_of(work[size_t(j * g + i)].first);
+          Block o, r;
+          o.d0 = x.rows * D_, r.d0 = x.rows;
+          pb_.emit(t, dma(hbm(int64_t(at)), sram(int64_t(b.o)), o, Dtype::Fp32, Dtype::None, {out_sem_, int64_t(isa::kTileSelf)}));
+          pb_.emit(t, dma(hbm(int64_t(at) + x.rows * D_ * 4), sram(int64_t(b.m)), r, Dtype::Fp32, Dtype::None,
+                          {out_sem_, int64_t(isa::kTileSelf)}));
+          pb_.emit(t, dma(hbm(int64_t(at) + x.rows * (D_ + 1) * 4), sram(int64_t(b.l)), r, Dtype::Fp32, Dtype::None,
+                          {out_sem_, int64_t(isa::kTileSelf)}));
+          stores += 3;
+        }
+        continue;
+      }
+      each([&](const Unit& x, const Member& b) { pb_.emit(t, vec_unary(Opcode::VRecip, f32(b.l), f32(b.l), x.rows, 1)); });
+      each([&](const Unit& x, const Member& b) {
+        pb_.emit(t, vec_binary(Opcode::VMul, Tensor2{sram(int64_t(b.out)), 0, s_.out.dtype}, f32(b.o), f32(b.l), x.rows, D_,
+                               Bcast::Col));
+      });
+      each([&](const Unit& x, const Member& b) {
+        store(t, x, b.out);
+        ++stores;
+      });
+    }
+    if (stores > 0) pb_.emit(t, sem_wait(out_sem_, stores));
+    if (appends > 0) pb_.emit(t, sem_wait(append_sem_, appends));
+  }
+
   void store(int t, const Unit& x, uint64_t from) {
     const Block out = head_rows(D_, x.tokens, G_, ldo_, oe_, oe_, true);
     const Addr dst = advance(s_.out.addr, (x.b * s_.seq + x.qb * p_.q_block) * ldo_ + x.h * G_ * D_ * oe_);
@@ -439,6 +576,7 @@ class AttentionKernel {
   int kv_sem_[2] = {}, q_sem_[2] = {};
   uint64_t sbuf_ = 0, pbuf_ = 0, obuf_ = 0, obf_ = 0, mbuf_[2] = {}, lbuf_ = 0, bmax_ = 0, alpha_ = 0;
   int out_sem_ = 0, append_sem_ = 0;
+  std::vector<Member> groups_[2];  // emit_groups: two groups' buffers
 };
 
 }  // namespace

@@ -13,6 +13,11 @@
 // pairs costs every tile the same (and a sampled run can emit a few rounds, KernelContext).
 // The unit with a head's first query block appends the step's keys and values to the cache.
 //
+// Short units (every key in one block, as in most decode steps) are taken in groups: each
+// step of the group's units is issued together, so their matrix products follow one another
+// on the arrays and their softmax steps on the vector unit, instead of one unit's chain of
+// dependent instructions at a time; the next group loads while this one computes.
+//
 // Split keys (flash decoding): when there are fewer units than tiles (a decode step of a small
 // batch), each unit's keys are cut into `splits` ranges on different tiles. Each writes its
 // unnormalised O with its m and l (fp32) to an HBM scratch area; after a barrier, one tile per
@@ -41,6 +46,7 @@ struct AttentionPlan {
   int64_t splits = 1;      // key ranges per unit (decode with fewer units than tiles)
   int64_t units = 0;       // (sequence, kv head, query block, key range)
   int64_t tiles = 0;
+  int64_t group = 1;       // > 1: units whose keys fit one block go in groups of this many
   uint64_t scratch_bytes = 0;  // HBM for the partial results of split keys
   uint64_t scratch = 0;        // its address (memory planning)
 };

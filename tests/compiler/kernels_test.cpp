@@ -1032,6 +1032,7 @@ struct AttentionCase {
   bool several_heads_per_tile = false;
   int64_t key_block = 0;    // asked of the planner (0: as large as fit)
   bool key_blocks = false;  // the plan must walk a unit's keys in several blocks
+  bool grouped = false;     // short units must go in groups
 };
 
 std::ostream& operator<<(std::ostream& os, const AttentionCase& c) {
@@ -1090,8 +1091,9 @@ TEST_P(Attention, MatchesReferenceAndAppendsToCache) {
   AttentionPlan p = plan_attention(run.arch(), s, ctx.sram_left(), c.key_block);
   if (p.scratch_bytes > 0) p.scratch = run.output("scratch", Dtype::Fp32, p.scratch_bytes / 4);
   SCOPED_TRACE(fmt::format(
-      "plan: query blocks of {}, {} units on {} tiles, {} key ranges, key blocks of {}", p.q_block,
-      p.units, p.tiles, p.splits, p.key_block));
+      "plan: query blocks of {}, {} units on {} tiles, {} key ranges, key blocks of {}, groups of {}",
+      p.q_block, p.units, p.tiles, p.splits, p.key_block, p.group));
+  EXPECT_EQ(p.group > 1, c.grouped);
   if (c.key_blocks) {
     EXPECT_LT(p.key_block * p.splits, P + S) << "the case must walk keys in several blocks";
   } else {
@@ -1179,7 +1181,8 @@ INSTANTIATE_TEST_SUITE_P(
                       .heads = 8,
                       .kv_heads = 2,
                       .head_dim = 64,
-                      .spare = 10},
+                      .spare = 10,
+                      .grouped = true},
         AttentionCase{.name = "h100_decode_mqa_fp8_cache",
                       .preset = "h100-sxm",
                       .batch = 3,
@@ -1189,7 +1192,8 @@ INSTANTIATE_TEST_SUITE_P(
                       .kv_heads = 1,
                       .head_dim = 128,
                       .spare = 3,
-                      .kv_dtype = Dtype::Fp8E4M3},
+                      .kv_dtype = Dtype::Fp8E4M3,
+                      .grouped = true},
         // Prefill: 300 tokens in query blocks of 128, 128 and 44 (GQA 4:1: 512 rows), from
         // the fused q/k/v projection; units of unequal cost balanced over the tiles.
         AttentionCase{.name = "maia_prefill_causal_fused_qkv",
@@ -1201,7 +1205,8 @@ INSTANTIATE_TEST_SUITE_P(
                       .kv_heads = 2,
                       .head_dim = 32,
                       .fused_qkv = true,
-                      .min_q_blocks = 3},
+                      .min_q_blocks = 3,
+                      .grouped = true},
         // Chunked prefill (a step after a past) on two tiles, four heads each: the next head's
         // keys and values load while the current one computes.
         AttentionCase{.name = "tpu_prefill_after_past_double_buffered",
@@ -1214,7 +1219,8 @@ INSTANTIATE_TEST_SUITE_P(
                       .head_dim = 64,
                       .spare = 5,
                       .fused_qkv = true,
-                      .several_heads_per_tile = true},
+                      .several_heads_per_tile = true,
+                      .grouped = true},
         AttentionCase{.name = "tpu_prefill_not_causal",
                       .preset = "tpu-v4-class",
                       .batch = 1,
@@ -1223,7 +1229,8 @@ INSTANTIATE_TEST_SUITE_P(
                       .heads = 4,
                       .kv_heads = 2,
                       .head_dim = 64,
-                      .causal = false},
+                      .causal = false,
+                      .grouped = true},
         // Small SRAM: key blocks shrink to fit next to 128 query rows.
         AttentionCase{.name = "maia_small_sram_key_blocks",
                       .preset = "maia100-class",
@@ -1274,8 +1281,21 @@ INSTANTIATE_TEST_SUITE_P(
                       .kv_dtype = Dtype::Fp8E4M3,
                       .splits = 5,
                       .key_blocks = true},
+        // Causal prefill in key blocks of 32: query blocks 0 and 2 of a head paired (128 + 300
+        // keys), block 1 alone (256), four items on two tiles in two rounds with a barrier between.
+        AttentionCase{.name = "tpu_prefill_causal_pairs_in_rounds",
+                      .preset = "tpu-v4-class",
+                      .batch = 1,
+                      .seq = 300,
+                      .past = 0,
+                      .heads = 8,
+                      .kv_heads = 2,
+                      .head_dim = 32,
+                      .min_q_blocks = 3,
+                      .key_block = 32,
+                      .key_blocks = true},
         // A decode step of one sequence over 2001 positions: its two units split their keys in
-        // three ranges of one block each.
+        // three ranges of one block each (in a group), combined after a barrier.
         AttentionCase{.name = "maia_decode_split_keys",
                       .preset = "maia100-class",
                       .batch = 1,
@@ -1285,7 +1305,8 @@ INSTANTIATE_TEST_SUITE_P(
                       .kv_heads = 2,
                       .head_dim = 64,
                       .spare = 7,
-                      .splits = 3}),
+                      .splits = 3,
+                      .grouped = true}),
     [](const ::testing::TestParamInfo<AttentionCase>& i) { return i.param.name; });
 
 }  // namespace
