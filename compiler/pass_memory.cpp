@@ -275,12 +275,13 @@ void plan_memory(Lowering& l, const arch::Arch& a, const CompileOptions& o) {
       }
     }
     // Scratch an op needs while it runs (the MoE experts' intermediates on the GEMM path,
-    // attention's partial results of split keys).
+    // the partial results of attention's split keys and of a weight stream's split K).
     OpPlan& plan = l.plans[size_t(order[k])];
     const auto [scratch_bytes, scratch_addr] =
         plan.strategy == Strategy::Experts ? std::pair{plan.moe.scratch_bytes, &plan.moe.scratch}
-        : plan.strategy == Strategy::Heads ? std::pair{plan.attention.scratch_bytes, &plan.attention.scratch}
-                                           : std::pair{uint64_t(0), static_cast<uint64_t*>(nullptr)};
+        : plan.strategy == Strategy::Heads  ? std::pair{plan.attention.scratch_bytes, &plan.attention.scratch}
+        : plan.strategy == Strategy::Stream ? std::pair{plan.stream.scratch_bytes, &plan.stream.scratch}
+                                            : std::pair{uint64_t(0), static_cast<uint64_t*>(nullptr)};
     uint64_t scratch_at = 0;
     if (scratch_bytes > 0) {
       scratch_at = arena.take(scratch_bytes);

@@ -16,14 +16,16 @@ constexpr int64_t kStreamTokens = 64, kGemmTokens = 256;
 
 // In between, a Linear of `tokens` rows streams its weights [n, k] unless its input would cost
 // more than they do: streaming brings x from HBM to every shared-memory instance (where it is
-// staged) and from there to every tile, where the GEMM shares both operands over its grid. Per
-// row of k: x to the tiles, tiles x tokens elements, against twice the n weight elements; x
-// from HBM, instances x tokens, against a quarter of them.
-bool stream_linear(int64_t tokens, int64_t n, Dtype x, Dtype w, const arch::Arch& a) {
+// staged) and from there to every tile (its range of K when K is split, stream_ksplit), where
+// the GEMM shares both operands over its grid. Per row of k: x to the tiles, tiles x tokens /
+// ranges elements, against twice the n weight elements; x from HBM, instances x tokens,
+// against a quarter of them.
+bool stream_linear(int64_t tokens, int64_t n, int64_t k, Dtype x, Dtype w, const arch::Arch& a) {
   if (a.tiles() <= 1 || tokens < kStreamTokens) return true;
   if (tokens >= kGemmTokens) return false;
   const int64_t xb = tokens * esize(x), wb = n * esize(w);
-  return xb * a.tiles() <= 2 * wb && xb * a.shared_memory_instances() * 4 <= wb;
+  return xb * a.tiles() <= 2 * wb * stream_ksplit(tokens, n, k, a.tiles()) &&
+         xb * a.shared_memory_instances() * 4 <= wb;
 }
 
 bool has_work(Strategy s) {
@@ -76,7 +78,8 @@ Lowering partition(Graph g, const arch::Arch& a) {
         break;
       case OpKind::Linear: {
         const Value &x = l.graph.v(op.inputs[0]), &w = l.graph.v(op.inputs[1]);
-        p.strategy = stream_linear(x.shape[0], w.shape[0], x.dtype, w.dtype, a) ? Strategy::Stream : Strategy::Gemm;
+        p.strategy = stream_linear(x.shape[0], w.shape[0], w.shape[1], x.dtype, w.dtype, a) ? Strategy::Stream
+                                                                                              : Strategy::Gemm;
         break;
       }
       case OpKind::Add:
@@ -125,8 +128,9 @@ Lowering partition(Graph g, const arch::Arch& a) {
                                        op_kind_name(op.kind)));
     }
     if (!has_work(p.strategy)) continue;
-    // A weight stream may start loading while the previous op of the same layer finishes.
-    if (p.strategy == Strategy::Stream && prev >= 0 &&
+    // A weight stream of a few tokens may start loading while the previous op of the same
+    // layer finishes (each then has half the SRAM); with many tokens its own buffers need it all.
+    if (p.strategy == Strategy::Stream && prev >= 0 && l.graph.v(op.inputs[0]).shape[0] < kStreamTokens &&
         l.graph.ops[size_t(prev)].i("layer", -1) == op.i("layer", -1)) {
       p.prefetch = true;
       OpPlan& before = l.plans[size_t(prev)];
@@ -164,6 +168,9 @@ void tile(Lowering& l, const arch::Arch& a, const CompileOptions& o) {
                           p.stream.group < stream_spec(l, op).t
                               ? fmt::format(", tokens in groups of {}", p.stream.group)
                               : "");
+          if (p.stream.ksplit > 1)
+            op.notes["tiles"] += fmt::format(", K split over {} tiles, reduced {} columns at a time",
+                                             p.stream.ksplit, p.stream.reduce_cols);
           break;
         case Strategy::Rows:
           p.rows = op.kind == OpKind::MoeRouter ? plan_router(a, router_spec(l, op), b)

@@ -8,7 +8,8 @@
 // matching columns of x instead (x slices), read from the staged copy. Each finished block of
 // output columns is stored at once from one of two buffers. Where the accumulators of all the
 // tokens do not fit next to the weight buffers, tokens are taken in groups and a tile walks its
-// weights once per group.
+// weights once per group. With many tokens and few output columns a tile (a decode batch of
+// 128 on a GPU), K is split over tiles too, so each tile needs only its range of x.
 #pragma once
 
 #include <cstdint>
@@ -40,7 +41,17 @@ struct StreamPlan {
   int64_t tiles = 0;     // tiles with columns to compute
   bool x_slices = false; // x comes in k_chunk-column slices with each weight chunk
   int64_t group = 0;     // tokens per group (all of them unless SRAM is short)
+  // Split K: ksplit tiles share each column range, each streaming a range of K; their fp32
+  // partial sums go to an HBM scratch area [ksplit, t, n] (memory planning places it), and
+  // after a barrier every tile reduces reduce_cols columns at a time, with bias and activation.
+  int64_t ksplit = 1;
+  int64_t reduce_cols = 0;
+  uint64_t scratch_bytes = 0, scratch = 0;
 };
+
+// K ranges for a stream of t tokens over [n, k] weights on `tiles` tiles: enough that a tile's
+// slice of x is at most half its slice of the weights (powers of two, ranges of at least 512).
+int64_t stream_ksplit(int64_t t, int64_t n, int64_t k, int64_t tiles);
 
 StreamPlan plan_stream(const arch::Arch& a, const StreamSpec& s, uint64_t sram_budget);
 
@@ -51,12 +62,16 @@ class StreamKernel {
   void body();      // x, the multiplies, the rest of the weights, the store
 
  private:
-  // Chunk i of a tile walks token group i / (blocks * kchunks), then row blocks, K innermost.
+  // Chunk i of a tile walks token group i / (blocks * kchunks), then row blocks, K innermost:
+  // the kc-th chunk of the tile's K range, K columns [k, k + kw).
   struct Chunk {
-    int64_t group, block, kc;
+    int64_t group, block, kc, k, kw;
   };
   Chunk chunk_at(int tile, int64_t i) const;
   int64_t columns(int tile) const;
+  int64_t first_column(int tile) const;
+  std::pair<int64_t, int64_t> k_range(int tile) const;
+  int64_t kchunks(int tile) const;
   int64_t chunks(int tile) const;  // groups x row blocks x k chunks
   int64_t group_rows(int64_t g) const;
   void load_chunk(int tile, int64_t chunk);
@@ -65,6 +80,8 @@ class StreamKernel {
   void stage_x();
   // Group g's rows of x into the tile's SRAM (unless x comes in slices).
   void load_x(int tile, int64_t g);
+  // Split K: after a barrier, the partial sums reduced into y.
+  void reduce();
 
   KernelContext& ctx_;
   StreamSpec s_;
@@ -72,6 +89,7 @@ class StreamKernel {
   int64_t xe_, we_, ye_;
   uint64_t x_ = 0, acc_ = 0, bias_ = 0;
   uint64_t out_[2] = {};
+  uint64_t racc_ = 0, part_[2] = {}, rout_ = 0;  // the reduction's
   std::vector<uint64_t> wbuf_, xbuf_;  // xbuf_: x slices (x_slices)
   std::vector<int> wsem_, xbuf_sem_;
   bool staged_ = false;

@@ -429,6 +429,7 @@ struct StreamCase {
   bool row_blocks = false;  // ... and walk a tile's columns in several row blocks
   bool x_slices = false;    // x comes in k_chunk-column slices with each weight chunk (else whole)
   bool groups = false;      // tokens must be taken in several groups
+  int64_t ksplit = 1;       // K ranges the plan must split the columns' work into
 };
 
 std::ostream& operator<<(std::ostream& os, const StreamCase& c) {
@@ -456,9 +457,11 @@ TEST_P(Stream, MatchesReference) {
   if (c.bias) s.has_bias = true, s.bias = hbm(int64_t(run.input("b", Dtype::Bf16, bias)));
 
   KernelContext ctx(run.pb());
-  const StreamPlan p = plan_stream(run.arch(), s, ctx.sram_left());
-  SCOPED_TRACE(fmt::format("plan: {} columns a tile on {} tiles, chunks {} x {}", p.per_tile,
-                           p.tiles, p.chunk, p.k_chunk));
+  StreamPlan p = plan_stream(run.arch(), s, ctx.sram_left());
+  if (p.scratch_bytes > 0) p.scratch = run.output("partials", Dtype::Fp32, p.scratch_bytes / 4);
+  SCOPED_TRACE(fmt::format("plan: {} columns a tile on {} tiles, chunks {} x {}, K in {} ranges", p.per_tile,
+                           p.tiles, p.chunk, p.k_chunk, p.ksplit));
+  EXPECT_EQ(p.ksplit, c.ksplit);
   if (c.k_cut) {
     EXPECT_LT(p.k_chunk, c.k);
   }
@@ -514,7 +517,9 @@ INSTANTIATE_TEST_SUITE_P(
                    .k = 1536,
                    .n = 200,
                    .pad_x = 8,
-                   .pad_y = 24},
+                   .pad_y = 24,
+                   .x_slices = true,
+                   .ksplit = 2},
         StreamCase{.name = "maia_fp8_weights_kcut",
                    .preset = "maia100-class",
                    .overrides = kSram64K,
@@ -523,7 +528,9 @@ INSTANTIATE_TEST_SUITE_P(
                    .n = 330,
                    .bias = true,
                    .wdt = Dtype::Fp8E4M3,
-                   .k_cut = true},
+                   .k_cut = true,
+                   .x_slices = true,
+                   .ksplit = 2},
         // Two tiles: 550 columns each in row blocks of 512, K cut to 256.
         StreamCase{.name = "tpu_small_sram_row_blocks_kcut",
                    .preset = "tpu-v4-class",
@@ -541,7 +548,7 @@ INSTANTIATE_TEST_SUITE_P(
                    .k = 1024,
                    .n = 1099,
                    .row_blocks = true},
-        // 132 SMs, x staged once through L2 by 7 loaders, K cut in four.
+        // 132 SMs, x staged once through L2 by 7 loaders, K split over two tiles and cut.
         StreamCase{.name = "h100_small_sram_kcut",
                    .preset = "h100-sxm",
                    .overrides = {"chip.tile.sram.capacity=128KiB"},
@@ -550,7 +557,9 @@ INSTANTIATE_TEST_SUITE_P(
                    .n = 1000,
                    .bias = true,
                    .act = isa::Act::Gelu,
-                   .k_cut = true},
+                   .k_cut = true,
+                   .x_slices = true,
+                   .ksplit = 2},
         StreamCase{.name = "h100_decode", .preset = "h100-sxm", .t = 1, .k = 512, .n = 333},
         // x larger than half a tile's share: it comes in slices with the weight chunks, from
         // its copy staged in L2 (h100), or straight from HBM when the cluster L2 is too small
@@ -563,7 +572,8 @@ INSTANTIATE_TEST_SUITE_P(
                    .bias = true,
                    .pad_y = 8,
                    .k_cut = true,
-                   .x_slices = true},
+                   .x_slices = true,
+                   .ksplit = 8},
         StreamCase{
             .name = "maia_x_slices_from_hbm_fp8",
             .preset = "maia100-class",
@@ -575,7 +585,8 @@ INSTANTIATE_TEST_SUITE_P(
             .wdt = Dtype::Fp8E4M3,
             .pad_x = 16,
             .k_cut = true,
-            .x_slices = true},
+            .x_slices = true,
+            .ksplit = 8},
         // 200 tokens (a large decode batch) on a 48 KiB SM: the accumulators of all of them do
         // not fit beside the weights, so tokens come in groups (x in slices, from L2; y padded).
         StreamCase{.name = "h100_200_tokens_in_groups",
