@@ -38,8 +38,10 @@ StreamPlan plan_stream(const arch::Arch& a, const StreamSpec& s, uint64_t budget
     p.scratch_bytes = uint64_t(p.ksplit * s.t * s.n * 4);
   }
   const int64_t reduce = p.ksplit > 1 ? s.t * p.reduce_cols * (3 * 4 + ye) + p.reduce_cols * 4 : 0;
-  // Accumulator and two output buffers of a row block, the bias, and a margin.
-  auto out = [&](int64_t tm, int64_t chunk) { return tm * chunk * (4 + 2 * ye) + p.per_tile * 4 + reduce + 4096; };
+  // Accumulator and (unless K is split: the partials go from the accumulator) two output
+  // buffers of a row block, the bias, and a margin.
+  const int64_t outs = p.ksplit > 1 ? 0 : 2 * ye;
+  auto out = [&](int64_t tm, int64_t chunk) { return tm * chunk * (4 + outs) + p.per_tile * 4 + reduce + 4096; };
   auto x_bytes = [&] {
     return p.x_slices ? p.buffers * p.group * p.k_chunk * we : p.group * s.k * we;
   };
@@ -83,7 +85,9 @@ StreamKernel::StreamKernel(KernelContext& ctx, const StreamSpec& s, const Stream
       xbuf_.push_back(ctx.sram(uint64_t(p.group * p.k_chunk * xe_))), xbuf_sem_.push_back(ctx.sem());
   }
   acc_ = ctx.sram(uint64_t(p.group * p.chunk * 4));
-  for (uint64_t& o : out_) o = ctx.sram(uint64_t(p.group * p.chunk * ye_));
+  if (p.ksplit == 1) {
+    for (uint64_t& o : out_) o = ctx.sram(uint64_t(p.group * p.chunk * ye_));
+  }
   if (s.has_bias) bias_ = ctx.sram(uint64_t(std::max(p.per_tile, p.reduce_cols) * 4)), bias_sem_ = ctx.sem();
   if (p.ksplit > 1) {
     const uint64_t part = uint64_t(s.t * p.reduce_cols * 4);
