@@ -11,6 +11,8 @@
 #include "compiler/builder.hpp"
 #include "compiler/compile.hpp"
 #include "compiler/emit.hpp"
+#include "compiler/target.hpp"
+#include "isa/verify.hpp"
 #include "sim/simulation.hpp"
 #include "tools/api/api.hpp"
 
@@ -177,6 +179,7 @@ Report run(const arch::Arch& a, const RunSpec& spec, const RunOptions& options) 
   co.weight_dtype = parse_dtype("dtype", spec.dtype);
   co.kv_dtype = parse_dtype("kv_dtype", spec.kv_dtype);
   co.sample_rounds = options.sample_rounds;
+  co.verify = false;  // the program simulated is verified below: the layers it runs
   compiler::CompileResult compiled;
   double tokens = 0;
   if (!spec.model.empty()) {
@@ -209,9 +212,10 @@ Report run(const arch::Arch& a, const RunSpec& spec, const RunOptions& options) 
     so.snapshot_marks = {first, after};
   }
   sim::Simulation simulation(a, sim::Mode::Performance, so);
-  const sim::RunResult last = simulation.run(
-      sampled ? with_layers(compiled.program, compiled.layer_loops, simulated) : compiled.program,
-      trace.get());
+  const isa::Program program =
+      sampled ? with_layers(compiled.program, compiled.layer_loops, simulated) : compiled.program;
+  isa::verify_or_throw(program, compiler::target_for(a));
+  const sim::RunResult last = simulation.run(program, trace.get());
   const Breakdown b = attribute(last, compiled.marks, layers, simulated);
   Report r;
   r.stats = sampled ? extrapolate_stats(last, compiled.marks, layers, simulated) : last.stats;
