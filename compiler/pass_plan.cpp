@@ -156,8 +156,10 @@ void tile(Lowering& l, const arch::Arch& a, const CompileOptions& o) {
           op.notes["tiles"] = fmt::format("blocks {}x{}, k chunks of {}, {}x{} passes", p.gemm.bm,
                                           p.gemm.bn, p.gemm.bk, p.gemm.passes_m, p.gemm.passes_n);
           if (p.gemm.panel > 0)
-            op.notes["tiles"] +=
-                fmt::format(", K panels of {} staged in shared memory", p.gemm.panel);
+            op.notes["tiles"] += fmt::format(", K panels of {} staged in shared memory{}", p.gemm.panel,
+                                             p.gemm.a_resident ? " (A rows kept across passes)"
+                                             : p.gemm.b_direct ? " (B straight from HBM)"
+                                                               : "");
           break;
         case Strategy::Stream:
           p.stream = plan_stream(a, stream_spec(l, op), b);

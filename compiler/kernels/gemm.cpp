@@ -1,5 +1,7 @@
 #include "compiler/kernels/gemm.hpp"
 
+#include "arch/derived.hpp"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -288,7 +290,18 @@ class GemmViaShared : GemmBase {
   }
 
   void emit() {
-    const uint64_t panel_bytes = uint64_t((arows_ + bcols_) * p_.panel * e_);
+    const int64_t passes = ctx_.plan_rounds(p_.passes_m * p_.passes_n);
+    const uint64_t a_bytes = uint64_t(arows_ * s_.k * e_), b_panel = uint64_t((p_.b_direct ? 0 : bcols_) * p_.panel * e_);
+    for (int64_t e = 0, slot = -1; e < passes; ++e) {
+      const int64_t pm = ctx_.round_at(e) / p_.passes_n;
+      const bool first = e == 0 || pm != ctx_.round_at(e - 1) / p_.passes_n;
+      if (first) ++slot;
+      row_first_.push_back(first), row_slot_.push_back(slot % 2);
+    }
+    if (p_.a_resident) {
+      for (uint64_t& r : a_rows_) r = ctx_.shared(a_bytes);
+    }
+    const uint64_t panel_bytes = b_panel + (p_.a_resident ? 0 : uint64_t(arows_ * p_.panel * e_));
     for (int b = 0; b < 2; ++b) panel_[b] = ctx_.shared(panel_bytes), staged_[b] = ctx_.sem();
     for (int64_t b = 0; b < p_.buffers; ++b) {
       abuf_.push_back(ctx_.sram(uint64_t(p_.bm * p_.bk * e_)));
@@ -298,7 +311,7 @@ class GemmViaShared : GemmBase {
     alloc_output();
     // Panels of every pass in one sequence g = pass * panels + panel, in two shared buffers: panel
     // g + 2 is staged once every tile is done with panel g, while the tiles work on g + 1.
-    const int64_t total = ctx_.plan_rounds(p_.passes_m * p_.passes_n) * panels_;
+    const int64_t total = passes * panels_;
     std::vector<int64_t> stores(size_t(ctx_.tiles()), 0);
     std::vector<std::vector<int>> issued(2);
     issued[0] = stage(0);
@@ -334,10 +347,15 @@ class GemmViaShared : GemmBase {
   std::vector<int> stage(int64_t g) {
     const auto [pm, pn, p] = where(g);
     const int64_t k0 = p * p_.panel, kp = std::min(p_.panel, s_.k - k0);
-    const int64_t ra = std::min(arows_, s_.m - pm * arows_),
+    const size_t e = size_t(g / panels_);
+    const bool a_here = !p_.a_resident || row_first_[e];  // resident A comes with its row's first pass
+    const int64_t ra = a_here ? std::min(arows_, s_.m - pm * arows_) : 0,
                   cb = std::min(bcols_, s_.n - pn * bcols_);
-    const int64_t rb = s_.b_transposed ? cb : kp, rows = ra + rb;
-    const uint64_t base = panel_[g % 2], b_base = base + uint64_t(arows_ * p_.panel * e_);
+    const int64_t rb = p_.b_direct ? 0 : s_.b_transposed ? cb : kp, rows = ra + rb;
+    const uint64_t base = panel_[g % 2], b_base = p_.a_resident ? base : base + uint64_t(arows_ * p_.panel * e_);
+    // Where A's rows go: the panel, or the resident rows [arows, K].
+    const uint64_t a_base = p_.a_resident ? a_rows_[row_slot_[e]] + uint64_t(k0 * e_) : base;
+    const int64_t a_ld = (p_.a_resident ? s_.k : p_.panel) * e_;
     std::vector<int> issued(size_t(ctx_.tiles()), 0);
     for (int t = 0; t < ctx_.tiles(); ++t) {
       const int64_t r0 = t * rows / ctx_.tiles(), r1 = (t + 1) * rows / ctx_.tiles();
@@ -351,8 +369,8 @@ class GemmViaShared : GemmBase {
         ++issued[size_t(t)];
       };
       const int64_t a0 = std::min(r0, ra), a1 = std::min(r1, ra);  // A rows of this tile's share
-      copy(advance(s_.a, (pm * arows_ + a0) * lda_ + k0 * ea_), adt_, lda_,
-           base + uint64_t(a0 * p_.panel * e_), p_.panel * e_, kp, a1 - a0);
+      copy(advance(s_.a, (pm * arows_ + a0) * lda_ + k0 * ea_), adt_, lda_, a_base + uint64_t(a0 * a_ld), a_ld,
+           kp, a1 - a0);
       const int64_t b0 = std::max(r0, ra) - ra, b1 = std::max(r1, ra) - ra;
       if (s_.b_transposed) {  // rows of B are output columns, K along them
         copy(advance(s_.b, (pn * bcols_ + b0) * ldb_ + k0 * e_), s_.dtype, ldb_,
@@ -367,6 +385,7 @@ class GemmViaShared : GemmBase {
 
   // Tile t's block of panel g: chunk by chunk from shared memory into its rotating buffers.
   void compute_panel(int t, int64_t g, std::vector<int64_t>& stores) {
+    if (t >= p_.gr * p_.gc) return;  // a tile off the grid only helps to stage
     const auto [pm, pn, p] = where(g);
     const int i = t / p_.gc, j = t % p_.gc;
     const int64_t m = clamp0(s_.m - pm * arows_ - i * p_.bm, p_.bm),
@@ -374,20 +393,27 @@ class GemmViaShared : GemmBase {
     if (m == 0 || n == 0) return;
     const int64_t k0 = p * p_.panel, kp = std::min(p_.panel, s_.k - k0),
                   chunks = ceil_div(kp, p_.bk);
-    const uint64_t base = panel_[g % 2], b_base = base + uint64_t(arows_ * p_.panel * e_);
+    const uint64_t base = panel_[g % 2], b_base = p_.a_resident ? base : base + uint64_t(arows_ * p_.panel * e_);
+    const size_t e = size_t(g / panels_);
+    const uint64_t a_base = p_.a_resident ? a_rows_[row_slot_[e]] + uint64_t(k0 * e_) : base;
+    const int64_t a_ld = (p_.a_resident ? s_.k : p_.panel) * e_;
     const int64_t row0 = pm * arows_ + i * p_.bm, col0 = pn * bcols_ + j * p_.bn;
     if (p == 0 && s_.has_bias) load_bias(t, col0, n);
     auto load = [&](int64_t c) {
       const size_t b = size_t(c % p_.buffers);
       const int64_t kc = std::min(p_.bk, kp - c * p_.bk);
       Block a;
-      a.d0 = kc, a.d1 = m, a.src_strides = {p_.panel * e_, 0, 0},
-      a.dst_strides = {p_.bk * e_, 0, 0};
-      pb_.emit(t, dma(sram(int64_t(abuf_[b])),
-                      shared(int64_t(base + uint64_t((i * p_.bm * p_.panel + c * p_.bk) * e_))), a,
-                      s_.dtype, Dtype::None, {data_[b], int64_t(isa::kTileSelf)}));
+      a.d0 = kc, a.d1 = m, a.src_strides = {a_ld, 0, 0}, a.dst_strides = {p_.bk * e_, 0, 0};
+      pb_.emit(t, dma(sram(int64_t(abuf_[b])), shared(int64_t(a_base + uint64_t(i * p_.bm * a_ld + c * p_.bk * e_))),
+                      a, s_.dtype, Dtype::None, {data_[b], int64_t(isa::kTileSelf)}));
       Block bb;
-      if (s_.b_transposed) {
+      if (p_.b_direct) {  // rows of B (output columns, or K rows) from HBM
+        const int64_t k = k0 + c * p_.bk;
+        bb.d0 = s_.b_transposed ? kc : n, bb.d1 = s_.b_transposed ? n : kc;
+        bb.src_strides = {ldb_, 0, 0}, bb.dst_strides = {(s_.b_transposed ? p_.bk : p_.bn) * e_, 0, 0};
+        const Addr src = advance(s_.b, s_.b_transposed ? col0 * ldb_ + k * e_ : k * ldb_ + col0 * e_);
+        pb_.emit(t, dma(sram(int64_t(bbuf_[b])), src, bb, s_.dtype, Dtype::None, {data_[b], int64_t(isa::kTileSelf)}));
+      } else if (s_.b_transposed) {
         bb.d0 = kc, bb.d1 = n, bb.src_strides = {p_.panel * e_, 0, 0},
         bb.dst_strides = {p_.bk * e_, 0, 0};
         pb_.emit(t, dma(sram(int64_t(bbuf_[b])),
@@ -417,6 +443,9 @@ class GemmViaShared : GemmBase {
   }
 
   int64_t arows_ = 0, bcols_ = 0, panels_ = 0;
+  uint64_t a_rows_[2] = {};           // resident A rows of two pass rows
+  std::vector<bool> row_first_;       // per emitted pass: the first of its pass row
+  std::vector<int64_t> row_slot_;     // per emitted pass: which set of A rows it reads
   uint64_t panel_[2] = {};
   std::vector<uint64_t> abuf_, bbuf_;
   std::vector<int> data_;
@@ -425,28 +454,16 @@ class GemmViaShared : GemmBase {
 
 }  // namespace
 
-GemmPlan plan_gemm(const arch::Arch& a, const GemmSpec& s, uint64_t budget,
-                   uint64_t shared_budget) {
-  const arch::SystolicParams& sa = a.chip.tile.systolic;
-  const std::string_view cls = isa::array_dtype_class(s.dtype);
-  if (cls.empty() || !sa.macs_per_cycle.has(cls) || isa::is_mx(s.dtype)) {
-    throw CompileError(
-        fmt::format("{}'s arrays cannot multiply {} in a GEMM", a.name, isa::dtype_name(s.dtype)));
-  }
-  const int64_t pack = int64_t(sa.macs_per_cycle.at(cls)) / (sa.rows * sa.cols);
-  const int64_t kq = sa.dataflow == arch::Dataflow::WeightStationary ? sa.rows * pack : pack * 8;
+namespace {
+
+// The plan on a gr x gc grid: blocks cut to fit the SRAM, then (on a chip-wide shared memory)
+// panels, B straight from HBM or A kept resident.
+GemmPlan plan_on_grid(const arch::Arch& a, const GemmSpec& s, uint64_t budget, uint64_t shared_budget, int gr,
+                      int gc, int64_t kq) {
   const int64_t e = esize(s.dtype), eo = esize(s.out);
   const int tiles = int(a.tiles());
-
   GemmPlan p;
-  // The most square blocks: grid rows against grid columns as M against N.
-  double best = 1e300;
-  for (int gr = 1; gr <= tiles; ++gr) {
-    if (tiles % gr != 0) continue;
-    const int gc = tiles / gr;
-    const double score = std::fabs(std::log((double(s.m) / gr) / (double(s.n) / gc)));
-    if (score < best) best = score, p.gr = gr, p.gc = gc;
-  }
+  p.gr = gr, p.gc = gc;
   p.bm = ceil_div(s.m, p.gr);
   p.bn = ceil_div(s.n, p.gc);
   p.bk = std::min(ceil_div(s.k, kq) * kq, std::max<int64_t>(kq, 256 / kq * kq));
@@ -475,6 +492,70 @@ GemmPlan plan_gemm(const arch::Arch& a, const GemmSpec& s, uint64_t budget,
     if (fit >= p.bk) p.panel = std::min(fit, ceil_div(s.k, p.bk) * p.bk);
     // A third chunk buffer absorbs the jitter of loads shared with every other tile.
     if (p.panel > 0 && need() + uint64_t((p.bm * p.bk + p.bk * p.bn) * e) <= budget) p.buffers = 3;
+    // One grid row and one pass row: every piece of B serves one tile once, so staging it in
+    // shared memory would only add traffic; the tiles load it straight from HBM.
+    p.b_direct = p.panel > 0 && p.gr == 1 && p.passes_m == 1;
+    // The passes of one pass row read the same A rows: where two sets of them fit next to two
+    // B panels, A stays in shared memory across the row's passes (staged with its first pass's
+    // panels, the next row's in the other set) instead of coming from HBM for every pass.
+    // B panels then take what is left, in whole chunks.
+    const uint64_t a_rows = uint64_t(p.gr * p.bm * s.k * e), b_per_k = uint64_t(p.gc * p.bn * e) * 2;
+    if (p.panel > 0 && !p.b_direct && p.passes_n > 1 && 2 * a_rows + b_per_k * uint64_t(p.bk) <= shared_budget) {
+      p.a_resident = true;
+      p.panel = std::min(p.panel, int64_t((shared_budget - 2 * a_rows) / b_per_k) / p.bk * p.bk);
+    }
+  }
+  return p;
+}
+
+// Through shared memory, the slowest of: HBM traffic (A once per pass column unless resident, B
+// once per pass row), shared-memory traffic (what is staged, and every working tile's blocks
+// over all of K in every pass) and the arrays of the working tiles; the grid costing least wins.
+double staged_cost(const arch::Arch& a, const GemmSpec& s, const GemmPlan& p) {
+  const double e = double(esize(s.dtype)), A = double(s.m * s.k) * e, B = double(s.k * s.n) * e;
+  const double hbm = A * (p.a_resident ? 1.0 : double(p.passes_n)) + B * double(p.passes_m);
+  const double staged = hbm - (p.b_direct ? B : 0.0), working = double(p.gr * p.gc);
+  const double reads = double(p.passes_m * p.passes_n) * working * double(p.bm + p.bn) * double(s.k) * e;
+  const arch::Derived d = arch::derive(a);
+  const double flops = 2.0 * double(s.m) * double(s.k) * double(s.n);
+  const double peak = d.peak_flops.at(std::string(isa::array_dtype_class(s.dtype))) * working / double(a.tiles());
+  return std::max({hbm / d.hbm_bandwidth, (staged + reads) / a.chip.shared_memory.bandwidth, flops / peak});
+}
+
+}  // namespace
+
+GemmPlan plan_gemm(const arch::Arch& a, const GemmSpec& s, uint64_t budget,
+                   uint64_t shared_budget) {
+  const arch::SystolicParams& sa = a.chip.tile.systolic;
+  const std::string_view cls = isa::array_dtype_class(s.dtype);
+  if (cls.empty() || !sa.macs_per_cycle.has(cls) || isa::is_mx(s.dtype)) {
+    throw CompileError(
+        fmt::format("{}'s arrays cannot multiply {} in a GEMM", a.name, isa::dtype_name(s.dtype)));
+  }
+  const int64_t pack = int64_t(sa.macs_per_cycle.at(cls)) / (sa.rows * sa.cols);
+  const int64_t kq = sa.dataflow == arch::Dataflow::WeightStationary ? sa.rows * pack : pack * 8;
+  const int tiles = int(a.tiles());
+  // The most square blocks: grid rows against grid columns as M against N.
+  int square = 1;
+  double best = 1e300;
+  for (int gr = 1; gr <= tiles; ++gr) {
+    if (tiles % gr != 0) continue;
+    const double score = std::fabs(std::log((double(s.m) / gr) / (double(s.n) / (tiles / gr))));
+    if (score < best) best = score, square = gr;
+  }
+  GemmPlan p = plan_on_grid(a, s, budget, shared_budget, square, tiles / square, kq);
+  if (p.panel == 0) return p;
+  // Through shared memory, the blocks the SRAM allows are what they are whatever the grid; the
+  // grid decides how often A and B are staged and read. Grids may leave up to a tenth of the
+  // tiles idle (148 SMs factor only as 4 x 37).
+  double cost = staged_cost(a, s, p);
+  for (int gr = 1; gr <= tiles; ++gr) {
+    const int gc = tiles / gr;
+    if (gr * gc * 10 < tiles * 9 || (gr == square && gc == tiles / square)) continue;
+    const GemmPlan q = plan_on_grid(a, s, budget, shared_budget, gr, gc, kq);
+    if (q.panel == 0) continue;
+    const double c = staged_cost(a, s, q);
+    if (c < cost * 0.999) cost = c, p = q;
   }
   return p;
 }

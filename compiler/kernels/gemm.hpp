@@ -46,6 +46,8 @@ struct GemmPlan {
   int64_t passes_m = 0, passes_n = 0;
   int64_t panel = 0;           // > 0: through shared memory, K in panels of this many
   int64_t buffers = 2;         // SRAM chunk buffers (through shared memory: 3 when they fit)
+  bool b_direct = false;       // through shared memory: B straight from HBM (no reuse to gain)
+  bool a_resident = false;     // through shared memory: A rows kept across a pass row's passes
 };
 // `shared_budget` > 0 lets the GEMM stage panels in a chip-wide shared memory of that size.
 GemmPlan plan_gemm(const arch::Arch& arch, const GemmSpec& s, uint64_t sram_budget, uint64_t shared_budget = 0);

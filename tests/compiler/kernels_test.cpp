@@ -182,6 +182,8 @@ struct GemmCase {
   int64_t min_kchunks = 1, min_passes = 1;
   bool partial_blocks = false;  // M or N not a multiple of the block
   int64_t min_panels = 0;       // > 0: staged through shared memory in at least this many K panels
+  bool a_resident = false;      // ... with A rows kept in it across passes
+  bool b_direct = false;        // ... with B straight from HBM
 };
 
 std::ostream& operator<<(std::ostream& os, const GemmCase& c) {
@@ -222,7 +224,11 @@ TEST_P(Gemm, MatchesReference) {
   } else {
     EXPECT_EQ(p.panel, 0);
   }
-  EXPECT_EQ(p.gr * p.gc, run.arch().tiles());
+  EXPECT_EQ(p.a_resident, c.a_resident);
+  EXPECT_EQ(p.b_direct, c.b_direct);
+  // The multicast grid takes every tile; through shared memory it may leave a tenth idle.
+  EXPECT_LE(p.gr * p.gc, run.arch().tiles());
+  EXPECT_GE(p.gr * p.gc * 10, run.arch().tiles() * (c.min_panels > 0 ? 9 : 10));
   EXPECT_GE(kchunks, c.min_kchunks);
   EXPECT_GE(p.passes_m * p.passes_n, c.min_passes);
   if (c.partial_blocks) {
@@ -378,9 +384,9 @@ INSTANTIATE_TEST_SUITE_P(
         GemmCase{.name = "h100_l2_transposed_panels_passes_bias",
                  .preset = "h100-sxm",
                  .overrides = {"chip.shared_memory.capacity=640KiB", "chip.tile.sram.capacity=24KiB"},
-                 .m = 700,
+                 .m = 1100,
                  .k = 700,
-                 .n = 500,
+                 .n = 900,
                  .transposed = true,
                  .bias = true,
                  .act = isa::Act::Silu,
@@ -388,6 +394,31 @@ INSTANTIATE_TEST_SUITE_P(
                  .min_passes = 2,
                  .partial_blocks = true,
                  .min_panels = 3},
+        // The whole L2: A's rows stay in it across the passes of a pass row (two rows of
+        // passes, so both sets of resident rows are used); a few rows of A with B straight from
+        // HBM (one grid row, one pass row).
+        GemmCase{.name = "h100_l2_a_resident_across_passes",
+                 .preset = "h100-sxm",
+                 .overrides = {"chip.tile.sram.capacity=24KiB"},
+                 .m = 700,
+                 .k = 700,
+                 .n = 1300,
+                 .transposed = true,
+                 .bias = true,
+                 .min_kchunks = 5,
+                 .min_passes = 4,
+                 .partial_blocks = true,
+                 .min_panels = 1,
+                 .a_resident = true},
+        GemmCase{.name = "h100_l2_b_direct_rowmajor",
+                 .preset = "h100-sxm",
+                 .m = 12,
+                 .k = 600,
+                 .n = 900,
+                 .min_kchunks = 3,
+                 .partial_blocks = true,
+                 .min_panels = 1,
+                 .b_direct = true},
         GemmCase{.name = "h100_l2_rowmajor_panels_fp32",
                  .preset = "h100-sxm",
                  .overrides = {"chip.shared_memory.capacity=640KiB"},
