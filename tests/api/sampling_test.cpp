@@ -1,6 +1,6 @@
 // Sampled simulation against simulating everything, on long prompts (CTest label slow: Release
 // only). A prefill of 8,192 tokens whose long operators (GEMMs of many passes, attention of many
-// query-block pairs) are simulated in part (the first rounds and the last two) and three of its
+// query-block pairs) are simulated in part (the first two rounds and the last two) and three of its
 // layers, against the same step with every round of every layer simulated: within 1%.
 #include <gtest/gtest.h>
 

@@ -106,16 +106,15 @@ isa::Program copy_program(const arch::Arch& a, const RunSpec& s) {
 }
 
 // The program with the layer loop cut to `n` iterations.
-isa::Program with_layers(const isa::Program& p, const std::vector<size_t>& loops, int64_t n) {
+// In place: a long prefill's program is hundreds of MB, and a copy doubled the peak memory.
+void set_layers(isa::Program& p, const std::vector<size_t>& loops, int64_t n) {
   static constexpr int kCount = isa::field_index(isa::Opcode::Loop, "count");
-  isa::Program q = p;
   for (size_t t = 0; t < loops.size(); ++t) {
-    isa::Instr& in = q.stream(0, uint32_t(t)).code.at(loops[t]);
+    isa::Instr& in = p.stream(0, uint32_t(t)).code.at(loops[t]);
     if (in.op != isa::Opcode::Loop)
       throw std::logic_error("the layer loop is not where the compiler said");
     in.f[kCount] = n;
   }
-  return q;
 }
 
 double hbm_capacity_used(const compiler::CompileResult& c) {
@@ -212,8 +211,8 @@ Report run(const arch::Arch& a, const RunSpec& spec, const RunOptions& options) 
     so.snapshot_marks = {first, after};
   }
   sim::Simulation simulation(a, sim::Mode::Performance, so);
-  const isa::Program program =
-      sampled ? with_layers(compiled.program, compiled.layer_loops, simulated) : compiled.program;
+  if (sampled) set_layers(compiled.program, compiled.layer_loops, simulated);
+  const isa::Program& program = compiled.program;
   isa::verify_or_throw(program, compiler::target_for(a));
   const sim::RunResult last = simulation.run(program, trace.get());
   const Breakdown b = attribute(last, compiled.marks, layers, simulated);

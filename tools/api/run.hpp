@@ -39,7 +39,7 @@ struct RunOptions {
   int64_t sample_layers = 3;  // layers simulated (at least 2) when a model has more; 0: all
   // Rounds simulated of an operator whose work repeats in equal rounds (GEMM passes, attention's
   // query-block pairs: long prefills), when it has more; 0: all (CompileOptions::sample_rounds).
-  int64_t sample_rounds = 5;
+  int64_t sample_rounds = 4;
   std::string trace;  // write a Perfetto trace of the (last) simulation here
   int64_t chips = 1;
   std::string pricing = "owned";  // owned: capex amortised + energy; cloud: the preset's $/hour
