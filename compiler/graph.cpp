@@ -114,14 +114,12 @@ int Graph::find(const std::string& value_name) const {
   return -1;
 }
 
-std::vector<int> Graph::users(int value) const {
-  std::vector<int> u;
+std::vector<std::vector<int>> Graph::users() const {
+  std::vector<std::vector<int>> u(values.size());
   for (size_t i = 0; i < ops.size(); ++i) {
     for (int in : ops[i].inputs) {
-      if (in == value) {
-        u.push_back(int(i));
-        break;
-      }
+      std::vector<int>& of = u[size_t(in)];
+      if (of.empty() || of.back() != int(i)) of.push_back(int(i));
     }
   }
   return u;

@@ -104,8 +104,9 @@ struct Graph {
   const Value& v(int i) const { return values.at(size_t(i)); }
   Value& v(int i) { return values.at(size_t(i)); }
   int find(const std::string& value_name) const;  // -1 when absent
-  // Ops reading value i.
-  std::vector<int> users(int value) const;
+  // [v]: the ops reading value v, in order, each once. One pass over the ops: a pass that asks
+  // about many values builds this once (asking op by op made a 405B graph quadratic).
+  std::vector<std::vector<int>> users() const;
 };
 
 // Readable text: one line per value declaration and per op, with attributes and notes.

@@ -165,9 +165,10 @@ int stacked_weight(Graph& g, const std::vector<int>& parts, const std::string& n
 }
 
 bool fuse_sibling_linears(Graph& g) {
+  const std::vector<std::vector<int>> users = g.users();
   for (size_t vi = 0; vi < g.values.size(); ++vi) {
     std::vector<int> group;
-    for (int u : g.users(int(vi))) {
+    for (int u : users[vi]) {
       const Op& op = g.ops[size_t(u)];
       if (op.kind != OpKind::Linear || op.inputs[0] != int(vi) || op.attrs.count("act")) continue;
       if (g.v(op.inputs[1]).role != Role::Weight) continue;
@@ -240,17 +241,18 @@ int producer(const Graph& g, int v) {
 }
 
 bool fuse_swiglu(Graph& g) {
+  const std::vector<std::vector<int>> users = g.users();
   for (size_t mi = 0; mi < g.ops.size(); ++mi) {
     const Op& mul = g.ops[mi];
     if (mul.kind != OpKind::Mul) continue;
     const int si = producer(g, mul.inputs[0]);
-    if (si < 0 || g.ops[size_t(si)].kind != OpKind::Silu || g.users(mul.inputs[0]).size() != 1) continue;
+    if (si < 0 || g.ops[size_t(si)].kind != OpKind::Silu || users[size_t(mul.inputs[0])].size() != 1) continue;
     const Op& silu = g.ops[size_t(si)];
     const int pi = producer(g, silu.inputs[0]);
     if (pi < 0 || g.ops[size_t(pi)].kind != OpKind::Split) continue;
     const Op& split = g.ops[size_t(pi)];
     if (split.outputs.size() != 2 || split.outputs[0] != silu.inputs[0] || split.outputs[1] != mul.inputs[1]) continue;
-    if (g.users(split.outputs[0]).size() != 1 || g.users(split.outputs[1]).size() != 1) continue;
+    if (users[size_t(split.outputs[0])].size() != 1 || users[size_t(split.outputs[1])].size() != 1) continue;
     Op fused;
     fused.kind = OpKind::SwiGlu;
     fused.name = mul.name;
@@ -270,12 +272,13 @@ bool fuse_swiglu(Graph& g) {
 }
 
 bool fuse_activation(Graph& g) {
+  const std::vector<std::vector<int>> users = g.users();
   for (size_t ai = 0; ai < g.ops.size(); ++ai) {
     const Op& act = g.ops[ai];
     if (act.kind != OpKind::Gelu && act.kind != OpKind::Relu && act.kind != OpKind::Silu) continue;
     const int li = producer(g, act.inputs[0]);
     if (li < 0 || g.ops[size_t(li)].kind != OpKind::Linear || g.ops[size_t(li)].attrs.count("act")) continue;
-    if (g.users(act.inputs[0]).size() != 1) continue;
+    if (users[size_t(act.inputs[0])].size() != 1) continue;
     Op& lin = g.ops[size_t(li)];
     lin.attrs["act"] = std::string(op_kind_name(act.kind));
     lin.notes["fused"] = (lin.notes.count("fused") ? lin.notes["fused"] + "; " : "") + "then " + std::string(op_kind_name(act.kind));

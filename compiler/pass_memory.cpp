@@ -132,9 +132,10 @@ void plan_memory(Lowering& l, const arch::Arch& a, const CompileOptions& o) {
   const Layers layers = find_layers(g, o.layer_loop);
   l.layers = layers.count;
   // The layer whose ops alone use v; -1 when several layers (or none) do, like RoPE tables.
+  const std::vector<std::vector<int>> users = g.users();
   auto layer_of_value = [&](int v) -> int64_t {
     int64_t layer = -2;
-    for (int u : g.users(v)) {
+    for (int u : users[size_t(v)]) {
       const int64_t l2 = g.ops[size_t(u)].i("layer", -1);
       if (layer != -2 && l2 != layer) return -1;
       layer = l2;
@@ -329,8 +330,13 @@ void plan_memory(Lowering& l, const arch::Arch& a, const CompileOptions& o) {
     const uint64_t weights = l.region_bytes["weights"], kv = l.region_bytes["kv_cache"];
     std::string advice;
     if (weights > uint64_t(a.hbm.capacity)) {
-      advice = fmt::format("the weights alone need {} chips' HBM: use more chips or smaller weights (e.g. --dtype fp8e4m3)",
-                           (weights + uint64_t(a.hbm.capacity) - 1) / uint64_t(a.hbm.capacity));
+      // Suggest fp8 only when most weight bytes are wider (norms and embeddings may stay bf16).
+      uint64_t wide = 0;
+      for (const Value& v : g.values) wide += v.role == Role::Weight && isa::dtype_bits(v.dtype) > 8 ? v.bytes() : 0;
+      const bool wide_weights = 2 * wide > weights;
+      advice = fmt::format("the weights alone need {} chips' HBM: use more chips{}",
+                           (weights + uint64_t(a.hbm.capacity) - 1) / uint64_t(a.hbm.capacity),
+                           wide_weights ? " or smaller weights (e.g. --dtype fp8e4m3)" : "");
     } else {
       const int64_t batch = std::stoll(g.meta.count("batch") ? g.meta.at("batch") : "1");
       const uint64_t room = uint64_t(a.hbm.capacity) - weights - l.region_bytes["activations"];

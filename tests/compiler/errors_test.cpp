@@ -72,6 +72,10 @@ TEST(Errors, ModelLargerThanHbmSaysHowManyChipsItNeeds) {
   CompileOptions fp8;
   fp8.weight_dtype = isa::Dtype::Fp8E4M3;
   EXPECT_NO_THROW(compile_model(m, decode(1, 16), a, fp8));
+  // Weights already in fp8 that do not fit: more chips is the only advice.
+  const arch::Arch small = arch::load_arch("maia100-class", {"hbm.capacity=6GB"});
+  const std::string e8 = error_of([&] { compile_model(m, decode(1, 16), small, fp8); });
+  EXPECT_THAT(e8, AllOf(HasSubstr("the weights alone need 2 chips' HBM: use more chips"), Not(HasSubstr("fp8e4m3"))));
 }
 
 TEST(Errors, KvCacheLargerThanHbmSaysWhichBatchFits) {
