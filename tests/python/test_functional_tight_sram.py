@@ -6,6 +6,10 @@
   wrote and partly from the step's own keys.
 - Weight streaming with x in slices: with 24 KiB of SRAM per SM, x no longer fits next to the
   weight chunks, so each chunk comes with its columns of x.
+- A wider model on 48 KiB tiles: weight streams take x in slices, tokens in groups and K split
+  over tiles (fp32 partials reduced after a barrier); SwiGLU rows spread over several tiles.
+- Decode attention with few long units (keys split in ranges, combined after a barrier) and with
+  more short units than tiles (96 on 64: taken in groups).
 """
 import numpy as np
 import pytest
@@ -40,3 +44,20 @@ def test_x_slices_match_numpy(tmp_path):
     got = logits_of(sim, prefill, B * S, 256)
     want = reference_logits(cfg, weights, ids).reshape(B * S, 256)
     assert rel_l2(got, want) < 2e-2, f"relative L2 error {rel_l2(got, want):.4f}"
+
+
+def test_narrow_tiles_match_numpy(tmp_path):
+    cfg, path = tiny_config(tmp_path, "llama", hidden_size=256, intermediate_size=1024)
+    arch = tessera.Arch.load("maia100-class", ["chip.tile.sram.capacity=48KiB"])
+    prefill = check_prefill_then_decode(arch, cfg, path, B=2, S=16, seed=7, label="maia100-class, 48 KiB tiles")
+    for path_taken in ("x in slices", "tokens in groups of", "K split over 2 tiles", "columns over 2 tiles"):
+        assert path_taken in prefill.tiled, path_taken
+
+
+@pytest.mark.parametrize("B,S,expect", [(1, 1200, "keys split in 2 ranges"), (48, 24, "96 units")])
+def test_decode_attention_paths_match_numpy(tmp_path, B, S, expect):
+    cfg, path = tiny_config(tmp_path, "llama", max_position_embeddings=2048)
+    arch = tessera.Arch.load("maia100-class")
+    check_prefill_then_decode(arch, cfg, path, B=B, S=S, seed=11, label=f"maia100-class B={B} S={S}")
+    decode = tessera.compile_model(arch, path, phase="decode", batch=B, context=S, cache_capacity=S + 1)
+    assert expect in decode.tiled
