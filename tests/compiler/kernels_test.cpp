@@ -689,6 +689,19 @@ std::vector<double> rms_norm_ref(const std::vector<double>& x, const std::vector
   return y;
 }
 
+std::vector<double> layer_norm_ref(const std::vector<double>& x, const std::vector<double>& w,
+                                   const std::vector<double>& b, int64_t rows, int64_t cols, double eps) {
+  std::vector<double> y(x.size());
+  for (int64_t r = 0; r < rows; ++r) {
+    double mu = 0, var = 0;
+    for (int64_t c = 0; c < cols; ++c) mu += x[size_t(r * cols + c)] / double(cols);
+    for (int64_t c = 0; c < cols; ++c) var += (x[size_t(r * cols + c)] - mu) * (x[size_t(r * cols + c)] - mu) / double(cols);
+    for (int64_t c = 0; c < cols; ++c)
+      y[size_t(r * cols + c)] = (x[size_t(r * cols + c)] - mu) / std::sqrt(var + eps) * w[size_t(c)] + b[size_t(c)];
+  }
+  return y;
+}
+
 TEST(Rows, RmsNorm) {
   const int64_t R = 100, C = 256;
   const auto x = random_values(size_t(R * C), 31, -2, 2),
@@ -717,20 +730,8 @@ TEST(Rows, LayerNorm) {
              b = random_values(size_t(C), 37, -0.2f, 0.2f);
   const RowsResult r =
       run_rows("tpu-v4-class", {}, rows_spec(OpKind::LayerNorm, R, C, 1e-5), {{x}, {w}, {b}});
-  const auto xr = rounded(x, Dtype::Bf16), wr = rounded(w, Dtype::Bf16),
-             br = rounded(b, Dtype::Bf16);
-  std::vector<double> want(xr.size());
-  for (int64_t i = 0; i < R; ++i) {
-    double mu = 0, var = 0;
-    for (int64_t c = 0; c < C; ++c) mu += xr[size_t(i * C + c)] / double(C);
-    for (int64_t c = 0; c < C; ++c)
-      var += (xr[size_t(i * C + c)] - mu) * (xr[size_t(i * C + c)] - mu) / double(C);
-    for (int64_t c = 0; c < C; ++c) {
-      want[size_t(i * C + c)] =
-          (xr[size_t(i * C + c)] - mu) / std::sqrt(var + 1e-5) * wr[size_t(c)] + br[size_t(c)];
-    }
-  }
-  EXPECT_CLOSE(r.out, want, 1e-2, 3e-2);
+  EXPECT_CLOSE(r.out, layer_norm_ref(rounded(x, Dtype::Bf16), rounded(w, Dtype::Bf16), rounded(b, Dtype::Bf16), R, C, 1e-5),
+               1e-2, 3e-2);
 }
 
 TEST(Rows, SoftmaxFp32Out) {
@@ -754,19 +755,21 @@ TEST(Rows, SoftmaxFp32Out) {
   }
 }
 
+// Rows of [gate | up], 2C wide: silu(gate) * up.
+std::vector<double> swiglu_ref(const std::vector<double>& g, int64_t rows, int64_t cols) {
+  std::vector<double> y(size_t(rows * cols));
+  for (int64_t i = 0; i < rows; ++i) {
+    for (int64_t c = 0; c < cols; ++c)
+      y[size_t(i * cols + c)] = activate(isa::Act::Silu, g[size_t(i * 2 * cols + c)]) * g[size_t(i * 2 * cols + cols + c)];
+  }
+  return y;
+}
+
 TEST(Rows, SwiGlu) {
   const int64_t R = 50, C = 176;
   const auto gu = random_values(size_t(R * 2 * C), 39, -4, 4);
   const RowsResult r = run_rows("maia100-class", {}, rows_spec(OpKind::SwiGlu, R, C), {{gu}});
-  const auto g = rounded(gu, Dtype::Bf16);
-  std::vector<double> want(size_t(R * C));
-  for (int64_t i = 0; i < R; ++i) {
-    for (int64_t c = 0; c < C; ++c) {
-      want[size_t(i * C + c)] =
-          activate(isa::Act::Silu, g[size_t(i * 2 * C + c)]) * g[size_t(i * 2 * C + C + c)];
-    }
-  }
-  EXPECT_CLOSE(r.out, want, 1e-2, 3e-2);
+  EXPECT_CLOSE(r.out, swiglu_ref(rounded(gu, Dtype::Bf16), R, C), 1e-2, 3e-2);
 }
 
 TEST(Rows, Activations) {
@@ -839,20 +842,8 @@ TEST(Rows, LayerNormWideRowsInTwoPasses) {
   const RowsResult r = run_rows("tpu-v4-class", {"chip.tile.sram.capacity=1MiB"}, rows_spec(OpKind::LayerNorm, R, C, 1e-5),
                                 {{x}, {w}, {b}});
   EXPECT_TRUE(r.plan.two_pass);
-  const auto xr = rounded(x, Dtype::Bf16), wr = rounded(w, Dtype::Bf16),
-             br = rounded(b, Dtype::Bf16);
-  std::vector<double> want(xr.size());
-  for (int64_t i = 0; i < R; ++i) {
-    double mu = 0, var = 0;
-    for (int64_t c = 0; c < C; ++c) mu += xr[size_t(i * C + c)] / double(C);
-    for (int64_t c = 0; c < C; ++c)
-      var += (xr[size_t(i * C + c)] - mu) * (xr[size_t(i * C + c)] - mu) / double(C);
-    for (int64_t c = 0; c < C; ++c) {
-      want[size_t(i * C + c)] =
-          (xr[size_t(i * C + c)] - mu) / std::sqrt(var + 1e-5) * wr[size_t(c)] + br[size_t(c)];
-    }
-  }
-  EXPECT_CLOSE(r.out, want, 1e-2, 3e-2);
+  EXPECT_CLOSE(r.out, layer_norm_ref(rounded(x, Dtype::Bf16), rounded(w, Dtype::Bf16), rounded(b, Dtype::Bf16), R, C, 1e-5),
+               1e-2, 3e-2);
 }
 
 // The running maximum must be rescaled as it grows: rows ramp up, so later blocks hold larger
@@ -887,15 +878,7 @@ TEST(Rows, SwiGluWideRowsInBlocks) {
       run_rows("maia100-class", kSram64K, rows_spec(OpKind::SwiGlu, R, C), {{gu}});
   EXPECT_GT(r.plan.cb, 0);
   EXPECT_LT(r.plan.cb, C);
-  const auto g = rounded(gu, Dtype::Bf16);
-  std::vector<double> want(size_t(R * C));
-  for (int64_t i = 0; i < R; ++i) {
-    for (int64_t c = 0; c < C; ++c) {
-      want[size_t(i * C + c)] =
-          activate(isa::Act::Silu, g[size_t(i * 2 * C + c)]) * g[size_t(i * 2 * C + C + c)];
-    }
-  }
-  EXPECT_CLOSE(r.out, want, 1e-2, 3e-2);
+  EXPECT_CLOSE(r.out, swiglu_ref(rounded(gu, Dtype::Bf16), R, C), 1e-2, 3e-2);
 }
 
 // Two rows on 64 tiles: the columns of an element-wise op are spread over the tiles too, and a
