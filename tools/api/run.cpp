@@ -121,17 +121,22 @@ double hbm_capacity_used(const compiler::CompileResult& c) {
   return double(c.weight_bytes + c.kv_bytes + c.activation_bytes);
 }
 
-// The request's own mistakes, which every system would report alike (run() finds them too, one
-// system at a time).
-void check_request(const RunSpec& spec, const RunOptions& options) {
-  if (options.chips != 1) {
+// Options every run checks; arch_chips: the chips the architecture describes.
+void check_options(const RunOptions& options, int64_t arch_chips) {
+  if (options.chips != 1 || arch_chips != 1) {
     throw std::runtime_error(fmt::format(
         "{} chips: chip-to-chip communication is not simulated yet, so runs use one chip",
-        options.chips));
+        std::max(options.chips, arch_chips)));
   }
   if (options.pricing != "owned" && options.pricing != "cloud") {
     throw std::runtime_error("pricing must be owned or cloud, got '" + options.pricing + "'");
   }
+}
+
+// The request's own mistakes, which every system would report alike (run() finds them too, one
+// system at a time).
+void check_request(const RunSpec& spec, const RunOptions& options) {
+  check_options(options, 1);
   const isa::Dtype dtype = parse_dtype("dtype", spec.dtype);
   parse_dtype("kv_dtype", spec.kv_dtype);
   if (!spec.model.empty()) {
@@ -166,14 +171,7 @@ std::string RunSpec::describe() const {
 
 Report run(const arch::Arch& a, const RunSpec& spec, const RunOptions& options) {
   const auto host_start = std::chrono::steady_clock::now();
-  if (options.chips != 1 || a.system.chips != 1) {
-    throw std::runtime_error(fmt::format(
-        "{} chips: chip-to-chip communication is not simulated yet, so runs use one chip",
-        std::max(options.chips, a.system.chips)));
-  }
-  if (options.pricing != "owned" && options.pricing != "cloud") {
-    throw std::runtime_error("pricing must be owned or cloud, got '" + options.pricing + "'");
-  }
+  check_options(options, a.system.chips);
   compiler::CompileOptions co;
   co.weight_dtype = parse_dtype("dtype", spec.dtype);
   co.kv_dtype = parse_dtype("kv_dtype", spec.kv_dtype);
