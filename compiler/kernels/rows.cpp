@@ -324,15 +324,19 @@ void emit_rows(KernelContext& ctx, const RowsSpec& s, const RowsPlan& p) {
         case OpKind::Rope: {
           // x1, x2: the halves of a head's head_dim values. Decode: every token is at one
           // position, so one table row serves the rows (token, head) of the whole chunk. Prefill:
-          // head by head, the chunk's tokens against their own table rows, element-wise.
+          // head by head, the chunk's tokens against their own table rows, element-wise; or,
+          // when the chunk has fewer tokens than heads, token by token, the token's heads
+          // against its table row (6 instructions a token rather than 6 a head).
           const int64_t half = s.head_dim / 2, xe = esize(s.in[0].dtype), heads = w / s.head_dim;
-          auto rotate = [&](int64_t head, int64_t rows, int64_t ld_in, int64_t ld_out, Bcast table) {
-            const int64_t base_in = int64_t(buf[x.b][0]) + head * s.head_dim * xe,
-                          base_out = int64_t(out[x.b]) + head * s.head_dim * oe;
+          // Rows `rows` of x1/x2 from element `at` of the chunk's row 0, against the table from
+          // row `table_row` of the chunk's.
+          auto rotate = [&](int64_t at, int64_t rows, int64_t ld_in, int64_t ld_out, int64_t table_row, Bcast table) {
+            const int64_t base_in = int64_t(buf[x.b][0]) + at * xe, base_out = int64_t(out[x.b]) + at * oe;
             const Tensor2 x1{sram(base_in), ld_in, s.in[0].dtype}, x2{sram(base_in + half * xe), ld_in, s.in[0].dtype};
             const Tensor2 o1{sram(base_out), ld_out, od}, o2{sram(base_out + half * oe), ld_out, od};
             Tensor2 c = in(x, 1), sn = in(x, 2);
             c.ld = sn.ld = half * 4;
+            c.addr = advance(c.addr, table_row * half * 4), sn.addr = advance(sn.addr, table_row * half * 4);
             e(vec_binary(Opcode::VMul, t1, x1, c, rows, half, table));
             e(vec_binary(Opcode::VMul, t2, x2, sn, rows, half, table));
             e(vec_binary(Opcode::VSub, o1, t1, t2, rows, half));
@@ -341,9 +345,11 @@ void emit_rows(KernelContext& ctx, const RowsSpec& s, const RowsPlan& p) {
             e(vec_binary(Opcode::VAdd, o2, t1, t2, rows, half));
           };
           if (s.seq == 1) {
-            rotate(0, r * heads, s.head_dim * xe, s.head_dim * oe, Bcast::Row);
+            rotate(0, r * heads, s.head_dim * xe, s.head_dim * oe, 0, Bcast::Row);
+          } else if (r < heads) {
+            for (int64_t k = 0; k < r; ++k) rotate(k * w, heads, s.head_dim * xe, s.head_dim * oe, k, Bcast::Row);
           } else {
-            for (int64_t h = 0; h < heads; ++h) rotate(h, r, w * xe, w * oe, Bcast::None);
+            for (int64_t h = 0; h < heads; ++h) rotate(h * s.head_dim, r, w * xe, w * oe, 0, Bcast::None);
           }
           break;
         }

@@ -906,6 +906,8 @@ struct RopeCase {
   bool chunks = false;              // the plan must use several chunks per tile
   bool wraps = false;  // a chunk must hold the end of one sequence and the start of the next
   bool blocks = false;  // the plan must cut rows into blocks of heads
+  // Prefill: chunks of fewer tokens than heads (rotated token by token) or not (head by head).
+  bool token_by_token = false;
 };
 
 void check_rope(const RopeCase& c) {
@@ -927,6 +929,10 @@ void check_rope(const RopeCase& c) {
                {{wide, Dtype::Bf16, c.wide_cols, c.col0}, {cos, Dtype::Fp32}, {sin, Dtype::Fp32}});
   if (c.chunks) {
     EXPECT_LT(r.plan.chunk, r.plan.per_tile) << "the case must need several chunks per tile";
+  }
+  if (c.seq > 1) {
+    const int64_t heads = r.plan.cb > 0 ? r.plan.cb / c.head_dim : c.heads;
+    EXPECT_EQ(r.plan.chunk < heads, c.token_by_token) << "chunks of " << r.plan.chunk << " tokens, " << heads << " heads";
   }
   if (c.blocks) {
     EXPECT_GT(r.plan.cb, 0) << "the case must cut rows into blocks";
@@ -965,7 +971,12 @@ TEST(Rows, RopePrefillOnAViewH100) {
               .heads = 4,
               .head_dim = 32,
               .wide_cols = 256,
-              .col0 = 64});
+              .col0 = 64,
+              .token_by_token = true});
+}
+// Chunks of more tokens than heads: head by head.
+TEST(Rows, RopePrefillHeadByHead) {
+  check_rope({.preset = "h100-sxm", .batch = 4, .seq = 300, .heads = 2, .head_dim = 64, .wide_cols = 128});
 }
 TEST(Rows, RopeDecodeMaia) {
   check_rope({.preset = "maia100-class",
@@ -986,7 +997,8 @@ TEST(Rows, RopePrefillInChunksMaia) {
               .first_position = 3,
               .wide_cols = 1536,
               .col0 = 512,
-              .chunks = true});
+              .chunks = true,
+              .token_by_token = true});
 }
 // 64 heads of 128 on a 64 KiB SRAM: blocks of whole heads.
 TEST(Rows, RopeInBlocksOfHeads) {
@@ -998,7 +1010,8 @@ TEST(Rows, RopeInBlocksOfHeads) {
               .head_dim = 128,
               .first_position = 11,
               .wide_cols = 8192,
-              .blocks = true});
+              .blocks = true,
+              .token_by_token = true});
 }
 TEST(Rows, RopeChunksAcrossSequenceBoundaries) {
   // 40 sequences of 7 tokens, 5 rows a tile: tile 1's rows 5..9 are positions 5, 6, 0, 1, 2.
@@ -1009,7 +1022,8 @@ TEST(Rows, RopeChunksAcrossSequenceBoundaries) {
               .heads = 8,
               .head_dim = 128,
               .wide_cols = 1024,
-              .wraps = true});
+              .wraps = true,
+              .token_by_token = true});
 }
 
 // ---------------------------------------------------------------------------------------------
