@@ -290,11 +290,21 @@ class GemmViaShared : GemmBase {
   }
 
   void emit() {
-    const int64_t passes = ctx_.plan_rounds(p_.passes_m * p_.passes_n);
+    // Rounds of equal cost: single passes; or, with A rows resident (loaded by a pass row's
+    // first pass only) in several pass rows, whole pass rows. (With one pass row only the first
+    // pass loads A, and the first round is always simulated.)
+    const int64_t all = p_.passes_m * p_.passes_n;
+    const int64_t per_round = p_.a_resident && p_.passes_m > 1 ? p_.passes_n : 1;
+    const int64_t rounds = ctx_.plan_rounds(ceil_div(all, per_round));
+    for (int64_t e = 0; e < rounds; ++e) {
+      const int64_t r = ctx_.round_at(e);
+      for (int64_t q = r * per_round; q < std::min(all, (r + 1) * per_round); ++q) pass_.push_back(q), round_.push_back(e);
+    }
+    const int64_t passes = int64_t(pass_.size());
     const uint64_t a_bytes = uint64_t(arows_ * s_.k * e_), b_panel = uint64_t((p_.b_direct ? 0 : bcols_) * p_.panel * e_);
     for (int64_t e = 0, slot = -1; e < passes; ++e) {
-      const int64_t pm = ctx_.round_at(e) / p_.passes_n;
-      const bool first = e == 0 || pm != ctx_.round_at(e - 1) / p_.passes_n;
+      const int64_t pm = pass_[size_t(e)] / p_.passes_n;
+      const bool first = e == 0 || pm != pass_[size_t(e - 1)] / p_.passes_n;
       if (first) ++slot;
       row_first_.push_back(first), row_slot_.push_back(slot % 2);
     }
@@ -322,8 +332,9 @@ class GemmViaShared : GemmBase {
         if (n > 0) pb_.emit(t, sem_wait(staged_[g % 2], n));
       }
       pb_.barrier_all();  // panel g is staged, and every tile is done with panel g - 1
-      if (g % panels_ == 0) {
-        for (int t = 0; t < ctx_.tiles(); ++t) ctx_.begin_round(t, g / panels_);
+      const size_t e = size_t(g / panels_);
+      if (g % panels_ == 0 && (e == 0 || round_[e] != round_[e - 1])) {
+        for (int t = 0; t < ctx_.tiles(); ++t) ctx_.begin_round(t, round_[e]);
       }
       if (g >= 1 && g + 1 < total) issued[size_t((g + 1) % 2)] = stage(g + 1);
       for (int t = 0; t < ctx_.tiles(); ++t) compute_panel(t, g, stores);
@@ -338,7 +349,7 @@ class GemmViaShared : GemmBase {
     int64_t pm, pn, p;  // pass row, pass column, panel
   };
   Where where(int64_t g) const {
-    const int64_t pass = ctx_.round_at(g / panels_);
+    const int64_t pass = pass_[size_t(g / panels_)];
     return {pass / p_.passes_n, pass % p_.passes_n, g % panels_};
   }
 
@@ -444,6 +455,7 @@ class GemmViaShared : GemmBase {
 
   int64_t arows_ = 0, bcols_ = 0, panels_ = 0;
   uint64_t a_rows_[2] = {};           // resident A rows of two pass rows
+  std::vector<int64_t> pass_, round_;  // per emitted pass: the pass, the emitted round it is in
   std::vector<bool> row_first_;       // per emitted pass: the first of its pass row
   std::vector<int64_t> row_slot_;     // per emitted pass: which set of A rows it reads
   uint64_t panel_[2] = {};
