@@ -47,9 +47,14 @@ int ProgramBuilder::sem_alloc() {
   return sem_next_++;
 }
 
-void ProgramBuilder::barrier_all() {
+int ProgramBuilder::barrier_id() {
   const int id = barrier_next_;
   barrier_next_ = (barrier_next_ + 1) % isa::kNumBarriers;
+  return id;
+}
+
+void ProgramBuilder::barrier_all() {
+  const int id = barrier_id();
   for (int t = 0; t < tiles_; ++t) emit(t, barrier(id, tiles_));
 }
 

@@ -45,6 +45,9 @@ class ProgramBuilder {
 
   // Every tile waits for every other.
   void barrier_all();
+  // A barrier id for a kernel that places its barriers itself, tile by tile (each tile then
+  // emits barrier(id, tiles()) at the same point of its work).
+  int barrier_id();
 
   // Scalar registers r1..r15, the same on every tile; register_reset() returns them.
   uint8_t reg_alloc();

@@ -177,6 +177,7 @@ void tile(Lowering& l, const arch::Arch& a, const CompileOptions& o) {
         case Strategy::Rows:
           p.rows = op.kind == OpKind::MoeRouter ? plan_router(a, router_spec(l, op), b)
                                                 : plan_rows(a, rows_spec(l, op), b);
+          if (op.kind != OpKind::MoeRouter) p.rows.round_chunks = rows_round_chunks(p.rows);
           op.notes["tiles"] =
               fmt::format("{} rows a tile in chunks of {}", p.rows.per_tile, p.rows.chunk);
           if (p.rows.col_tiles > 1)
@@ -185,6 +186,8 @@ void tile(Lowering& l, const arch::Arch& a, const CompileOptions& o) {
             op.notes["tiles"] += fmt::format(", columns in blocks of {}{}", p.rows.cb,
                                              p.rows.two_pass ? " (two passes)" : "");
           if (p.rows.buffers == 2) op.notes["tiles"] += ", double-buffered";
+          if (p.rows.round_chunks > 0)
+            op.notes["tiles"] += fmt::format(", in rounds of {} chunks", p.rows.round_chunks);
           if (op.kind == OpKind::MoeRouter) {
             op.notes["routing"] = fmt::format(
                 "z = l - max(l); top-{} mask: {} round(s) of row max and push down, then step(z - "

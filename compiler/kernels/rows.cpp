@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <map>
 
 namespace tessera::compiler {
 namespace {
@@ -110,6 +111,11 @@ RowsPlan plan_rows(const arch::Arch& a, const RowsSpec& s, uint64_t budget) {
                                  grain, op_kind_name(s.kind), a.name));
 }
 
+int64_t rows_round_chunks(const RowsPlan& p) {
+  const int64_t chunks = p.chunk > 0 ? ceil_div(p.per_tile, p.chunk) : 0;
+  return chunks < 20 ? 0 : std::max<int64_t>(4, ceil_div(chunks, 16));
+}
+
 void emit_rows(KernelContext& ctx, const RowsSpec& s, const RowsPlan& p) {
   ProgramBuilder& pb = ctx.pb;
   const Dtype od = s.out.dtype;
@@ -144,27 +150,49 @@ void emit_rows(KernelContext& ctx, const RowsSpec& s, const RowsPlan& p) {
   const Tensor2 t1 = f32(tmp1), t2 = f32(tmp2);
 
   // One step: rows [a, a + r) by columns [c0, c0 + w) in buffer set b; pass 1 of a two-pass
-  // op only accumulates statistics (block index j of the row's blocks).
+  // op only accumulates statistics (block index j of the row's blocks); emitted round e.
   struct Step {
     int64_t a, r, c0, w, j;
     int pass;  // 0: the only pass, 1 or 2
     int b;
+    int64_t e;
   };
 
-  for (int t = 0; t < p.tiles; ++t) {
+  // Rounds of chunks (p.round_chunks), a barrier between emitted rounds on every tile of the chip.
+  const int64_t rc = p.round_chunks > 0 ? p.round_chunks : std::max<int64_t>(ceil_div(p.per_tile, p.chunk), 1);
+  const int64_t emitted = p.round_chunks > 0 ? ctx.plan_rounds(ceil_div(ceil_div(p.per_tile, p.chunk), rc)) : 1;
+  std::vector<int> round_barrier(size_t(emitted), -1);
+  std::map<int64_t, int64_t> emitted_as;  // round -> emitted index
+  for (int64_t e = 0; e < emitted; ++e) {
+    if (e >= 1) round_barrier[size_t(e)] = pb.barrier_id();
+    emitted_as[p.round_chunks > 0 ? ctx.round_at(e) : 0] = e;
+  }
+  // Tile t enters emitted round e (e >= 1): waits for every tile, then marks the round.
+  auto enter_round = [&](int t, int64_t e) {
+    pb.emit(t, barrier(round_barrier[size_t(e)], ctx.tiles()));
+    ctx.begin_round(t, e);
+  };
+
+  for (int t = 0; t < ctx.tiles(); ++t) {
     auto e = [&](const Instr& i) { pb.emit(t, i); };
     const int64_t ri = t / p.col_tiles, ci = t % p.col_tiles;
     const int64_t r0 = ri * p.per_tile, r1 = std::min(s.rows, r0 + p.per_tile);
     const int64_t cl = ci * cpt, ch = std::min(s.cols, cl + cpt);
-    if (r0 >= r1 || cl >= ch) continue;
+    if (t >= p.tiles || r0 >= r1 || cl >= ch) {  // no rows here: only the rounds' barriers
+      for (int64_t k = 1; k < emitted; ++k) enter_round(t, k);
+      continue;
+    }
     const int64_t bw = p.cb > 0 ? p.cb : ch - cl;
     std::vector<Step> steps;
     for (int64_t a = r0; a < r1; a += p.chunk) {
+      const auto round = emitted_as.find((a - r0) / p.chunk / rc);
+      if (round == emitted_as.end()) continue;  // a round a sampled run does not simulate
       const int64_t r = std::min(p.chunk, r1 - a);
       for (int pass : p.two_pass ? std::vector<int>{1, 2} : std::vector<int>{0}) {
         int64_t j = 0;
         for (int64_t c0 = cl; c0 < ch; c0 += bw, ++j) {
-          steps.push_back({a, r, c0, std::min(bw, ch - c0), j, pass, int(steps.size() % size_t(p.buffers))});
+          steps.push_back(
+              {a, r, c0, std::min(bw, ch - c0), j, pass, int(steps.size() % size_t(p.buffers)), round->second});
         }
       }
     }
@@ -357,11 +385,12 @@ void emit_rows(KernelContext& ctx, const RowsSpec& s, const RowsPlan& p) {
       }
     };
 
-    int64_t stores = 0;
+    int64_t stores = 0, round = 0;
     std::vector<int> issued(steps.size(), 0);
     if (!steps.empty()) issued[0] = load(steps[0]);
     for (size_t k = 0; k < steps.size(); ++k) {
       const Step& x = steps[k];
+      while (round < x.e) enter_round(t, ++round);
       if (p.buffers == 2 && k + 1 < steps.size()) issued[k + 1] = load(steps[k + 1]);
       e(sem_wait(in_sem[x.b], issued[k]));
       if (k == 0 && whole_inputs > 0) e(sem_wait(whole_sem, whole_inputs));
@@ -378,6 +407,7 @@ void emit_rows(KernelContext& ctx, const RowsSpec& s, const RowsPlan& p) {
       if (p.buffers == 1 && k + 1 < steps.size()) issued[k + 1] = load(steps[k + 1]);
     }
     if (stores > 0) e(sem_wait(out_sem, stores));
+    while (round + 1 < emitted) enter_round(t, ++round);
   }
 }
 

@@ -5,6 +5,9 @@
 // next chunk while it computes. Per-feature parameters (norm weights, a broadcast row, decode's
 // RoPE table row) are loaded once per tile.
 //
+// A tile with many chunks (long prefills) takes them in rounds, a barrier between rounds; a
+// sampled run simulates the first two and the last two (KernelContext::sample_rounds).
+//
 // Rows too wide for the SRAM are cut into column blocks. Element-wise ops treat each block on
 // its own. Norms and softmax walk a row's blocks twice: the first pass accumulates the row's
 // statistics (sum and sum of squares; softmax's running max m and sum l, rescaled by exp(m - m')
@@ -45,8 +48,14 @@ struct RowsPlan {
   int64_t cb = 0;          // columns per block (0: whole rows)
   int64_t buffers = 1;     // 2: the next block loads while this one computes
   bool two_pass = false;   // norms and softmax over several column blocks
+  // > 0: a tile's chunks go in rounds of this many, with a barrier between rounds, so that a
+  // sampled run can simulate a few of them (KernelContext::sample_rounds): long prefills.
+  int64_t round_chunks = 0;
 };
 RowsPlan plan_rows(const arch::Arch& a, const RowsSpec& s, uint64_t sram_budget);
+// Rounds for a rows op of many chunks a tile (20 or more): up to 16 rounds of at least 4
+// chunks. Only where the op is a kernel of its own (its rounds are the op's).
+int64_t rows_round_chunks(const RowsPlan& p);
 
 void emit_rows(KernelContext& ctx, const RowsSpec& s, const RowsPlan& p);
 

@@ -664,6 +664,7 @@ RowsResult run_rows(const std::string& preset, const std::vector<std::string>& o
   KernelContext ctx(run.pb());
   RowsResult r;
   r.plan = plan_rows(run.arch(), s, ctx.sram_left());
+  r.plan.round_chunks = rows_round_chunks(r.plan);  // as the compiler plans a rows op
   emit_rows(ctx, s, r.plan);
   run.run();
   r.out = run.read(out, out_dtype, size_t(s.rows * s.cols));
@@ -700,6 +701,20 @@ std::vector<double> layer_norm_ref(const std::vector<double>& x, const std::vect
       y[size_t(r * cols + c)] = (x[size_t(r * cols + c)] - mu) / std::sqrt(var + eps) * w[size_t(c)] + b[size_t(c)];
   }
   return y;
+}
+
+// Many chunks a tile (a long prefill's rows): rounds of chunks with a barrier between them on
+// every tile of the chip, with work or not (132 SMs, 127 with rows, the last with fewer rounds).
+TEST(Rows, RmsNormInRounds) {
+  const int64_t R = 2650, C = 1024;
+  const auto x = random_values(size_t(R * C), 60, -2, 2), w = random_values(size_t(C), 61, 0.5f, 1.5f);
+  const RowsResult r =
+      run_rows("h100-sxm", {"chip.tile.sram.capacity=24KiB"}, rows_spec(OpKind::RmsNorm, R, C, 1e-5), {{x}, {w}});
+  ASSERT_GT(r.plan.round_chunks, 0) << "chunks of " << r.plan.chunk << ", " << r.plan.per_tile << " rows a tile";
+  EXPECT_LT(r.plan.tiles, 132);
+  const int64_t last = R - (r.plan.tiles - 1) * r.plan.per_tile, round_rows = r.plan.chunk * r.plan.round_chunks;
+  EXPECT_LT(ceil_div(last, round_rows), ceil_div(r.plan.per_tile, round_rows));
+  EXPECT_CLOSE(r.out, rms_norm_ref(rounded(x, Dtype::Bf16), rounded(w, Dtype::Bf16), R, C, 1e-5), 1e-2, 3e-2);
 }
 
 TEST(Rows, RmsNorm) {
