@@ -118,6 +118,7 @@ std::vector<std::vector<int>> Graph::users() const {
   std::vector<std::vector<int>> u(values.size());
   for (size_t i = 0; i < ops.size(); ++i) {
     for (int in : ops[i].inputs) {
+      if (in < 0 || size_t(in) >= u.size()) continue;  // check() names such an op
       std::vector<int>& of = u[size_t(in)];
       if (of.empty() || of.back() != int(i)) of.push_back(int(i));
     }
