@@ -136,7 +136,7 @@ isa::Program codegen(const Lowering& l, const arch::Arch& a, std::vector<size_t>
             emit_rows(ctx, rows_spec(l, op, regs), plan.rows);
           }
           break;
-        case Strategy::Experts: emit_moe(pb, plan.half, moe_spec(l, op, regs), plan.moe); break;
+        case Strategy::Experts: emit_moe(ctx, plan.half, moe_spec(l, op, regs), plan.moe); break;
         case Strategy::Heads: emit_attention(ctx, attention_spec(l, op, regs), plan.attention); break;
         default: throw CompileError("no kernel for this strategy");
       }

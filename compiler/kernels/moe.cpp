@@ -533,9 +533,18 @@ RowsSpec add_spec(const MoeSpec& s, const Scratch& sc) {
   return r;
 }
 
-void emit_moe_gemm(ProgramBuilder& pb, int half, const MoeSpec& s, const MoePlan& p) {
+// Every expert does the same work (all the tokens, weighted by their routing): the experts are
+// rounds of equal cost, of which a sampled run simulates four (KernelContext::sample_rounds).
+void emit_moe_gemm(KernelContext& op, int half, const MoeSpec& s, const MoePlan& p) {
+  ProgramBuilder& pb = op.pb;
   const Scratch sc = scratch_of(s, p.scratch);
-  for (int64_t e = 0; e < s.experts; ++e) {
+  const int64_t rounds = op.plan_rounds(s.experts);
+  for (int64_t k = 0; k < rounds; ++k) {
+    const int64_t e = op.round_at(k);
+    if (k > 0) {
+      pb.barrier_all();
+      for (int t = 0; t < pb.tiles(); ++t) op.begin_round(t, k);
+    }
     {
       KernelContext ctx(pb, half);
       emit_gemm(ctx, gate_up_gemm(s, e, sc), p.gate_up);
@@ -555,7 +564,6 @@ void emit_moe_gemm(ProgramBuilder& pb, int half, const MoeSpec& s, const MoePlan
       KernelContext ctx(pb, half);
       emit_rows(ctx, add_spec(s, sc), p.add);
     }
-    if (e + 1 < s.experts) pb.barrier_all();
   }
 }
 
@@ -766,12 +774,11 @@ MoePlan plan_moe(const arch::Arch& a, const MoeSpec& s, uint64_t budget, uint64_
   return q;
 }
 
-void emit_moe(ProgramBuilder& pb, int half, const MoeSpec& s, const MoePlan& p) {
+void emit_moe(KernelContext& ctx, int half, const MoeSpec& s, const MoePlan& p) {
   if (p.gemm) {
-    emit_moe_gemm(pb, half, s, p);
+    emit_moe_gemm(ctx, half, s, p);
     return;
   }
-  KernelContext ctx(pb, half);
   MoeStream(ctx, s, p).emit();
 }
 

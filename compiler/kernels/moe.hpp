@@ -77,8 +77,9 @@ struct MoePlan {
 };
 
 MoePlan plan_moe(const arch::Arch& a, const MoeSpec& s, uint64_t sram_budget, uint64_t shared_budget, bool gemm);
-// Emits the whole op; barriers between its internal steps, none after the last.
-void emit_moe(ProgramBuilder& pb, int half, const MoeSpec& s, const MoePlan& p);
+// Emits the whole op in `ctx` (the op's: its tiles are `half`'s); barriers between its internal
+// steps, none after the last.
+void emit_moe(KernelContext& ctx, int half, const MoeSpec& s, const MoePlan& p);
 
 // Readable summary of the plan and of the cost of dense routing, for `--emit tiled`.
 std::string moe_tiles_note(const MoeSpec& s, const MoePlan& p);
