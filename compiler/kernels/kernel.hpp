@@ -51,6 +51,11 @@ class KernelContext {
   int64_t plan_rounds(int64_t total);
   // The round that emitted round e is.
   int64_t round_at(int64_t e) const { return e + 2 < rounds_emitted ? e : rounds - (rounds_emitted - e); }
+  // The emitted round that round r is (the inverse of round_at), or -1 when it is not emitted.
+  int64_t emitted_index(int64_t r) const {
+    if (r + 2 < rounds_emitted) return r;
+    return r >= rounds - 2 || rounds_emitted == rounds ? r - (rounds - rounds_emitted) : -1;
+  }
   // On tile t, emitted round e begins: marks it when rounds are sampled.
   void begin_round(int t, int64_t e);
 

@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <map>
 
 namespace tessera::compiler {
 namespace {
@@ -159,14 +158,9 @@ void emit_rows(KernelContext& ctx, const RowsSpec& s, const RowsPlan& p) {
   };
 
   // Rounds of chunks (p.round_chunks), a barrier between emitted rounds on every tile of the chip.
-  const int64_t rc = p.round_chunks > 0 ? p.round_chunks : std::max<int64_t>(ceil_div(p.per_tile, p.chunk), 1);
-  const int64_t emitted = p.round_chunks > 0 ? ctx.plan_rounds(ceil_div(ceil_div(p.per_tile, p.chunk), rc)) : 1;
+  const int64_t emitted = p.round_chunks > 0 ? ctx.plan_rounds(ceil_div(ceil_div(p.per_tile, p.chunk), p.round_chunks)) : 1;
   std::vector<int> round_barrier(size_t(emitted), -1);
-  std::map<int64_t, int64_t> emitted_as;  // round -> emitted index
-  for (int64_t e = 0; e < emitted; ++e) {
-    if (e >= 1) round_barrier[size_t(e)] = pb.barrier_id();
-    emitted_as[p.round_chunks > 0 ? ctx.round_at(e) : 0] = e;
-  }
+  for (int64_t e = 1; e < emitted; ++e) round_barrier[size_t(e)] = pb.barrier_id();
   // Tile t enters emitted round e (e >= 1): waits for every tile, then marks the round.
   auto enter_round = [&](int t, int64_t e) {
     pb.emit(t, barrier(round_barrier[size_t(e)], ctx.tiles()));
@@ -185,14 +179,14 @@ void emit_rows(KernelContext& ctx, const RowsSpec& s, const RowsPlan& p) {
     const int64_t bw = p.cb > 0 ? p.cb : ch - cl;
     std::vector<Step> steps;
     for (int64_t a = r0; a < r1; a += p.chunk) {
-      const auto round = emitted_as.find((a - r0) / p.chunk / rc);
-      if (round == emitted_as.end()) continue;  // a round a sampled run does not simulate
+      const int64_t round = p.round_chunks > 0 ? ctx.emitted_index((a - r0) / p.chunk / p.round_chunks) : 0;
+      if (round < 0) continue;  // a round a sampled run does not simulate
       const int64_t r = std::min(p.chunk, r1 - a);
       for (int pass : p.two_pass ? std::vector<int>{1, 2} : std::vector<int>{0}) {
         int64_t j = 0;
         for (int64_t c0 = cl; c0 < ch; c0 += bw, ++j) {
           steps.push_back(
-              {a, r, c0, std::min(bw, ch - c0), j, pass, int(steps.size() % size_t(p.buffers)), round->second});
+              {a, r, c0, std::min(bw, ch - c0), j, pass, int(steps.size() % size_t(p.buffers)), round});
         }
       }
     }
