@@ -10,22 +10,33 @@ namespace tessera::compiler {
 namespace {
 
 // Token rows below which a Linear always streams its weights (decode batches: every weight
-// read once, the first ones while the previous op finishes), and from which it always takes the
-// multicast GEMM.
+// read once, the first ones while the previous op finishes), and from which it always takes a
+// GEMM (twice as many through a chip-wide shared memory, where x reaches the tiles cheaply).
 constexpr int64_t kStreamTokens = 64, kGemmTokens = 256;
 
 // In between, a Linear of `tokens` rows streams its weights [n, k] unless its input would cost
-// more than they do: streaming brings x from HBM to every shared-memory instance (where it is
-// staged) and from there to every tile (its range of K when K is split, stream_ksplit), where
-// the GEMM shares both operands over its grid. Per row of k: x to the tiles, tiles x tokens /
-// ranges elements, against twice the n weight elements; x from HBM, instances x tokens,
-// against a quarter of them.
+// more than they do. Through a chip-wide shared memory, the stream's estimated time (stream_ksplit)
+// against the GEMM's (staged_cost), ties to the stream (it reads every weight once, the GEMM
+// steps through panels in lock-step). Otherwise: streaming brings x from HBM to every
+// shared-memory instance (where it is staged) and from there to every tile (its range of K when
+// K is split), where the GEMM shares both operands over its grid. Per row of k: x to the tiles,
+// tiles x tokens / ranges elements, against twice the n weight elements; x from HBM, instances x
+// tokens, against a quarter of them.
 bool stream_linear(int64_t tokens, int64_t n, int64_t k, Dtype x, Dtype w, const arch::Arch& a) {
   if (a.tiles() <= 1 || tokens < kStreamTokens) return true;
-  if (tokens >= kGemmTokens) return false;
+  const bool chip_shared = a.chip.shared_memory.scope == arch::SharedScope::Chip;
+  if (tokens >= (chip_shared ? 2 * kGemmTokens : kGemmTokens)) return false;
+  const uint64_t sram_budget = uint64_t(a.chip.tile.sram.capacity) * 15 / 16,
+                 shared_budget = uint64_t(a.chip.shared_memory.capacity) * 15 / 16;
+  const StreamSplit split = stream_ksplit(a, tokens, n, k, esize(x), esize(w), sram_budget, shared_budget);
+  if (chip_shared) {
+    GemmSpec s;
+    s.m = tokens, s.k = k, s.n = n, s.dtype = w, s.a_dtype = x, s.out = x, s.b_transposed = true;
+    const GemmPlan p = plan_gemm(a, s, sram_budget, shared_budget);
+    if (p.panel > 0) return split.seconds <= staged_cost(a, s, p);
+  }
   const int64_t xb = tokens * esize(x), wb = n * esize(w);
-  return xb * a.tiles() <= 2 * wb * stream_ksplit(tokens, n, k, a.tiles()) &&
-         xb * a.shared_memory_instances() * 4 <= wb;
+  return xb * a.tiles() <= 2 * wb * split.ranges && xb * a.shared_memory_instances() * 4 <= wb;
 }
 
 bool has_work(Strategy s) {
@@ -162,7 +173,7 @@ void tile(Lowering& l, const arch::Arch& a, const CompileOptions& o) {
                                                                : "");
           break;
         case Strategy::Stream:
-          p.stream = plan_stream(a, stream_spec(l, op), b);
+          p.stream = plan_stream(a, stream_spec(l, op), b, shared_budget(a, p));
           op.notes["tiles"] =
               fmt::format("{} columns a tile, weight chunks of {} x {}, {} buffers{}{}",
                           p.stream.per_tile, p.stream.chunk, p.stream.k_chunk, p.stream.buffers,

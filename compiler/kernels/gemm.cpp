@@ -520,9 +520,8 @@ GemmPlan plan_on_grid(const arch::Arch& a, const GemmSpec& s, uint64_t budget, u
   return p;
 }
 
-// Through shared memory, the slowest of: HBM traffic (A once per pass column unless resident, B
-// once per pass row), shared-memory traffic (what is staged, and every working tile's blocks
-// over all of K in every pass) and the arrays of the working tiles; the grid costing least wins.
+}  // namespace
+
 double staged_cost(const arch::Arch& a, const GemmSpec& s, const GemmPlan& p) {
   const double e = double(esize(s.dtype)), A = double(s.m * s.k) * e, B = double(s.k * s.n) * e;
   const double hbm = A * (p.a_resident ? 1.0 : double(p.passes_n)) + B * double(p.passes_m);
@@ -533,8 +532,6 @@ double staged_cost(const arch::Arch& a, const GemmSpec& s, const GemmPlan& p) {
   const double peak = d.peak_flops.at(std::string(isa::array_dtype_class(s.dtype))) * working / double(a.tiles());
   return std::max({hbm / d.hbm_bandwidth, (staged + reads) / a.chip.shared_memory.bandwidth, flops / peak});
 }
-
-}  // namespace
 
 GemmPlan plan_gemm(const arch::Arch& a, const GemmSpec& s, uint64_t budget,
                    uint64_t shared_budget) {

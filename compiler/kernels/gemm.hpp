@@ -52,6 +52,12 @@ struct GemmPlan {
 // `shared_budget` > 0 lets the GEMM stage panels in a chip-wide shared memory of that size.
 GemmPlan plan_gemm(const arch::Arch& arch, const GemmSpec& s, uint64_t sram_budget, uint64_t shared_budget = 0);
 
+// The estimated time of a plan through shared memory (panel > 0), that of the slowest of: HBM
+// traffic (A once per pass column unless resident, B once per pass row), shared-memory traffic
+// (what is staged, and every working tile's blocks over all of K in every pass) and the arrays of
+// the working tiles. plan_gemm takes the grid costing least.
+double staged_cost(const arch::Arch& a, const GemmSpec& s, const GemmPlan& p);
+
 // Emits the GEMM on every tile with the given plan (from plan_gemm with ctx's SRAM budget).
 void emit_gemm(KernelContext& ctx, const GemmSpec& s, const GemmPlan& plan);
 

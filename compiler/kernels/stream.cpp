@@ -4,20 +4,57 @@
 
 #include <algorithm>
 
+#include "arch/derived.hpp"
+
 namespace tessera::compiler {
 namespace {
 constexpr int64_t kTargetChunkBytes = 512 << 10;
 }  // namespace
 
-int64_t stream_ksplit(int64_t t, int64_t n, int64_t k, int64_t tiles) {
-  // Enough K ranges that a tile's slice of x is at most half its slice of the weights
-  // (t / (n / (tiles / ks)) <= 1/2), in powers of two, each range at least 512 of K.
-  int64_t ks = 1;
-  while (ks < 16 && 2 * t * tiles > n * ks && ks * 2 <= tiles && k / (ks * 2) >= 512) ks *= 2;
-  return ks;
+namespace {
+
+// Whether a split stream's fp32 partials [ks, t, n] stay in a chip-wide shared memory (next to
+// x, staged there), rather than going through HBM.
+bool partials_in_shared(const arch::Arch& a, int64_t ks, int64_t t, int64_t n, int64_t k, int64_t xe,
+                        uint64_t shared_budget) {
+  return a.chip.shared_memory.scope == arch::SharedScope::Chip && a.tiles() > 1 &&
+         uint64_t(ks * t * n * 4 + t * k * xe) <= shared_budget;
 }
 
-StreamPlan plan_stream(const arch::Arch& a, const StreamSpec& s, uint64_t budget) {
+}  // namespace
+
+StreamSplit stream_ksplit(const arch::Arch& a, int64_t t, int64_t n, int64_t k, int64_t xe, int64_t we,
+                          uint64_t sram_budget, uint64_t shared_budget) {
+  // The fewest K ranges (powers of two, each at least 512 of K, at most 16) that minimise the
+  // slowest of HBM (the weights; the partials too unless they stay in shared memory), the
+  // shared memory (x read by every tile, the partials) and a tile's DMA (its share of the
+  // weights, x, its partials). A tile reads its range of x once per block of columns whose
+  // accumulators fit (about half its SRAM): splitting K trims x to a range but widens the
+  // columns of a tile, and costs fp32 partial sums written and read back.
+  const arch::Derived d = arch::derive(a);
+  const double tiles = double(a.tiles()), T = double(t), N = double(n), K = double(k);
+  const double tile_bw = a.chip.tile.dma.bytes_per_cycle * double(a.chip.tile.dma.engines) * a.chip.clock;
+  const double shared_bw = a.chip.shared_memory.bandwidth * double(a.shared_memory_instances());
+  const int64_t block_cols = std::max<int64_t>(1, int64_t(sram_budget / 2) / (t * 4));
+  auto cost = [&](int64_t ks) {
+    const double blocks = double(ceil_div(ceil_div(n, a.tiles() / ks), block_cols));
+    const double partials = ks > 1 ? 2.0 * double(ks) * T * N * 4.0 : 0.0;
+    const bool in_shared = partials_in_shared(a, ks, t, n, k, xe, shared_budget);
+    const double x = tiles * blocks * T * K / double(ks) * double(xe);
+    const double hbm = N * K * double(we) + (in_shared ? 0.0 : partials);
+    const double shared = x + (in_shared ? partials : 0.0);
+    const double tile = (N * K * double(we) + x + partials) / tiles;
+    return std::max({hbm / d.hbm_bandwidth, shared_bw > 0 ? shared / shared_bw : 0.0, tile / tile_bw});
+  };
+  StreamSplit best{1, cost(1)};
+  for (int64_t ks = 2; ks <= 16 && ks <= a.tiles() && k / ks >= 512; ks *= 2) {
+    const double c = cost(ks);
+    if (c < best.seconds * 0.98) best = {ks, c};
+  }
+  return best;
+}
+
+StreamPlan plan_stream(const arch::Arch& a, const StreamSpec& s, uint64_t budget, uint64_t shared_budget) {
   StreamPlan p;
   const int64_t tiles = a.tiles();
   const arch::SystolicParams& sa = a.chip.tile.systolic;
@@ -26,7 +63,7 @@ StreamPlan plan_stream(const arch::Arch& a, const StreamSpec& s, uint64_t budget
   const int64_t pack =
       sa.macs_per_cycle.has(cls) ? int64_t(sa.macs_per_cycle.at(cls)) / (sa.rows * sa.cols) : 1;
   const int64_t kq = sa.dataflow == arch::Dataflow::WeightStationary ? sa.rows * pack : 8 * pack;
-  p.ksplit = stream_ksplit(s.t, s.n, s.k, tiles);
+  p.ksplit = stream_ksplit(a, s.t, s.n, s.k, esize(s.xdt), esize(s.wdt), budget, shared_budget).ranges;
   p.per_tile = ceil_div(s.n, tiles / p.ksplit);
   p.tiles = ceil_div(s.n, p.per_tile) * p.ksplit;
   const int64_t krange = ceil_div(ceil_div(s.k, p.ksplit), kq) * kq;
@@ -35,7 +72,8 @@ StreamPlan plan_stream(const arch::Arch& a, const StreamSpec& s, uint64_t budget
   if (p.ksplit > 1) {  // the reduction's buffers take at most a sixteenth of the budget
     p.reduce_cols = std::clamp<int64_t>(int64_t(budget / 16) / (s.t * (3 * 4 + ye)), 1,
                                         std::min<int64_t>(64, ceil_div(s.n, tiles)));
-    p.scratch_bytes = uint64_t(p.ksplit * s.t * s.n * 4);
+    p.partials_shared = partials_in_shared(a, p.ksplit, s.t, s.n, s.k, esize(s.xdt), shared_budget);
+    if (!p.partials_shared) p.scratch_bytes = uint64_t(p.ksplit * s.t * s.n * 4);
   }
   const int64_t reduce = p.ksplit > 1 ? s.t * p.reduce_cols * (3 * 4 + ye) + p.reduce_cols * 4 : 0;
   // Accumulator and (unless K is split: the partials go from the accumulator) two output
@@ -93,6 +131,7 @@ StreamKernel::StreamKernel(KernelContext& ctx, const StreamSpec& s, const Stream
     const uint64_t part = uint64_t(s.t * p.reduce_cols * 4);
     racc_ = ctx.sram(part), part_[0] = ctx.sram(part), part_[1] = ctx.sram(part);
     rout_ = ctx.sram(uint64_t(s.t * p.reduce_cols * ye_));
+    if (p.partials_shared) partials_at_ = ctx.shared(uint64_t(p.ksplit * s.t * s.n * 4));
   }
   xsem_ = ctx.sem();
   stage_sem_ = ctx.sem();
@@ -110,6 +149,10 @@ std::pair<int64_t, int64_t> StreamKernel::k_range(int tile) const {
   const int64_t kr = ceil_div(ceil_div(s_.k, p_.ksplit), p_.k_chunk) * p_.k_chunk;
   const int64_t k0 = std::min(s_.k, (tile % p_.ksplit) * kr);
   return {k0, std::min(s_.k, k0 + kr)};
+}
+
+Addr StreamKernel::partials(int64_t element) const {
+  return p_.partials_shared ? shared(int64_t(partials_at_) + element * 4) : hbm(int64_t(p_.scratch) + element * 4);
 }
 
 int64_t StreamKernel::group_rows(int64_t g) const { return std::min(p_.group, s_.t - g * p_.group); }
@@ -276,7 +319,7 @@ void StreamKernel::body() {
         } else {  // this K range's partial sums, fp32, to [range, t, n]
           blk.src_strides = {p_.chunk * 4, 0, 0}, blk.dst_strides = {s_.n * 4, 0, 0};
           const int64_t at = ((t % p_.ksplit) * s_.t + row) * s_.n + col;
-          ctx_.pb.emit(t, dma(hbm(int64_t(p_.scratch) + at * 4), sram(int64_t(acc_)), blk, Dtype::Fp32, Dtype::None,
+          ctx_.pb.emit(t, dma(partials(at), sram(int64_t(acc_)), blk, Dtype::Fp32, Dtype::None,
                               {done_, int64_t(isa::kTileSelf)}));
         }
         ++stores;
@@ -302,7 +345,7 @@ void StreamKernel::reduce() {
       auto load = [&](int64_t r, uint64_t into, int sem) {
         Block blk;
         blk.d0 = cols, blk.d1 = s_.t, blk.src_strides = {s_.n * 4, 0, 0}, blk.dst_strides = {cols * 4, 0, 0};
-        pb.emit(t, dma(sram(int64_t(into)), hbm(int64_t(p_.scratch) + (r * s_.t * s_.n + c0) * 4), blk, Dtype::Fp32,
+        pb.emit(t, dma(sram(int64_t(into)), partials(r * s_.t * s_.n + c0), blk, Dtype::Fp32,
                        Dtype::None, {sem, int64_t(isa::kTileSelf)}));
       };
       load(0, racc_, xsem_);

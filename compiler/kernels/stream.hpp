@@ -42,18 +42,26 @@ struct StreamPlan {
   bool x_slices = false; // x comes in k_chunk-column slices with each weight chunk
   int64_t group = 0;     // tokens per group (all of them unless SRAM is short)
   // Split K: ksplit tiles share each column range, each streaming a range of K; their fp32
-  // partial sums go to an HBM scratch area [ksplit, t, n] (memory planning places it), and
+  // partial sums [ksplit, t, n] go to the shared memory where they fit next to x (chip-wide
+  // shared memory only), else to an HBM scratch area (memory planning places it), and
   // after a barrier every tile reduces reduce_cols columns at a time, with bias and activation.
   int64_t ksplit = 1;
   int64_t reduce_cols = 0;
+  bool partials_shared = false;
   uint64_t scratch_bytes = 0, scratch = 0;
 };
 
-// K ranges for a stream of t tokens over [n, k] weights on `tiles` tiles: enough that a tile's
-// slice of x is at most half its slice of the weights (powers of two, ranges of at least 512).
-int64_t stream_ksplit(int64_t t, int64_t n, int64_t k, int64_t tiles);
+// K ranges for a stream of t tokens (x elements of xe bytes) over [n, k] weights (we bytes):
+// as many as pay for their partial sums (powers of two, ranges of at least 512); with the
+// stream's estimated time, that of its slowest resource.
+struct StreamSplit {
+  int64_t ranges = 1;
+  double seconds = 0;
+};
+StreamSplit stream_ksplit(const arch::Arch& a, int64_t t, int64_t n, int64_t k, int64_t xe, int64_t we,
+                          uint64_t sram_budget, uint64_t shared_budget);
 
-StreamPlan plan_stream(const arch::Arch& a, const StreamSpec& s, uint64_t sram_budget);
+StreamPlan plan_stream(const arch::Arch& a, const StreamSpec& s, uint64_t sram_budget, uint64_t shared_budget);
 
 class StreamKernel {
  public:
@@ -74,6 +82,7 @@ class StreamKernel {
   int64_t kchunks(int tile) const;
   int64_t chunks(int tile) const;  // groups x row blocks x k chunks
   int64_t group_rows(int64_t g) const;
+  Addr partials(int64_t element) const;  // fp32 element [range, t, n] of the split-K partials
   void load_chunk(int tile, int64_t chunk);
   void load_x_slice(int tile, int64_t chunk);
   // Stages x in shared memory when it fits there and several tiles share it.
@@ -89,6 +98,7 @@ class StreamKernel {
   int64_t xe_, we_, ye_;
   uint64_t x_ = 0, acc_ = 0, bias_ = 0;
   uint64_t out_[2] = {};
+  uint64_t partials_at_ = 0;  // in shared memory, when they are there
   uint64_t racc_ = 0, part_[2] = {}, rout_ = 0;  // the reduction's
   std::vector<uint64_t> wbuf_, xbuf_;  // xbuf_: x slices (x_slices)
   std::vector<int> wsem_, xbuf_sem_;

@@ -488,7 +488,7 @@ TEST_P(Stream, MatchesReference) {
   if (c.bias) s.has_bias = true, s.bias = hbm(int64_t(run.input("b", Dtype::Bf16, bias)));
 
   KernelContext ctx(run.pb());
-  StreamPlan p = plan_stream(run.arch(), s, ctx.sram_left());
+  StreamPlan p = plan_stream(run.arch(), s, ctx.sram_left(), ctx.shared_left());
   if (p.scratch_bytes > 0) p.scratch = run.output("partials", Dtype::Fp32, p.scratch_bytes / 4);
   SCOPED_TRACE(fmt::format("plan: {} columns a tile on {} tiles, chunks {} x {}, K in {} ranges", p.per_tile,
                            p.tiles, p.chunk, p.k_chunk, p.ksplit));
@@ -554,14 +554,14 @@ INSTANTIATE_TEST_SUITE_P(
         StreamCase{.name = "maia_fp8_weights_kcut",
                    .preset = "maia100-class",
                    .overrides = kSram64K,
-                   .t = 5,
+                   .t = 24,
                    .k = 4096,
                    .n = 330,
                    .bias = true,
                    .wdt = Dtype::Fp8E4M3,
                    .k_cut = true,
                    .x_slices = true,
-                   .ksplit = 2},
+                   .ksplit = 4},
         // Two tiles: 550 columns each in row blocks of 512, K cut to 256.
         StreamCase{.name = "tpu_small_sram_row_blocks_kcut",
                    .preset = "tpu-v4-class",
@@ -579,11 +579,11 @@ INSTANTIATE_TEST_SUITE_P(
                    .k = 1024,
                    .n = 1099,
                    .row_blocks = true},
-        // 132 SMs, x staged once through L2 by 7 loaders, K split over two tiles and cut.
+        // 132 SMs, x staged once through L2, K split over two tiles (partials in L2) and cut.
         StreamCase{.name = "h100_small_sram_kcut",
                    .preset = "h100-sxm",
                    .overrides = {"chip.tile.sram.capacity=128KiB"},
-                   .t = 7,
+                   .t = 40,
                    .k = 4096,
                    .n = 1000,
                    .bias = true,

@@ -588,6 +588,27 @@ TEST(Partition, GemmForManyTokensStreamForFew) {
     CHECK-NEXT: strategy: stream
   )");
 
+  // Through a chip-wide L2 (h100-sxm, 132 SMs) the estimates decide. 128 sequences: every Linear
+  // streams its weights; gate/up (n = 28672 x 2, 218 columns a SM, whose accumulators fit in one
+  // block) reads its 235 MB once from HBM, 70 us at 3.35 TB/s, while x costs each SM 1 MB (24 us
+  // with its weights at 64 B a cycle): K is not split, since partial sums could not beat HBM.
+  // o_proj (n = 4096, 31 columns a SM) reads 1 MB of x for 0.25 MB of weights, so K is split
+  // in two (its partials in L2).
+  const arch::Arch h100 = arch::load_arch("h100-sxm");
+  const std::string gpu = text_after(load_model_config("llama-3-8b"), decode(128, 8), Stage::Tiled, {}, h100);
+  EXPECT_CHECKS(gpu, "CHECK: graph\nCHECK-NOT: gemm\nCHECK: %logits = linear lm_head");
+  EXPECT_CHECKS(gpu, R"(
+    CHECK: %l0.o_proj = linear
+    CHECK-NEXT: strategy: stream
+    CHECK-NEXT: K split over 2 tiles
+    CHECK: = linear l0.gate_proj+l0.up_proj(
+    CHECK-NEXT: fused:
+    CHECK-NEXT: strategy: stream
+    CHECK-NEXT: tiles: 218 columns a tile, weight chunks of 128 x 128, 3 buffers, x in slices
+  )");
+  EXPECT_EQ(gpu.find("218 columns a tile, weight chunks of 128 x 128, 3 buffers, x in slices, K split"),
+            std::string::npos);
+
   // A decode step: 2 tokens.
   EXPECT_CHECKS(text_after(config(tiny_llama()), decode(2, 8), Stage::Partitioned), R"(
     CHECK: %l0.o_proj = linear
