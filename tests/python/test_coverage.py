@@ -44,7 +44,7 @@ def test_runs_near_its_roofline(preset, model, dtype, phase, batch, length):
         assert roofline.step(model, phase, batch, length, dtype)[1] > arch.derived()["hbm_capacity"] * 0.5
         return
     d = arch.derived()
-    roof = roofline.roofline_seconds(model, phase, batch, length, d["peak_flops"][roofline.DTYPE_CLASS[dtype]],
+    roof = roofline.roofline_seconds(model, phase, batch, length, d["peak_flops"],
                                      d["hbm_bandwidth"], dtype)
     need = 0.5 if roof >= 1e-3 else 0.2
     assert roof / r["seconds"] >= need, f"{roof / r['seconds']:.2f} of its roofline ({r['bound']})"

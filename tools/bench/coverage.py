@@ -108,7 +108,7 @@ def main():
         model, preset, dtype, phase, batch, length = case
         d = figures[preset]
         result = run_case(args.tessera, case, args.timeout)
-        roof = roofline.roofline_seconds(model, phase, batch, length, d["peak_flops"][roofline.DTYPE_CLASS[dtype]],
+        roof = roofline.roofline_seconds(model, phase, batch, length, d["peak_flops"],
                                          d["hbm_bandwidth"], dtype)
         result.update(dict(zip(("model", "preset", "dtype", "phase", "batch", "length"), case)), roofline_s=roof)
         if result["status"] == "ok":

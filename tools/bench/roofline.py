@@ -1,6 +1,11 @@
 """The roofline of a model step, from the model's shapes alone (never from simulator stats).
 
-    time = max(FLOPs / peak FLOP/s of the run's dtype, minimal HBM bytes / HBM bandwidth)
+    time = max(matrix FLOPs / peak of the weights' dtype + attention FLOPs / peak of the KV
+               cache's dtype, minimal HBM bytes / HBM bandwidth)
+
+The weights' dtype (--dtype) sets the rate of the products with weights; attention multiplies
+activations by the KV cache, which stay bf16 (there is no fp8 KV cache or attention yet), so its
+FLOPs count at the bf16 peak whatever --dtype says.
 
 FLOPs: every Linear (2 x in x out per token row), attention as two matrix products per head
 (QK^T and PV), causal prefill attention counted as S^2/2 keys per sequence, decode attention over
@@ -66,15 +71,8 @@ def step(model, phase, batch, length, dtype="bf16", kv_dtype="bf16"):
     attn, mlp = m.layer_matrices()
     wb, kvb = DTYPE_BYTES[dtype], DTYPE_BYTES[kv_dtype]
     per_token_kv = 2 * m.kv_heads * m.head_dim  # K and V elements per token per layer
-    qd = m.heads * m.head_dim
-    if phase == "prefill":
-        # Two products of S x S/2 (causal) x head_dim per head.
-        attn_flops = batch * 2 * 2 * qd * length * length / 2
-        kv_read = 0
-    else:
-        attn_flops = batch * 2 * 2 * qd * (length + 1)
-        kv_read = batch * length * per_token_kv * kvb
-    flops = m.layers * (2 * tokens * (attn + mlp) + attn_flops)
+    kv_read = 0 if phase == "prefill" else batch * length * per_token_kv * kvb
+    flops = m.layers * 2 * tokens * (attn + mlp) + attention_flops(m, phase, batch, length)
     logits_rows = batch
     flops += 2 * logits_rows * m.hidden * m.vocab
     norms = m.layers * 2 * m.hidden * 2 + m.hidden * 2
@@ -86,9 +84,20 @@ def step(model, phase, batch, length, dtype="bf16", kv_dtype="bf16"):
     return flops, bytes_
 
 
+def attention_flops(model, phase, batch, length):
+    """QK^T and PV of every layer: S x S/2 (causal) keys per head in prefill, context + 1 in decode."""
+    m = model if isinstance(model, Shapes) else Shapes(model)
+    keys = length / 2 if phase == "prefill" else length + 1
+    queries = batch * (length if phase == "prefill" else 1)
+    return m.layers * 2 * 2 * m.heads * m.head_dim * queries * keys
+
+
 def roofline_seconds(model, phase, batch, length, peak_flops, hbm_bandwidth, dtype="bf16", kv_dtype="bf16"):
+    """peak_flops: FLOP/s by dtype class (bf16, fp8), as `arch list --json` derives them."""
     flops, bytes_ = step(model, phase, batch, length, dtype, kv_dtype)
-    return max(flops / peak_flops, bytes_ / hbm_bandwidth)
+    attn = attention_flops(model, phase, batch, length)
+    compute = (flops - attn) / peak_flops[DTYPE_CLASS[dtype]] + attn / peak_flops[DTYPE_CLASS[kv_dtype]]
+    return max(compute, bytes_ / hbm_bandwidth)
 
 
 def fits_positions(model, phase, length):
