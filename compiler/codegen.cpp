@@ -140,7 +140,11 @@ isa::Program codegen(const Lowering& l, const arch::Arch& a, std::vector<size_t>
         case Strategy::Heads: emit_attention(ctx, attention_spec(l, op, regs), plan.attention); break;
         default: throw CompileError("no kernel for this strategy");
       }
-      if (marks) (*marks)[k].rounds = ctx.rounds, (*marks)[k].rounds_emitted = ctx.rounds_emitted;
+      if (marks) {
+        MarkedOp& m = (*marks)[k];
+        m.rounds = ctx.rounds, m.rounds_emitted = ctx.rounds_emitted;
+        if (ctx.instance_weights().size() > 1) m.instance_weights = ctx.instance_weights();
+      }
       // The next op may start loading its weights before this op's barrier.
       const bool next_in_same_segment = k + 1 < order.size() && (!loop || (layer(size_t(order[k + 1])) == 0) == (layer(i) == 0));
       pending_op = -1;

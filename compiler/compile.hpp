@@ -32,9 +32,12 @@ struct MarkedOp {
   bool in_layer_loop = false;  // its instances are per layer
   // Rounds of equal work its kernel has, and how many it emitted (CompileOptions::
   // sample_rounds: the first ones and the last two): when fewer, each emitted round is an
-  // instance of its own, so a layer of it has rounds_emitted instances.
+  // instance of its own (and, in an MoE, each emitted round of a kernel within an emitted
+  // expert), weighted by what it stands for; none when every round is emitted.
   int64_t rounds = 1, rounds_emitted = 1;
-  int64_t instances_per_layer() const { return rounds_emitted < rounds ? rounds_emitted : 1; }
+  std::vector<double> instance_weights{};
+  int64_t instances_per_layer() const { return std::max<int64_t>(1, int64_t(instance_weights.size())); }
+  double instance_weight(int64_t i) const { return instance_weights.empty() ? 1.0 : instance_weights[size_t(i)]; }
 };
 
 struct CompileResult {

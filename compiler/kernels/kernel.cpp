@@ -32,7 +32,20 @@ int64_t KernelContext::plan_rounds(int64_t total) {
 }
 
 void KernelContext::begin_round(int t, int64_t e) {
-  if (e >= 1 && rounds_emitted < rounds) pb.emit(t, mark(mark_id));
+  if (e < 1 || rounds_emitted == rounds) return;
+  pb.emit(t, mark(mark_id));
+  if (t == 0) record().push_back(scale_ * round_weight(e));
+}
+
+double KernelContext::round_weight(int64_t e) const {
+  const bool steady = rounds_emitted < rounds && e >= 1 && e + 2 < rounds_emitted;
+  return steady ? 1.0 + double(rounds - rounds_emitted) / double(rounds_emitted - 3) : 1.0;
+}
+
+void KernelContext::nest_in(KernelContext& outer, int64_t e) {
+  mark_id = outer.mark_id, sample_rounds = outer.sample_rounds;
+  record_ = &outer.record();
+  scale_ = outer.scale_ * outer.round_weight(e);
 }
 
 int KernelContext::sem() {

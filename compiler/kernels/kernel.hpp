@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "compiler/builder.hpp"
 
@@ -56,10 +57,26 @@ class KernelContext {
     if (r + 2 < rounds_emitted) return r;
     return r >= rounds - 2 || rounds_emitted == rounds ? r - (rounds - rounds_emitted) : -1;
   }
-  // On tile t, emitted round e begins: marks it when rounds are sampled.
+  // On tile t, emitted round e begins: marks it when rounds are sampled. Every tile marks every
+  // emitted round; tile 0's marks record the weights, in its order.
   void begin_round(int t, int64_t e);
+  // What emitted round e stands for: itself, and a steady round (1 .. rounds_emitted - 3) also
+  // its share of the rounds not emitted.
+  double round_weight(int64_t e) const;
+
+  // The weight of each region instance of the op within a layer, in order (the first begins
+  // with the op): what it stands for when rounds are sampled.
+  const std::vector<double>& instance_weights() const { return weights_; }
+  // A kernel of the op that runs inside emitted round e of `outer` (an MoE's expert): same mark
+  // and sampling, its rounds' instances recorded with outer's, each standing for its share of
+  // round e too.
+  void nest_in(KernelContext& outer, int64_t e);
 
  private:
+  std::vector<double>& record() { return record_ ? *record_ : weights_; }
+  std::vector<double> weights_{1.0};
+  std::vector<double>* record_ = nullptr;
+  double scale_ = 1.0;
   Pool sram_, shared_;
   int sem_base_, sem_count_, sem_next_ = 0;
 };

@@ -534,7 +534,8 @@ RowsSpec add_spec(const MoeSpec& s, const Scratch& sc) {
 }
 
 // Every expert does the same work (all the tokens, weighted by their routing): the experts are
-// rounds of equal cost, of which a sampled run simulates four (KernelContext::sample_rounds).
+// rounds of equal cost, of which a sampled run simulates four (KernelContext::sample_rounds),
+// and within each the GEMMs' passes and the row ops' rounds are sampled in turn.
 void emit_moe_gemm(KernelContext& op, int half, const MoeSpec& s, const MoePlan& p) {
   ProgramBuilder& pb = op.pb;
   const Scratch sc = scratch_of(s, p.scratch);
@@ -545,23 +546,28 @@ void emit_moe_gemm(KernelContext& op, int half, const MoeSpec& s, const MoePlan&
       pb.barrier_all();
       for (int t = 0; t < pb.tiles(); ++t) op.begin_round(t, k);
     }
-    {
+    auto in_expert = [&] {
       KernelContext ctx(pb, half);
+      ctx.nest_in(op, k);
+      return ctx;
+    };
+    {
+      KernelContext ctx = in_expert();
       emit_gemm(ctx, gate_up_gemm(s, e, sc), p.gate_up);
     }
     pb.barrier_all();
     {
-      KernelContext ctx(pb, half);
+      KernelContext ctx = in_expert();
       emit_act(ctx, s, e, sc, p.act);
     }
     pb.barrier_all();
     {
-      KernelContext ctx(pb, half);
+      KernelContext ctx = in_expert();
       emit_gemm(ctx, down_gemm(s, e, sc), p.down);
     }
     if (e > 0) {
       pb.barrier_all();
-      KernelContext ctx(pb, half);
+      KernelContext ctx = in_expert();
       emit_rows(ctx, add_spec(s, sc), p.add);
     }
   }

@@ -42,7 +42,8 @@ void trace_operators(sim::Trace& trace, const sim::RunResult& run, const Breakdo
         it->second.first = std::min(it->second.first, s.start);
         it->second.second = std::max(it->second.second, s.end);
       }
-      if (per > 1) name += fmt::format(" (round {} of {} simulated, {} in all)", round, per, m.rounds);
+      if (per > 1)
+        name += fmt::format(" (part {} of {} simulated, standing for {:.3g})", round, per, m.instance_weight(round));
     }
     const double secs = sim::ticks_to_seconds(s.end - s.start);
     const std::map<std::string, double> u = utilization(r.activity, secs, d, run.slots);
@@ -119,8 +120,7 @@ Breakdown attribute(const sim::RunResult& run, const std::vector<compiler::Marke
     const compiler::MarkedOp* m = known ? &marks[size_t(r.id)] : nullptr;
     const int64_t per = m ? m->instances_per_layer() : 1, round = r.instance % per;
     const int64_t layer = m && m->in_layer_loop ? r.instance / per : -1;
-    const bool steady = round >= 1 && round + 2 < per;
-    const double w_round = steady ? 1.0 + double(m->rounds - m->rounds_emitted) / double(per - 3) : 1.0;
+    const double w_round = m ? m->instance_weight(round) : 1.0;
     const double w_layers = layer >= 1 ? double(layers - simulated) * per_layer : 0.0;
     const double secs = seconds[i], active = sim::ticks_to_seconds(r.end - r.start);
     auto add = [&](Share& to, double w) {

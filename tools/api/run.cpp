@@ -220,8 +220,11 @@ Report run(const arch::Arch& a, const RunSpec& spec, const RunOptions& options) 
   r.instructions = b.total.instructions;
   r.layers_simulated = simulated;
   for (const compiler::MarkedOp& m : compiled.marks) {
-    if (m.rounds_emitted < m.rounds)
-      r.rounds_sampled.push_back(fmt::format("{}: {} of {} rounds", m.name, m.rounds_emitted, m.rounds));
+    if (m.instance_weights.empty()) continue;
+    std::string line = fmt::format("{}: {} of {} rounds", m.name, m.rounds_emitted, m.rounds);
+    if (m.instances_per_layer() > m.rounds_emitted)  // rounds of the kernels within them sampled too
+      line += fmt::format(", {} parts simulated", m.instances_per_layer());
+    r.rounds_sampled.push_back(line);
   }
 
   const arch::Derived d = arch::derive(a);
