@@ -291,14 +291,21 @@ class GemmViaShared : GemmBase {
 
   void emit() {
     // Rounds of equal cost: single passes; or, with A rows resident (loaded by a pass row's
-    // first pass only) in several pass rows, whole pass rows. (With one pass row only the first
-    // pass loads A, and the first round is always simulated.)
-    const int64_t all = p_.passes_m * p_.passes_n;
-    const int64_t per_round = p_.a_resident && p_.passes_m > 1 ? p_.passes_n : 1;
-    const int64_t rounds = ctx_.plan_rounds(ceil_div(all, per_round));
+    // first pass only) in several pass rows, pass rows, and within each the passes after the
+    // first. (With one pass row only the first pass loads A, and the first round is always
+    // simulated.)
+    const bool by_rows = p_.a_resident && p_.passes_m > 1;
+    const int64_t rounds = ctx_.plan_rounds(by_rows ? p_.passes_m : p_.passes_m * p_.passes_n);
     for (int64_t e = 0; e < rounds; ++e) {
       const int64_t r = ctx_.round_at(e);
-      for (int64_t q = r * per_round; q < std::min(all, (r + 1) * per_round); ++q) pass_.push_back(q), round_.push_back(e);
+      if (!by_rows) {
+        pass_.push_back(r), round_.push_back({e, 0});
+        continue;
+      }
+      KernelContext& row = rows_.emplace_back(ctx_.pb);
+      row.nest_in(ctx_, e);
+      const int64_t passes = row.plan_rounds(p_.passes_n);
+      for (int64_t j = 0; j < passes; ++j) pass_.push_back(r * p_.passes_n + row.round_at(j)), round_.push_back({e, j});
     }
     const int64_t passes = int64_t(pass_.size());
     const uint64_t a_bytes = uint64_t(arows_ * s_.k * e_), b_panel = uint64_t((p_.b_direct ? 0 : bcols_) * p_.panel * e_);
@@ -333,8 +340,12 @@ class GemmViaShared : GemmBase {
       }
       pb_.barrier_all();  // panel g is staged, and every tile is done with panel g - 1
       const size_t e = size_t(g / panels_);
-      if (g % panels_ == 0 && (e == 0 || round_[e] != round_[e - 1])) {
-        for (int t = 0; t < ctx_.tiles(); ++t) ctx_.begin_round(t, round_[e]);
+      if (g % panels_ == 0 && e > 0) {  // an emitted pass begins: mark its round, or its part of a row
+        const auto [k, j] = round_[e];
+        for (int t = 0; t < ctx_.tiles(); ++t) {
+          if (j > 0) rows_[size_t(k)].begin_round(t, j);
+          else if (k != round_[e - 1].first) ctx_.begin_round(t, k);
+        }
       }
       if (g >= 1 && g + 1 < total) issued[size_t((g + 1) % 2)] = stage(g + 1);
       for (int t = 0; t < ctx_.tiles(); ++t) compute_panel(t, g, stores);
@@ -455,7 +466,10 @@ class GemmViaShared : GemmBase {
 
   int64_t arows_ = 0, bcols_ = 0, panels_ = 0;
   uint64_t a_rows_[2] = {};           // resident A rows of two pass rows
-  std::vector<int64_t> pass_, round_;  // per emitted pass: the pass, the emitted round it is in
+  std::vector<int64_t> pass_;  // per emitted pass: the pass
+  // per emitted pass: the emitted round it is in, and (by rows) which emitted pass of that row
+  std::vector<std::pair<int64_t, int64_t>> round_;
+  std::vector<KernelContext> rows_;   // by rows: each emitted row's sampling of its passes
   std::vector<bool> row_first_;       // per emitted pass: the first of its pass row
   std::vector<int64_t> row_slot_;     // per emitted pass: which set of A rows it reads
   uint64_t panel_[2] = {};

@@ -4,8 +4,8 @@
                cache's dtype, minimal HBM bytes / HBM bandwidth)
 
 The weights' dtype (--dtype) sets the rate of the products with weights; attention multiplies
-activations by the KV cache, which stay bf16 (there is no fp8 KV cache or attention yet), so its
-FLOPs count at the bf16 peak whatever --dtype says.
+activations by the KV cache (--kv-dtype, bf16 unless given), so its FLOPs count at that dtype's
+peak: fp8 weights do not make attention faster.
 
 FLOPs: every Linear (2 x in x out per token row), attention as two matrix products per head
 (QK^T and PV), causal prefill attention counted as S^2/2 keys per sequence, decode attention over
