@@ -119,6 +119,7 @@ class AttentionKernel {
     const int64_t Lb = p_.key_block;
     for (int& sem : kv_sem_) sem = ctx_.sem();
     out_sem_ = ctx_.sem(), append_sem_ = ctx_.sem();
+    stage_kv();
     const auto work = assign();
     if (p_.group > 1) {
       for (auto& set : groups_) {
@@ -225,6 +226,39 @@ class AttentionKernel {
     return work;
   }
 
+  // Through a chip-wide shared memory (a GPU's L2), this step's keys and values are staged there
+  // once, [batch, kv_heads, seq, head_dim], when there is no cache to read and they fit: the
+  // units of a head (one a query block) then re-read them from it rather than from HBM.
+  void stage_kv() {
+    if (ctx_.arch().chip.shared_memory.scope != arch::SharedScope::Chip || ctx_.tiles() < 2 || s_.past > 0) return;
+    const int64_t rows = s_.batch * s_.kv_heads * s_.seq;
+    const uint64_t bytes = uint64_t(rows * D_ * 2);
+    if (2 * bytes > ctx_.shared_left()) return;
+    for (uint64_t& at : kv_shared_) at = ctx_.shared(bytes);
+    const int sem = ctx_.sem(), tiles = ctx_.tiles();
+    for (int t = 0; t < tiles; ++t) {  // an even share of the rows (b, h, token) each
+      const int64_t r1 = rows * (t + 1) / tiles;
+      int loads = 0;
+      for (int64_t r = rows * t / tiles; r < r1;) {
+        const int64_t bh = r / s_.seq, token = r % s_.seq, n = std::min(r1 - r, s_.seq - token);
+        for (int kv = 0; kv < 2; ++kv) {
+          const Operand2& src = kv ? s_.v : s_.k;
+          const int64_t ld = kv ? ldv_ : ldk_;
+          Block blk;
+          blk.d0 = D_, blk.d1 = n, blk.src_strides = {ld, 0, 0}, blk.dst_strides = {D_ * 2, 0, 0};
+          const Addr from = advance(src.addr, (bh / s_.kv_heads * s_.seq + token) * ld + bh % s_.kv_heads * D_ * e_);
+          pb_.emit(t, dma(shared(int64_t(kv_shared_[kv] + uint64_t(r * D_ * 2))), from, blk, src.dtype, Dtype::Bf16,
+                          {sem, int64_t(isa::kTileSelf)}));
+          ++loads;
+        }
+        r += n;
+      }
+      if (loads > 0) pb_.emit(t, sem_wait(sem, loads));
+    }
+    pb_.barrier_all();
+    kv_staged_ = true;
+  }
+
   int64_t cache_row(const Unit& x) const { return (x.b * s_.kv_heads + x.h) * s_.capacity * D_ * ce_; }
 
   // Keys and values [k0, k1) of unit x into buffer pair `set`: cached positions from the
@@ -243,7 +277,14 @@ class AttentionKernel {
                         old, s_.kv_dtype, Dtype::Bf16, {sem, int64_t(isa::kTileSelf)}));
         ++loads;
       }
-      if (k1 > s_.past) {
+      if (kv_staged_) {  // rows [k0, k1) of the unit's head, contiguous
+        Block staged;
+        staged.d0 = (k1 - k0) * D_;
+        const int64_t row = (x.b * s_.kv_heads + x.h) * s_.seq + k0;
+        pb_.emit(t, dma(sram(int64_t(buf)), shared(int64_t(kv_shared_[kv] + uint64_t(row * D_ * 2))), staged,
+                        Dtype::Bf16, Dtype::None, {sem, int64_t(isa::kTileSelf)}));
+        ++loads;
+      } else if (k1 > s_.past) {
         const int64_t f0 = std::max(k0, s_.past) - s_.past, ldx = kv ? ldv_ : ldk_;
         const Operand2& src = kv ? s_.v : s_.k;
         Block now;
@@ -572,6 +613,8 @@ class AttentionKernel {
   const AttentionSpec& s_;
   const AttentionPlan& p_;
   int64_t G_, D_, blocks_, R_, e_, oe_, ce_, ldq_, ldk_, ldv_, ldo_;
+  bool kv_staged_ = false;         // this step's keys and values are in shared memory
+  uint64_t kv_shared_[2] = {};     // where: keys, values
   uint64_t kbuf_[2] = {}, vbuf_[2] = {}, qbuf_[2] = {};
   int kv_sem_[2] = {}, q_sem_[2] = {};
   uint64_t sbuf_ = 0, pbuf_ = 0, obuf_ = 0, obf_ = 0, mbuf_[2] = {}, lbuf_ = 0, bmax_ = 0, alpha_ = 0;

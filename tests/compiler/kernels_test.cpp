@@ -1348,6 +1348,19 @@ INSTANTIATE_TEST_SUITE_P(
                       .min_q_blocks = 3,
                       .key_block = 32,
                       .key_blocks = true},
+        // Through h100's L2: the step's keys and values (column views of a fused QKV) are staged
+        // there once, and each query block of two sequences reads them from it in key blocks.
+        AttentionCase{.name = "h100_prefill_kv_staged_in_l2_fused_qkv",
+                      .preset = "h100-sxm",
+                      .batch = 2,
+                      .seq = 260,
+                      .past = 0,
+                      .heads = 8,
+                      .kv_heads = 2,
+                      .head_dim = 64,
+                      .fused_qkv = true,
+                      .min_q_blocks = 2,
+                      .key_blocks = true},
         // A decode step of one sequence over 2001 positions: its two units split their keys in
         // three ranges of one block each (in a group), combined after a barrier.
         AttentionCase{.name = "maia_decode_split_keys",
