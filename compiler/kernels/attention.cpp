@@ -24,12 +24,12 @@ Block head_rows(int64_t D, int64_t tokens, int64_t G, int64_t ld, int64_t hbm_e,
   return b;
 }
 
-// SRAM bytes with query blocks of `q_block` tokens and key blocks of `kb`: two K/V buffer
-// pairs and two Q buffers (bf16), S (fp32) and P (bf16) of one block, O (fp32 and output
+// SRAM bytes with query blocks of `q_block` tokens and key blocks of `kb`: three K/V buffer
+// pairs and two Q buffers (bf16), S (fp32) and P (bf16) of two blocks, O (fp32 and output
 // dtype), five per-row vectors.
 uint64_t unit_bytes(const AttentionSpec& s, int64_t q_block, int64_t kb) {
   const int64_t rows = s.heads / s.kv_heads * q_block, d = s.head_dim;
-  return uint64_t(2 * 2 * kb * d * 2 + 2 * rows * d * 2 + rows * kb * (4 + 2) +
+  return uint64_t(3 * 2 * kb * d * 2 + 2 * rows * d * 2 + 2 * rows * kb * (4 + 2) +
                   rows * d * (4 + esize(s.out.dtype)) + rows * 4 * 5 + 4096);
 }
 
@@ -136,11 +136,11 @@ class AttentionKernel {
       kbuf_[0] = a.k, kbuf_[1] = a.v, mbuf_[0] = a.m, mbuf_[1] = b.m, lbuf_ = a.l, alpha_ = b.l;
       bmax_ = groups_[1][0].m, obuf_ = a.o, obf_ = a.out;
     } else {
+      for (int i = 0; i < 3; ++i) kbuf_[i] = ctx_.sram(uint64_t(Lb * D_ * 2)), vbuf_[i] = ctx_.sram(uint64_t(Lb * D_ * 2));
       for (int i = 0; i < 2; ++i) {
-        kbuf_[i] = ctx_.sram(uint64_t(Lb * D_ * 2)), vbuf_[i] = ctx_.sram(uint64_t(Lb * D_ * 2));
         qbuf_[i] = ctx_.sram(uint64_t(R_ * D_ * 2)), q_sem_[i] = ctx_.sem();
       }
-      sbuf_ = ctx_.sram(uint64_t(R_ * Lb * 4)), pbuf_ = ctx_.sram(uint64_t(R_ * Lb * 2));
+      for (int i = 0; i < 2; ++i) sbuf_[i] = ctx_.sram(uint64_t(R_ * Lb * 4)), pbuf_[i] = ctx_.sram(uint64_t(R_ * Lb * 2));
       obuf_ = ctx_.sram(uint64_t(R_ * D_ * 4)), obf_ = ctx_.sram(uint64_t(R_ * D_ * oe_));
       for (uint64_t& m : mbuf_) m = ctx_.sram(uint64_t(R_ * 4));
       lbuf_ = ctx_.sram(uint64_t(R_ * 4)), bmax_ = ctx_.sram(uint64_t(R_ * 4));
@@ -343,7 +343,7 @@ class AttentionKernel {
 
   void load(TileWork& w, size_t i) {
     const Step& st = w.steps[i];
-    w.issued[i] = load_keys(w.t, w.xs[st.unit], st.k0, st.k1, int(i % 2));
+    w.issued[i] = load_keys(w.t, w.xs[st.unit], st.k0, st.k1, int(i % 3));
   }
 
   TileWork start_tile(int t, std::vector<std::pair<int64_t, int64_t>> work) {
@@ -355,8 +355,7 @@ class AttentionKernel {
         w.steps.push_back({w.xs.size() - 1, k0, std::min(x.k1, k0 + p_.key_block)});
     }
     w.issued.assign(w.steps.size(), 0);
-    if (!w.steps.empty()) load(w, 0);
-    if (w.steps.size() > 1) load(w, 1);
+    for (size_t i = 0; i < std::min<size_t>(3, w.steps.size()); ++i) load(w, i);
     if (!w.xs.empty()) load_q(t, w.xs[0], 0);
     return w;
   }
@@ -364,6 +363,17 @@ class AttentionKernel {
   void finish_tile(TileWork& w) {
     if (w.stores > 0) pb_.emit(w.t, sem_wait(out_sem_, w.stores));
     if (w.appends > 0) pb_.emit(w.t, sem_wait(append_sem_, w.appends));
+  }
+
+  // S = Q K^T of step i (Q is scaled) into S buffer i % 2, once its keys (set i % 3) are in.
+  void issue_qk(TileWork& w, size_t i) {
+    const Step& st = w.steps[i];
+    const int set = int(i % 3);
+    pb_.emit(w.t, sem_wait(kv_sem_[set], w.issued[i]));
+    MatmulOperands qk;
+    qk.acc = sram(int64_t(sbuf_[i % 2])), qk.a = sram(int64_t(qbuf_[st.unit % 2])), qk.b = sram(int64_t(kbuf_[set]));
+    qk.m = w.xs[st.unit].rows, qk.k = D_, qk.n = st.k1 - st.k0, qk.ldc = p_.key_block * 4, qk.tb = true;
+    pb_.emit(w.t, matmul(qk));
   }
 
   // The tile's steps of units in emitted round e.
@@ -375,7 +385,7 @@ class AttentionKernel {
       const size_t i = w.next;
       const Step& st = w.steps[i];
       const Unit& x = w.xs[st.unit];
-      const int qset = int(st.unit % 2), set = int(i % 2);
+      const int qset = int(st.unit % 2), set = int(i % 3), sp = int(i % 2);  // K/V set, S/P buffers
       const bool first = i == 0 || w.steps[i - 1].unit != st.unit;
       const bool last = i + 1 == w.steps.size() || w.steps[i + 1].unit != st.unit;
       const int64_t rows = x.rows, kb = st.k1 - st.k0, j = (st.k0 - x.k0) / Lb;
@@ -387,22 +397,21 @@ class AttentionKernel {
         const Tensor2 q{sram(int64_t(qbuf_[qset])), 0, Dtype::Bf16};
         pb_.emit(t, vec_scale(q, q, rows, D_, scale, 0.0f));
       }
+      // S = Q K^T of the next block of the unit goes to the arrays before this block's softmax
+      // (S and P double-buffered), so the arrays and the vector unit overlap.
+      if (first) issue_qk(w, i);
+      if (!last) issue_qk(w, i + 1);
       const uint64_t m = mbuf_[j % 2], m_next = mbuf_[(j + 1) % 2];
-      pb_.emit(t, sem_wait(kv_sem_[set], w.issued[i]));
-      const Tensor2 sc{sram(int64_t(sbuf_)), Lb * 4, Dtype::Fp32}, pr{sram(int64_t(pbuf_)), Lb * 2, Dtype::Bf16};
-      MatmulOperands qk;
-      qk.acc = sram(int64_t(sbuf_)), qk.a = sram(int64_t(qbuf_[qset])), qk.b = sram(int64_t(kbuf_[set]));
-      qk.m = rows, qk.k = D_, qk.n = kb, qk.ldc = Lb * 4, qk.tb = true;
-      pb_.emit(t, matmul(qk));
+      const Tensor2 sc{sram(int64_t(sbuf_[sp])), Lb * 4, Dtype::Fp32}, pr{sram(int64_t(pbuf_[sp])), Lb * 2, Dtype::Bf16};
       const int64_t diag = s_.past + x.qb * p_.q_block;  // the block's first query position
       if (s_.causal && st.k1 - 1 > diag) {
         for (int64_t g = 0; g < G_; ++g) {
-          const Tensor2 part{sram(int64_t(sbuf_) + g * x.tokens * Lb * 4), Lb * 4, Dtype::Fp32};
+          const Tensor2 part{sram(int64_t(sbuf_[sp]) + g * x.tokens * Lb * 4), Lb * 4, Dtype::Fp32};
           pb_.emit(t, vec_mask(part, part, x.tokens, kb, diag - st.k0, -INFINITY));
         }
       }
       MatmulOperands pv;
-      pv.acc = sram(int64_t(obuf_)), pv.a = sram(int64_t(pbuf_)), pv.b = sram(int64_t(vbuf_[set]));
+      pv.acc = sram(int64_t(obuf_)), pv.a = sram(int64_t(pbuf_[sp])), pv.b = sram(int64_t(vbuf_[set]));
       pv.m = rows, pv.k = kb, pv.n = D_, pv.lda = Lb * 2;
       if (first) {  // m = rowmax S, l = rowsum P, O = P V
         pb_.emit(t, vec_reduce(Opcode::VRmax, vec(m_next), sc, rows, kb));
@@ -423,7 +432,7 @@ class AttentionKernel {
         pv.accumulate = true;
       }
       pb_.emit(t, matmul(pv));
-      if (i + 2 < w.steps.size()) load(w, i + 2);  // waits for this block's MATMULs (scoreboard)
+      if (i + 3 < w.steps.size()) load(w, i + 3);  // waits for this block's MATMULs (scoreboard)
       if (!last) continue;
       if (p_.splits > 1) {  // the partial O, m and l to the scratch
         const uint64_t at = scratch_of(w.work[st.unit].first);
@@ -615,9 +624,9 @@ class AttentionKernel {
   int64_t G_, D_, blocks_, R_, e_, oe_, ce_, ldq_, ldk_, ldv_, ldo_;
   bool kv_staged_ = false;         // this step's keys and values are in shared memory
   uint64_t kv_shared_[2] = {};     // where: keys, values
-  uint64_t kbuf_[2] = {}, vbuf_[2] = {}, qbuf_[2] = {};
-  int kv_sem_[2] = {}, q_sem_[2] = {};
-  uint64_t sbuf_ = 0, pbuf_ = 0, obuf_ = 0, obf_ = 0, mbuf_[2] = {}, lbuf_ = 0, bmax_ = 0, alpha_ = 0;
+  uint64_t kbuf_[3] = {}, vbuf_[3] = {}, qbuf_[2] = {};
+  int kv_sem_[3] = {}, q_sem_[2] = {};
+  uint64_t sbuf_[2] = {}, pbuf_[2] = {}, obuf_ = 0, obf_ = 0, mbuf_[2] = {}, lbuf_ = 0, bmax_ = 0, alpha_ = 0;
   int out_sem_ = 0, append_sem_ = 0;
   std::vector<Member> groups_[2];  // emit_groups: two groups' buffers
 };
