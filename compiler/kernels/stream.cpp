@@ -63,7 +63,7 @@ StreamPlan plan_stream(const arch::Arch& a, const StreamSpec& s, uint64_t budget
   const int64_t pack =
       sa.macs_per_cycle.has(cls) ? int64_t(sa.macs_per_cycle.at(cls)) / (sa.rows * sa.cols) : 1;
   const int64_t kq = sa.dataflow == arch::Dataflow::WeightStationary ? sa.rows * pack : 8 * pack;
-  p.ksplit = stream_ksplit(a, s.t, s.n, s.k, esize(s.xdt), esize(s.wdt), budget, shared_budget).ranges;
+  p.ksplit = stream_ksplit(a, s.t, s.n, s.k, esize(s.wdt), esize(s.wdt), budget, shared_budget).ranges;
   p.per_tile = ceil_div(s.n, tiles / p.ksplit);
   p.tiles = ceil_div(s.n, p.per_tile) * p.ksplit;
   const int64_t krange = ceil_div(ceil_div(s.k, p.ksplit), kq) * kq;
@@ -72,7 +72,7 @@ StreamPlan plan_stream(const arch::Arch& a, const StreamSpec& s, uint64_t budget
   if (p.ksplit > 1) {  // the reduction's buffers take at most a sixteenth of the budget
     p.reduce_cols = std::clamp<int64_t>(int64_t(budget / 16) / (s.t * (3 * 4 + ye)), 1,
                                         std::min<int64_t>(64, ceil_div(s.n, tiles)));
-    p.partials_shared = partials_in_shared(a, p.ksplit, s.t, s.n, s.k, esize(s.xdt), shared_budget);
+    p.partials_shared = partials_in_shared(a, p.ksplit, s.t, s.n, s.k, esize(s.wdt), shared_budget);
     if (!p.partials_shared) p.scratch_bytes = uint64_t(p.ksplit * s.t * s.n * 4);
   }
   const int64_t reduce = p.ksplit > 1 ? s.t * p.reduce_cols * (3 * 4 + ye) + p.reduce_cols * 4 : 0;
@@ -206,15 +206,16 @@ void StreamKernel::prefetch() {
 void StreamKernel::stage_x() {
   const arch::Arch& a = ctx_.arch();
   const int64_t ldx = s_.ldx ? s_.ldx : s_.k * esize(s_.xdt);
-  const uint64_t bytes = uint64_t(s_.t * s_.k * esize(s_.xdt));
+  const uint64_t bytes = uint64_t(s_.t * s_.k * esize(s_.wdt));
   const int64_t group =
       a.chip.shared_memory.scope == arch::SharedScope::Cluster ? a.chip.cluster_size : a.tiles();
   if (group <= 1 || ctx_.shared_left() < bytes) return;
   // The working tiles of each shared-memory instance bring a share of x's rows each into the
-  // shared memory and tell each other.
+  // shared memory, in the weights' dtype (what every tile reads, once converted), and tell each
+  // other.
   staged_ = true;
   staged_at_ = ctx_.shared(bytes);
-  const int64_t row_bytes = s_.k * esize(s_.xdt);
+  const int64_t row_bytes = s_.k * esize(s_.wdt);
   Block rows;
   rows.d0 = s_.k, rows.src_strides = {ldx, 0, 0}, rows.dst_strides = {row_bytes, 0, 0};
   for (int64_t first = 0; first < p_.tiles; first += group) {
@@ -227,7 +228,7 @@ void StreamKernel::stage_x() {
       part.d1 = r1 - r0;
       const Addr src = advance(s_.x, r0 * ldx);
       ctx_.pb.emit(t, dma(shared(int64_t(staged_at_ + uint64_t(r0 * row_bytes))), src, part, s_.xdt,
-                          Dtype::None, {stage_sem_, int64_t(isa::kTileSelf)}));
+                          s_.wdt, {stage_sem_, int64_t(isa::kTileSelf)}));
       ctx_.pb.emit(t, sem_wait(stage_sem_));
       for (int64_t u = first; u < last; ++u) {
         if (u != t) ctx_.pb.emit(t, sem_signal(u, peers_sem_, 1, isa::After::None));
@@ -241,18 +242,20 @@ void StreamKernel::stage_x() {
 }
 
 void StreamKernel::load_x(int tile, int64_t g) {
-  const int64_t xs = esize(s_.xdt), ld = staged_ ? s_.k * xs : (s_.ldx ? s_.ldx : s_.k * xs);
+  const Dtype from = staged_ ? s_.wdt : s_.xdt;
+  const int64_t xs = esize(from), ld = staged_ ? s_.k * xs : (s_.ldx ? s_.ldx : s_.k * xs);
   Block rows;
   rows.d0 = s_.k, rows.d1 = group_rows(g), rows.src_strides = {ld, 0, 0},
   rows.dst_strides = {s_.k * xe_, 0, 0};
   const int64_t at = g * p_.group * ld;
   const Addr src = staged_ ? shared(int64_t(staged_at_) + at) : advance(s_.x, at);
-  ctx_.pb.emit(tile, dma(sram(int64_t(x_)), src, rows, s_.xdt, s_.wdt, {xsem_, int64_t(isa::kTileSelf)}));
+  ctx_.pb.emit(tile, dma(sram(int64_t(x_)), src, rows, from, s_.wdt, {xsem_, int64_t(isa::kTileSelf)}));
 }
 
 void StreamKernel::load_x_slice(int tile, int64_t i) {
   const Chunk c = chunk_at(tile, i);
-  const int64_t xs = esize(s_.xdt);
+  const Dtype from = staged_ ? s_.wdt : s_.xdt;
+  const int64_t xs = esize(from);
   const int64_t ld = staged_ ? s_.k * xs : (s_.ldx ? s_.ldx : s_.k * xs);
   Block blk;
   blk.d0 = c.kw, blk.d1 = group_rows(c.group), blk.src_strides = {ld, 0, 0},
@@ -260,7 +263,7 @@ void StreamKernel::load_x_slice(int tile, int64_t i) {
   const int64_t at = c.group * p_.group * ld + c.k * xs;
   const Addr src = staged_ ? shared(int64_t(staged_at_) + at) : advance(s_.x, at);
   const int b = int(i % p_.buffers);
-  ctx_.pb.emit(tile, dma(sram(int64_t(xbuf_[size_t(b)])), src, blk, s_.xdt, s_.wdt,
+  ctx_.pb.emit(tile, dma(sram(int64_t(xbuf_[size_t(b)])), src, blk, from, s_.wdt,
                          {xbuf_sem_[size_t(b)], int64_t(isa::kTileSelf)}));
 }
 

@@ -51,7 +51,8 @@ struct StreamPlan {
   uint64_t scratch_bytes = 0, scratch = 0;
 };
 
-// K ranges for a stream of t tokens (x elements of xe bytes) over [n, k] weights (we bytes):
+// K ranges for a stream of t tokens (x elements of xe bytes as the tiles read them: staged in
+// the weights' dtype) over [n, k] weights (we bytes):
 // as many as pay for their partial sums (powers of two, ranges of at least 512); with the
 // stream's estimated time, that of its slowest resource.
 struct StreamSplit {

@@ -561,7 +561,7 @@ INSTANTIATE_TEST_SUITE_P(
                    .wdt = Dtype::Fp8E4M3,
                    .k_cut = true,
                    .x_slices = true,
-                   .ksplit = 4},
+                   .ksplit = 2},
         // Two tiles: 550 columns each in row blocks of 512, K cut to 256.
         StreamCase{.name = "tpu_small_sram_row_blocks_kcut",
                    .preset = "tpu-v4-class",
@@ -617,7 +617,7 @@ INSTANTIATE_TEST_SUITE_P(
             .pad_x = 16,
             .k_cut = true,
             .x_slices = true,
-            .ksplit = 8},
+            .ksplit = 4},
         // 200 tokens (a large decode batch) on a 48 KiB SM: the accumulators of all of them do
         // not fit beside the weights, so tokens come in groups (x in slices, from L2; y padded).
         StreamCase{.name = "h100_200_tokens_in_groups",
