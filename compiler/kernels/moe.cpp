@@ -758,21 +758,24 @@ MoePlan plan_moe(const arch::Arch& a, const MoeSpec& s, uint64_t budget, uint64_
                     q.buffers * (T * q.kd2 * we + MoeStream::chunk_bytes(q, we)));
   };
   // Chunks no narrower than the arrays (narrower ones would leave them idle and take an
-  // instruction stream far longer than the GEMMs').
-  const int64_t min_cb = std::min(q.seg, arr.width);
+  // instruction stream far longer than the GEMMs'), and K chunks of at least 128 (shorter ones
+  // spend their MATMULs filling and draining the arrays), else chunks of half the arrays' width;
+  // below that, per-expert GEMMs.
+  const int64_t min_cb = std::min(q.seg, arr.width), min_k = std::max<int64_t>(arr.kq, 128);
+  auto halve_k = [&](int64_t floor) { q.k_chunk = std::max(floor, ceil_div(q.k_chunk, 2 * arr.kq) * arr.kq); };
   while (need2() > budget) {
     // Halve the larger of the two kinds of weight chunk (with its slices of x or h).
     const bool gate_up_larger = 2 * q.cb * q.k_chunk >= (q.out_cols + T) * q.kd2;
-    if (gate_up_larger && q.k_chunk > arr.kq && q.k_chunk >= q.cb) {
-      q.k_chunk = std::max(arr.kq, ceil_div(q.k_chunk, 2 * arr.kq) * arr.kq);
+    if (gate_up_larger && q.k_chunk > min_k && q.k_chunk >= q.cb) {
+      halve_k(min_k);
     } else if (gate_up_larger && q.cb > min_cb) {
       q.cb = std::max(min_cb, ceil_div(q.cb, 2));
-    } else if (q.kd2 > arr.kq) {
-      q.kd2 = std::max(arr.kq, ceil_div(q.kd2, 2 * arr.kq) * arr.kq);
-    } else if (q.k_chunk > arr.kq) {
-      q.k_chunk = std::max(arr.kq, ceil_div(q.k_chunk, 2 * arr.kq) * arr.kq);
-    } else if (q.cb > min_cb) {
-      q.cb = std::max(min_cb, ceil_div(q.cb, 2));
+    } else if (q.kd2 > min_k) {
+      q.kd2 = std::max(min_k, ceil_div(q.kd2, 2 * arr.kq) * arr.kq);
+    } else if (q.k_chunk > min_k) {
+      halve_k(min_k);
+    } else if (q.cb > std::max<int64_t>(1, min_cb / 2)) {
+      q.cb = std::max<int64_t>(std::max<int64_t>(1, min_cb / 2), ceil_div(q.cb, 2));
     } else {
       return gemm_plan;  // not even two passes fit
     }

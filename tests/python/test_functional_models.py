@@ -316,9 +316,9 @@ def test_mixtral_router_top_k_match_numpy(tmp_path, top_k):
 
 
 def test_mixtral_two_pass_experts_match_numpy(tmp_path):
-    """Where the split-K partials [tokens, hidden] do not fit a tile's SRAM (here an H100 with 32 KiB
-    per SM and hidden 256), the experts run in two passes through the L2: h = silu(g) * u * w_e
+    """Where the split-K partials [tokens, hidden] do not fit a tile's SRAM (here an H100 with 48 KiB
+    per SM and hidden 512), the experts run in two passes through the L2: h = silu(g) * u * w_e
     to shared memory, then every SM's output columns over all experts."""
-    check_mixtral(tmp_path, "h100-sxm", B=2, S=8, seed=1, expect="two passes", overrides=["chip.tile.sram.capacity=32KiB"],
-                  hidden_size=256, intermediate_size=256)
+    check_mixtral(tmp_path, "h100-sxm", B=2, S=8, seed=1, expect="two passes", overrides=["chip.tile.sram.capacity=48KiB"],
+                  hidden_size=512, intermediate_size=256)
 
