@@ -28,7 +28,7 @@ bool stream_linear(int64_t tokens, int64_t n, int64_t k, Dtype x, Dtype w, const
   if (tokens >= (chip_shared ? 2 * kGemmTokens : kGemmTokens)) return false;
   const uint64_t sram_budget = uint64_t(a.chip.tile.sram.capacity) * 15 / 16,
                  shared_budget = uint64_t(a.chip.shared_memory.capacity) * 15 / 16;
-  const StreamSplit split = stream_ksplit(a, tokens, n, k, esize(w), esize(w), sram_budget, shared_budget);
+  const StreamSplit split = stream_ksplit(a, tokens, n, k, esize(w), sram_budget, shared_budget);
   if (chip_shared) {
     GemmSpec s;
     s.m = tokens, s.k = k, s.n = n, s.dtype = w, s.a_dtype = x, s.out = x, s.b_transposed = true;

@@ -14,17 +14,17 @@ constexpr int64_t kTargetChunkBytes = 512 << 10;
 namespace {
 
 // Whether a split stream's fp32 partials [ks, t, n] stay in a chip-wide shared memory (next to
-// x, staged there), rather than going through HBM.
-bool partials_in_shared(const arch::Arch& a, int64_t ks, int64_t t, int64_t n, int64_t k, int64_t xe,
+// x, staged there in the weights' dtype of we bytes), rather than going through HBM.
+bool partials_in_shared(const arch::Arch& a, int64_t ks, int64_t t, int64_t n, int64_t k, int64_t we,
                         uint64_t shared_budget) {
   return a.chip.shared_memory.scope == arch::SharedScope::Chip && a.tiles() > 1 &&
-         uint64_t(ks * t * n * 4 + t * k * xe) <= shared_budget;
+         uint64_t(ks * t * n * 4 + t * k * we) <= shared_budget;
 }
 
 }  // namespace
 
-StreamSplit stream_ksplit(const arch::Arch& a, int64_t t, int64_t n, int64_t k, int64_t xe, int64_t we,
-                          uint64_t sram_budget, uint64_t shared_budget) {
+StreamSplit stream_ksplit(const arch::Arch& a, int64_t t, int64_t n, int64_t k, int64_t we, uint64_t sram_budget,
+                          uint64_t shared_budget) {
   // The fewest K ranges (powers of two, each at least 512 of K, at most 16) that minimise the
   // slowest of HBM (the weights; the partials too unless they stay in shared memory), the
   // shared memory (x read by every tile, the partials) and a tile's DMA (its share of the
@@ -39,8 +39,8 @@ StreamSplit stream_ksplit(const arch::Arch& a, int64_t t, int64_t n, int64_t k, 
   auto cost = [&](int64_t ks) {
     const double blocks = double(ceil_div(ceil_div(n, a.tiles() / ks), block_cols));
     const double partials = ks > 1 ? 2.0 * double(ks) * T * N * 4.0 : 0.0;
-    const bool in_shared = partials_in_shared(a, ks, t, n, k, xe, shared_budget);
-    const double x = tiles * blocks * T * K / double(ks) * double(xe);
+    const bool in_shared = partials_in_shared(a, ks, t, n, k, we, shared_budget);
+    const double x = tiles * blocks * T * K / double(ks) * double(we);  // staged in the weights' dtype
     const double hbm = N * K * double(we) + (in_shared ? 0.0 : partials);
     const double shared = x + (in_shared ? partials : 0.0);
     const double tile = (N * K * double(we) + x + partials) / tiles;
@@ -63,7 +63,7 @@ StreamPlan plan_stream(const arch::Arch& a, const StreamSpec& s, uint64_t budget
   const int64_t pack =
       sa.macs_per_cycle.has(cls) ? int64_t(sa.macs_per_cycle.at(cls)) / (sa.rows * sa.cols) : 1;
   const int64_t kq = sa.dataflow == arch::Dataflow::WeightStationary ? sa.rows * pack : 8 * pack;
-  p.ksplit = stream_ksplit(a, s.t, s.n, s.k, esize(s.wdt), esize(s.wdt), budget, shared_budget).ranges;
+  p.ksplit = stream_ksplit(a, s.t, s.n, s.k, esize(s.wdt), budget, shared_budget).ranges;
   p.per_tile = ceil_div(s.n, tiles / p.ksplit);
   p.tiles = ceil_div(s.n, p.per_tile) * p.ksplit;
   const int64_t krange = ceil_div(ceil_div(s.k, p.ksplit), kq) * kq;

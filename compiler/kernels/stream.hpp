@@ -51,16 +51,15 @@ struct StreamPlan {
   uint64_t scratch_bytes = 0, scratch = 0;
 };
 
-// K ranges for a stream of t tokens (x elements of xe bytes as the tiles read them: staged in
-// the weights' dtype) over [n, k] weights (we bytes):
-// as many as pay for their partial sums (powers of two, ranges of at least 512); with the
-// stream's estimated time, that of its slowest resource.
+// K ranges for a stream of t tokens over [n, k] weights of we bytes (x reaches the tiles staged
+// in the weights' dtype too): as many as pay for their partial sums (powers of two, ranges of at
+// least 512); with the stream's estimated time, that of its slowest resource.
 struct StreamSplit {
   int64_t ranges = 1;
   double seconds = 0;
 };
-StreamSplit stream_ksplit(const arch::Arch& a, int64_t t, int64_t n, int64_t k, int64_t xe, int64_t we,
-                          uint64_t sram_budget, uint64_t shared_budget);
+StreamSplit stream_ksplit(const arch::Arch& a, int64_t t, int64_t n, int64_t k, int64_t we, uint64_t sram_budget,
+                          uint64_t shared_budget);
 
 StreamPlan plan_stream(const arch::Arch& a, const StreamSpec& s, uint64_t sram_budget, uint64_t shared_budget);
 
