@@ -30,7 +30,7 @@
 #include "sim/noc.hpp"
 #include "sim/sram.hpp"
 #include "sim/stats.hpp"
-#include "sim/systolic.hpp"
+#include "arch/systolic.hpp"
 #include "sim/time.hpp"
 #include "sim/trace.hpp"
 

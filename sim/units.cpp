@@ -23,11 +23,6 @@ constexpr int kLds0 = isa::field_index(Opcode::VAdd, "lds0"), kS0dt = isa::field
 constexpr int kLds1 = isa::field_index(Opcode::VAdd, "lds1"), kS1dt = isa::field_index(Opcode::VAdd, "s1dt");
 constexpr int kBcast = isa::field_index(Opcode::VAdd, "bcast");
 
-ArrayShape shape_of(const arch::SystolicParams& s) {
-  return {s.rows, s.cols, s.count,
-          s.dataflow == arch::Dataflow::WeightStationary ? Dataflow::WeightStationary : Dataflow::OutputStationary};
-}
-
 // Runs every queued op whose time has come; returns when the unit next needs to wake.
 template <class Start>
 void advance(Tile& tile, std::deque<Op*>& queue, std::deque<std::pair<Tick, Op*>>& running, Tick& accept,
@@ -88,7 +83,7 @@ void MatmulUnit::run() {
     const isa::Dtype dt = static_cast<isa::Dtype>(op->v[kDtype]);
     const int64_t m = op->v[kM], k = op->v[kK], n = op->v[kN];
     const int64_t pack = int64_t(sa.macs_per_cycle.at(isa::array_dtype_class(dt))) / (sa.rows * sa.cols);
-    const MatmulTiming t = matmul_timing(shape_of(sa), pack, m, k, n);
+    const arch::MatmulTiming t = arch::matmul_timing(sa, isa::array_dtype_class(dt), m, k, n);
     const Tick occupancy = tile_.clock().cycles(double(t.occupancy));
     const Tick latency = tile_.clock().cycles(double(t.latency));
     busy_ += double(occupancy);

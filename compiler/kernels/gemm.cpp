@@ -1,6 +1,7 @@
 #include "compiler/kernels/gemm.hpp"
 
 #include "arch/derived.hpp"
+#include "arch/systolic.hpp"
 
 #include <fmt/format.h>
 
@@ -326,33 +327,17 @@ class GemmViaShared : GemmBase {
       data_.push_back(ctx_.sem());
     }
     alloc_output();
-    // Panels of every pass in one sequence g = pass * panels + panel, in two shared buffers: panel
-    // g + 2 is staged once every tile is done with panel g, while the tiles work on g + 1.
-    const int64_t total = passes * panels_;
-    std::vector<int64_t> stores(size_t(ctx_.tiles()), 0);
-    std::vector<std::vector<int>> issued(2);
-    issued[0] = stage(0);
-    if (total > 1) issued[1] = stage(1);
-    for (int64_t g = 0; g < total; ++g) {
-      for (int t = 0; t < ctx_.tiles(); ++t) {
-        const int n = issued[size_t(g % 2)][size_t(t)];
-        if (n > 0) pb_.emit(t, sem_wait(staged_[g % 2], n));
-      }
-      pb_.barrier_all();  // panel g is staged, and every tile is done with panel g - 1
-      const size_t e = size_t(g / panels_);
-      if (g % panels_ == 0 && e > 0) {  // an emitted pass begins: mark its round, or its part of a row
-        const auto [k, j] = round_[e];
-        for (int t = 0; t < ctx_.tiles(); ++t) {
-          if (j > 0) rows_[size_t(k)].begin_round(t, j);
-          else if (k != round_[e - 1].first) ctx_.begin_round(t, k);
-        }
-      }
-      if (g >= 1 && g + 1 < total) issued[size_t((g + 1) % 2)] = stage(g + 1);
-      for (int t = 0; t < ctx_.tiles(); ++t) compute_panel(t, g, stores);
+    // Panels of every pass in one sequence g = pass * panels + panel, in two shared buffers. Two
+    // barriers per panel: "panel g is staged" (each tile waits for its share, then meets the
+    // others) before any tile loads from it, and "every tile is done with panel g - 1" (met after
+    // each tile's first chunk of panel g) before panel g + 1 is staged into g - 1's buffer. A
+    // tile's chunk loads run ahead across panels, so the arrays do not wait for a barrier.
+    total_ = passes * panels_;
+    for (int64_t g = 0; g < total_; ++g) {
+      staged_barrier_.push_back(pb_.barrier_id());
+      done_barrier_.push_back(g >= 1 ? pb_.barrier_id() : -1);
     }
-    for (int t = 0; t < ctx_.tiles(); ++t) {
-      if (stores[size_t(t)] > 0) pb_.emit(t, sem_wait(stored_, stores[size_t(t)]));
-    }
+    for (int t = 0; t < ctx_.tiles(); ++t) emit_tile(t);
   }
 
  private:
@@ -365,8 +350,9 @@ class GemmViaShared : GemmBase {
   }
 
   // Panel g into shared buffer g % 2: every tile stages an even share of its rows (A rows, then
-  // B's rows: output columns when transposed, else K rows). Returns the DMAs each tile issued.
-  std::vector<int> stage(int64_t g) {
+  // B's rows: output columns when transposed, else K rows). Emits tile t's share; returns the
+  // DMAs it issued.
+  int stage(int64_t g, int t) {
     const auto [pm, pn, p] = where(g);
     const int64_t k0 = p * p_.panel, kp = std::min(p_.panel, s_.k - k0);
     const size_t e = size_t(g / panels_);
@@ -378,8 +364,8 @@ class GemmViaShared : GemmBase {
     // Where A's rows go: the panel, or the resident rows [arows, K].
     const uint64_t a_base = p_.a_resident ? a_rows_[row_slot_[e]] + uint64_t(k0 * e_) : base;
     const int64_t a_ld = (p_.a_resident ? s_.k : p_.panel) * e_;
-    std::vector<int> issued(size_t(ctx_.tiles()), 0);
-    for (int t = 0; t < ctx_.tiles(); ++t) {
+    int issued = 0;
+    {
       const int64_t r0 = t * rows / ctx_.tiles(), r1 = (t + 1) * rows / ctx_.tiles();
       auto copy = [&](Addr src, Dtype sdt, int64_t src_ld, uint64_t dst, int64_t dst_ld, int64_t d0,
                       int64_t n) {
@@ -388,7 +374,7 @@ class GemmViaShared : GemmBase {
         blk.d0 = d0, blk.d1 = n, blk.src_strides = {src_ld, 0, 0}, blk.dst_strides = {dst_ld, 0, 0};
         pb_.emit(t, dma(shared(int64_t(dst)), src, blk, sdt, s_.dtype,
                         {staged_[g % 2], int64_t(isa::kTileSelf)}));
-        ++issued[size_t(t)];
+        ++issued;
       };
       const int64_t a0 = std::min(r0, ra), a1 = std::min(r1, ra);  // A rows of this tile's share
       copy(advance(s_.a, (pm * arows_ + a0) * lda_ + k0 * ea_), adt_, lda_, a_base + uint64_t(a0 * a_ld), a_ld,
@@ -405,66 +391,118 @@ class GemmViaShared : GemmBase {
     return issued;
   }
 
-  // Tile t's block of panel g: chunk by chunk from shared memory into its rotating buffers.
-  void compute_panel(int t, int64_t g, std::vector<int64_t>& stores) {
-    if (t >= p_.gr * p_.gc) return;  // a tile off the grid only helps to stage
+  // Tile t's block in panel g and where its operands are.
+  struct Block2 {
+    int64_t m = 0, n = 0;   // 0: no work in this panel
+    int64_t p = 0, k0 = 0, kp = 0, chunks = 0;
+    int64_t row0 = 0, col0 = 0, a_ld = 0;
+    uint64_t a_base = 0, b_base = 0;
+  };
+  Block2 block_of(int t, int64_t g) const {
+    Block2 x;
+    if (t >= p_.gr * p_.gc) return x;  // a tile off the grid only helps to stage
     const auto [pm, pn, p] = where(g);
     const int i = t / p_.gc, j = t % p_.gc;
-    const int64_t m = clamp0(s_.m - pm * arows_ - i * p_.bm, p_.bm),
-                  n = clamp0(s_.n - pn * bcols_ - j * p_.bn, p_.bn);
-    if (m == 0 || n == 0) return;
-    const int64_t k0 = p * p_.panel, kp = std::min(p_.panel, s_.k - k0),
-                  chunks = ceil_div(kp, p_.bk);
-    const uint64_t base = panel_[g % 2], b_base = p_.a_resident ? base : base + uint64_t(arows_ * p_.panel * e_);
-    const size_t e = size_t(g / panels_);
-    const uint64_t a_base = p_.a_resident ? a_rows_[row_slot_[e]] + uint64_t(k0 * e_) : base;
-    const int64_t a_ld = (p_.a_resident ? s_.k : p_.panel) * e_;
-    const int64_t row0 = pm * arows_ + i * p_.bm, col0 = pn * bcols_ + j * p_.bn;
-    if (p == 0 && s_.has_bias) load_bias(t, col0, n);
-    auto load = [&](int64_t c) {
-      const size_t b = size_t(c % p_.buffers);
-      const int64_t kc = std::min(p_.bk, kp - c * p_.bk);
-      Block a;
-      a.d0 = kc, a.d1 = m, a.src_strides = {a_ld, 0, 0}, a.dst_strides = {p_.bk * e_, 0, 0};
-      pb_.emit(t, dma(sram(int64_t(abuf_[b])), shared(int64_t(a_base + uint64_t(i * p_.bm * a_ld + c * p_.bk * e_))),
-                      a, s_.dtype, Dtype::None, {data_[b], int64_t(isa::kTileSelf)}));
-      Block bb;
-      if (p_.b_direct) {  // rows of B (output columns, or K rows) from HBM
-        const int64_t k = k0 + c * p_.bk;
-        bb.d0 = s_.b_transposed ? kc : n, bb.d1 = s_.b_transposed ? n : kc;
-        bb.src_strides = {ldb_, 0, 0}, bb.dst_strides = {(s_.b_transposed ? p_.bk : p_.bn) * e_, 0, 0};
-        const Addr src = advance(s_.b, s_.b_transposed ? col0 * ldb_ + k * e_ : k * ldb_ + col0 * e_);
-        pb_.emit(t, dma(sram(int64_t(bbuf_[b])), src, bb, s_.dtype, Dtype::None, {data_[b], int64_t(isa::kTileSelf)}));
-      } else if (s_.b_transposed) {
-        bb.d0 = kc, bb.d1 = n, bb.src_strides = {p_.panel * e_, 0, 0},
-        bb.dst_strides = {p_.bk * e_, 0, 0};
-        pb_.emit(t, dma(sram(int64_t(bbuf_[b])),
-                        shared(int64_t(b_base + uint64_t((j * p_.bn * p_.panel + c * p_.bk) * e_))),
-                        bb, s_.dtype, Dtype::None, {data_[b], int64_t(isa::kTileSelf)}));
-      } else {
-        bb.d0 = n, bb.d1 = kc, bb.src_strides = {bcols_ * e_, 0, 0},
-        bb.dst_strides = {p_.bn * e_, 0, 0};
-        pb_.emit(t, dma(sram(int64_t(bbuf_[b])),
-                        shared(int64_t(b_base + uint64_t((c * p_.bk * bcols_ + j * p_.bn) * e_))),
-                        bb, s_.dtype, Dtype::None, {data_[b], int64_t(isa::kTileSelf)}));
-      }
-    };
-    for (int64_t c = 0; c < std::min(chunks, p_.buffers - 1); ++c) load(c);
-    for (int64_t c = 0; c < chunks; ++c) {
-      // Waits (scoreboard) for the MATMUL that last used its buffer.
-      if (c + p_.buffers - 1 < chunks) load(c + p_.buffers - 1);
-      const size_t b = size_t(c % p_.buffers);
-      pb_.emit(t, sem_wait(data_[b], 2));
-      const bool last = p == panels_ - 1 && c == chunks - 1;
-      multiply(t, abuf_[b], bbuf_[b], m, std::min(p_.bk, kp - c * p_.bk), n, p > 0 || c > 0, last);
-      if (last) {
-        store(t, row0, col0, m, n);
-        ++stores[size_t(t)];
-      }
+    x.m = clamp0(s_.m - pm * arows_ - i * p_.bm, p_.bm), x.n = clamp0(s_.n - pn * bcols_ - j * p_.bn, p_.bn);
+    if (x.m == 0 || x.n == 0) return {};
+    x.p = p, x.k0 = p * p_.panel, x.kp = std::min(p_.panel, s_.k - x.k0), x.chunks = ceil_div(x.kp, p_.bk);
+    x.row0 = pm * arows_ + i * p_.bm, x.col0 = pn * bcols_ + j * p_.bn;
+    const uint64_t base = panel_[g % 2];
+    x.b_base = p_.a_resident ? base : base + uint64_t(arows_ * p_.panel * e_);
+    x.a_base = p_.a_resident ? a_rows_[row_slot_[size_t(g / panels_)]] + uint64_t(x.k0 * e_) : base;
+    x.a_ld = (p_.a_resident ? s_.k : p_.panel) * e_;
+    x.a_base += uint64_t(i * p_.bm * x.a_ld);
+    x.b_base += uint64_t(j * p_.bn * (s_.b_transposed ? p_.panel : 1) * e_);
+    return x;
+  }
+
+  // Chunk c of tile t's block x into chunk buffer b.
+  void load(int t, const Block2& x, int64_t c, size_t b) {
+    const int64_t kc = std::min(p_.bk, x.kp - c * p_.bk);
+    Block a;
+    a.d0 = kc, a.d1 = x.m, a.src_strides = {x.a_ld, 0, 0}, a.dst_strides = {p_.bk * e_, 0, 0};
+    pb_.emit(t, dma(sram(int64_t(abuf_[b])), shared(int64_t(x.a_base + uint64_t(c * p_.bk * e_))), a, s_.dtype,
+                    Dtype::None, {data_[b], int64_t(isa::kTileSelf)}));
+    Block bb;
+    if (p_.b_direct) {  // rows of B (output columns, or K rows) from HBM
+      const int64_t k = x.k0 + c * p_.bk;
+      bb.d0 = s_.b_transposed ? kc : x.n, bb.d1 = s_.b_transposed ? x.n : kc;
+      bb.src_strides = {ldb_, 0, 0}, bb.dst_strides = {(s_.b_transposed ? p_.bk : p_.bn) * e_, 0, 0};
+      const Addr src = advance(s_.b, s_.b_transposed ? x.col0 * ldb_ + k * e_ : k * ldb_ + x.col0 * e_);
+      pb_.emit(t, dma(sram(int64_t(bbuf_[b])), src, bb, s_.dtype, Dtype::None, {data_[b], int64_t(isa::kTileSelf)}));
+    } else if (s_.b_transposed) {
+      bb.d0 = kc, bb.d1 = x.n, bb.src_strides = {p_.panel * e_, 0, 0}, bb.dst_strides = {p_.bk * e_, 0, 0};
+      pb_.emit(t, dma(sram(int64_t(bbuf_[b])), shared(int64_t(x.b_base + uint64_t(c * p_.bk * e_))), bb, s_.dtype,
+                      Dtype::None, {data_[b], int64_t(isa::kTileSelf)}));
+    } else {
+      bb.d0 = x.n, bb.d1 = kc, bb.src_strides = {bcols_ * e_, 0, 0}, bb.dst_strides = {p_.bn * e_, 0, 0};
+      pb_.emit(t, dma(sram(int64_t(bbuf_[b])), shared(int64_t(x.b_base + uint64_t(c * p_.bk * bcols_ * e_))), bb,
+                      s_.dtype, Dtype::None, {data_[b], int64_t(isa::kTileSelf)}));
     }
   }
 
-  int64_t arows_ = 0, bcols_ = 0, panels_ = 0;
+  // Tile t's program: its share of staging, the barriers, and its blocks chunk by chunk from
+  // shared memory into its rotating buffers, loads running buffers - 1 chunks ahead.
+  void emit_tile(int t) {
+    int issued[2] = {0, 0};  // staging DMAs of the panels in each shared buffer
+    for (int64_t g = 0; g < std::min<int64_t>(total_, 2); ++g) issued[g] = stage(g, t);
+    std::vector<Block2> blocks;
+    std::vector<std::pair<int64_t, int64_t>> chunks;  // (panel, chunk) of every chunk, in order
+    for (int64_t g = 0; g < total_; ++g) {
+      blocks.push_back(block_of(t, g));
+      for (int64_t c = 0; c < blocks.back().chunks; ++c) chunks.push_back({g, c});
+    }
+    int64_t synced = -1, posted = -1;
+    auto sync = [&](int64_t g) {  // panel g is staged
+      if (issued[g % 2] > 0) pb_.emit(t, sem_wait(staged_[g % 2], issued[g % 2]));
+      pb_.emit(t, barrier(staged_barrier_[size_t(g)], ctx_.tiles()));
+      const size_t e = size_t(g / panels_);
+      if (g % panels_ == 0 && e > 0) {  // an emitted pass begins: mark its round, or its part of a row
+        const auto [k, j] = round_[e];
+        if (j > 0) rows_[size_t(k)].begin_round(t, j);
+        else if (k != round_[e - 1].first) ctx_.begin_round(t, k);
+      }
+      synced = g;
+    };
+    auto post = [&](int64_t g) {  // every tile is done with panel g - 1: stage g + 1 in its place
+      if (g >= 1) {
+        pb_.emit(t, barrier(done_barrier_[size_t(g)], ctx_.tiles()));
+        if (g + 1 < total_) issued[(g + 1) % 2] = stage(g + 1, t);
+      }
+      posted = g;
+    };
+    const size_t count = chunks.size();
+    size_t next = 0, i = 0;
+    int64_t stores = 0;
+    for (int64_t g = 0; g < total_; ++g) {
+      if (synced < g) sync(g);
+      const Block2& x = blocks[size_t(g)];
+      if (x.p == 0 && x.chunks > 0 && s_.has_bias) load_bias(t, x.col0, x.n);
+      for (int64_t c = 0; c < x.chunks; ++c, ++i) {
+        // Loads ahead, into buffers whose last MATMUL the scoreboard waits for; into the next
+        // panel only once this one is posted (panel g + 2 is never ahead of its barriers).
+        for (; next < count && next < i + size_t(p_.buffers); ++next) {
+          const int64_t gx = chunks[next].first;
+          if (gx > g && posted < gx - 1) break;
+          if (synced < gx) sync(gx);
+          load(t, blocks[size_t(gx)], chunks[next].second, next % size_t(p_.buffers));
+        }
+        const size_t b = i % size_t(p_.buffers);
+        pb_.emit(t, sem_wait(data_[b], 2));
+        const bool last = x.p == panels_ - 1 && c == x.chunks - 1;
+        multiply(t, abuf_[b], bbuf_[b], x.m, std::min(p_.bk, x.kp - c * p_.bk), x.n, x.p > 0 || c > 0, last);
+        // Panel g + 1 is staged once this panel's first chunk has arrived: staged earlier, it
+        // would share the tile's DMA engine with the first chunk loads while the arrays wait.
+        if (c == 0) post(g);
+        if (last) store(t, x.row0, x.col0, x.m, x.n), ++stores;
+      }
+      if (posted < g) post(g);
+    }
+    if (stores > 0) pb_.emit(t, sem_wait(stored_, stores));
+  }
+
+  int64_t arows_ = 0, bcols_ = 0, panels_ = 0, total_ = 0;
+  std::vector<int> staged_barrier_, done_barrier_;  // per panel
   uint64_t a_rows_[2] = {};           // resident A rows of two pass rows
   std::vector<int64_t> pass_;  // per emitted pass: the pass
   // per emitted pass: the emitted round it is in, and (by rows) which emitted pass of that row
@@ -542,9 +580,12 @@ double staged_cost(const arch::Arch& a, const GemmSpec& s, const GemmPlan& p) {
   const double staged = hbm - (p.b_direct ? B : 0.0), working = double(p.gr * p.gc);
   const double reads = double(p.passes_m * p.passes_n) * working * double(p.bm + p.bn) * double(s.k) * e;
   const arch::Derived d = arch::derive(a);
-  const double flops = 2.0 * double(s.m) * double(s.k) * double(s.n);
-  const double peak = d.peak_flops.at(std::string(isa::array_dtype_class(s.dtype))) * working / double(a.tiles());
-  return std::max({hbm / d.hbm_bandwidth, (staged + reads) / a.chip.shared_memory.bandwidth, flops / peak});
+  // The arrays: a whole block's chunks per pass, with the padding of blocks that do not fill them.
+  const int64_t chunks = p.passes_m * p.passes_n * ceil_div(s.k, p.bk);
+  const double arrays =
+      double(chunks) * double(arch::matmul_timing(a.chip.tile.systolic, isa::array_dtype_class(s.dtype), p.bm, p.bk, p.bn).occupancy) /
+      a.chip.clock;
+  return std::max({hbm / d.hbm_bandwidth, (staged + reads) / a.chip.shared_memory.bandwidth, arrays});
 }
 
 GemmPlan plan_gemm(const arch::Arch& a, const GemmSpec& s, uint64_t budget,

@@ -13,10 +13,12 @@
 //
 // Through shared memory (chips whose shared memory is chip-wide, like a GPU's L2): K is cut
 // into panels that fit the shared memory twice. All tiles stage a pass's panel of A rows and
-// B columns from HBM into shared memory together, meet at a barrier, then each loads its own
-// blocks of the panel chunk by chunk (two SRAM buffers) while the next panel is staged. So A
-// and B leave HBM once per pass column / pass row, and the tiles reuse them from shared
-// memory, as GPU GEMMs reuse data through L2.
+// B columns from HBM into shared memory together and meet at a barrier; each then loads its own
+// blocks of the panel chunk by chunk (two or three SRAM buffers) while the next panel is staged.
+// A tile's chunk loads run ahead into the next panel once that one is staged, so the arrays do
+// not drain at panel and pass boundaries. So A and B leave HBM once per pass column / pass row,
+// and the tiles reuse them from shared memory, as GPU GEMMs reuse data through L2. The grid is
+// the one whose estimated time (staged_cost) is least, block padding on the arrays included.
 #pragma once
 
 #include <cstdint>
@@ -54,8 +56,8 @@ GemmPlan plan_gemm(const arch::Arch& arch, const GemmSpec& s, uint64_t sram_budg
 
 // The estimated time of a plan through shared memory (panel > 0), that of the slowest of: HBM
 // traffic (A once per pass column unless resident, B once per pass row), shared-memory traffic
-// (what is staged, and every working tile's blocks over all of K in every pass) and the arrays of
-// the working tiles. plan_gemm takes the grid costing least.
+// (what is staged, and every working tile's blocks over all of K in every pass) and a tile's
+// arrays over its blocks (padding included). plan_gemm takes the grid costing least.
 double staged_cost(const arch::Arch& a, const GemmSpec& s, const GemmPlan& p);
 
 // Emits the GEMM on every tile with the given plan (from plan_gemm with ctx's SRAM budget).

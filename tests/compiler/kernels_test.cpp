@@ -184,6 +184,7 @@ struct GemmCase {
   int64_t min_panels = 0;       // > 0: staged through shared memory in at least this many K panels
   bool a_resident = false;      // ... with A rows kept in it across passes
   bool b_direct = false;        // ... with B straight from HBM
+  bool short_last_panel = false;  // ... whose last K panel has fewer chunks than chunk buffers
 };
 
 std::ostream& operator<<(std::ostream& os, const GemmCase& c) {
@@ -226,6 +227,10 @@ TEST_P(Gemm, MatchesReference) {
   }
   EXPECT_EQ(p.a_resident, c.a_resident);
   EXPECT_EQ(p.b_direct, c.b_direct);
+  if (c.short_last_panel) {
+    const int64_t last = c.k - (c.k - 1) / p.panel * p.panel;
+    EXPECT_LT((last + p.bk - 1) / p.bk, p.buffers) << "panel " << p.panel << ", bk " << p.bk;
+  }
   // The multicast grid takes every tile; through shared memory it may leave a tenth idle.
   EXPECT_LE(p.gr * p.gc, run.arch().tiles());
   EXPECT_GE(p.gr * p.gc * 10, run.arch().tiles() * (c.min_panels > 0 ? 9 : 10));
@@ -431,6 +436,20 @@ INSTANTIATE_TEST_SUITE_P(
                  .min_kchunks = 3,
                  .partial_blocks = true,
                  .min_panels = 2},
+        // Chunk loads run ahead across panels: a one-chunk last panel in every pass, and tiles
+        // idle in some passes (partial blocks at both edges).
+        GemmCase{.name = "h100_l2_short_last_panel_passes",
+                 .preset = "h100-sxm",
+                 .overrides = {"chip.shared_memory.capacity=640KiB", "chip.tile.sram.capacity=24KiB"},
+                 .m = 1100,
+                 .k = 980,
+                 .n = 900,
+                 .transposed = true,
+                 .min_kchunks = 5,
+                 .min_passes = 2,
+                 .partial_blocks = true,
+                 .min_panels = 3,
+                 .short_last_panel = true},
         GemmCase{.name = "h100_l2_bf16_activations_fp8_weights",
                  .preset = "h100-sxm",
                  .m = 256,
@@ -608,7 +627,7 @@ INSTANTIATE_TEST_SUITE_P(
         StreamCase{
             .name = "maia_x_slices_from_hbm_fp8",
             .preset = "maia100-class",
-            .overrides = {"chip.tile.sram.capacity=64KiB", "chip.shared_memory.capacity=16KiB"},
+            .overrides = {"chip.tile.sram.capacity=128KiB", "chip.shared_memory.capacity=16KiB"},
             .t = 16,
             .k = 4096,
             .n = 130,

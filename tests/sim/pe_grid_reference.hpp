@@ -1,5 +1,5 @@
 // A slow, cycle-by-cycle model of the processing-element (PE) grid of a systolic array: the
-// golden reference for the closed-form timing in sim/systolic.hpp. Every register of the array
+// golden reference for the closed-form timing in arch/systolic.hpp. Every register of the array
 // is simulated, every operand, weight and partial sum moves one PE (or one skew stage) per
 // cycle and carries its value, so the reference computes the MATMUL itself. Latency and
 // occupancy are read off the simulated cycles; nothing here evaluates a timing formula.
@@ -9,7 +9,7 @@
 // what meets it belongs together. A mismatch throws std::logic_error, so a mistimed rule
 // cannot silently produce a plausible number.
 //
-// The semantics are those summarised in sim/systolic.hpp, taken cycle by cycle. Where they
+// The semantics are those summarised in arch/systolic.hpp, taken cycle by cycle. Where they
 // leave a choice open, this model takes the reading that keeps a single shadow register per
 // PE physically consistent:
 //
@@ -45,9 +45,13 @@
 #include <utility>
 #include <vector>
 
-#include "sim/systolic.hpp"
+#include "arch/systolic.hpp"
 
 namespace tessera::sim::test {
+using arch::ArrayShape;
+using arch::Dataflow;
+using arch::MatmulTiming;
+using arch::matmul_timing;
 
 // Dense row-major matrix. `padded` reads zero outside it, which is what the unused rows and
 // columns of a partial tile see.

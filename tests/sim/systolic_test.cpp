@@ -1,8 +1,8 @@
-// The closed-form systolic timing (sim/systolic.hpp) against the cycle-by-cycle PE grid in
+// The closed-form systolic timing (arch/systolic.hpp) against the cycle-by-cycle PE grid in
 // pe_grid_reference.hpp. The grid also computes the product, so each case checks three things:
 // latency, occupancy and the values (against a plain triple loop). Inputs are small integers,
 // so every sum is exact in double and the values compare with ==.
-#include "sim/systolic.hpp"
+#include "arch/systolic.hpp"
 
 #include <gtest/gtest.h>
 
@@ -16,6 +16,10 @@
 #include "pe_grid_reference.hpp"
 
 namespace tessera::sim::test {
+using arch::ArrayShape;
+using arch::Dataflow;
+using arch::MatmulTiming;
+using arch::matmul_timing;
 namespace {
 
 constexpr Dataflow kWs = Dataflow::WeightStationary;

@@ -1,8 +1,8 @@
-#include "sim/systolic.hpp"
+#include "arch/systolic.hpp"
 
 #include <algorithm>
 
-namespace tessera::sim {
+namespace tessera::arch {
 namespace {
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 }  // namespace
@@ -26,6 +26,11 @@ MatmulTiming matmul_timing(const ArrayShape& a, int64_t pack, int64_t m, int64_t
     t.occupancy = blocks * step;
   }
   return t;
+}
+
+MatmulTiming matmul_timing(const SystolicParams& s, std::string_view cls, int64_t m, int64_t k, int64_t n) {
+  const int64_t pack = int64_t(s.macs_per_cycle.at(cls)) / (s.rows * s.cols);
+  return matmul_timing(ArrayShape{s.rows, s.cols, s.count, s.dataflow}, pack, m, k, n);
 }
 
 }  // namespace tessera::sim

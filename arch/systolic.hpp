@@ -1,4 +1,5 @@
-// Latency of a MATMUL on the systolic arrays, in closed form. The cycle-by-cycle
+// Latency of a MATMUL on the systolic arrays, in closed form (the simulator's timing, and what
+// the compiler's planners estimate with). The cycle-by-cycle
 // processing-element grid in tests/sim/pe_grid_reference.hpp is the golden reference.
 //
 // Weight-stationary (ws), R x C array, packing p (MACs per PE per cycle for the dtype):
@@ -26,9 +27,9 @@
 
 #include <cstdint>
 
-namespace tessera::sim {
+#include "arch/arch.hpp"
 
-enum class Dataflow { WeightStationary, OutputStationary };
+namespace tessera::arch {
 
 struct ArrayShape {
   int64_t rows = 0;
@@ -44,5 +45,7 @@ struct MatmulTiming {
 
 // `pack`: MACs per PE per cycle for the input dtype (macs_per_cycle / (rows * cols)).
 MatmulTiming matmul_timing(const ArrayShape& a, int64_t pack, int64_t m, int64_t k, int64_t n);
+// The same for a tile's arrays multiplying the dtype class `cls` ("bf16", "fp8", ...).
+MatmulTiming matmul_timing(const SystolicParams& s, std::string_view cls, int64_t m, int64_t k, int64_t n);
 
-}  // namespace tessera::sim
+}  // namespace tessera::arch
