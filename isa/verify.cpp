@@ -216,6 +216,8 @@ class Verifier {
       if (peer >= int64_t(t_.chips) || peer == int64_t(s.chip)) {
         issue(s, pc, fmt::format("{} peer chip {} must be another of the target's {} chips", d.mnemonic, peer, t_.chips));
       }
+      const int64_t sem = in[find_field(in.op, "sem")];  // the issuing tile's own
+      if (sem != int64_t(kSemNone)) signal(s, pc, s.tile, sem, 1);
     }
 
     accesses_.clear();

@@ -60,7 +60,8 @@ Chip::Chip(sc_module_name name, const arch::Arch& a, int index, const SimOptions
       hbm_conflicts_(stats.add(prefix_ + ".hbm.row_conflicts", "count", "accesses that closed another row first")),
       hbm_refreshes_(stats.add(prefix_ + ".hbm.refreshes", "count", "all-bank refreshes")),
       hbm_busy_(stats.add(prefix_ + ".hbm.data_busy_ps", "ps",
-                          "sum over pseudo-channels of time the data bus was busy")) {
+                          "sum over pseudo-channels of time the data bus was busy")),
+      comm_("comm", *this) {
   for (int64_t i = 0; i < a.shared_memory_instances(); ++i) {
     shared_ports_.push_back(std::make_unique<Timeline>());
     shared_bytes_.push_back(&stats.add(fmt::format("{}.shared{}.bytes", prefix_, i), "bytes",

@@ -14,10 +14,12 @@
 #include <array>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <queue>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "arch/arch.hpp"
@@ -25,6 +27,7 @@
 #include "isa/operands.hpp"
 #include "isa/program.hpp"
 #include "sim/energy.hpp"
+#include "sim/fabric.hpp"
 #include "sim/hbm.hpp"
 #include "sim/memory.hpp"
 #include "sim/noc.hpp"
@@ -83,7 +86,7 @@ class Scheduler : public sc_core::sc_module {
   sc_core::sc_event event_;
 };
 
-enum class Unit : uint8_t { Dma, Matmul, Vector, None };
+enum class Unit : uint8_t { Dma, Matmul, Vector, Comm, None };
 
 // An instruction between issue and completion.
 struct Op {
@@ -177,6 +180,49 @@ class DmaEngine : public sc_core::sc_module {
   double& transfers_;
   int slot_;
   std::vector<int> part_of_port_;  // scratch of issue_chunk: per HBM port, its part or -1
+};
+
+// The chip's end of the chip-to-chip links: executes the send and recv instructions of every
+// tile. A send reads its data from the tile's SRAM, shared memory or HBM piece by piece and
+// hands each piece to the fabric; it completes (and signals its semaphore) when the last has
+// left. Messages are matched to recvs by sender and tag, in order; a piece that arrives before
+// its recv waits in the unit (eager), and is written once the recv names its destination. A
+// recv completes when its last piece is written.
+class CommUnit : public sc_core::sc_module, public CommIf {
+ public:
+  CommUnit(sc_core::sc_module_name name, Chip& chip);
+  sc_core::sc_port<FabricIf, 1, sc_core::SC_ZERO_OR_MORE_BOUND> fabric;  // unbound on a one-chip system
+  sc_core::sc_export<CommIf> port;  // the fabric's way in: this unit
+
+  void push(Tile& tile, Op* op);  // a send or recv issued by `tile`
+  void arrive(Piece piece) override;
+  // Messages still unmatched or incomplete, each naming both ends (empty when none).
+  std::string pending_report() const;
+
+ private:
+  struct Recv {
+    Tile* tile = nullptr;
+    Op* op = nullptr;  // until it completes (then the tile reuses it)
+    size_t pc = 0;
+    uint64_t bytes = 0, written = 0;
+    Tick done = 0;
+  };
+  struct Message {
+    std::vector<Piece> waiting;  // arrived before the recv
+    uint64_t bytes = 0, arrived = 0;
+    int src_tile = -1;
+    Recv recv;
+  };
+  // Writes a piece of a posted message; returns whether that completed it.
+  bool write(Message& m, const Piece& p);
+  void finish(Tile& tile, Op* op, Tick at, const char* what);
+
+  Chip& chip_;
+  std::map<std::pair<int, int64_t>, uint64_t> sent_;    // (dst, tag) -> messages sent
+  std::map<std::pair<int, int64_t>, uint64_t> posted_;  // (src, tag) -> recvs posted
+  std::map<std::tuple<int, int64_t, uint64_t>, Message> messages_;  // (src, tag, message)
+  double& sent_bytes_;
+  double& received_bytes_;
 };
 
 class Tile : public sc_core::sc_module {
@@ -288,6 +334,10 @@ class Chip : public sc_core::sc_module {
   int64_t shared_instance(int64_t tile) const;
   int hbm_track(int64_t pc) const { return hbm_tracks_[size_t(pc)]; }
   Tick shared_access(int64_t instance, Tick t, uint64_t bytes, bool write, Activity& act);
+  // A contiguous access by the comm unit to `space` (an SRAM: tile `tile`'s) from `t`; returns
+  // when it ends. HBM accesses go straight to the channels (the unit sits by the controllers).
+  Tick local_access(isa::Space space, int64_t tile, uint64_t addr, uint64_t bytes, bool write, Tick t, Activity& act);
+  CommUnit& comm() { return comm_; }
   Slots& slots() { return slots_; }
   Attribution& attribution() { return *attribution_; }
   // A tile began region instance `r` before any other: records a snapshot if asked for.
@@ -339,6 +389,7 @@ class Chip : public sc_core::sc_module {
     Tick first_arrival = 0;
   };
   std::array<Barrier, isa::kNumBarriers> barriers_;
+  CommUnit comm_;
   std::vector<std::unique_ptr<Tile>> tiles_;
   std::vector<int> hbm_tracks_;
   int barrier_track_ = -1;  // a slice from each barrier's first arrival to its release

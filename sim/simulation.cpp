@@ -1,5 +1,7 @@
 #include "sim/simulation.hpp"
 
+#include "sim/system.hpp"
+
 #include <fmt/format.h>
 
 #include <cstdlib>
@@ -70,13 +72,16 @@ RunResult Simulation::run(const isa::Program& program, Trace* trace) {
   }
   {
     FreshContext context;
-    std::vector<std::unique_ptr<Chip>> chips;
-    for (int64_t c = 0; c < arch_.system.chips; ++c) {
-      ChipMemory* mem = mode_ == Mode::Functional ? memories_[size_t(c)].get() : nullptr;
-      chips.push_back(std::make_unique<Chip>(fmt::format("chip{}", c).c_str(), arch_, int(c), options_, result.stats,
-                                             mem, trace));
-      chips.back()->load(program);
+    std::vector<ChipMemory*> memories;
+    for (auto& m : memories_) memories.push_back(m.get());
+    std::optional<System> system;
+    try {
+      system.emplace(arch_, options_, result.stats, memories, trace);
+    } catch (const std::invalid_argument& e) {
+      throw SimError(fmt::format("{}: {}", arch_.name, e.what()));
     }
+    std::vector<std::unique_ptr<Chip>>& chips = system->chips();
+    for (auto& c : chips) c->load(program);
     try {
       if (options_.time_limit > 0) {
         sc_core::sc_start(ticks(options_.time_limit));
@@ -86,8 +91,10 @@ RunResult Simulation::run(const isa::Program& program, Trace* trace) {
     } catch (const sc_core::sc_report& r) {
       throw SimError(r.get_msg());
     }
-    std::string blocked;
-    for (auto& c : chips) blocked += c->deadlock_report();
+    // Unmatched messages explain a deadlock; without one they are an error of their own.
+    std::string blocked, unmatched;
+    for (auto& c : chips) blocked += c->deadlock_report(), unmatched += c->comm().pending_report();
+    if (!blocked.empty()) blocked += unmatched;
     if (!blocked.empty()) {
       const bool limit = options_.time_limit > 0 && sc_core::sc_pending_activity();
       throw SimError(limit ? fmt::format("simulated-time limit of {} s reached; unfinished tiles:\n{}",
@@ -95,6 +102,7 @@ RunResult Simulation::run(const isa::Program& program, Trace* trace) {
                            : fmt::format("deadlock at {} s: every unfinished tile is blocked and nothing is in flight:\n{}",
                                          ticks_to_seconds(now_ticks()), blocked));
     }
+    if (!unmatched.empty()) throw SimError("messages were sent and never received:\n" + unmatched);
     for (auto& c : chips) {
       c->collect_hbm_stats();
       result.energy_windows.push_back(c->meter().joules());
@@ -110,7 +118,7 @@ RunResult Simulation::run(const isa::Program& program, Trace* trace) {
       if (s.name.ends_with(".halt_ps")) result.time = std::max(result.time, Tick(s.value));
       if (s.name.ends_with(".instructions")) result.instructions += uint64_t(s.value);
     }
-    chips.clear();  // modules go before their context
+    system.reset();  // modules go before their context
   }
   return result;
 }

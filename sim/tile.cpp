@@ -20,6 +20,7 @@ Unit unit_of(const isa::Instr& in) {
     case isa::OpClass::Dma: return Unit::Dma;
     case isa::OpClass::Matmul: return Unit::Matmul;
     case isa::OpClass::Vector: return Unit::Vector;
+    case isa::OpClass::Comm: return Unit::Comm;
     default: return Unit::None;
   }
 }
@@ -165,7 +166,10 @@ bool Tile::issue_memory_op(const isa::Instr& in, Unit unit) {
       if (!e->full() && (engine == nullptr || e->load() < engine->load())) engine = e.get();
     }
   }
-  const bool full = unit == Unit::Dma ? engine == nullptr : unit == Unit::Matmul ? matmul_.full() : vector_.full();
+  const bool full = unit == Unit::Dma      ? engine == nullptr
+                    : unit == Unit::Matmul ? matmul_.full()
+                    : unit == Unit::Vector ? vector_.full()
+                                           : false;  // the comm unit queues every message
   if (full) {
     waiting_ = op;
     block(Block::UnitFull);
@@ -183,6 +187,7 @@ bool Tile::issue_memory_op(const isa::Instr& in, Unit unit) {
   switch (unit) {
     case Unit::Dma: engine->push(op); break;
     case Unit::Matmul: matmul_.push(op); break;
+    case Unit::Comm: chip_.comm().push(*this, op); break;
     default: vector_.push(op); break;
   }
   return true;
@@ -284,11 +289,6 @@ void Tile::step() {
         chip_.attribution()[region_].activity.instructions += 1;
         chip_.barrier_arrive(int(in[0]), int(in[1]), *this);
         return;
-      case Opcode::Send:
-      case Opcode::Recv:
-        throw std::runtime_error(fmt::format(
-            "{}: instruction {} ({}): chip-to-chip send/recv is not simulated by the single-chip model", prefix_,
-            pc_, in.def().mnemonic));
       default: {
         const Unit u = unit_of(in);
         if (!issue_memory_op(in, u)) return;

@@ -88,6 +88,10 @@ TEST(Verify, SemaphoreNobodySignals) {
                       "  dma dst=sram@2[0], src=hbm[0], d0=4, sem=5, sem_tile=2\n"
                       ".stream tile=2\n  sem.wait sem=5, count=4\n"),
             "");
+  // ... and from a recv's or send's completion, on the issuing tile.
+  EXPECT_EQ(issues_of(".stream chip=1, tile=2\n  recv dst=hbm[0], bytes=4, peer=0, sem=5\n"
+                      "  send src=hbm[0], bytes=4, peer=0, sem=5\n  sem.wait sem=5, count=2\n"),
+            "");
 }
 
 TEST(Verify, BarrierThatCannotFill) {

@@ -1,0 +1,80 @@
+#include "sim/system.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+namespace tessera::sim {
+
+namespace {
+
+std::string node_name(int node, int chips) {
+  return node < chips ? fmt::format("c{}", node) : node == chips ? "sw" : fmt::format("sw{}", node - chips);
+}
+
+}  // namespace
+
+Fabric::Fabric(sc_core::sc_module_name name, const arch::Arch& a, Stats& stats, Trace* trace)
+    : sc_core::sc_module(name),
+      port("port"),
+      chips("chips"),
+      topology_(make_topology(a.system)),
+      scheduler_("scheduler"),
+      trace_(trace) {
+  port(*this);
+  const int n = topology_->chips();
+  for (const LinkSpec& s : topology_->links()) {
+    const std::string id = fmt::format("system.link.{}-{}", node_name(s.from, n), node_name(s.to, n));
+    links_.push_back(std::unique_ptr<Link>(new Link{
+        s, Timeline{}, stats.add(id + ".bytes", "bytes", "bytes carried in this direction"),
+        stats.add(id + ".busy_ps", "ps", "time this direction carried data"),
+        trace ? trace->track(id.substr(7), s.from < n ? s.from : s.to) : -1}));
+  }
+  routes_.assign(size_t(n), std::vector<std::vector<int>>(size_t(n)));
+  for (int s = 0; s < n; ++s) {
+    for (int d = 0; d < n; ++d) {
+      if (s != d) routes_[size_t(s)][size_t(d)] = topology_->route(s, d);
+    }
+  }
+}
+
+Tick Fabric::transmit(Piece piece, Tick ready, Activity& act) {
+  const std::vector<int>& route = routes_[size_t(piece.src)][size_t(piece.dst)];
+  Tick at = ready, left = ready, arrival = ready;
+  Tick previous = 0;  // the previous hop's transfer time
+  for (size_t h = 0; h < route.size(); ++h) {
+    Link& l = *links_[size_t(route[h])];
+    const Tick d = seconds_to_ticks(double(piece.size) / l.spec.bandwidth);
+    // Cut-through: a hop starts once the piece's head has crossed the previous one, and no
+    // earlier than its tail could keep up with.
+    at = std::max(at, at + previous - d);
+    const Tick start = l.calendar.reserve(at, d);
+    const Tick latency = seconds_to_ticks(l.spec.latency);
+    if (h == 0) left = start + d;
+    l.bytes += double(piece.size);
+    l.busy += double(d);
+    if (trace_) trace_->busy(l.track, start, start + d);
+    arrival = start + d + latency;
+    at = start + latency;
+    previous = d;
+  }
+  act.link_bits += double(piece.size) * 8.0 * double(route.size());
+  const int dst = piece.dst;
+  scheduler_.at(arrival, [this, dst, piece = std::move(piece)]() mutable { chips[dst]->arrive(std::move(piece)); });
+  return left;
+}
+
+System::System(const arch::Arch& a, const SimOptions& opt, Stats& stats, const std::vector<ChipMemory*>& memories,
+               Trace* trace) {
+  if (a.system.chips > 1) fabric_ = std::make_unique<Fabric>("fabric", a, stats, trace);
+  for (int64_t c = 0; c < a.system.chips; ++c) {
+    chips_.push_back(std::make_unique<Chip>(fmt::format("chip{}", c).c_str(), a, int(c), opt, stats,
+                                            memories.empty() ? nullptr : memories[size_t(c)], trace));
+    if (fabric_) {
+      chips_.back()->comm().fabric(fabric_->port);
+      fabric_->chips(chips_.back()->comm().port);
+    }
+  }
+}
+
+}  // namespace tessera::sim

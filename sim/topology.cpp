@@ -1,0 +1,168 @@
+#include "sim/topology.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <map>
+#include <stdexcept>
+
+namespace tessera::sim {
+
+int Topology::connect(int a, int b, double bandwidth, double latency) {
+  links_.push_back({a, b, bandwidth, latency});
+  links_.push_back({b, a, bandwidth, latency});
+  return int(links_.size()) - 2;
+}
+
+namespace {
+
+// Links in a bundle to each of `neighbours`, or an error naming the topology and the key.
+int64_t per_neighbour(const arch::SystemParams& s, int64_t neighbours, const std::string& what) {
+  const int64_t n = neighbours > 0 ? s.link.count / neighbours : 0;
+  if (neighbours > 0 && n < 1) {
+    throw std::invalid_argument(fmt::format("system.link.count: {} of {} chips needs at least {} links per chip, not {}",
+                                            what, s.chips, neighbours, s.link.count));
+  }
+  return n;
+}
+
+class FullyConnected : public Topology {
+ public:
+  explicit FullyConnected(const arch::SystemParams& s) : Topology(int(s.chips)), index_(size_t(s.chips * s.chips), -1) {
+    const double bw = double(per_neighbour(s, s.chips - 1, "a fully connected system")) * s.link.bandwidth;
+    for (int a = 0; a < chips_; ++a) {
+      for (int b = a + 1; b < chips_; ++b) {
+        const int i = connect(a, b, bw, s.link.latency);
+        index_[size_t(a * chips_ + b)] = i, index_[size_t(b * chips_ + a)] = i + 1;
+      }
+    }
+  }
+  std::string name() const override { return "fully_connected"; }
+  std::vector<int> route(int src, int dst) const override { return {index_[size_t(src * chips_ + dst)]}; }
+
+ private:
+  std::vector<int> index_;  // [src * chips + dst] -> link
+};
+
+// Every chip has a bundle of all its links to one switch; a message crosses two links.
+class Switch : public Topology {
+ public:
+  explicit Switch(const arch::SystemParams& s) : Topology(int(s.chips)) {
+    for (int c = 0; c < chips_; ++c) {
+      connect(c, chips_, double(std::max<int64_t>(s.link.count, 1)) * s.link.bandwidth, s.link.latency / 2);
+    }
+  }
+  std::string name() const override { return "switch"; }
+  std::vector<int> route(int src, int dst) const override { return {2 * src, 2 * dst + 1}; }
+};
+
+// Chips on a torus of the given dimensions (a ring is one dimension), each linked to its two
+// neighbours along every dimension longer than 1 (one bundle, twice as wide, when the
+// dimension has length 2). Routes go dimension by dimension, the shorter way round (ties: up).
+class Torus : public Topology {
+ public:
+  Torus(const arch::SystemParams& s, std::vector<int> dims, std::string name)
+      : Topology(int(s.chips)), dims_(std::move(dims)), name_(std::move(name)) {
+    // Two neighbours per dimension, whatever its length, so that the bundles do not depend on
+    // the number of chips.
+    const int64_t bundle = per_neighbour(s, 2 * std::count_if(dims_.begin(), dims_.end(), [](int d) { return d > 1; }),
+                                         "a " + name_);
+    next_.assign(size_t(chips_) * dims_.size() * 2, -1);
+    for (int c = 0; c < chips_; ++c) {
+      for (size_t d = 0; d < dims_.size(); ++d) {
+        if (dims_[d] < 2) continue;
+        const int up = neighbour(c, d, +1);
+        if (dims_[d] == 2 && up < c) continue;  // the pair is already joined
+        const double bw = double(bundle * (dims_[d] == 2 ? 2 : 1)) * s.link.bandwidth;
+        const int i = connect(c, up, bw, s.link.latency);
+        next_[slot(c, d, +1)] = i, next_[slot(up, d, -1)] = i + 1;
+        if (dims_[d] == 2) next_[slot(c, d, -1)] = i, next_[slot(up, d, +1)] = i + 1;
+      }
+    }
+  }
+  std::string name() const override {
+    std::string dims;
+    for (int d : dims_) dims += (dims.empty() ? "" : "x") + std::to_string(d);
+    return fmt::format("{} {}", name_, dims);
+  }
+  std::vector<int> route(int src, int dst) const override {
+    std::vector<int> path;
+    int at = src;
+    for (size_t d = 0; d < dims_.size(); ++d) {
+      const int n = dims_[d];
+      const int from = coord(at, d), to = coord(dst, d);
+      const int up = ((to - from) % n + n) % n;
+      const int dir = up <= n - up ? +1 : -1;
+      for (int hop = 0, hops = dir > 0 ? up : n - up; hop < hops; ++hop) {
+        path.push_back(next_[slot(at, d, dir)]);
+        at = neighbour(at, d, dir);
+      }
+    }
+    return path;
+  }
+
+ private:
+  int stride(size_t d) const {
+    int s = 1;
+    for (size_t i = 0; i < d; ++i) s *= dims_[i];
+    return s;
+  }
+  int coord(int c, size_t d) const { return c / stride(d) % dims_[d]; }
+  int neighbour(int c, size_t d, int dir) const {
+    const int n = dims_[d], x = coord(c, d);
+    return c + (((x + dir) % n + n) % n - x) * stride(d);
+  }
+  size_t slot(int c, size_t d, int dir) const { return (size_t(c) * dims_.size() + d) * 2 + (dir > 0 ? 0 : 1); }
+
+  std::vector<int> dims_;
+  std::string name_;
+  std::vector<int> next_;  // [chip, dimension, direction] -> link
+};
+
+// The most even factorisation of n into `k` factors, largest first.
+std::vector<int> even_factors(int n, int k) {
+  if (k == 1) return {n};
+  int best = 1;
+  for (int f = 1; f * f <= n; ++f) {
+    if (n % f == 0 && std::pow(double(f), double(k)) <= double(n) + 0.5) best = f;
+  }
+  std::vector<int> rest = even_factors(n / best, k - 1);
+  rest.push_back(best);
+  std::sort(rest.rbegin(), rest.rend());
+  return rest;
+}
+
+using Factory = std::function<std::unique_ptr<Topology>(const arch::SystemParams&)>;
+
+const std::map<arch::Topology, std::pair<std::string, Factory>>& table() {
+  static const std::map<arch::Topology, std::pair<std::string, Factory>> t = {
+      {arch::Topology::FullyConnected,
+       {"fully_connected", [](const arch::SystemParams& s) { return std::make_unique<FullyConnected>(s); }}},
+      {arch::Topology::Switch, {"switch", [](const arch::SystemParams& s) { return std::make_unique<Switch>(s); }}},
+      {arch::Topology::Ring,
+       {"ring", [](const arch::SystemParams& s) { return std::make_unique<Torus>(s, std::vector<int>{int(s.chips)}, "ring"); }}},
+      {arch::Topology::Torus2D,
+       {"torus2d",
+        [](const arch::SystemParams& s) { return std::make_unique<Torus>(s, even_factors(int(s.chips), 2), "2D torus"); }}},
+      {arch::Topology::Torus3D,
+       {"torus3d",
+        [](const arch::SystemParams& s) { return std::make_unique<Torus>(s, even_factors(int(s.chips), 3), "3D torus"); }}},
+  };
+  return t;
+}
+
+}  // namespace
+
+std::unique_ptr<Topology> make_topology(const arch::SystemParams& s) {
+  return table().at(s.topology).second(s);
+}
+
+std::vector<std::string> topology_names() {
+  std::vector<std::string> names;
+  for (const auto& [kind, entry] : table()) names.push_back(entry.first);
+  return names;
+}
+
+}  // namespace tessera::sim
