@@ -574,7 +574,15 @@ GemmPlan plan_on_grid(const arch::Arch& a, const GemmSpec& s, uint64_t budget, u
 
 }  // namespace
 
-double staged_cost(const arch::Arch& a, const GemmSpec& s, const GemmPlan& p) {
+namespace {
+
+// The times staged_cost takes the largest of.
+struct StagedTimes {
+  double hbm, shared, arrays;
+  double cost() const { return std::max({hbm, shared, arrays}); }
+};
+
+StagedTimes staged_times(const arch::Arch& a, const GemmSpec& s, const GemmPlan& p) {
   const double e = double(esize(s.dtype)), A = double(s.m * s.k) * e, B = double(s.k * s.n) * e;
   const double hbm = A * (p.a_resident ? 1.0 : double(p.passes_n)) + B * double(p.passes_m);
   const double staged = hbm - (p.b_direct ? B : 0.0), working = double(p.gr * p.gc);
@@ -585,7 +593,13 @@ double staged_cost(const arch::Arch& a, const GemmSpec& s, const GemmPlan& p) {
   const double arrays =
       double(chunks) * double(arch::matmul_timing(a.chip.tile.systolic, isa::array_dtype_class(s.dtype), p.bm, p.bk, p.bn).occupancy) /
       a.chip.clock;
-  return std::max({hbm / d.hbm_bandwidth, (staged + reads) / a.chip.shared_memory.bandwidth, arrays});
+  return {hbm / d.hbm_bandwidth, (staged + reads) / a.chip.shared_memory.bandwidth, arrays};
+}
+
+}  // namespace
+
+double staged_cost(const arch::Arch& a, const GemmSpec& s, const GemmPlan& p) {
+  return staged_times(a, s, p).cost();
 }
 
 GemmPlan plan_gemm(const arch::Arch& a, const GemmSpec& s, uint64_t budget,
@@ -601,25 +615,27 @@ GemmPlan plan_gemm(const arch::Arch& a, const GemmSpec& s, uint64_t budget,
   const int tiles = int(a.tiles());
   // The most square blocks: grid rows against grid columns as M against N.
   int square = 1;
-  double best = 1e300;
+  double squarest = 1e300;
   for (int gr = 1; gr <= tiles; ++gr) {
     if (tiles % gr != 0) continue;
     const double score = std::fabs(std::log((double(s.m) / gr) / (double(s.n) / (tiles / gr))));
-    if (score < best) best = score, square = gr;
+    if (score < squarest) squarest = score, square = gr;
   }
   GemmPlan p = plan_on_grid(a, s, budget, shared_budget, square, tiles / square, kq);
   if (p.panel == 0) return p;
   // Through shared memory, the blocks the SRAM allows are what they are whatever the grid; the
   // grid decides how often A and B are staged and read. Grids may leave up to a tenth of the
-  // tiles idle (148 SMs factor only as 4 x 37).
-  double cost = staged_cost(a, s, p);
+  // tiles idle (148 SMs factor only as 4 x 37). Grids whose estimates tie (all bound by the same blocks on the arrays) differ in the memory
+  // traffic the estimate hides behind the arrays: of those, the one with the least.
+  StagedTimes best = staged_times(a, s, p);
   for (int gr = 1; gr <= tiles; ++gr) {
     const int gc = tiles / gr;
     if (gr * gc * 10 < tiles * 9 || (gr == square && gc == tiles / square)) continue;
     const GemmPlan q = plan_on_grid(a, s, budget, shared_budget, gr, gc, kq);
     if (q.panel == 0) continue;
-    const double c = staged_cost(a, s, q);
-    if (c < cost * 0.999) cost = c, p = q;
+    const StagedTimes t = staged_times(a, s, q);
+    const bool tie = t.cost() <= best.cost() * 1.001;
+    if (t.cost() < best.cost() * 0.999 || (tie && t.hbm + t.shared < best.hbm + best.shared)) best = t, p = q;
   }
   return p;
 }
