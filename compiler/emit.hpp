@@ -81,6 +81,10 @@ Instr vec_fill(Tensor2 dst, int64_t rows, int64_t cols, float value);
 Instr vec_mask(Tensor2 dst, Tensor2 src0, int64_t rows, int64_t cols, int64_t diag, float value);
 
 Instr sem_signal(int64_t tile, int64_t sem, int64_t count = 1, isa::After after = isa::After::All);
+// `bytes` from src to chip `peer` (its recv of the same tag); `sem` (own) when they have left.
+Instr send(Addr src, int64_t bytes, int64_t peer, int64_t tag, int64_t sem = int64_t(isa::kSemNone));
+// `bytes` from chip `peer` (its send of the same tag) into dst; `sem` (own) when they are written.
+Instr recv(Addr dst, int64_t bytes, int64_t peer, int64_t tag, int64_t sem = int64_t(isa::kSemNone));
 Instr sem_wait(int64_t sem, int64_t count = 1);
 Instr barrier(int64_t id, int64_t count);
 Instr loop(int64_t count, uint8_t reg = 0);
