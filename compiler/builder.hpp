@@ -21,6 +21,7 @@ class ProgramBuilder {
   ProgramBuilder(const arch::Arch& arch, int chip = 0);
 
   const arch::Arch& arch() const { return arch_; }
+  int chip() const { return chip_; }
   int tiles() const { return tiles_; }
   isa::Program& program() { return program_; }
   isa::Program take();  // appends halt to every stream and hands the program over

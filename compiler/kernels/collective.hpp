@@ -26,9 +26,10 @@ struct AllReduceSpec {
   int64_t tag = 0;            // tags tag .. tag + 2 (n - 1) - 1 are the kernel's
 };
 
-// Emits the all-reduce on `chips` (builder c is chip c of the ring, c + 1 its next), with the
-// SRAM and semaphores of each builder from the start (the kernel stands alone between others).
-void emit_ring_all_reduce(std::vector<ProgramBuilder>& chips, const AllReduceSpec& s);
+// Emits chip pb.chip()'s part of the all-reduce over chips 0 .. chips - 1 (a ring in that
+// order), with SRAM and semaphores from the builder. Every chip's program depends only on its
+// index, so each chip's code is generated on its own, as a model's would be.
+void emit_ring_all_reduce(ProgramBuilder& pb, int64_t chips, const AllReduceSpec& s);
 
 // The programs of several chips' builders as one: every chip's streams, and the memory map
 // they share (each builder must have made the same regions).

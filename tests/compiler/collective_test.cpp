@@ -40,7 +40,7 @@ Built all_reduce(const arch::Arch& a, int64_t elements, Dtype d) {
         pb.hbm_region("scratch", isa::RegionKind::Activations, isa::dtype_bytes(d, size_t(elements / a.system.chips + 1)));
     s.buf = hbm(int64_t(buf)), s.scratch = hbm(int64_t(scratch));
   }
-  emit_ring_all_reduce(chips, s);
+  for (ProgramBuilder& pb : chips) emit_ring_all_reduce(pb, a.system.chips, s);
   Built b{take_system(chips), buf};
   isa::verify_or_throw(b.program, target_for(a));
   return b;
@@ -95,6 +95,23 @@ TEST(RingAllReduceTiming, IsTheRingFormulaPlusTheAdds) {
   EXPECT_GT(r.seconds(), formula);
   EXPECT_LT(r.seconds(), (formula + adds) * 1.05);
   EXPECT_EQ(r.stats.value("system.link.c0-c1.bytes"), 2.0 * (n - 1) * bytes / n);
+}
+
+TEST(RingAllReduceErrors, FewerValuesThanChipsAndUnequalMemoryMaps) {
+  const arch::Arch a = ring_of(4);
+  ProgramBuilder pb(a, 1);
+  AllReduceSpec s;
+  s.elements = 3;
+  try {
+    emit_ring_all_reduce(pb, 4, s);
+    FAIL() << "expected an error";
+  } catch (const CompileError& e) {
+    EXPECT_STREQ(e.what(), "an all-reduce of 3 values over 4 chips: fewer values than chips");
+  }
+  std::vector<ProgramBuilder> chips;
+  chips.emplace_back(a, 0), chips.emplace_back(a, 1);
+  chips[1].hbm_region("extra", isa::RegionKind::Io, 64);
+  EXPECT_THROW(take_system(chips), CompileError);
 }
 
 }  // namespace
