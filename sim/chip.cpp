@@ -43,7 +43,7 @@ Chip::Chip(sc_module_name name, const arch::Arch& a, int index, const SimOptions
     : sc_core::sc_module(name),
       arch_(a),
       index_(index),
-      prefix_("chip" + std::to_string(index)),
+      prefix_("system.chip" + std::to_string(index)),
       opt_(opt),
       stats_(stats),
       memory_(memory),

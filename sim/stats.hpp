@@ -13,7 +13,7 @@
 namespace tessera::sim {
 
 struct Stat {
-  std::string name;  // "chip0.tile12.sa.busy_ps"
+  std::string name;  // "system.chip0.tile12.sa.busy_ps"
   std::string unit;  // "ps", "bytes", "count", ...
   std::string desc;
   double value = 0;
@@ -26,9 +26,9 @@ class Stats {
   const std::deque<Stat>& all() const { return stats_; }
   const Stat* find(std::string_view name) const;
   double value(std::string_view name) const;  // 0 when absent
-  // Sum of every stat whose name matches prefix*suffix, e.g. ("chip0.tile", ".sa.macs_bf16").
+  // Sum of every stat whose name matches prefix*suffix, e.g. ("system.chip0.tile", ".sa.macs_bf16").
   double sum(std::string_view prefix, std::string_view suffix) const;
-  // {"chip0.tile0.sa.busy_ps": {"value": ..., "unit": ..., "desc": ...}, ...}
+  // {"system.chip0.tile0.sa.busy_ps": {"value": ..., "unit": ..., "desc": ...}, ...}
   nlohmann::json to_json() const;
 
  private:

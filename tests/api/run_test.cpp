@@ -51,16 +51,16 @@ TEST(Report, EnergyIsTheSumOfPricedEventsAndStaticPower) {
   const sim::Stats& s = r.stats;
   // Recomputed from the architecture's own fields, not from the energy module's prices.
   const double expected =
-      s.sum("chip0.tile", ".sa.macs_bf16") * a.power.mac_energy.at("bf16") +
-      (s.sum("chip0.tile", ".sram.read_bytes") + s.sum("chip0.tile", ".sa.sram_read_bytes")) *
+      s.sum("system.chip0.tile", ".sa.macs_bf16") * a.power.mac_energy.at("bf16") +
+      (s.sum("system.chip0.tile", ".sram.read_bytes") + s.sum("system.chip0.tile", ".sa.sram_read_bytes")) *
           a.power.sram_read_energy +
-      (s.sum("chip0.tile", ".sram.write_bytes") + s.sum("chip0.tile", ".sa.sram_write_bytes")) *
+      (s.sum("system.chip0.tile", ".sram.write_bytes") + s.sum("system.chip0.tile", ".sa.sram_write_bytes")) *
           a.power.sram_write_energy +
-      s.sum("chip0.shared", ".bytes") * a.power.shared_memory_energy +
-      (s.value("chip0.hbm.read_bytes") + s.value("chip0.hbm.write_bytes")) * 8 *
+      s.sum("system.chip0.shared", ".bytes") * a.power.shared_memory_energy +
+      (s.value("system.chip0.hbm.read_bytes") + s.value("system.chip0.hbm.write_bytes")) * 8 *
           a.hbm.energy_per_bit +
-      s.value("chip0.noc.bit_hops") * a.power.noc_energy +
-      s.sum("chip0.tile", ".vector.elements") * a.power.vector_energy +
+      s.value("system.chip0.noc.bit_hops") * a.power.noc_energy +
+      s.sum("system.chip0.tile", ".vector.elements") * a.power.vector_energy +
       a.power.static_power * r.seconds;
   EXPECT_NEAR(r.energy.total(), expected, 1e-9 * expected);
   EXPECT_GT(r.energy.joules.at("mac"), 0);

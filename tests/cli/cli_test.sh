@@ -45,6 +45,11 @@ check "verify rejects it on a chip with too little SRAM" 1 "outside the SRAM" --
 check "isa doc lists matmul" 0 "### \`matmul\`" -- "$tessera" isa doc
 printf '.stream tile=0\n  frob 1\n' > "$tmp/bad.tasm"
 check "asm errors name file:line:column" 1 "bad.tasm:2:3: unknown instruction 'frob'" -- "$tessera" asm "$tmp/bad.tasm" -o "$tmp/bad.tbin"
+printf '.region buf io 0x0 0x10000\n.stream chip=0 tile=0\n  send src=hbm[0x0], bytes=65536, peer=1, tag=1\n.stream chip=1 tile=3\n  recv dst=hbm[0x0], bytes=65536, peer=0, tag=1\n' > "$tmp/two.tasm"
+two=(-s system.chips=2 -s system.topology=fully_connected -s system.link.count=1)
+check "sim runs a program on two chips" 0 "sent between chips 0.066 MB" -- "$tessera" sim --arch maia100-class "${two[@]}" "$tmp/two.tasm"
+sed '/recv/d' "$tmp/two.tasm" > "$tmp/lost.tasm"
+check "sim names both ends of a message nobody receives" 1 "chip 0 tile 0 sent 65536 bytes to chip 1 with tag 1" -- "$tessera" sim --arch maia100-class "${two[@]}" "$tmp/lost.tasm"
 printf 'TSRAPROG garbage' > "$tmp/bad.tbin"
 check "disasm rejects a corrupt binary" 1 "bad.tbin" -- "$tessera" disasm "$tmp/bad.tbin"
 # compile verbs, on a tiny Llama (2 layers, hidden 64, 4 heads, 2 KV heads, vocabulary 256)
@@ -95,7 +100,7 @@ JSON
 small=(--model "$tmp/small.json" --phase decode --batch 8 --context 256)
 check "run prints the report" 0 "tokens/s .*cost per million tokens|bound by" -- "$tessera" run --arch maia100-class "${small[@]}"
 check "run --json has the report's keys" 0 '"usd_per_million_tokens"' -- "$tessera" run --arch maia100-class "${small[@]}" --json
-check "run --json has stats" 0 '"chip0.hbm.read_bytes"' -- "$tessera" run --arch maia100-class "${small[@]}" --json
+check "run --json has stats" 0 '"system.chip0.hbm.read_bytes"' -- "$tessera" run --arch maia100-class "${small[@]}" --json
 check "run an operator" 0 "throughput" -- "$tessera" run --arch h100-sxm --op gemm --shape 512,512,512
 check "run writes a trace" 0 "" -- "$tessera" run --arch maia100-class "${small[@]}" --trace "$tmp/run_trace.json"
 check "the trace is Chrome trace JSON" 0 "traceEvents" -- head -c 200 "$tmp/run_trace.json"

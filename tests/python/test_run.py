@@ -30,7 +30,7 @@ def test_run_reports_the_figures_users_compare(model):
     assert r["tokens_per_s"] == pytest.approx(8 / r["seconds"])
     assert r["usd_per_million_tokens"] == pytest.approx(r["usd_per_hour"] / (r["tokens_per_s"] * 3600) * 1e6)
     assert "stats" not in r
-    assert "chip0.hbm.read_bytes" in tessera.run(arch, model=model, phase="decode", batch=8, context=256, stats=True)["stats"]
+    assert "system.chip0.hbm.read_bytes" in tessera.run(arch, model=model, phase="decode", batch=8, context=256, stats=True)["stats"]
 
 
 def test_a_derived_design_changes_the_result(model):

@@ -128,7 +128,7 @@ TEST(LinkTiming, PointToPointIsLatencyPlusBytesOverBandwidth) {
   EXPECT_NEAR(r.seconds() / (kLatency + double(kBytes) / kLink), 1.0, 0.01);
   EXPECT_EQ(r.stats.value("system.link.c0-c1.bytes"), double(kBytes));
   EXPECT_EQ(r.stats.value("system.link.c1-c0.bytes"), 0.0);
-  EXPECT_EQ(r.stats.value("chip1.comm.received_bytes"), double(kBytes));
+  EXPECT_EQ(r.stats.value("system.chip1.comm.received_bytes"), double(kBytes));
   EXPECT_EQ(r.activity.link_bits, double(kBytes) * 8);
   EXPECT_EQ(r.activity.hbm_read, double(kBytes));
   EXPECT_EQ(r.activity.hbm_write, double(kBytes));

@@ -133,7 +133,7 @@ StreamRow hbm_stream(const std::string& preset, uint64_t per_tile, uint64_t tran
   // How much earlier the first tile finished than the last, as a fraction of the run.
   double first = r.seconds();
   for (int t = 0; t < a.tiles(); ++t) {
-    first = std::min(first, r.stats.value(fmt::format("chip0.tile{}.halt_ps", t)) * 1e-12);
+    first = std::min(first, r.stats.value(fmt::format("system.chip0.tile{}.halt_ps", t)) * 1e-12);
   }
   const double bw = double(per_tile) * a.tiles() / r.seconds();
   return {fmt::format("hbm stream {} MiB/tile, {} KiB DMAs, {}", per_tile >> 20, transfer >> 10,

@@ -62,12 +62,14 @@ void add_sim_commands(CLI::App& app) {
       std::cout << j.dump(2) << "\n";
       return;
     }
-    const double macs = r.stats.sum("chip0.tile", ".sa.macs_bf16") + r.stats.sum("chip0.tile", ".sa.macs_fp8e4m3");
     std::cout << fmt::format("{} on {}: {:.3f} us simulated, {} instructions, {:.3f} s host\n", opt->program, a.name,
                              r.seconds() * 1e6, r.instructions, host);
-    std::cout << fmt::format("  HBM read {:.3f} MB, written {:.3f} MB; MACs {:.4g}\n",
-                             r.stats.sum("chip", ".hbm.read_bytes") / 1e6, r.stats.sum("chip", ".hbm.write_bytes") / 1e6,
-                             macs);
+    std::cout << fmt::format("  HBM read {:.3f} MB, written {:.3f} MB; MACs {:.4g}\n", r.activity.hbm_read / 1e6,
+                             r.activity.hbm_write / 1e6, r.activity.total_macs());
+    if (a.system.chips > 1) {
+      std::cout << fmt::format("  sent between chips {:.3f} MB ({:.3f} MB-hops on links)\n",
+                               r.stats.sum("system.chip", ".comm.sent_bytes") / 1e6, r.activity.link_bits / 8e6);
+    }
     if (opt->all_stats) {
       Table t({"stat", "value", "unit"});
       for (const auto& s : r.stats.all()) {
