@@ -25,7 +25,7 @@ void add_sim_commands(CLI::App& app) {
     uint64_t chunk = sim::SimOptions{}.dma_chunk_bytes;
   };
   auto opt = std::make_shared<Options>();
-  CLI::App* sim = app.add_subcommand("sim", "run a program on the SystemC model of a chip");
+  CLI::App* sim = app.add_subcommand("sim", "run a program on the SystemC model of a chip (or of a system of chips)");
   sim->add_option("program", opt->program, "program (.tbin or .tasm)")->required();
   sim->add_option("--arch", opt->arch, "preset name or architecture file")->required();
   sim->add_option("-s,--set", opt->overrides, "override an architecture parameter: key.path=value");
