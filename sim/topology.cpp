@@ -60,7 +60,7 @@ class Switch : public Topology {
 
 // Chips on a torus of the given dimensions (a ring is one dimension), each linked to its two
 // neighbours along every dimension longer than 1 (one bundle, twice as wide, when the
-// dimension has length 2). Routes go dimension by dimension, the shorter way round (ties: up).
+// dimension has length 2). Routes go dimension by dimension, the shorter way round.
 class Torus : public Topology {
  public:
   Torus(const arch::SystemParams& s, std::vector<int> dims, std::string name)
@@ -94,7 +94,9 @@ class Torus : public Topology {
       const int n = dims_[d];
       const int from = coord(at, d), to = coord(dst, d);
       const int up = ((to - from) % n + n) % n;
-      const int dir = up <= n - up ? +1 : -1;
+      // Halfway round, even coordinates go up and odd ones down, so that all-to-all traffic
+      // loads both directions alike.
+      const int dir = up < n - up || (up == n - up && from % 2 == 0) ? +1 : -1;
       for (int hop = 0, hops = dir > 0 ? up : n - up; hop < hops; ++hop) {
         path.push_back(next_[slot(at, d, dir)]);
         at = neighbour(at, d, dir);

@@ -6,56 +6,132 @@
 #include <utility>
 
 namespace tessera::compiler {
+namespace {
 
-void emit_ring_all_reduce(ProgramBuilder& pb, int64_t chips, const AllReduceSpec& s) {
-  const int64_t n = chips, e = esize(s.dtype), c = pb.chip();
-  if (n < 2) return;  // one chip holds the sum already
-  if (s.elements < n) {
-    throw CompileError(fmt::format("an all-reduce of {} values over {} chips: fewer values than chips", s.elements, n));
-  }
-  // Part p: values [first(p), first(p + 1)).
-  auto first = [&](int64_t p) { return p * s.elements / n; };
-  auto part = [&](int64_t p) {
-    p = (p % n + n) % n;
-    return std::pair{first(p), first(p + 1) - first(p)};
-  };
-  const int tiles = pb.tiles();
-  const int64_t next = (c + 1) % n, prev = (c + n - 1) % n;
-  const int64_t chunk = std::max<int64_t>(1, int64_t(pb.sram_free() / 2 / 64 * 64) / e);  // values per add
-  const uint64_t a = pb.sram_alloc(uint64_t(chunk * e)), b = pb.sram_alloc(uint64_t(chunk * e));
-  const int arrived = pb.sem_alloc(), loaded = pb.sem_alloc(), stored = pb.sem_alloc(), sent = pb.sem_alloc();
-  for (int64_t step = 0; step < 2 * (n - 1); ++step) {
-    // Reduce-scatter: send part c - step, add part c - step - 1 received into it. All-gather
-    // (step j = step - (n - 1)): send part c + 1 - j, the sum, and receive part c - j in place.
-    const bool reduce = step < n - 1;
-    const int64_t j = step - (n - 1);
-    const auto [out0, outn] = part(reduce ? c - step : c + 1 - j);
-    const auto [in0, inn] = part(reduce ? c - step - 1 : c - j);
-    pb.emit(0, send(advance(s.buf, out0 * e), outn * e, next, s.tag + step, sent));
-    pb.emit(0, recv(reduce ? s.scratch : advance(s.buf, in0 * e), inn * e, prev, s.tag + step, arrived));
-    pb.emit(0, sem_wait(arrived));
-    if (!reduce) continue;
-    pb.barrier_all();  // the part has arrived: every tile adds a slice of it
-    for (int t = 0; t < tiles; ++t) {
-      const int64_t lo = t * inn / tiles, hi = (t + 1) * inn / tiles;
-      int64_t chunks = 0;
-      for (int64_t x = lo; x < hi; x += chunk, ++chunks) {
-        const int64_t len = std::min(chunk, hi - x);
-        Block blk;
-        blk.d0 = len;
-        const Addr mine = advance(s.buf, (in0 + x) * e);
-        pb.emit(t, dma(sram(int64_t(a)), advance(s.scratch, x * e), blk, s.dtype, Dtype::None, {loaded}));
-        pb.emit(t, dma(sram(int64_t(b)), mine, blk, s.dtype, Dtype::None, {loaded}));
-        pb.emit(t, sem_wait(loaded, 2));
-        const Tensor2 ta{sram(int64_t(a)), 0, s.dtype}, tb{sram(int64_t(b)), 0, s.dtype};
-        pb.emit(t, vec_binary(Opcode::VAdd, tb, ta, tb, 1, len));
-        pb.emit(t, dma(mine, sram(int64_t(b)), blk, s.dtype, Dtype::None, {stored}));
-      }
-      if (chunks > 0) pb.emit(t, sem_wait(stored, chunks));
+// One chip's view of a ring collective: its neighbours, the parts, and its semaphores.
+class Ring {
+ public:
+  Ring(ProgramBuilder& pb, int64_t chips, const CollectiveSpec& s, const char* what)
+      : pb_(pb), s_(s), n_(chips), c_(pb.chip()), e_(esize(s.dtype)) {
+    if (s.elements < n_) {
+      throw CompileError(fmt::format("{} of {} values over {} chips: fewer values than chips", what, s.elements, n_));
     }
-    pb.barrier_all();  // the sums are in HBM: the next step sends one of them
+    arrived_ = pb.sem_alloc(), sent_ = pb.sem_alloc();
   }
-  pb.emit(0, sem_wait(sent, 2 * (n - 1)));  // nothing overwrites a part still being sent
+
+  // Part p (modulo n): its first value and its length.
+  std::pair<int64_t, int64_t> part(int64_t p) const {
+    p = (p % n_ + n_) % n_;
+    return {p * s_.elements / n_, (p + 1) * s_.elements / n_ - p * s_.elements / n_};
+  }
+
+  // Step `step`: part `out` to the next chip; part `in` from the previous one, into `into`.
+  void exchange(int64_t step, int64_t out, Addr into, int64_t in) {
+    const auto [out0, outn] = part(out);
+    pb_.emit(0, send(advance(s_.buf, out0 * e_), outn * e_, (c_ + 1) % n_, s_.tag + step, sent_));
+    pb_.emit(0, recv(into, part(in).second * e_, (c_ + n_ - 1) % n_, s_.tag + step, arrived_));
+    pb_.emit(0, sem_wait(arrived_));
+    ++sends_;
+  }
+
+  void reduce_scatter() {
+    const int tiles = pb_.tiles();
+    const int64_t chunk = std::max<int64_t>(1, int64_t(pb_.sram_free() / 2 / 64 * 64) / e_);  // values per add
+    const uint64_t a = pb_.sram_alloc(uint64_t(chunk * e_)), b = pb_.sram_alloc(uint64_t(chunk * e_));
+    const int loaded = pb_.sem_alloc(), stored = pb_.sem_alloc();
+    for (int64_t step = 0; step < n_ - 1; ++step) {
+      // Part c - step - 1 out (the sum so far), part c - step - 2 in: after n - 1 steps chip c
+      // has added every chip's part c.
+      const int64_t in = c_ - step - 2;
+      exchange(step, c_ - step - 1, s_.scratch, in);
+      const auto [in0, inn] = part(in);
+      pb_.barrier_all();  // the part has arrived: every tile adds a slice of it
+      for (int t = 0; t < tiles; ++t) {
+        const int64_t lo = t * inn / tiles, hi = (t + 1) * inn / tiles;
+        int64_t chunks = 0;
+        for (int64_t x = lo; x < hi; x += chunk, ++chunks) {
+          const int64_t len = std::min(chunk, hi - x);
+          Block blk;
+          blk.d0 = len;
+          const Addr mine = advance(s_.buf, (in0 + x) * e_);
+          pb_.emit(t, dma(sram(int64_t(a)), advance(s_.scratch, x * e_), blk, s_.dtype, Dtype::None, {loaded}));
+          pb_.emit(t, dma(sram(int64_t(b)), mine, blk, s_.dtype, Dtype::None, {loaded}));
+          pb_.emit(t, sem_wait(loaded, 2));
+          const Tensor2 ta{sram(int64_t(a)), 0, s_.dtype}, tb{sram(int64_t(b)), 0, s_.dtype};
+          pb_.emit(t, vec_binary(Opcode::VAdd, tb, ta, tb, 1, len));
+          pb_.emit(t, dma(mine, sram(int64_t(b)), blk, s_.dtype, Dtype::None, {stored}));
+        }
+        if (chunks > 0) pb_.emit(t, sem_wait(stored, chunks));
+      }
+      pb_.barrier_all();  // the sums are in HBM: the next step sends one of them
+    }
+  }
+
+  // Steps first .. first + n - 2 (tags follow a reduce-scatter's in an all-reduce).
+  void all_gather(int64_t first) {
+    for (int64_t j = 0; j < n_ - 1; ++j) {
+      const int64_t in = c_ - j - 1;
+      exchange(first + j, c_ - j, advance(s_.buf, part(in).first * e_), in);
+    }
+  }
+
+  // Nothing may overwrite a part still being sent.
+  void finish() { pb_.emit(0, sem_wait(sent_, sends_)); }
+
+  int64_t chips() const { return n_; }
+
+ private:
+  ProgramBuilder& pb_;
+  const CollectiveSpec& s_;
+  int64_t n_, c_, e_;
+  int arrived_ = 0, sent_ = 0;
+  int64_t sends_ = 0;
+};
+
+}  // namespace
+
+void emit_ring_reduce_scatter(ProgramBuilder& pb, int64_t chips, const CollectiveSpec& s) {
+  if (chips < 2) return;  // one chip holds the sum already
+  Ring r(pb, chips, s, "a reduce-scatter");
+  r.reduce_scatter();
+  r.finish();
+}
+
+void emit_ring_all_gather(ProgramBuilder& pb, int64_t chips, const CollectiveSpec& s) {
+  if (chips < 2) return;
+  Ring r(pb, chips, s, "an all-gather");
+  r.all_gather(0);
+  r.finish();
+}
+
+void emit_ring_all_reduce(ProgramBuilder& pb, int64_t chips, const CollectiveSpec& s) {
+  if (chips < 2) return;
+  Ring r(pb, chips, s, "an all-reduce");
+  r.reduce_scatter();
+  r.all_gather(chips - 1);
+  r.finish();
+}
+
+void emit_all_to_all(ProgramBuilder& pb, int64_t chips, const CollectiveSpec& s) {
+  if (chips < 2) return;
+  if (s.elements % chips != 0) {
+    throw CompileError(fmt::format("an all-to-all of {} values over {} chips: not a whole block per chip", s.elements,
+                                   chips));
+  }
+  const int64_t c = pb.chip(), block = s.elements / chips * esize(s.dtype);
+  const int arrived = pb.sem_alloc(), sent = pb.sem_alloc();
+  // Own block in place; then every peer's at once (each a message of its own), starting with the
+  // next chip so that not every chip sends to chip 0 first.
+  Block blk;
+  blk.d0 = block;
+  pb.emit(0, dma(advance(s.scratch, c * block), advance(s.buf, c * block), blk, Dtype::Int8, Dtype::None, {arrived}));
+  for (int64_t k = 1; k < chips; ++k) {
+    const int64_t to = (c + k) % chips, from = (c + chips - k) % chips;
+    pb.emit(0, send(advance(s.buf, to * block), block, to, s.tag, sent));
+    pb.emit(0, recv(advance(s.scratch, from * block), block, from, s.tag, arrived));
+  }
+  pb.emit(0, sem_wait(arrived, chips));
+  pb.emit(0, sem_wait(sent, chips - 1));
 }
 
 isa::Program take_system(std::vector<ProgramBuilder>& chips) {

@@ -1,13 +1,19 @@
 // Collectives across the chips of a system, as programs of send and recv: the building blocks
-// that tensor, pipeline and expert parallelism put between a model's operators.
+// that tensor, pipeline and expert parallelism put between a model's operators. Each kernel
+// emits one chip's part (pb.chip() of chips 0 .. n - 1): every chip's code depends only on its
+// index, so each chip's program is generated on its own, as a sharded model's is.
 //
-// Ring all-reduce (the bandwidth-optimal algorithm on a ring, and what NCCL runs within a
-// node): the tensor is cut into n parts; in n - 1 reduce-scatter steps every chip sends one
-// part to the next chip of the ring and adds the part it receives from the previous one into
-// its own (every tile adds a slice: HBM to SRAM, vec.add, back), so that after them chip c holds
-// the sum of part c + 1; in n - 1 all-gather steps the sums go round. Each chip sends
-// 2 (n - 1) / n of the tensor: time ~ 2 (n - 1) / n x bytes / link bandwidth + 2 (n - 1) x latency,
-// plus the adds.
+// Ring collectives (bandwidth-optimal on a ring, and what NCCL runs within a node) cut the
+// tensor into n parts, part p the values [p * elements / n, (p + 1) * elements / n):
+// - reduce-scatter: n - 1 steps; in each, every chip sends one part to the next chip of the
+//   ring and adds the part it receives from the previous one into its own (every tile adds a
+//   slice: HBM to SRAM, vec.add, back). Chip c ends with the sum of part c.
+// - all-gather: chip c holds part c; n - 1 steps pass the parts round. Every chip ends with all.
+// - all-reduce: the two. Each chip sends 2 (n - 1) / n of the tensor:
+//   time ~ 2 (n - 1) / n x bytes / link bandwidth + 2 (n - 1) x latency, plus the adds.
+// All-to-all sends block d of every chip's source to chip d, which puts it at block c of its
+// destination (chip c's), all at once: on a switch, ~ (n - 1) / n x bytes / port bandwidth +
+// latency; on a ring or torus the routes share links.
 #pragma once
 
 #include <cstdint>
@@ -18,18 +24,19 @@
 
 namespace tessera::compiler {
 
-struct AllReduceSpec {
-  int64_t elements = 0;
-  Dtype dtype = Dtype::Fp32;  // of the values, and of their sum
-  Addr buf;                   // HBM, the same address on every chip: the values, then the sum
-  Addr scratch;               // HBM, a part's bytes (ceil(elements / n) values): a received part
+struct CollectiveSpec {
+  int64_t elements = 0;       // of the whole tensor (all-to-all: of each chip's source)
+  Dtype dtype = Dtype::Fp32;  // of the values (and of their sums)
+  Addr buf{};                 // HBM, the same address on every chip: the tensor, in place
+  Addr scratch{};             // HBM: a received part before it is added (reduce-scatter,
+                              // all-reduce: ceil(elements / n) values); all-to-all: the destination
   int64_t tag = 0;            // tags tag .. tag + 2 (n - 1) - 1 are the kernel's
 };
 
-// Emits chip pb.chip()'s part of the all-reduce over chips 0 .. chips - 1 (a ring in that
-// order), with SRAM and semaphores from the builder. Every chip's program depends only on its
-// index, so each chip's code is generated on its own, as a model's would be.
-void emit_ring_all_reduce(ProgramBuilder& pb, int64_t chips, const AllReduceSpec& s);
+void emit_ring_reduce_scatter(ProgramBuilder& pb, int64_t chips, const CollectiveSpec& s);
+void emit_ring_all_gather(ProgramBuilder& pb, int64_t chips, const CollectiveSpec& s);
+void emit_ring_all_reduce(ProgramBuilder& pb, int64_t chips, const CollectiveSpec& s);
+void emit_all_to_all(ProgramBuilder& pb, int64_t chips, const CollectiveSpec& s);
 
 // The programs of several chips' builders as one: every chip's streams, and the memory map
 // they share (each builder must have made the same regions).
