@@ -203,22 +203,27 @@ TEST(AllToAll, BlockDOfChipCLandsAtBlockCOfChipD) {
   }
 }
 
+// An all-to-all of `elements` bf16 values per chip on every chip of `a`, in performance mode.
+sim::RunResult time_all_to_all(const arch::Arch& a, int64_t elements) {
+  std::vector<ProgramBuilder> chips;
+  for (int64_t c = 0; c < a.system.chips; ++c) chips.emplace_back(a, int(c));
+  CollectiveSpec s;
+  s.elements = elements, s.dtype = Dtype::Bf16;
+  for (ProgramBuilder& pb : chips) {
+    s.buf = hbm(int64_t(pb.hbm_region("src", isa::RegionKind::Io, uint64_t(elements) * 2)));
+    s.scratch = hbm(int64_t(pb.hbm_region("dst", isa::RegionKind::Io, uint64_t(elements) * 2)));
+    emit_all_to_all(pb, a.system.chips, s);
+  }
+  return sim::Simulation(a).run(take_system(chips));
+}
+
 TEST(AllToAllTiming, OnASwitchIsItsShareOverThePortBandwidth) {
   // 8 chips, each with 16 MiB: every chip sends 7/8 of it through its one port to the switch,
   // and receives as much through the port down: (n - 1) / n x bytes / port bandwidth + latency.
   const int64_t n = 8, elements = 8 << 20;
   const arch::Arch a = arch::load_arch("maia100-class", {"system.chips=8", "system.topology=switch", "system.link.count=1",
                                                          "system.link.bandwidth=50GB/s", "system.link.latency=1us"});
-  std::vector<ProgramBuilder> chips;
-  for (int64_t c = 0; c < n; ++c) chips.emplace_back(a, int(c));
-  CollectiveSpec s;
-  s.elements = elements, s.dtype = Dtype::Bf16;
-  for (ProgramBuilder& pb : chips) {
-    s.buf = hbm(int64_t(pb.hbm_region("src", isa::RegionKind::Io, uint64_t(elements) * 2)));
-    s.scratch = hbm(int64_t(pb.hbm_region("dst", isa::RegionKind::Io, uint64_t(elements) * 2)));
-    emit_all_to_all(pb, n, s);
-  }
-  const sim::RunResult r = sim::Simulation(a).run(take_system(chips));
+  const sim::RunResult r = time_all_to_all(a, elements);
   const double bytes = double(elements) * 2, want = double(n - 1) / n * bytes / 50e9 + 1e-6;
   EXPECT_NEAR(r.seconds() / want, 1.0, 0.02);
   EXPECT_EQ(r.stats.value("system.link.c3-sw.bytes"), double(n - 1) / n * bytes);
@@ -233,16 +238,7 @@ TEST(AllToAllTiming, OnARingIsBoundByTheBisection) {
   const int64_t n = 8, elements = 8 << 20;
   const arch::Arch a = arch::load_arch("maia100-class", {"system.chips=8", "system.topology=ring", "system.link.count=2",
                                                          "system.link.bandwidth=50GB/s", "system.link.latency=1us"});
-  std::vector<ProgramBuilder> chips;
-  for (int64_t c = 0; c < n; ++c) chips.emplace_back(a, int(c));
-  CollectiveSpec s;
-  s.elements = elements, s.dtype = Dtype::Bf16;
-  for (ProgramBuilder& pb : chips) {
-    s.buf = hbm(int64_t(pb.hbm_region("src", isa::RegionKind::Io, uint64_t(elements) * 2)));
-    s.scratch = hbm(int64_t(pb.hbm_region("dst", isa::RegionKind::Io, uint64_t(elements) * 2)));
-    emit_all_to_all(pb, n, s);
-  }
-  const sim::RunResult r = sim::Simulation(a).run(take_system(chips));
+  const sim::RunResult r = time_all_to_all(a, elements);
   const double bytes = double(elements) * 2, want = double(n / 2) * double(n / 2) * (bytes / n) / (2 * 50e9);
   EXPECT_GT(r.seconds(), want);
   EXPECT_LT(r.seconds(), want * 1.05 + 4e-6);
