@@ -66,17 +66,45 @@ struct LinkParams {
   }
 };
 
+// The network between scale-up domains (servers, NVLink domains): every chip's own links to
+// one switch that all domains share.
+struct ScaleOutParams {
+  int64_t domain = 0;  // chips per scale-up domain; 0: every chip is in one
+  int64_t count = 0;
+  double bandwidth = 0;  // per link, per direction
+  double latency = 0;    // end to end, through the switch
+  double energy_per_bit = 0;
+
+  template <class V>
+  void visit(V& v) {
+    v.field("domain", domain,
+            {"chips per scale-up domain, joined by `topology`; 0: every chip is in one", Dim::Count, 0.0, {},
+             Bound::NonNegative});
+    v.field("count", count, {"scale-out links per chip", Dim::Count, 0.0, {}, Bound::NonNegative});
+    v.field("bandwidth", bandwidth,
+            {"bandwidth of one scale-out link in one direction", Dim::Bandwidth, 0.0, {}, Bound::NonNegative});
+    v.field("latency", latency, {"one-way latency between domains, through the switch", Dim::Time, 0.0, {},
+                                 Bound::NonNegative});
+    v.field("energy_per_bit", energy_per_bit,
+            {"energy to move one bit over a scale-out link", Dim::Energy, 0.0, {}, Bound::NonNegative});
+  }
+};
+
 struct SystemParams {
   int64_t chips = 1;
   Topology topology = Topology::Switch;
   LinkParams link;
+  ScaleOutParams scale_out;
 
   template <class V>
   void visit(V& v) {
     v.field("chips", chips, {"number of chips in the system", Dim::Count, 1.0});
-    v.choice("topology", topology, {"how chips are connected", Dim::Count, std::nullopt, "switch"});
-    v.group("link", "chip-to-chip links", [&] { link.visit(v); });
+    v.choice("topology", topology, {"how the chips of a scale-up domain are connected", Dim::Count, std::nullopt, "switch"});
+    v.group("link", "chip-to-chip links within a scale-up domain", [&] { link.visit(v); });
+    v.group("scale_out", "the network between scale-up domains", [&] { scale_out.visit(v); });
   }
+  // Chips per scale-up domain.
+  int64_t domain() const { return scale_out.domain > 0 ? std::min(scale_out.domain, chips) : chips; }
 };
 
 struct MeshParams {

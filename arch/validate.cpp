@@ -55,9 +55,19 @@ void validate(const Arch& a, const ConfigNode& root, std::vector<Problem>& probl
   const int64_t tiles = a.tiles();
 
   // System
-  if (a.system.chips > 1) {
-    check.require(a.system.link.count >= 1, "system.link.count",
-                  "a system of " + std::to_string(a.system.chips) + " chips needs at least one link per chip");
+  const SystemParams& sys = a.system;
+  if (sys.domain() > 1) {
+    check.require(sys.link.count >= 1, "system.link.count",
+                  "a scale-up domain of " + std::to_string(sys.domain()) + " chips needs at least one link per chip");
+  }
+  if (sys.domain() < sys.chips) {
+    const std::string n = std::to_string(sys.chips), d = std::to_string(sys.domain());
+    check.require(sys.chips % sys.domain() == 0, "system.scale_out.domain",
+                  "domains of " + d + " chips do not divide the system's " + n);
+    check.require(sys.scale_out.count >= 1, "system.scale_out.count",
+                  n + " chips in domains of " + d + " need at least one scale-out link per chip");
+    check.require(sys.scale_out.bandwidth > 0, "system.scale_out.bandwidth",
+                  n + " chips in domains of " + d + " need a scale-out bandwidth");
   }
 
   // Chip

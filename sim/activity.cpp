@@ -27,6 +27,7 @@ void Activity::add(const Activity& o, double k) {
   sram_read += k * o.sram_read, sram_write += k * o.sram_write, shared += k * o.shared;
   hbm_read += k * o.hbm_read, hbm_write += k * o.hbm_write, noc_bit_hops += k * o.noc_bit_hops;
   vector_elements += k * o.vector_elements, link_bits += k * o.link_bits;
+  scale_out_bits += k * o.scale_out_bits;
   instructions += k * o.instructions;
   if (busy.size() < o.busy.size()) busy.resize(o.busy.size(), 0.0);
   for (size_t i = 0; i < o.busy.size(); ++i) busy[i] += k * o.busy[i];

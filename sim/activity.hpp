@@ -51,7 +51,8 @@ struct Activity {
   double hbm_read = 0, hbm_write = 0;    // bytes
   double noc_bit_hops = 0;
   double vector_elements = 0;
-  double link_bits = 0;
+  double link_bits = 0;       // bits x scale-up links crossed
+  double scale_out_bits = 0;  // bits x scale-out links crossed
   double instructions = 0;
   std::vector<double> busy;  // ps, per resource slot
 

@@ -17,6 +17,7 @@ EnergyPrices EnergyPrices::from(const arch::Arch& a) {
   p.noc = a.power.noc_energy;
   p.vector = a.power.vector_energy;
   p.link = a.system.link.energy_per_bit;
+  p.scale_out = a.system.scale_out.energy_per_bit;
   p.static_power = a.power.static_power;
   return p;
 }
@@ -45,7 +46,7 @@ Energy price(const EnergyPrices& p, const Activity& a, double seconds, int64_t c
   e.joules["hbm"] = (a.hbm_read + a.hbm_write) * p.hbm;
   e.joules["noc"] = a.noc_bit_hops * p.noc;
   e.joules["vector"] = a.vector_elements * p.vector;
-  e.joules["link"] = a.link_bits * p.link;
+  e.joules["link"] = a.link_bits * p.link + a.scale_out_bits * p.scale_out;
   e.joules["static"] = p.static_power * seconds * double(chips);
   return e;
 }

@@ -29,6 +29,7 @@ struct EnergyPrices {
   double noc = 0;                              // per bit-hop
   double vector = 0;                           // per element operation
   double link = 0;                             // per bit over a chip-to-chip link
+  double scale_out = 0;                        // per bit over a scale-out link
   double static_power = 0;                     // watts per chip
 
   static EnergyPrices from(const arch::Arch& a);

@@ -8,6 +8,8 @@ namespace tessera::sim {
 
 namespace {
 
+// Chips are c0, c1, ...; the node after them is the switch (the scale-out switch when there are
+// domains), and a domain's own switches follow as sw1, sw2, ...
 std::string node_name(int node, int chips) {
   return node < chips ? fmt::format("c{}", node) : node == chips ? "sw" : fmt::format("sw{}", node - chips);
 }
@@ -51,6 +53,7 @@ Tick Fabric::transmit(Piece piece, Tick ready, Activity& act) {
     const Tick start = l.calendar.reserve(at, d);
     const Tick latency = seconds_to_ticks(l.spec.latency);
     if (h == 0) left = start + d;
+    (l.spec.scale_out ? act.scale_out_bits : act.link_bits) += double(piece.size) * 8.0;
     l.bytes += double(piece.size);
     l.busy += double(d);
     if (trace_) trace_->busy(l.track, start, start + d);
@@ -58,7 +61,6 @@ Tick Fabric::transmit(Piece piece, Tick ready, Activity& act) {
     at = start + latency;
     previous = d;
   }
-  act.link_bits += double(piece.size) * 8.0 * double(route.size());
   const int dst = piece.dst;
   scheduler_.at(arrival, [this, dst, piece = std::move(piece)]() mutable { chips[dst]->arrive(std::move(piece)); });
   return left;

@@ -6,13 +6,14 @@
 #include <cmath>
 #include <functional>
 #include <map>
+#include <numeric>
 #include <stdexcept>
 
 namespace tessera::sim {
 
-int Topology::connect(int a, int b, double bandwidth, double latency) {
-  links_.push_back({a, b, bandwidth, latency});
-  links_.push_back({b, a, bandwidth, latency});
+int Topology::connect(int a, int b, double bandwidth, double latency, bool scale_out) {
+  links_.push_back({a, b, bandwidth, latency, scale_out});
+  links_.push_back({b, a, bandwidth, latency, scale_out});
   return int(links_.size()) - 2;
 }
 
@@ -136,6 +137,40 @@ std::vector<int> even_factors(int n, int k) {
   return rest;
 }
 
+// Domains of one topology each, and a scale-out switch (the node after every chip) that every
+// chip reaches over its scale-out links.
+class Domains : public Topology {
+ public:
+  Domains(const arch::SystemParams& s, std::unique_ptr<Topology> domain)
+      : Topology(int(s.chips)), size_(domain->chips()), domain_(std::move(domain)) {
+    // The domain's own nodes beyond its chips (a switch) become one node per domain here.
+    const int extra = 1 + std::accumulate(domain_->links().begin(), domain_->links().end(), 0,
+                                          [](int m, const LinkSpec& l) { return std::max({m, l.from, l.to}); }) -
+                      size_;
+    for (int d = 0; d < chips_ / size_; ++d) {
+      auto node = [&](int n) { return n < size_ ? d * size_ + n : chips_ + 1 + d * extra + (n - size_); };
+      for (const LinkSpec& l : domain_->links()) links_.push_back({node(l.from), node(l.to), l.bandwidth, l.latency});
+    }
+    up_ = int(links_.size());
+    for (int c = 0; c < chips_; ++c) {
+      connect(c, chips_, double(s.scale_out.count) * s.scale_out.bandwidth, s.scale_out.latency / 2, true);
+    }
+  }
+  std::string name() const override { return fmt::format("{} domains of {} chips, a scale-out switch", domain_->name(), size_); }
+  std::vector<int> route(int src, int dst) const override {
+    if (src / size_ != dst / size_) return {up_ + 2 * src, up_ + 2 * dst + 1};
+    const int base = src / size_ * size_, per = int(domain_->links().size());
+    std::vector<int> r = domain_->route(src - base, dst - base);
+    for (int& l : r) l += src / size_ * per;
+    return r;
+  }
+
+ private:
+  int size_;
+  std::unique_ptr<Topology> domain_;
+  int up_ = 0;  // the first scale-out link
+};
+
 using Factory = std::function<std::unique_ptr<Topology>(const arch::SystemParams&)>;
 
 const std::map<arch::Topology, std::pair<std::string, Factory>>& table() {
@@ -158,7 +193,10 @@ const std::map<arch::Topology, std::pair<std::string, Factory>>& table() {
 }  // namespace
 
 std::unique_ptr<Topology> make_topology(const arch::SystemParams& s) {
-  return table().at(s.topology).second(s);
+  if (s.domain() == s.chips) return table().at(s.topology).second(s);
+  arch::SystemParams one = s;
+  one.chips = s.domain(), one.scale_out = {};
+  return std::make_unique<Domains>(s, table().at(s.topology).second(one));
 }
 
 std::vector<std::string> topology_names() {

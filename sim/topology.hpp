@@ -7,7 +7,10 @@
 // (count / (chips - 1))-link bundle to every other chip; a ring, count / 2 to each of its two
 // neighbours; a 2D (3D) torus, count / 4 (count / 6) to each of four (six) neighbours; a switch,
 // all count links to the switch. `link.latency` is one message's end-to-end latency over one
-// link; through a switch it covers both hops (half each).
+// link; through a switch it covers both hops (half each). With `system.scale_out.domain` below
+// the chip count, the topology joins the chips of each domain (chips d*D .. d*D + D - 1), and
+// every chip also has its scale-out links to one switch shared by all domains, which carries
+// whatever goes between domains.
 #pragma once
 
 #include <cstdint>
@@ -23,6 +26,7 @@ struct LinkSpec {
   int from = 0, to = 0;    // nodes: chips are 0..chips-1, switches follow
   double bandwidth = 0;    // bytes/s in this direction (all the links of a bundle)
   double latency = 0;      // seconds
+  bool scale_out = false;  // between scale-up domains
 };
 
 class Topology {
@@ -37,7 +41,7 @@ class Topology {
  protected:
   explicit Topology(int chips) : chips_(chips) {}
   // Adds links a -> b and b -> a; returns the index of a -> b (b -> a follows it).
-  int connect(int a, int b, double bandwidth, double latency);
+  int connect(int a, int b, double bandwidth, double latency, bool scale_out = false);
   int chips_;
   std::vector<LinkSpec> links_;
 };

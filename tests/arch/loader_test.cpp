@@ -151,6 +151,17 @@ TEST_F(LoaderTest, ClusterSizeMustDivideTiles) {
   EXPECT_THAT(e, HasSubstr("chip.cluster_size: cluster size 3 does not divide the 64 tiles"));
 }
 
+TEST_F(LoaderTest, ScaleOutDomainsMustDivideTheChipsAndHaveLinks) {
+  EXPECT_THAT(error_of("maia100-class", {"system.chips=12", "system.scale_out.domain=8"}),
+              HasSubstr("system.scale_out.domain: domains of 8 chips do not divide the system's 12"));
+  EXPECT_THAT(error_of("maia100-class", {"system.chips=16", "system.scale_out.domain=8"}),
+              HasSubstr("system.scale_out.count: 16 chips in domains of 8 need at least one scale-out link per chip"));
+  EXPECT_THAT(error_of("maia100-class", {"system.chips=16", "system.scale_out.domain=8", "system.scale_out.count=1"}),
+              HasSubstr("system.scale_out.bandwidth: 16 chips in domains of 8 need a scale-out bandwidth"));
+  EXPECT_NO_THROW(load_arch("maia100-class", {"system.chips=16", "system.scale_out.domain=8", "system.scale_out.count=1",
+                                              "system.scale_out.bandwidth=50GB/s", "system.scale_out.latency=5us"}));
+}
+
 TEST_F(LoaderTest, MacsMustBeMultipleOfArraySizeAndPriced) {
   EXPECT_THAT(error_of("maia100-class", {"chip.tile.systolic.macs_per_cycle.bf16=1000"}),
               HasSubstr("chip.tile.systolic.macs_per_cycle.bf16: MACs per cycle (1000) must be a multiple"));

@@ -84,6 +84,25 @@ TEST(Topology, SwitchRoutesThroughItWithHalfTheLatencyEachWay) {
   EXPECT_DOUBLE_EQ(t->links()[0].latency + t->links()[1].latency, 1e-6);
 }
 
+TEST(Topology, DomainsJoinedByAScaleOutSwitch) {
+  // Two 8-chip servers behind NVSwitch-like switches, one 50 GB/s scale-out link per chip.
+  arch::SystemParams s = system_of(16, arch::Topology::Switch, 18);
+  s.scale_out = {8, 1, 50e9, 5e-6, 0};
+  const auto t = make_topology(s);
+  EXPECT_EQ(t->name(), "switch domains of 8 chips, a scale-out switch");
+  EXPECT_EQ(hops(*t, 1, 6), 2);  // within a server: its switch
+  EXPECT_FALSE(t->links()[size_t(t->route(1, 6)[0])].scale_out);
+  EXPECT_DOUBLE_EQ(t->links()[size_t(t->route(1, 6)[0])].bandwidth, 18 * 50e9);
+  EXPECT_EQ(t->links()[size_t(t->route(1, 6)[0])].to, 17);  // the first server's switch
+  EXPECT_EQ(t->links()[size_t(t->route(9, 14)[0])].to, 18);  // the second's
+  EXPECT_EQ(hops(*t, 3, 12), 2);  // between servers: the scale-out switch
+  for (int l : t->route(3, 12)) {
+    EXPECT_TRUE(t->links()[size_t(l)].scale_out);
+    EXPECT_DOUBLE_EQ(t->links()[size_t(l)].bandwidth, 50e9);
+    EXPECT_DOUBLE_EQ(t->links()[size_t(l)].latency, 2.5e-6);
+  }
+}
+
 TEST(Topology, TooFewLinksAreAClearError) {
   try {
     make_topology(system_of(8, arch::Topology::FullyConnected, 4));
@@ -141,6 +160,21 @@ TEST(LinkTiming, TwoFlowsIntoOneSwitchPortEachGetHalf) {
   const double together = run(transfer(0, 2, 1, 0) + transfer(1, 2, 1, kBytes, 1), a).seconds();
   EXPECT_NEAR(alone / (kLatency + double(kBytes) / kLink), 1.0, 0.01);
   EXPECT_NEAR(together / (kLatency + 2 * double(kBytes) / kLink), 1.0, 0.01);
+}
+
+TEST(LinkTiming, BetweenDomainsTheScaleOutLinkSetsTheTime) {
+  // 4 chips in two domains of 2: chip 0 to chip 3 goes over the 25 GB/s scale-out links.
+  arch::Arch a = system(4, "fully_connected", 1);
+  a.system.scale_out = {2, 1, 25e9, 4e-6, 2e-12};
+  const RunResult r = run(transfer(0, 3, 2, 0), a);
+  EXPECT_NEAR(r.seconds() / (4e-6 + double(kBytes) / 25e9), 1.0, 0.01);
+  EXPECT_EQ(r.stats.value("system.link.c0-sw.bytes"), double(kBytes));
+  EXPECT_EQ(r.activity.scale_out_bits, double(kBytes) * 8 * 2);
+  EXPECT_EQ(r.activity.link_bits, 0.0);
+  // Within a domain, the scale-up link.
+  const RunResult near = run(transfer(2, 3, 2, 0), a);
+  EXPECT_NEAR(near.seconds() / (kLatency + double(kBytes) / kLink), 1.0, 0.01);
+  EXPECT_EQ(near.activity.scale_out_bits, 0.0);
 }
 
 TEST(LinkTiming, MultiHopRouteIsCutThrough) {
