@@ -3,16 +3,35 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <numeric>
 #include <utility>
 
 namespace tessera::compiler {
 namespace {
 
-// One chip's view of a ring collective: its neighbours, the parts, and its semaphores.
+// The tiles' SRAM for adding received parts, taken once per kernel.
+struct Adder {
+  uint64_t a = 0, b = 0;
+  int64_t chunk = 0;  // values per add
+  int loaded = 0, stored = 0;
+};
+
+Adder make_adder(ProgramBuilder& pb, Dtype d) {
+  Adder x;
+  x.chunk = std::max<int64_t>(1, int64_t(pb.sram_free() / 2 / 64 * 64) / esize(d));
+  x.a = pb.sram_alloc(uint64_t(x.chunk * esize(d))), x.b = pb.sram_alloc(uint64_t(x.chunk * esize(d)));
+  x.loaded = pb.sem_alloc(), x.stored = pb.sem_alloc();
+  return x;
+}
+
+// One chip's view of a ring collective: its place in the ring, the parts, and its semaphores.
 class Ring {
  public:
-  Ring(ProgramBuilder& pb, int64_t chips, const CollectiveSpec& s, const char* what)
-      : pb_(pb), s_(s), n_(chips), c_(pb.chip()), e_(esize(s.dtype)) {
+  Ring(ProgramBuilder& pb, const std::vector<int>& ring, const CollectiveSpec& s, const char* what)
+      : pb_(pb), s_(s), ring_(ring), n_(int64_t(ring.size())), e_(esize(s.dtype)) {
+    const auto at = std::find(ring.begin(), ring.end(), pb.chip());
+    if (at == ring.end()) throw CompileError(fmt::format("{}: chip {} is not in its ring", what, pb.chip()));
+    c_ = at - ring.begin();
     if (s.elements < n_) {
       throw CompileError(fmt::format("{} of {} values over {} chips: fewer values than chips", what, s.elements, n_));
     }
@@ -24,21 +43,21 @@ class Ring {
     p = (p % n_ + n_) % n_;
     return {p * s_.elements / n_, (p + 1) * s_.elements / n_ - p * s_.elements / n_};
   }
+  int64_t position() const { return c_; }
 
   // Step `step`: part `out` to the next chip; part `in` from the previous one, into `into`.
   void exchange(int64_t step, int64_t out, Addr into, int64_t in) {
     const auto [out0, outn] = part(out);
-    pb_.emit(0, send(advance(s_.buf, out0 * e_), outn * e_, (c_ + 1) % n_, s_.tag + step, sent_));
-    pb_.emit(0, recv(into, part(in).second * e_, (c_ + n_ - 1) % n_, s_.tag + step, arrived_));
+    const int64_t next = ring_[size_t((c_ + 1) % n_)], prev = ring_[size_t((c_ + n_ - 1) % n_)];
+    pb_.emit(0, send(advance(s_.buf, out0 * e_), outn * e_, next, s_.tag + step, sent_));
+    pb_.emit(0, recv(into, part(in).second * e_, prev, s_.tag + step, arrived_));
     pb_.emit(0, sem_wait(arrived_));
     ++sends_;
   }
 
-  void reduce_scatter() {
+  void reduce_scatter(const Adder& add) {
     const int tiles = pb_.tiles();
-    const int64_t chunk = std::max<int64_t>(1, int64_t(pb_.sram_free() / 2 / 64 * 64) / e_);  // values per add
-    const uint64_t a = pb_.sram_alloc(uint64_t(chunk * e_)), b = pb_.sram_alloc(uint64_t(chunk * e_));
-    const int loaded = pb_.sem_alloc(), stored = pb_.sem_alloc();
+    const auto [a, b, chunk, loaded, stored] = add;
     for (int64_t step = 0; step < n_ - 1; ++step) {
       // Part c - step - 1 out (the sum so far), part c - step - 2 in: after n - 1 steps chip c
       // has added every chip's part c.
@@ -78,38 +97,73 @@ class Ring {
   // Nothing may overwrite a part still being sent.
   void finish() { pb_.emit(0, sem_wait(sent_, sends_)); }
 
-  int64_t chips() const { return n_; }
+  // Tags of a kernel's steps.
+  int64_t steps() const { return 2 * (n_ - 1); }
 
  private:
   ProgramBuilder& pb_;
   const CollectiveSpec& s_;
-  int64_t n_, c_, e_;
+  std::vector<int> ring_;
+  int64_t n_, c_ = 0, e_;
   int arrived_ = 0, sent_ = 0;
   int64_t sends_ = 0;
 };
 
 }  // namespace
 
-void emit_ring_reduce_scatter(ProgramBuilder& pb, int64_t chips, const CollectiveSpec& s) {
-  if (chips < 2) return;  // one chip holds the sum already
-  Ring r(pb, chips, s, "a reduce-scatter");
-  r.reduce_scatter();
+std::vector<int> all_chips(int64_t chips) {
+  std::vector<int> ring(static_cast<size_t>(chips));
+  std::iota(ring.begin(), ring.end(), 0);
+  return ring;
+}
+
+void emit_ring_reduce_scatter(ProgramBuilder& pb, const std::vector<int>& ring, const CollectiveSpec& s) {
+  if (ring.size() < 2) return;  // one chip holds the sum already
+  Ring r(pb, ring, s, "a reduce-scatter");
+  r.reduce_scatter(make_adder(pb, s.dtype));
   r.finish();
 }
 
-void emit_ring_all_gather(ProgramBuilder& pb, int64_t chips, const CollectiveSpec& s) {
-  if (chips < 2) return;
-  Ring r(pb, chips, s, "an all-gather");
+void emit_ring_all_gather(ProgramBuilder& pb, const std::vector<int>& ring, const CollectiveSpec& s) {
+  if (ring.size() < 2) return;
+  Ring r(pb, ring, s, "an all-gather");
   r.all_gather(0);
   r.finish();
 }
 
-void emit_ring_all_reduce(ProgramBuilder& pb, int64_t chips, const CollectiveSpec& s) {
-  if (chips < 2) return;
-  Ring r(pb, chips, s, "an all-reduce");
-  r.reduce_scatter();
-  r.all_gather(chips - 1);
+void emit_ring_all_reduce(ProgramBuilder& pb, const std::vector<int>& ring, const CollectiveSpec& s) {
+  if (ring.size() < 2) return;
+  Ring r(pb, ring, s, "an all-reduce");
+  r.reduce_scatter(make_adder(pb, s.dtype));
+  r.all_gather(int64_t(ring.size()) - 1);
   r.finish();
+}
+
+void emit_hierarchical_all_reduce(ProgramBuilder& pb, int64_t chips, int64_t domain, const CollectiveSpec& s) {
+  if (domain >= chips || domain < 2) return emit_ring_all_reduce(pb, all_chips(chips), s);
+  if (chips % domain != 0) {
+    throw CompileError(fmt::format("an all-reduce over {} chips in domains of {}: the domains do not divide them",
+                                   chips, domain));
+  }
+  const int c = pb.chip(), first = int(c / domain * domain), local = int(c % domain);
+  std::vector<int> inside, across;
+  for (int i = 0; i < int(domain); ++i) inside.push_back(first + i);
+  for (int d = 0; d < int(chips / domain); ++d) across.push_back(d * int(domain) + local);
+  const Adder add = make_adder(pb, s.dtype);
+  // Reduce-scatter within the domain: this chip holds the domain's sum of part `local`.
+  Ring in(pb, inside, s, "an all-reduce");
+  in.reduce_scatter(add);
+  // That part all-reduced across the domains, over the chips holding the same part.
+  CollectiveSpec mine = s;
+  const auto [first_value, values] = in.part(local);
+  mine.buf = advance(s.buf, first_value * esize(s.dtype)), mine.elements = values, mine.tag = s.tag + in.steps();
+  Ring out(pb, across, mine, "an all-reduce");
+  out.reduce_scatter(add);
+  out.all_gather(int64_t(across.size()) - 1);
+  // And gathered within the domain.
+  in.all_gather(domain - 1);
+  out.finish();
+  in.finish();
 }
 
 void emit_all_to_all(ProgramBuilder& pb, int64_t chips, const CollectiveSpec& s) {

@@ -1,7 +1,8 @@
 // Collectives across the chips of a system, as programs of send and recv: the building blocks
 // that tensor, pipeline and expert parallelism put between a model's operators. Each kernel
-// emits one chip's part (pb.chip() of chips 0 .. n - 1): every chip's code depends only on its
-// index, so each chip's program is generated on its own, as a sharded model's is.
+// emits one chip's part (pb.chip()'s): every chip's code depends only on its index, so each
+// chip's program is generated on its own, as a sharded model's is. A ring is a list of chips in
+// ring order (all_chips(n): 0 .. n - 1).
 //
 // Ring collectives (bandwidth-optimal on a ring, and what NCCL runs within a node) cut the
 // tensor into n parts, part p the values [p * elements / n, (p + 1) * elements / n):
@@ -11,6 +12,10 @@
 // - all-gather: chip c holds part c; n - 1 steps pass the parts round. Every chip ends with all.
 // - all-reduce: the two. Each chip sends 2 (n - 1) / n of the tensor:
 //   time ~ 2 (n - 1) / n x bytes / link bandwidth + 2 (n - 1) x latency, plus the adds.
+// - hierarchical all-reduce, for scale-up domains of D chips joined by a slower scale-out
+//   network (m domains): reduce-scatter within each domain, the part each chip then holds
+//   all-reduced across the domains (over the m chips holding it), all-gather within the domain;
+//   only 2 (m - 1) / m of a D-th of the tensor crosses the scale-out links.
 // All-to-all sends block d of every chip's source to chip d, which puts it at block c of its
 // destination (chip c's), all at once: on a switch, ~ (n - 1) / n x bytes / port bandwidth +
 // latency; on a ring or torus the routes share links.
@@ -30,12 +35,16 @@ struct CollectiveSpec {
   Addr buf{};                 // HBM, the same address on every chip: the tensor, in place
   Addr scratch{};             // HBM: a received part before it is added (reduce-scatter,
                               // all-reduce: ceil(elements / n) values); all-to-all: the destination
-  int64_t tag = 0;            // tags tag .. tag + 2 (n - 1) - 1 are the kernel's
+  int64_t tag = 0;            // tags tag .. tag + 2 (n - 1) - 1 are the kernel's (hierarchical:
+                              // 2 (D - 1) + 2 (m - 1))
 };
 
-void emit_ring_reduce_scatter(ProgramBuilder& pb, int64_t chips, const CollectiveSpec& s);
-void emit_ring_all_gather(ProgramBuilder& pb, int64_t chips, const CollectiveSpec& s);
-void emit_ring_all_reduce(ProgramBuilder& pb, int64_t chips, const CollectiveSpec& s);
+std::vector<int> all_chips(int64_t chips);
+void emit_ring_reduce_scatter(ProgramBuilder& pb, const std::vector<int>& ring, const CollectiveSpec& s);
+void emit_ring_all_gather(ProgramBuilder& pb, const std::vector<int>& ring, const CollectiveSpec& s);
+void emit_ring_all_reduce(ProgramBuilder& pb, const std::vector<int>& ring, const CollectiveSpec& s);
+// Over chips 0 .. chips - 1 in domains of `domain` (chips d * domain ...); one domain: a ring.
+void emit_hierarchical_all_reduce(ProgramBuilder& pb, int64_t chips, int64_t domain, const CollectiveSpec& s);
 void emit_all_to_all(ProgramBuilder& pb, int64_t chips, const CollectiveSpec& s);
 
 // The programs of several chips' builders as one: every chip's streams, and the memory map

@@ -40,7 +40,7 @@ Built all_reduce(const arch::Arch& a, int64_t elements, Dtype d) {
         pb.hbm_region("scratch", isa::RegionKind::Activations, isa::dtype_bytes(d, size_t(elements / a.system.chips + 1)));
     s.buf = hbm(int64_t(buf)), s.scratch = hbm(int64_t(scratch));
   }
-  for (ProgramBuilder& pb : chips) emit_ring_all_reduce(pb, a.system.chips, s);
+  for (ProgramBuilder& pb : chips) emit_ring_all_reduce(pb, all_chips(a.system.chips), s);
   Built b{take_system(chips), buf};
   isa::verify_or_throw(b.program, target_for(a));
   return b;
@@ -103,7 +103,7 @@ TEST(RingAllReduceErrors, FewerValuesThanChipsAndUnequalMemoryMaps) {
   CollectiveSpec s;
   s.elements = 3;
   try {
-    emit_ring_all_reduce(pb, 4, s);
+    emit_ring_all_reduce(pb, all_chips(4), s);
     FAIL() << "expected an error";
   } catch (const CompileError& e) {
     EXPECT_STREQ(e.what(), "an all-reduce of 3 values over 4 chips: fewer values than chips");
@@ -114,6 +114,10 @@ TEST(RingAllReduceErrors, FewerValuesThanChipsAndUnequalMemoryMaps) {
   } catch (const CompileError& e) {
     EXPECT_STREQ(e.what(), "an all-to-all of 10 values over 4 chips: not a whole block per chip");
   }
+  CollectiveSpec many;
+  many.elements = 100;
+  EXPECT_THROW(emit_ring_all_reduce(pb, {0, 2, 3}, many), CompileError);  // chip 1 is not in the ring
+  EXPECT_THROW(emit_hierarchical_all_reduce(pb, 6, 4, many), CompileError);
   std::vector<ProgramBuilder> chips;
   chips.emplace_back(a, 0), chips.emplace_back(a, 1);
   chips[1].hbm_region("extra", isa::RegionKind::Io, 64);
@@ -167,7 +171,9 @@ Memories run_collective(const arch::Arch& a, int64_t elements, Dtype d, Emit&& e
 
 TEST(RingReduceScatter, ChipCEndsWithTheSumOfPartC) {
   const int64_t n = 3, elements = 10'001;
-  const Memories m = run_collective(ring_of(n), elements, Dtype::Fp32, emit_ring_reduce_scatter);
+  const Memories m = run_collective(ring_of(n), elements, Dtype::Fp32, [](ProgramBuilder& pb, int64_t chips, const CollectiveSpec& s) {
+    emit_ring_reduce_scatter(pb, all_chips(chips), s);
+  });
   for (int64_t c = 0; c < n; ++c) {
     for (int64_t i = c * elements / n; i < (c + 1) * elements / n; ++i) {
       double want = 0;
@@ -179,7 +185,9 @@ TEST(RingReduceScatter, ChipCEndsWithTheSumOfPartC) {
 
 TEST(RingAllGather, EveryChipEndsWithEveryChipsPart) {
   const int64_t n = 4, elements = 10'002;
-  const Memories m = run_collective(ring_of(n), elements, Dtype::Bf16, emit_ring_all_gather);
+  const Memories m = run_collective(ring_of(n), elements, Dtype::Bf16, [](ProgramBuilder& pb, int64_t chips, const CollectiveSpec& s) {
+    emit_ring_all_gather(pb, all_chips(chips), s);
+  });
   for (int64_t c = 0; c < n; ++c) {
     for (int64_t i = 0; i < elements; ++i) {
       int64_t p = 0;  // the chip whose part holds value i
@@ -242,6 +250,56 @@ TEST(AllToAllTiming, OnARingIsBoundByTheBisection) {
   const double bytes = double(elements) * 2, want = double(n / 2) * double(n / 2) * (bytes / n) / (2 * 50e9);
   EXPECT_GT(r.seconds(), want);
   EXPECT_LT(r.seconds(), want * 1.05 + 4e-6);
+}
+
+// Two domains of 4 chips: a switch inside each (one 50 GB/s, 1 us link per chip), one 25 GB/s,
+// 4 us scale-out link per chip between them.
+arch::Arch two_servers() {
+  return arch::load_arch("maia100-class", {"system.chips=8", "system.topology=switch", "system.link.count=1",
+                                           "system.link.bandwidth=50GB/s", "system.link.latency=1us",
+                                           "system.scale_out.domain=4", "system.scale_out.count=1",
+                                           "system.scale_out.bandwidth=25GB/s", "system.scale_out.latency=4us"});
+}
+
+TEST(HierarchicalAllReduce, EveryChipEndsWithTheSum) {
+  const int64_t elements = 30'011;
+  const Memories m = run_collective(two_servers(), elements, Dtype::Fp32,
+                                    [](ProgramBuilder& pb, int64_t chips, const CollectiveSpec& s) {
+                                      emit_hierarchical_all_reduce(pb, chips, 4, s);
+                                    });
+  for (int64_t c = 0; c < 8; ++c) {
+    for (int64_t i = 0; i < elements; ++i) {
+      double want = 0;
+      for (int64_t k = 0; k < 8; ++k) want += m.in[size_t(k)][size_t(i)];
+      ASSERT_NEAR(m.buf[size_t(c)][size_t(i)], want, 1e-5) << "chip " << c << " value " << i;
+    }
+  }
+}
+
+TEST(HierarchicalAllReduceTiming, SendsOnlyAQuarterOverTheScaleOutLinks) {
+  // 16 MiB of bf16. Within each domain (D = 4): a reduce-scatter and an all-gather, each
+  // (D - 1) / D x bytes / 50 GB/s + (D - 1) x 1 us; across (m = 2): an all-reduce of a quarter,
+  // 2 (m - 1) / m x (bytes / D) / 25 GB/s + 2 (m - 1) x 4 us. Plus the adds (bounded as above).
+  const int64_t elements = 8 << 20, D = 4, m = 2;
+  const arch::Arch a = two_servers();
+  std::vector<ProgramBuilder> chips;
+  for (int64_t c = 0; c < 8; ++c) chips.emplace_back(a, int(c));
+  CollectiveSpec s;
+  s.elements = elements, s.dtype = Dtype::Bf16;
+  for (ProgramBuilder& pb : chips) {
+    s.buf = hbm(int64_t(pb.hbm_region("buf", isa::RegionKind::Io, uint64_t(elements) * 2)));
+    s.scratch = hbm(int64_t(pb.hbm_region("scratch", isa::RegionKind::Io, uint64_t(elements) * 2)));
+    emit_hierarchical_all_reduce(pb, 8, D, s);
+  }
+  const sim::RunResult r = sim::Simulation(a).run(take_system(chips));
+  const double bytes = double(elements) * 2;
+  const double inside = 2 * (double(D - 1) / D * bytes / 50e9 + double(D - 1) * 1e-6);
+  const double across = 2.0 * (m - 1) / m * (bytes / D) / 25e9 + 2.0 * (m - 1) * 4e-6;
+  const double adds = (double(D - 1) * 3 * bytes / D + double(m - 1) * 3 * bytes / D / m) / 1.792e12;
+  EXPECT_GT(r.seconds(), inside + across);
+  EXPECT_LT(r.seconds(), (inside + across + adds) * 1.05);
+  // Chip 0's scale-out link carried half of its quarter (the all-reduce of 2 sends 1/2 of it twice).
+  EXPECT_EQ(r.stats.value("system.link.c0-sw.bytes"), 2.0 * (m - 1) / m * bytes / D);
 }
 
 }  // namespace
