@@ -10,10 +10,12 @@
 
 #include "arch/derived.hpp"
 #include "arch/loader.hpp"
+#include "compiler/kernels/collective.hpp"
 #include "compiler/kernels/gemm.hpp"
 #include "compiler/target.hpp"
 #include "isa/verify.hpp"
 #include "sim/simulation.hpp"
+#include "sim/topology.hpp"
 #include "tools/api/run.hpp"
 
 using namespace tessera;
@@ -156,6 +158,39 @@ ModelRow model_step(const std::string& preset, const api::RunSpec& spec, bool ev
           r.utilization.at("compute")};
 }
 
+// An all-reduce of `bytes` of bf16 on every chip of `a` (hierarchical over its scale-out
+// domains when it has them): host time, simulated time, and the latter over the ring formula's
+// communication time on the domain's links alone (what a flat ring on one domain would take).
+struct CollectiveRow {
+  std::string name;
+  double build_s, sim_s, simulated_s, over_ring;
+};
+
+CollectiveRow all_reduce(const std::string& preset, std::vector<std::string> overrides, uint64_t bytes) {
+  const arch::Arch a = arch::load_arch(preset, overrides);
+  const auto t0 = std::chrono::steady_clock::now();
+  const int64_t n = a.system.chips, elements = int64_t(bytes / 2);
+  std::vector<compiler::ProgramBuilder> chips;
+  for (int64_t c = 0; c < n; ++c) chips.emplace_back(a, int(c));
+  compiler::CollectiveSpec s;
+  s.elements = elements, s.dtype = isa::Dtype::Bf16;
+  for (compiler::ProgramBuilder& pb : chips) {
+    s.buf = compiler::hbm(int64_t(pb.hbm_region("buf", isa::RegionKind::Io, bytes)));
+    s.scratch = compiler::hbm(int64_t(pb.hbm_region("scratch", isa::RegionKind::Io, bytes)));
+    compiler::emit_hierarchical_all_reduce(pb, n, a.system.domain(), s);
+  }
+  const isa::Program p = compiler::take_system(chips);
+  const double build = since(t0);
+  const auto t1 = std::chrono::steady_clock::now();
+  const sim::RunResult r = sim::Simulation(a).run(p);
+  const double simulate = since(t1);
+  const auto topology = sim::make_topology(a.system);
+  const double link = topology->links()[0].bandwidth;  // a chip's bundle towards its first neighbour
+  const double ring = 2.0 * double(n - 1) / double(n) * double(bytes) / link;
+  return {fmt::format("all-reduce {} MiB bf16 on {} ({})", bytes >> 20, preset, topology->name()), build, simulate,
+          r.seconds(), r.seconds() / ring};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -191,6 +226,21 @@ int main(int argc, char** argv) {
   for (const ModelRow& r : models) {
     std::cout << fmt::format("{:<62} {:>9.3f} {:>10.3f}ms {:>8.1f}% {:>8.1f}%\n", r.name, r.host_s,
                              r.simulated_s * 1e3, r.hbm_fraction * 100, r.compute_fraction * 100);
+  }
+  std::vector<CollectiveRow> collectives{
+      all_reduce("maia100-class", {"system.chips=4", "system.topology=fully_connected"}, 64 << 20)};
+  if (!quick) {
+    collectives.push_back(all_reduce("maia100-class", {"system.chips=8", "system.topology=ring"}, 256 << 20));
+    collectives.push_back(all_reduce("h100-sxm",
+                                     {"system.chips=16", "system.scale_out.domain=8", "system.scale_out.count=1",
+                                      "system.scale_out.bandwidth=50GB/s", "system.scale_out.latency=5us"},
+                                     256 << 20));
+  }
+  std::cout << fmt::format("\n{:<80} {:>9} {:>9} {:>12} {:>12}\n", "collective", "build s", "sim s", "simulated",
+                           "/ ring time");
+  for (const CollectiveRow& r : collectives) {
+    std::cout << fmt::format("{:<80} {:>9.3f} {:>9.3f} {:>10.1f}us {:>12.2f}\n", r.name, r.build_s, r.sim_s,
+                             r.simulated_s * 1e6, r.over_ring);
   }
   std::vector<StreamRow> streams;
   streams.push_back(hbm_stream("maia100-class", 8 << 20, 512 << 10));
