@@ -87,7 +87,7 @@ void CommUnit::push(Tile& tile, Op* op) {
                                                    : mem->sram[size_t(tile.index())];
       p.data = src.read(addr, p.size);
     }
-    left = std::max(left, fabric->transmit(std::move(p), ready, act));
+    left = std::max(left, fabric->transmit(std::move(p), ready, act, chip_.meter()));
     if (bytes == 0) break;
   }
   sent_bytes_ += double(bytes);

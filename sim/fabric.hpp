@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "sim/activity.hpp"
+#include "sim/energy.hpp"
 #include "sim/time.hpp"
 
 namespace tessera::sim {
@@ -35,9 +36,10 @@ class FabricIf : public virtual sc_core::sc_interface {
  public:
   // Puts `piece`, ready at its sender at `ready`, on the links of its route (each reserved in
   // turn, cut-through: a hop starts once the previous one's latency has passed); charges the
-  // link energy to `act`. Returns when the piece has left the sender's first link; the
-  // destination's arrive() runs when it has crossed the last.
-  virtual Tick transmit(Piece piece, Tick ready, Activity& act) = 0;
+  // bits each link carries to the sender's `act` and their energy, while they cross, to its
+  // `meter`. Returns when the piece has left the sender's first link; the destination's
+  // arrive() runs when it has crossed the last.
+  virtual Tick transmit(Piece piece, Tick ready, Activity& act, PowerMeter& meter) = 0;
 };
 
 }  // namespace tessera::sim

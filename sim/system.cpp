@@ -40,7 +40,7 @@ Fabric::Fabric(sc_core::sc_module_name name, const arch::Arch& a, Stats& stats, 
   }
 }
 
-Tick Fabric::transmit(Piece piece, Tick ready, Activity& act) {
+Tick Fabric::transmit(Piece piece, Tick ready, Activity& act, PowerMeter& meter) {
   const std::vector<int>& route = routes_[size_t(piece.src)][size_t(piece.dst)];
   Tick at = ready, left = ready, arrival = ready;
   Tick previous = 0;  // the previous hop's transfer time
@@ -53,7 +53,9 @@ Tick Fabric::transmit(Piece piece, Tick ready, Activity& act) {
     const Tick start = l.calendar.reserve(at, d);
     const Tick latency = seconds_to_ticks(l.spec.latency);
     if (h == 0) left = start + d;
-    (l.spec.scale_out ? act.scale_out_bits : act.link_bits) += double(piece.size) * 8.0;
+    const double bits = double(piece.size) * 8.0;
+    (l.spec.scale_out ? act.scale_out_bits : act.link_bits) += bits;
+    meter.add(start, start + d, bits * (l.spec.scale_out ? meter.prices().scale_out : meter.prices().link));
     l.bytes += double(piece.size);
     l.busy += double(d);
     if (trace_) trace_->busy(l.track, start, start + d);

@@ -22,7 +22,7 @@ class Fabric : public sc_core::sc_module, public FabricIf {
   Fabric(sc_core::sc_module_name name, const arch::Arch& a, Stats& stats, Trace* trace);
   sc_core::sc_export<FabricIf> port;         // the chips' way in
   sc_core::sc_port<CommIf, 0> chips;         // to every chip, in chip order
-  Tick transmit(Piece piece, Tick ready, Activity& act) override;
+  Tick transmit(Piece piece, Tick ready, Activity& act, PowerMeter& meter) override;
   const Topology& topology() const { return *topology_; }
 
  private:

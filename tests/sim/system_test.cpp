@@ -10,6 +10,7 @@
 
 #include "arch/loader.hpp"
 #include "isa/assembly.hpp"
+#include "sim/energy.hpp"
 #include "sim/simulation.hpp"
 #include "sim/topology.hpp"
 
@@ -142,7 +143,8 @@ std::string transfer(int from, int to, int tag, uint64_t offset, int tile = 0) {
 }
 
 TEST(LinkTiming, PointToPointIsLatencyPlusBytesOverBandwidth) {
-  const RunResult r = run(transfer(0, 1, 7, 0), system(2, "fully_connected", 1));
+  const arch::Arch a = system(2, "fully_connected", 1);
+  const RunResult r = run(transfer(0, 1, 7, 0), a);
   // Plus reading the first piece from HBM and writing the last: well under 1%.
   EXPECT_NEAR(r.seconds() / (kLatency + double(kBytes) / kLink), 1.0, 0.01);
   EXPECT_EQ(r.stats.value("system.link.c0-c1.bytes"), double(kBytes));
@@ -151,6 +153,12 @@ TEST(LinkTiming, PointToPointIsLatencyPlusBytesOverBandwidth) {
   EXPECT_EQ(r.activity.link_bits, double(kBytes) * 8);
   EXPECT_EQ(r.activity.hbm_read, double(kBytes));
   EXPECT_EQ(r.activity.hbm_write, double(kBytes));
+  // The power profile (every chip's windows) holds all the dynamic energy, the link's included.
+  const Energy e = price(EnergyPrices::from(a), r.activity, r.seconds(), 2);
+  double windows = 0;
+  for (const auto& chip : r.energy_windows) windows += std::accumulate(chip.begin(), chip.end(), 0.0);
+  EXPECT_GT(e.joules.at("link"), 0.0);
+  EXPECT_NEAR(windows, e.total() - e.joules.at("static"), 1e-9 * e.total());
 }
 
 TEST(LinkTiming, TwoFlowsIntoOneSwitchPortEachGetHalf) {
