@@ -166,6 +166,29 @@ void emit_hierarchical_all_reduce(ProgramBuilder& pb, int64_t chips, int64_t dom
   in.finish();
 }
 
+void emit_ring_broadcast(ProgramBuilder& pb, const std::vector<int>& ring, const CollectiveSpec& s, int64_t segments) {
+  const int64_t n = int64_t(ring.size()), e = esize(s.dtype);
+  if (n < 2) return;
+  const auto at = std::find(ring.begin(), ring.end(), pb.chip());
+  if (at == ring.end()) throw CompileError(fmt::format("a broadcast: chip {} is not in its ring", pb.chip()));
+  if (segments < 1 || s.elements < segments) {
+    throw CompileError(fmt::format("a broadcast of {} values in {} segments: each needs a value", s.elements, segments));
+  }
+  const int64_t p = at - ring.begin();
+  const int arrived = pb.sem_alloc(), sent = pb.sem_alloc();
+  int64_t sends = 0;
+  for (int64_t i = 0; i < segments; ++i) {
+    const int64_t first = i * s.elements / segments, count = (i + 1) * s.elements / segments - first;
+    const Addr seg = advance(s.buf, first * e);
+    if (p > 0) {  // the segment from the previous chip, before it goes on
+      pb.emit(0, recv(seg, count * e, ring[size_t(p - 1)], s.tag, arrived));
+      pb.emit(0, sem_wait(arrived));
+    }
+    if (p + 1 < n) pb.emit(0, send(seg, count * e, ring[size_t(p + 1)], s.tag, sent)), ++sends;
+  }
+  if (sends > 0) pb.emit(0, sem_wait(sent, sends));
+}
+
 void emit_all_to_all(ProgramBuilder& pb, int64_t chips, const CollectiveSpec& s) {
   if (chips < 2) return;
   if (s.elements % chips != 0) {

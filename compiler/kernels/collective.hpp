@@ -16,6 +16,9 @@
 //   network (m domains): reduce-scatter within each domain, the part each chip then holds
 //   all-reduced across the domains (over the m chips holding it), all-gather within the domain;
 //   only 2 (m - 1) / m of a D-th of the tensor crosses the scale-out links.
+// Broadcast from the ring's first chip: the tensor cut into `segments` pieces that go down the
+// ring, each chip passing a segment on as soon as it has it (a pipeline): time ~ (segments +
+// n - 2) x (bytes / segments) / bandwidth + (n - 1) x latency.
 // All-to-all sends block d of every chip's source to chip d, which puts it at block c of its
 // destination (chip c's), all at once: on a switch, ~ (n - 1) / n x bytes / port bandwidth +
 // latency; on a ring or torus the routes share links.
@@ -45,6 +48,7 @@ void emit_ring_all_gather(ProgramBuilder& pb, const std::vector<int>& ring, cons
 void emit_ring_all_reduce(ProgramBuilder& pb, const std::vector<int>& ring, const CollectiveSpec& s);
 // Over chips 0 .. chips - 1 in domains of `domain` (chips d * domain ...); one domain: a ring.
 void emit_hierarchical_all_reduce(ProgramBuilder& pb, int64_t chips, int64_t domain, const CollectiveSpec& s);
+void emit_ring_broadcast(ProgramBuilder& pb, const std::vector<int>& ring, const CollectiveSpec& s, int64_t segments);
 void emit_all_to_all(ProgramBuilder& pb, int64_t chips, const CollectiveSpec& s);
 
 // The programs of several chips' builders as one: every chip's streams, and the memory map

@@ -252,6 +252,34 @@ TEST(AllToAllTiming, OnARingIsBoundByTheBisection) {
   EXPECT_LT(r.seconds(), want * 1.05 + 4e-6);
 }
 
+TEST(RingBroadcast, EveryChipEndsWithTheFirstChipsValues) {
+  const int64_t n = 4, elements = 10'007;
+  const Memories m = run_collective(ring_of(n), elements, Dtype::Bf16,
+                                    [](ProgramBuilder& pb, int64_t chips, const CollectiveSpec& s) {
+                                      emit_ring_broadcast(pb, {2, 3, 0, 1}, s, 5);  // from chip 2
+                                    });
+  for (int64_t c = 0; c < n; ++c) EXPECT_EQ(m.buf[size_t(c)], m.in[2]) << "chip " << c;
+}
+
+TEST(RingBroadcastTiming, IsAPipelineOfSegments) {
+  // 16 MiB from chip 0 down a ring of 4 in 32 segments: (32 + 2) segments' time at 50 GB/s and
+  // 3 latencies, plus each segment's trip through HBM at its ends (under 2% here).
+  const int64_t n = 4, elements = 8 << 20, k = 32;
+  const arch::Arch a = ring_of(n);
+  std::vector<ProgramBuilder> chips;
+  for (int64_t c = 0; c < n; ++c) chips.emplace_back(a, int(c));
+  CollectiveSpec s;
+  s.elements = elements, s.dtype = Dtype::Bf16;
+  for (ProgramBuilder& pb : chips) {
+    s.buf = hbm(int64_t(pb.hbm_region("buf", isa::RegionKind::Io, uint64_t(elements) * 2)));
+    emit_ring_broadcast(pb, all_chips(n), s, k);
+  }
+  const sim::RunResult r = sim::Simulation(a).run(take_system(chips));
+  const double bytes = double(elements) * 2, want = double(k + n - 2) * bytes / k / 50e9 + double(n - 1) * 1e-6;
+  EXPECT_GT(r.seconds(), want);
+  EXPECT_LT(r.seconds(), want * 1.02);
+}
+
 // Two domains of 4 chips: a switch inside each (one 50 GB/s, 1 us link per chip), one 25 GB/s,
 // 4 us scale-out link per chip between them.
 arch::Arch two_servers() {
