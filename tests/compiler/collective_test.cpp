@@ -255,7 +255,7 @@ TEST(AllToAllTiming, OnARingIsBoundByTheBisection) {
 TEST(RingBroadcast, EveryChipEndsWithTheFirstChipsValues) {
   const int64_t n = 4, elements = 10'007;
   const Memories m = run_collective(ring_of(n), elements, Dtype::Bf16,
-                                    [](ProgramBuilder& pb, int64_t chips, const CollectiveSpec& s) {
+                                    [](ProgramBuilder& pb, int64_t, const CollectiveSpec& s) {
                                       emit_ring_broadcast(pb, {2, 3, 0, 1}, s, 5);  // from chip 2
                                     });
   for (int64_t c = 0; c < n; ++c) EXPECT_EQ(m.buf[size_t(c)], m.in[2]) << "chip " << c;
