@@ -50,6 +50,8 @@ Tick Fabric::transmit(Piece piece, Tick ready, Activity& act, PowerMeter& meter)
     // Cut-through: a hop starts once the piece's head has crossed the previous one, and no
     // earlier than its tail could keep up with.
     at = std::max(at, at + previous - d);
+    // No piece starts before now: the calendar forgets what ended, so it stays short.
+    if (l.calendar.intervals() > 64) l.calendar.forget_before(now_ticks());
     const Tick start = l.calendar.reserve(at, d);
     const Tick latency = seconds_to_ticks(l.spec.latency);
     if (h == 0) left = start + d;
