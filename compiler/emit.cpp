@@ -154,28 +154,30 @@ Instr sem_wait(int64_t sem, int64_t count) {
   return in;
 }
 
-Instr send(Addr src, int64_t bytes, int64_t peer, int64_t tag, int64_t sem) {
-  constexpr Opcode S = Opcode::Send;
-  Instr in = Instr::make(S);
-  set_addr(in, isa::field_index(S, "src"), src);
-  in.f[isa::field_index(S, "src_space")] = int64_t(src.space);
-  in.f[isa::field_index(S, "bytes")] = bytes;
-  in.f[isa::field_index(S, "peer")] = peer;
-  in.f[isa::field_index(S, "tag")] = tag;
-  in.f[isa::field_index(S, "sem")] = sem;
+namespace {
+
+// send and recv share their fields but for which end the address is.
+template <Opcode Op>
+Instr comm(Addr a, int64_t bytes, int64_t peer, int64_t tag, int64_t sem) {
+  constexpr bool out = Op == Opcode::Send;
+  Instr in = Instr::make(Op);
+  set_addr(in, isa::field_index(Op, out ? "src" : "dst"), a);
+  in.f[isa::field_index(Op, out ? "src_space" : "dst_space")] = int64_t(a.space);
+  in.f[isa::field_index(Op, "bytes")] = bytes;
+  in.f[isa::field_index(Op, "peer")] = peer;
+  in.f[isa::field_index(Op, "tag")] = tag;
+  in.f[isa::field_index(Op, "sem")] = sem;
   return in;
 }
 
+}  // namespace
+
+Instr send(Addr src, int64_t bytes, int64_t peer, int64_t tag, int64_t sem) {
+  return comm<Opcode::Send>(src, bytes, peer, tag, sem);
+}
+
 Instr recv(Addr dst, int64_t bytes, int64_t peer, int64_t tag, int64_t sem) {
-  constexpr Opcode R = Opcode::Recv;
-  Instr in = Instr::make(R);
-  set_addr(in, isa::field_index(R, "dst"), dst);
-  in.f[isa::field_index(R, "dst_space")] = int64_t(dst.space);
-  in.f[isa::field_index(R, "bytes")] = bytes;
-  in.f[isa::field_index(R, "peer")] = peer;
-  in.f[isa::field_index(R, "tag")] = tag;
-  in.f[isa::field_index(R, "sem")] = sem;
-  return in;
+  return comm<Opcode::Recv>(dst, bytes, peer, tag, sem);
 }
 
 Instr barrier(int64_t id, int64_t count) {

@@ -338,6 +338,9 @@ class Chip : public sc_core::sc_module {
   // when it ends. HBM accesses go straight to the channels (the unit sits by the controllers).
   Tick local_access(isa::Space space, int64_t tile, uint64_t addr, uint64_t bytes, bool write, Tick t, Activity& act);
   CommUnit& comm() { return comm_; }
+  // Functional mode: the bytes of `space` as tile `tile` sees them (its SRAM, its shared-memory
+  // instance, the HBM).
+  Memory& storage(isa::Space space, int64_t tile);
   Slots& slots() { return slots_; }
   Attribution& attribution() { return *attribution_; }
   // A tile began region instance `r` before any other: records a snapshot if asked for.

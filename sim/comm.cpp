@@ -40,6 +40,12 @@ Tick Chip::local_access(Space space, int64_t tile, uint64_t addr, uint64_t bytes
   }
 }
 
+Memory& Chip::storage(Space space, int64_t tile) {
+  if (space == Space::Hbm) return memory_->hbm;
+  if (space == Space::Shared) return memory_->shared[size_t(shared_instance(tile))];
+  return memory_->sram[size_t(tile)];
+}
+
 CommUnit::CommUnit(sc_core::sc_module_name name, Chip& chip)
     : sc_core::sc_module(name),
       fabric("fabric"),
@@ -81,12 +87,7 @@ void CommUnit::push(Tile& tile, Op* op) {
     Piece p{chip_.index(), tile.index(), peer, tag, message, bytes, offset, std::min(chunk, bytes - offset), {}};
     const uint64_t addr = uint64_t(v[kSendSrc]) + offset;
     const Tick ready = chip_.local_access(space, tile.index(), addr, p.size, false, now, act);
-    if (ChipMemory* mem = chip_.memory()) {
-      const Memory& src = space == Space::Hbm      ? mem->hbm
-                          : space == Space::Shared ? mem->shared[size_t(chip_.shared_instance(tile.index()))]
-                                                   : mem->sram[size_t(tile.index())];
-      p.data = src.read(addr, p.size);
-    }
+    if (chip_.memory()) p.data = chip_.storage(space, tile.index()).read(addr, p.size);
     left = std::max(left, fabric->transmit(std::move(p), ready, act, chip_.meter()));
     if (bytes == 0) break;
   }
@@ -118,12 +119,7 @@ bool CommUnit::write(Message& m, const Piece& p) {
   const uint64_t addr = uint64_t(v[kRecvDst]) + p.offset;
   const Tick now = now_ticks();
   r.done = std::max(r.done, chip_.local_access(space, r.tile->index(), addr, p.size, true, now, r.tile->activity(*r.op)));
-  if (ChipMemory* mem = chip_.memory()) {
-    Memory& dst = space == Space::Hbm      ? mem->hbm
-                  : space == Space::Shared ? mem->shared[size_t(chip_.shared_instance(r.tile->index()))]
-                                           : mem->sram[size_t(r.tile->index())];
-    dst.write(addr, p.data);
-  }
+  if (chip_.memory()) chip_.storage(space, r.tile->index()).write(addr, p.data);
   received_bytes_ += double(p.size);
   r.written += p.size;
   if (r.written < r.bytes) return false;

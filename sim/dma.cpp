@@ -344,12 +344,9 @@ void DmaEngine::issue_chunk(Transfer& t) {
 
 void DmaEngine::finish_chunk(Transfer* t, uint64_t row, uint64_t rows, uint64_t offset, uint64_t bytes) {
   Chip& chip = tile_.chip();
-  if (ChipMemory* mem = chip.memory()) {
-    auto storage = [&](Space s, int64_t tile) -> Memory& {
-      if (s == Space::Hbm) return mem->hbm;
-      if (s == Space::Shared) return mem->shared[size_t(chip.shared_instance(tile_.index()))];
-      return mem->sram[size_t(tile)];
-    };
+  if (chip.memory()) {
+    // Only SRAM addresses name another tile: shared memory is the issuing tile's instance.
+    auto storage = [&](Space s, int64_t tile) -> Memory& { return chip.storage(s, s == Space::Sram ? tile : tile_.index()); };
     functional_dma(storage(t->src_space, t->src_tile), storage(t->dst_space, t->dst_tile), *t->op->in, t->op->v.data(),
                    row, rows, offset, rows == 1 ? bytes : 0);
   }

@@ -32,16 +32,13 @@ Fabric::Fabric(sc_core::sc_module_name name, const arch::Arch& a, Stats& stats, 
         stats.add(id + ".busy_ps", "ps", "time this direction carried data"),
         trace ? trace->track(id.substr(7), s.from < n ? s.from : s.to) : -1}));
   }
-  routes_.assign(size_t(n), std::vector<std::vector<int>>(size_t(n)));
-  for (int s = 0; s < n; ++s) {
-    for (int d = 0; d < n; ++d) {
-      if (s != d) routes_[size_t(s)][size_t(d)] = topology_->route(s, d);
-    }
-  }
 }
 
 Tick Fabric::transmit(Piece piece, Tick ready, Activity& act, PowerMeter& meter) {
-  const std::vector<int>& route = routes_[size_t(piece.src)][size_t(piece.dst)];
+  const int64_t pair = int64_t(piece.src) * topology_->chips() + piece.dst;
+  auto found = routes_.find(pair);
+  if (found == routes_.end()) found = routes_.emplace(pair, topology_->route(piece.src, piece.dst)).first;
+  const std::vector<int>& route = found->second;
   Tick at = ready, left = ready, arrival = ready;
   Tick previous = 0;  // the previous hop's transfer time
   for (size_t h = 0; h < route.size(); ++h) {

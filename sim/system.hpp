@@ -8,6 +8,7 @@
 
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "sim/chip.hpp"
@@ -35,7 +36,7 @@ class Fabric : public sc_core::sc_module, public FabricIf {
   };
   std::unique_ptr<Topology> topology_;
   std::vector<std::unique_ptr<Link>> links_;
-  std::vector<std::vector<std::vector<int>>> routes_;  // [src][dst]
+  std::unordered_map<int64_t, std::vector<int>> routes_;  // src * chips + dst, once used
   Scheduler scheduler_;
   Trace* trace_;
 };

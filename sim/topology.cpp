@@ -31,20 +31,19 @@ int64_t per_neighbour(const arch::SystemParams& s, int64_t neighbours, const std
 
 class FullyConnected : public Topology {
  public:
-  explicit FullyConnected(const arch::SystemParams& s) : Topology(int(s.chips)), index_(size_t(s.chips * s.chips), -1) {
+  explicit FullyConnected(const arch::SystemParams& s) : Topology(int(s.chips)) {
     const double bw = double(per_neighbour(s, s.chips - 1, "a fully connected system")) * s.link.bandwidth;
     for (int a = 0; a < chips_; ++a) {
-      for (int b = a + 1; b < chips_; ++b) {
-        const int i = connect(a, b, bw, s.link.latency);
-        index_[size_t(a * chips_ + b)] = i, index_[size_t(b * chips_ + a)] = i + 1;
-      }
+      for (int b = a + 1; b < chips_; ++b) connect(a, b, bw, s.link.latency);
     }
   }
   std::string name() const override { return "fully_connected"; }
-  std::vector<int> route(int src, int dst) const override { return {index_[size_t(src * chips_ + dst)]}; }
-
- private:
-  std::vector<int> index_;  // [src * chips + dst] -> link
+  // Pairs a < b were joined in order: a's come after those of every chip before it.
+  std::vector<int> route(int src, int dst) const override {
+    const int a = std::min(src, dst), b = std::max(src, dst);
+    const int pair = a * chips_ - a * (a + 1) / 2 + (b - a - 1);
+    return {2 * pair + (src < dst ? 0 : 1)};
+  }
 };
 
 // Every chip has a bundle of all its links to one switch; a message crosses two links.
