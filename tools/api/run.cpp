@@ -125,7 +125,8 @@ double hbm_capacity_used(const compiler::CompileResult& c) {
 void check_options(const RunOptions& options, int64_t arch_chips) {
   if (options.chips != 1 || arch_chips != 1) {
     throw std::runtime_error(fmt::format(
-        "{} chips: chip-to-chip communication is not simulated yet, so runs use one chip",
+        "{} chips: the compiler does not split a model across chips yet, so runs take one (`tessera sim` runs "
+        "programs on several)",
         std::max(options.chips, arch_chips)));
   }
   if (options.pricing != "owned" && options.pricing != "cloud") {
