@@ -1,15 +1,19 @@
 #include "compiler/compile.hpp"
 
+#include <fmt/format.h>
+
 #include <set>
 
+#include "compiler/error.hpp"
 #include "compiler/passes.hpp"
 #include "compiler/target.hpp"
 #include "isa/verify.hpp"
 
 namespace tessera::compiler {
+namespace {
 
-CompileResult compile(Graph g, const arch::Arch& a, const CompileOptions& o) {
-  CompileResult r;
+// The passes up to code generation; records the intermediate texts.
+Lowering lower(Graph g, const arch::Arch& a, const CompileOptions& o, CompileResult& r) {
   infer_shapes(g);
   fuse(g);
   assign_dtypes(g, o);
@@ -20,8 +24,21 @@ CompileResult compile(Graph g, const arch::Arch& a, const CompileOptions& o) {
   plan_memory(l, a, o);
   schedule(l);
   r.tiled_text = print(l.graph);
-  r.program = codegen(l, a, &r.layer_loops, &r.marks, o.sample_rounds);
-  if (o.verify) isa::verify_or_throw(r.program, target_for(a));
+  return l;
+}
+
+// Chip `chip`'s program and tensors (from its graph's values when given: a model split across
+// chips, whose chips' lowerings differ only in which parts of the weights their values hold).
+void generate(const Lowering& l, const arch::Arch& a, const CompileOptions& o, int chip, const Graph* own,
+              CompileResult& r) {
+  r.layer_loops.emplace_back();
+  isa::Program p = codegen(l, a, &r.layer_loops.back(), r.marks.empty() ? &r.marks : nullptr, o.sample_rounds, chip);
+  if (o.verify) isa::verify_or_throw(p, target_for(a));
+  if (r.program.streams.empty()) {
+    r.program = std::move(p);
+  } else {
+    for (isa::Stream& s : p.streams) r.program.streams.push_back(std::move(s));
+  }
   std::set<int> stacks;
   for (const Op& op : l.graph.ops) {
     if (op.kind == OpKind::Concat) stacks.insert(op.outputs[0]);
@@ -29,17 +46,54 @@ CompileResult compile(Graph g, const arch::Arch& a, const CompileOptions& o) {
   for (size_t i = 0; i < l.graph.values.size(); ++i) {
     const Value& v = l.graph.values[i];
     if (v.role == Role::Activation || stacks.count(int(i)) || !l.places[i].placed) continue;
-    r.tensors.push_back({v.name, l.places[i].addr, v.shape, v.dtype, v.role, v.data});
+    const std::optional<Shard>& shard = own && i < own->values.size() ? own->values[i].shard : v.shard;
+    r.tensors.push_back({v.name, l.places[i].addr, v.shape, v.dtype, v.role, v.data, chip, shard});
   }
-  r.weight_bytes = l.region_bytes["weights"];
-  r.kv_bytes = l.region_bytes["kv_cache"];
-  r.activation_bytes = l.region_bytes["activations"];
+}
+
+void sizes(const Lowering& l, CompileResult& r) {
+  r.weight_bytes = l.region_bytes.at("weights");
+  r.kv_bytes = l.region_bytes.at("kv_cache");
+  r.activation_bytes = l.region_bytes.at("activations");
   r.layers_looped = l.layers;
+}
+
+}  // namespace
+
+CompileResult compile(Graph g, const arch::Arch& a, const CompileOptions& o) {
+  CompileResult r;
+  const Lowering l = lower(std::move(g), a, o, r);
+  generate(l, a, o, o.chip, nullptr, r);
+  sizes(l, r);
   return r;
 }
 
 CompileResult compile_model(const ModelConfig& m, const Workload& w, const arch::Arch& a, const CompileOptions& o) {
-  return compile(build_graph(m, w), a, o);
+  const int64_t chips = o.tensor_parallel > 0 ? o.tensor_parallel : a.system.chips;
+  if (chips != a.system.chips) {
+    throw CompileError(fmt::format("tensor parallelism over {} chips of a {}-chip system: every chip must take a part "
+                                   "(pipeline parallelism, to use the others, is not built yet)",
+                                   chips, a.system.chips));
+  }
+  if (chips == 1) return compile(build_graph(m, w), a, o);
+  // Every chip's graph has the same ops and shapes (only which parts of the weights its values
+  // hold differ), so one lowering serves them all; each chip gets its own code (its place in
+  // the collectives) and its own parts.
+  CompileResult r;
+  const Lowering l = lower(build_graph(m, w, {chips, 0}), a, o, r);
+  for (int64_t c = 0; c < chips; ++c) {
+    const Graph own = build_graph(m, w, {chips, c});
+    for (size_t i = 0; i < own.values.size(); ++i) {
+      if (own.values[i].shape != l.graph.values[i].shape) {
+        throw std::logic_error(fmt::format("chip {}'s part of {} differs in shape from chip 0's at %{}", c, m.name,
+                                           own.values[i].name));
+      }
+    }
+    generate(l, a, o, int(c), &own, r);
+  }
+  r.program.meta["tensor_parallel"] = std::to_string(chips);
+  sizes(l, r);
+  return r;
 }
 
 }  // namespace tessera::compiler

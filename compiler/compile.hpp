@@ -22,6 +22,8 @@ struct TensorPlacement {
   isa::Dtype dtype = isa::Dtype::Bf16;
   Role role = Role::Weight;
   std::shared_ptr<const std::vector<float>> data;  // contents known at compile time (tables)
+  int chip = 0;                                     // whose HBM it is in
+  std::optional<Shard> shard{};                     // the part of `name` it holds (split models)
 };
 
 // An operator of the graph as the program marks it (`mark id`, id = its index here): the
@@ -47,14 +49,18 @@ struct CompileResult {
   std::vector<TensorPlacement> tensors;  // weights, KV caches and outputs
   uint64_t weight_bytes = 0, kv_bytes = 0, activation_bytes = 0;
   int64_t layers_looped = 0;  // 0 when every layer is emitted separately
-  // Per tile, the index of the layer loop's `loop` instruction in its stream (when looped).
-  std::vector<size_t> layer_loops;
+  // Per chip and tile, the index of the layer loop's `loop` instruction in its stream (when
+  // looped).
+  std::vector<std::vector<size_t>> layer_loops;
   std::vector<MarkedOp> marks;
 };
 
 CompileResult compile(Graph g, const arch::Arch& a, const CompileOptions& o = {});
 
-// Model config + workload -> program, the usual path.
+// Model config + workload -> program, the usual path. On a system of several chips the model is
+// split over them by tensor parallelism (TensorParallel): every chip's graph is compiled for it
+// and the programs joined (each chip's streams; the memory map they share). The sizes and the
+// marks are each chip's (alike); `tensors` lists every chip's.
 CompileResult compile_model(const ModelConfig& m, const Workload& w, const arch::Arch& a, const CompileOptions& o = {});
 
 }  // namespace tessera::compiler

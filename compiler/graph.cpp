@@ -10,10 +10,10 @@ namespace tessera::compiler {
 namespace {
 
 constexpr std::array<std::string_view, 5> kRoles = {"weight", "kv_cache", "activation", "input", "output"};
-constexpr std::array<std::string_view, 23> kKinds = {
-    "embedding", "linear",    "matmul",      "add",      "mul",     "rms_norm", "layer_norm", "softmax",
-    "rope",      "silu",      "gelu",        "relu",     "swiglu",  "attention", "moe_router", "moe_experts",
-    "reshape",   "transpose", "concat",      "split",    "slice",   "", ""};
+constexpr std::array<std::string_view, 22> kKinds = {
+    "embedding", "linear",    "matmul", "add",   "mul",   "rms_norm",  "layer_norm", "softmax",
+    "rope",      "silu",      "gelu",   "relu",  "swiglu", "attention", "moe_router", "moe_experts",
+    "reshape",   "transpose", "concat", "split", "slice",  "all_reduce"};
 
 std::string shape_text(const std::vector<int64_t>& s) {
   std::string t = "[";
@@ -136,7 +136,14 @@ std::string print(const Graph& g) {
   for (size_t i = 0; i < g.values.size(); ++i) {
     if (!is_io(int(i))) continue;
     const Value& v = g.values[i];
-    s += fmt::format("  {} %{} {} {}\n", role_name(v.role), v.name, isa::dtype_name(v.dtype), shape_text(v.shape));
+    s += fmt::format("  {} %{} {} {}", role_name(v.role), v.name, isa::dtype_name(v.dtype), shape_text(v.shape));
+    if (v.shard) {
+      std::string ranges;
+      for (const auto& [b, e] : v.shard->ranges) ranges += fmt::format("{}[{}, {})", ranges.empty() ? "" : " ", b, e);
+      s += fmt::format(" (shard of {}: axis {} {})", shape_text(v.shard->whole), v.shard->axis,
+                       ranges.empty() ? "zeros" : ranges);
+    }
+    s += "\n";
   }
   for (const Op& op : g.ops) {
     std::string outs, ins;

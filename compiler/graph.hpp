@@ -24,6 +24,16 @@ namespace tessera::compiler {
 enum class Role { Weight, KvCache, Activation, Input, Output };
 std::string_view role_name(Role r);
 
+// The part of a named tensor a chip holds when a model is split across chips (tensor
+// parallelism): along `axis`, the ranges [begin, end) of the whole tensor's indices, one after
+// another; indices of the value past them are zeros (padding to an even split), and so is all
+// of it when there are no ranges (a bias that one chip adds for all).
+struct Shard {
+  int axis = 0;
+  std::vector<std::pair<int64_t, int64_t>> ranges{};
+  std::vector<int64_t> whole{};  // the whole tensor's shape
+};
+
 struct Value {
   std::string name;
   std::vector<int64_t> shape;  // empty until shape inference when a frontend leaves it out
@@ -31,6 +41,7 @@ struct Value {
   Role role = Role::Activation;
   // Contents known at compile time (RoPE tables, ONNX initialisers), row-major, as floats.
   std::shared_ptr<const std::vector<float>> data;
+  std::optional<Shard> shard{};  // a weight split across chips: which part of `name` this is
   int64_t elements() const;
   uint64_t bytes() const;
 };
@@ -66,6 +77,8 @@ enum class OpKind {
   Concat,       // attr axis
   Split,        // attr axis, sizes
   Slice,        // attrs axis, begin, end
+  AllReduce,    // (x [T, H]) -> [T, H]: the sum of x over the chips of attr `group` (tensor
+                // parallelism: after a row-split Linear), in place
 };
 std::string_view op_kind_name(OpKind k);
 

@@ -271,9 +271,17 @@ ModelConfig parse_model_config(const std::string& text, const std::string& sourc
 
 namespace {
 
+// What a chip holds of a dimension split across chips: index ranges of the whole and the size
+// of its part (at least their total; more is zero padding). An empty cut is the whole.
+struct Cut {
+  std::vector<std::pair<int64_t, int64_t>> ranges{};
+  int64_t size = 0;
+  bool whole() const { return ranges.empty() && size == 0; }
+};
+
 class GraphBuilder {
  public:
-  GraphBuilder(const ModelConfig& m, const Workload& w) : m_(m), w_(w) {
+  GraphBuilder(const ModelConfig& m, const Workload& w, const TensorParallel& tp) : m_(m), w_(w), tp_(tp) {
     tokens_ = w.batch * w.tokens_per_sequence();
     g_.name = m.name;
     g_.meta["model"] = m.name;
@@ -282,9 +290,11 @@ class GraphBuilder {
     g_.meta["batch"] = std::to_string(w.batch);
     g_.meta[w.phase == Phase::Prefill ? "seq" : "context"] = std::to_string(w.phase == Phase::Prefill ? w.seq : w.context);
     g_.meta["layers"] = std::to_string(m.layers);
+    if (tp.chips > 1) g_.meta["tensor_parallel"] = fmt::format("{} of {}", tp.rank, tp.chips);
   }
 
   Graph build() {
+    split_heads_and_features();
     if (w_.batch <= 0) throw CompileError("batch must be at least 1");
     if (w_.phase == Phase::Prefill && w_.seq <= 0) throw CompileError("the prompt must have at least 1 token");
     if (w_.phase == Phase::Decode && w_.context < 0) throw CompileError("the context cannot be negative");
@@ -309,10 +319,14 @@ class GraphBuilder {
       x = add_op(OpKind::Embedding, "last_tokens", {x}, {rows, m_.hidden}, -1, {{"rows", last}});
     }
     const int h = norm(final_norm, x, -1, "final_norm");
-    const int head = m_.tie_embeddings ? embed_table_ : weight("lm_head.weight", {m_.vocab, m_.hidden});
-    const int logits = linear("lm_head", h, head, -1, {rows, m_.vocab}, -1);
+    // Each chip: its vocabulary rows of the head, so its columns of the logits.
+    const Cut vocab = cut_evenly(m_.vocab);
+    const std::string head_name = m_.tie_embeddings ? g_.v(embed_table_).name : "lm_head.weight";
+    const int head = tp_.chips == 1 && m_.tie_embeddings ? embed_table_ : part(head_name, {m_.vocab, m_.hidden}, 0, vocab);
+    const int logits = linear("lm_head", h, head, -1, {rows, vocab.size}, -1);
     g_.v(logits).role = Role::Output;
     g_.v(logits).name = "logits";
+    if (tp_.chips > 1) g_.v(logits).shard = Shard{1, vocab.ranges, {rows, m_.vocab}};
     g_.outputs = {logits};
     return std::move(g_);
   }
@@ -326,6 +340,62 @@ class GraphBuilder {
 
   int weight(const std::string& name, std::vector<int64_t> shape) {
     return g_.value(name, std::move(shape), Dtype::Bf16, Role::Weight);
+  }
+
+  // Units (heads, features) [first, first + count) of `unit` indices each, `offset` on.
+  static Cut cut(int64_t first, int64_t count, int64_t unit, int64_t offset = 0) {
+    return {{{offset + first * unit, offset + (first + count) * unit}}, count * unit};
+  }
+  // An even split of n indices (the last chips' parts padded when n does not divide).
+  Cut cut_evenly(int64_t n) const {
+    if (tp_.chips == 1) return {{}, n};
+    const int64_t each = (n + tp_.chips - 1) / tp_.chips, first = std::min(n, tp_.rank * each);
+    return {{{first, std::min(n, first + each)}}, each};
+  }
+
+  // This chip's part of weight `name` (whole shape `whole`): `c` along `axis`.
+  int part(const std::string& name, std::vector<int64_t> whole, int axis, const Cut& c) {
+    if (c.whole()) return weight(name, std::move(whole));
+    std::vector<int64_t> shape = whole;
+    shape[size_t(axis)] = c.size;
+    const int v = weight(name, shape);
+    if (shape != whole || c.ranges.size() > 1) g_.v(v).shard = Shard{axis, c.ranges, std::move(whole)};
+    return v;
+  }
+
+  // Heads and features per chip; the model's sizes must split evenly.
+  void split_heads_and_features() {
+    const int64_t n = tp_.chips;
+    if (n < 1 || tp_.rank < 0 || tp_.rank >= n) {
+      throw CompileError(fmt::format("chip {} of a {}-chip tensor-parallel split", tp_.rank, n));
+    }
+    auto even = [&](int64_t count, const char* what) {
+      if (count % n != 0) {
+        throw CompileError(fmt::format("{}: {} {} do not split evenly over {} chips (tensor parallelism)", m_.name,
+                                       count, what, n));
+      }
+      return count / n;
+    };
+    heads_ = even(m_.heads, "attention heads");
+    intermediate_ = even(m_.intermediate, "intermediate features");
+    if (m_.kv_heads >= n) {
+      kv_heads_ = even(m_.kv_heads, "key/value heads");
+      kv_first_ = tp_.rank * kv_heads_;
+    } else if (n % m_.kv_heads == 0) {
+      kv_heads_ = 1;  // replicated: n / kv_heads chips share each
+      kv_first_ = tp_.rank * m_.kv_heads / n;
+    } else {
+      throw CompileError(fmt::format("{}: {} key/value heads can be neither split nor replicated evenly over {} chips",
+                                     m_.name, m_.kv_heads, n));
+    }
+  }
+
+  // After a Linear whose inputs were split across chips: the sum of every chip's result.
+  int all_reduce(int x, const std::string& name, int64_t layer) {
+    if (tp_.chips == 1) return x;
+    std::vector<int64_t> group(size_t(tp_.chips));
+    for (int64_t c = 0; c < tp_.chips; ++c) group[size_t(c)] = c;
+    return add_op(OpKind::AllReduce, name, {x}, g_.v(x).shape, layer, {{"group", group}});
   }
 
   int add_op(OpKind kind, const std::string& name, std::vector<int> in, std::vector<int64_t> shape, int64_t layer,
@@ -382,18 +452,28 @@ class GraphBuilder {
     return add_op(OpKind::Linear, name, in, std::move(shape), layer, attrs);
   }
 
-  // A Linear layer whose weight (and bias) carry Hugging Face names.
+  // A Linear layer whose weight (and bias) carry Hugging Face names; split across chips by
+  // output rows (`rows`: each chip makes some of the features) or input columns (`cols`: each
+  // makes a partial sum of all of them, its bias added by chip 0 only).
   int proj(const std::string& base, const std::string& op_name, int x, int64_t out, int64_t in, bool bias, int64_t layer,
-           const std::string& act = "") {
-    const int w = weight(base + ".weight", {out, in});
-    const int b = bias ? g_.value(base + ".bias", {out}, Dtype::Bf16, Role::Weight) : -1;
-    return linear(op_name, x, w, b, {tokens_, out}, layer, act);
+           const Cut& rows = {}, const Cut& cols = {}) {
+    const int w = rows.whole() ? part(base + ".weight", {out, in}, 1, cols) : part(base + ".weight", {out, in}, 0, rows);
+    int b = -1;
+    if (bias) {
+      b = part(base + ".bias", {out}, 0, rows);
+      if (!cols.whole() && tp_.rank > 0) g_.v(b).shard = Shard{0, {}, {out}};
+    }
+    return linear(op_name, x, w, b, {tokens_, rows.whole() ? out : rows.size}, layer);
   }
 
   int layer(int64_t l, int x) {
     const std::string p = layer_prefix(l);
     const std::string n = fmt::format("l{}.", l);
-    const int64_t q_dim = m_.heads * m_.head_dim, kv_dim = m_.kv_heads * m_.head_dim;
+    // This chip's heads and features (all of them on one chip).
+    const int64_t d = m_.head_dim, q_dim = heads_ * d, kv_dim = kv_heads_ * d;
+    const Cut q_cut = tp_.chips > 1 ? cut(tp_.rank * heads_, heads_, d) : Cut{};
+    const Cut kv_cut = tp_.chips > 1 ? cut(kv_first_, kv_heads_, d) : Cut{};
+    const Cut mlp_cut = tp_.chips > 1 ? cut(tp_.rank * intermediate_, intermediate_, 1) : Cut{};
     const bool gpt2 = m_.family == "gpt2", opt = m_.family == "opt";
 
     // Attention
@@ -401,7 +481,16 @@ class GraphBuilder {
     int h = norm(ln1, x, l, n + "attn_norm");
     int q, k, v;
     if (gpt2) {
-      const int qkv = proj(p + "attn.c_attn", n + "qkv_proj", h, q_dim + 2 * kv_dim, m_.hidden, true, l);
+      // One weight [q; k; v]: this chip's rows of each.
+      Cut qkv_cut;
+      if (tp_.chips > 1) {
+        const int64_t whole_q = m_.heads * d, whole_kv = m_.kv_heads * d;
+        qkv_cut.ranges = {q_cut.ranges[0], cut(kv_first_, kv_heads_, d, whole_q).ranges[0],
+                          cut(kv_first_, kv_heads_, d, whole_q + whole_kv).ranges[0]};
+        qkv_cut.size = q_dim + 2 * kv_dim;
+      }
+      const int qkv = proj(p + "attn.c_attn", n + "qkv_proj", h, m_.heads * d + 2 * m_.kv_heads * d, m_.hidden, true,
+                           l, qkv_cut);
       Op split;
       split.kind = OpKind::Split;
       split.name = n + "qkv_split";
@@ -414,37 +503,38 @@ class GraphBuilder {
       g_.add_op(std::move(split));
     } else {
       const std::string attn = opt ? p + "self_attn." : p + "self_attn.";
-      q = proj(attn + "q_proj", n + "q_proj", h, q_dim, m_.hidden, m_.qkv_bias, l);
-      k = proj(attn + "k_proj", n + "k_proj", h, kv_dim, m_.hidden, m_.qkv_bias, l);
-      v = proj(attn + "v_proj", n + "v_proj", h, kv_dim, m_.hidden, m_.qkv_bias, l);
+      q = proj(attn + "q_proj", n + "q_proj", h, m_.heads * d, m_.hidden, m_.qkv_bias, l, q_cut);
+      k = proj(attn + "k_proj", n + "k_proj", h, m_.kv_heads * d, m_.hidden, m_.qkv_bias, l, kv_cut);
+      v = proj(attn + "v_proj", n + "v_proj", h, m_.kv_heads * d, m_.hidden, m_.qkv_bias, l, kv_cut);
     }
     const std::map<std::string, AttrValue> shape_attrs{{"batch", w_.batch}, {"seq", w_.tokens_per_sequence()},
                                                        {"past", w_.past()}, {"head_dim", m_.head_dim}};
     if (m_.rope) {
       if (rope_cos_ < 0) rope_tables();
       auto rope_attrs = shape_attrs;
-      rope_attrs["heads"] = m_.heads;
+      rope_attrs["heads"] = heads_;
       q = add_op(OpKind::Rope, n + "q_rope", {q, rope_cos_, rope_sin_}, {tokens_, q_dim}, l, rope_attrs);
-      rope_attrs["heads"] = m_.kv_heads;
+      rope_attrs["heads"] = kv_heads_;
       k = add_op(OpKind::Rope, n + "k_rope", {k, rope_cos_, rope_sin_}, {tokens_, kv_dim}, l, rope_attrs);
     }
     const int64_t cache_len = w_.capacity();
-    const int kc = g_.value(fmt::format("kv_cache.{}.k", l), {w_.batch, m_.kv_heads, cache_len, m_.head_dim}, Dtype::Bf16, Role::KvCache);
-    const int vc = g_.value(fmt::format("kv_cache.{}.v", l), {w_.batch, m_.kv_heads, cache_len, m_.head_dim}, Dtype::Bf16, Role::KvCache);
+    const int kc = g_.value(fmt::format("kv_cache.{}.k", l), {w_.batch, kv_heads_, cache_len, d}, Dtype::Bf16, Role::KvCache);
+    const int vc = g_.value(fmt::format("kv_cache.{}.v", l), {w_.batch, kv_heads_, cache_len, d}, Dtype::Bf16, Role::KvCache);
     auto attn_attrs = shape_attrs;
-    attn_attrs["heads"] = m_.heads;
-    attn_attrs["kv_heads"] = m_.kv_heads;
+    attn_attrs["heads"] = heads_;
+    attn_attrs["kv_heads"] = kv_heads_;
     attn_attrs["causal"] = int64_t(1);
     attn_attrs["capacity"] = cache_len;
     const int a = add_op(OpKind::Attention, n + "attention", {q, k, v, kc, vc}, {tokens_, q_dim}, l, attn_attrs);
     const std::string o_name = gpt2 ? p + "attn.c_proj" : opt ? p + "self_attn.out_proj" : p + "self_attn.o_proj";
-    const int o = proj(o_name, n + "o_proj", a, m_.hidden, q_dim, m_.out_bias, l);
+    const int o = all_reduce(proj(o_name, n + "o_proj", a, m_.hidden, m_.heads * d, m_.out_bias, l, {}, q_cut),
+                             n + "attn_all_reduce", l);
     x = add_op(OpKind::Add, n + "attn_residual", {x, o}, {tokens_, m_.hidden}, l);
 
     // MLP
     const std::string ln2 = gpt2 ? p + "ln_2" : opt ? p + "final_layer_norm" : p + "post_attention_layernorm";
     h = norm(ln2, x, l, n + "mlp_norm");
-    int d;
+    int mlp;
     if (m_.experts > 0) {
       const int router_w = weight(p + "block_sparse_moe.gate.weight", {m_.experts, m_.hidden});
       const int logits = linear(n + "router", h, router_w, -1, {tokens_, m_.experts}, l);
@@ -453,27 +543,28 @@ class GraphBuilder {
       std::vector<int> in{h, probs};
       for (int64_t e = 0; e < m_.experts; ++e) {
         const std::string ep = fmt::format("{}block_sparse_moe.experts.{}.", p, e);
-        in.push_back(weight(ep + "w1.weight", {m_.intermediate, m_.hidden}));
-        in.push_back(weight(ep + "w3.weight", {m_.intermediate, m_.hidden}));
-        in.push_back(weight(ep + "w2.weight", {m_.hidden, m_.intermediate}));
+        in.push_back(part(ep + "w1.weight", {m_.intermediate, m_.hidden}, 0, mlp_cut));
+        in.push_back(part(ep + "w3.weight", {m_.intermediate, m_.hidden}, 0, mlp_cut));
+        in.push_back(part(ep + "w2.weight", {m_.hidden, m_.intermediate}, 1, mlp_cut));
       }
-      d = add_op(OpKind::MoeExperts, n + "experts", in, {tokens_, m_.hidden}, l,
-                 {{"experts", m_.experts}, {"intermediate", m_.intermediate}, {"top_k", m_.experts_per_token}});
+      mlp = add_op(OpKind::MoeExperts, n + "experts", in, {tokens_, m_.hidden}, l,
+                   {{"experts", m_.experts}, {"intermediate", intermediate_}, {"top_k", m_.experts_per_token}});
     } else if (m_.gated_mlp) {
-      const int gate = proj(p + "mlp.gate_proj", n + "gate_proj", h, m_.intermediate, m_.hidden, m_.mlp_bias, l);
-      const int up = proj(p + "mlp.up_proj", n + "up_proj", h, m_.intermediate, m_.hidden, m_.mlp_bias, l);
-      const int act = add_op(OpKind::Silu, n + "gate_act", {gate}, {tokens_, m_.intermediate}, l);
-      const int prod = add_op(OpKind::Mul, n + "gate_mul", {act, up}, {tokens_, m_.intermediate}, l);
-      d = proj(p + "mlp.down_proj", n + "down_proj", prod, m_.hidden, m_.intermediate, m_.mlp_bias, l);
+      const int gate = proj(p + "mlp.gate_proj", n + "gate_proj", h, m_.intermediate, m_.hidden, m_.mlp_bias, l, mlp_cut);
+      const int up = proj(p + "mlp.up_proj", n + "up_proj", h, m_.intermediate, m_.hidden, m_.mlp_bias, l, mlp_cut);
+      const int act = add_op(OpKind::Silu, n + "gate_act", {gate}, {tokens_, intermediate_}, l);
+      const int prod = add_op(OpKind::Mul, n + "gate_mul", {act, up}, {tokens_, intermediate_}, l);
+      mlp = proj(p + "mlp.down_proj", n + "down_proj", prod, m_.hidden, m_.intermediate, m_.mlp_bias, l, {}, mlp_cut);
     } else {
       const std::string fc = gpt2 ? p + "mlp.c_fc" : p + "fc1";
       const std::string out = gpt2 ? p + "mlp.c_proj" : p + "fc2";
-      const int f = proj(fc, n + "fc", h, m_.intermediate, m_.hidden, m_.mlp_bias, l);
+      const int f = proj(fc, n + "fc", h, m_.intermediate, m_.hidden, m_.mlp_bias, l, mlp_cut);
       const OpKind act = m_.act == "relu" ? OpKind::Relu : m_.act == "silu" ? OpKind::Silu : OpKind::Gelu;
-      const int a2 = add_op(act, n + "fc_act", {f}, {tokens_, m_.intermediate}, l);
-      d = proj(out, n + "fc_out", a2, m_.hidden, m_.intermediate, m_.mlp_bias, l);
+      const int a2 = add_op(act, n + "fc_act", {f}, {tokens_, intermediate_}, l);
+      mlp = proj(out, n + "fc_out", a2, m_.hidden, m_.intermediate, m_.mlp_bias, l, {}, mlp_cut);
     }
-    return add_op(OpKind::Add, n + "mlp_residual", {x, d}, {tokens_, m_.hidden}, l);
+    mlp = all_reduce(mlp, n + "mlp_all_reduce", l);
+    return add_op(OpKind::Add, n + "mlp_residual", {x, mlp}, {tokens_, m_.hidden}, l);
   }
 
   // cos and sin of position * inv_freq[i] for the positions of this step, i < D/2.
@@ -498,6 +589,8 @@ class GraphBuilder {
 
   const ModelConfig& m_;
   const Workload& w_;
+  const TensorParallel tp_;
+  int64_t heads_ = 0, kv_heads_ = 0, kv_first_ = 0, intermediate_ = 0;  // this chip's
   Graph g_;
   int64_t tokens_ = 0;
   int embed_table_ = -1;
@@ -506,6 +599,8 @@ class GraphBuilder {
 
 }  // namespace
 
-Graph build_graph(const ModelConfig& m, const Workload& w) { return GraphBuilder(m, w).build(); }
+Graph build_graph(const ModelConfig& m, const Workload& w, const TensorParallel& tp) {
+  return GraphBuilder(m, w, tp).build();
+}
 
 }  // namespace tessera::compiler

@@ -70,8 +70,22 @@ struct Workload {
   int64_t capacity() const { return std::max(cache_capacity, past() + tokens_per_sequence()); }
 };
 
-// The model's graph for a workload. Weight values carry Hugging Face tensor names
-// ("model.layers.0.self_attn.q_proj.weight"); ops carry a "layer" attribute.
-Graph build_graph(const ModelConfig& m, const Workload& w);
+// Tensor parallelism (Megatron-LM): a model split over `chips` chips, each holding a part of
+// every layer. Attention's query and key/value heads and the MLP's intermediate features (each
+// expert's, in an MoE) are dealt out in contiguous ranges: the Linear layers that make them are
+// split by output rows, the ones that consume them (o_proj, down_proj) by input columns, and an
+// all-reduce after each of the latter sums the chips' partial results. Key/value heads fewer
+// than the chips are replicated (chip c holds head c * kv_heads / chips). The LM head is split
+// by vocabulary rows (padded with zero rows to an even split): each chip ends with its columns
+// of the logits. Embeddings and norms are replicated; a bias after a split is added by chip 0.
+struct TensorParallel {
+  int64_t chips = 1;
+  int64_t rank = 0;  // this chip's index, 0 .. chips - 1
+};
+
+// The model's graph for a workload (on one chip of a tensor-parallel split). Weight values carry
+// Hugging Face tensor names ("model.layers.0.self_attn.q_proj.weight") and, when split, which
+// part of that tensor they hold (Value::shard); ops carry a "layer" attribute.
+Graph build_graph(const ModelConfig& m, const Workload& w, const TensorParallel& tp = {});
 
 }  // namespace tessera::compiler

@@ -28,6 +28,10 @@ struct CompileOptions {
   // pairs) emit at most this many of them, marked, for a performance run that extrapolates
   // the rest (0: every round; the program then computes the whole op).
   int64_t sample_rounds = 0;
+  // compile_model(): the chips the model is split over by tensor parallelism (0: every chip of
+  // the system). compile(): the chip this graph's program is for.
+  int64_t tensor_parallel = 0;
+  int chip = 0;
 };
 
 // How an op's work is spread over the tiles.
@@ -39,6 +43,7 @@ enum class Strategy {
   Heads,   // attention: (sequence, kv head, query block) units over tiles
   Gather,  // embedding: one DMA per token row
   Experts, // MoE experts: all experts densely, weighted by the routing weights (kernels/moe.hpp)
+  Collective,  // across chips: sends, receives and adds (kernels/collective.hpp)
 };
 std::string_view strategy_name(Strategy s);
 
@@ -49,6 +54,7 @@ struct OpPlan {
   RowsPlan rows;             // Rows (and the MoE router)
   MoePlan moe;               // Experts
   AttentionPlan attention;   // Heads
+  uint64_t collective_scratch = 0, collective_scratch_bytes = 0;  // Collective: a received part
   bool prefetch = false;     // Stream: weight loads issued before the previous op's barrier
   int half = -1;             // scratch half (SRAM, shared memory, semaphores); -1: all of it
 };

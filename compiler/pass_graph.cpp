@@ -101,6 +101,9 @@ std::vector<std::vector<int64_t>> output_shapes(const Graph& g, const Op& op) {
       return {q};
     }
     case OpKind::MoeExperts: return {shape(g, op, 0)};
+    case OpKind::AllReduce:
+      if (op.ints("group").empty()) bad(op, "has no chips to reduce over");
+      return {shape(g, op, 0)};
     case OpKind::Reshape: {
       const auto& x = shape(g, op, 0);
       const auto& to = op.ints("shape");

@@ -2,7 +2,8 @@
 //  - Layers that are alike share one body in the program: layer l's weights and KV caches sit
 //    at layer 0's addresses plus l strides, and its activations reuse layer 0's.
 //  - Stacked weights (Concat) are placed once; their parts are row ranges of it.
-//  - Split outputs are column views of their input; Reshape outputs are the same bytes.
+//  - Split outputs are column views of their input; Reshape outputs are the same bytes, and so
+//    are an AllReduce's (it sums in place).
 //  - A residual Add writes over its first input when nothing reads that input later.
 //  - Other activations reuse memory freed by values no longer needed.
 #include <fmt/format.h>
@@ -255,7 +256,7 @@ void plan_memory(Lowering& l, const arch::Arch& a, const CompileOptions& o) {
         owner[v] = op.inputs[0];
         col += g.v(v).shape[1];
       }
-    } else if (op.kind == OpKind::Reshape) {
+    } else if (op.kind == OpKind::Reshape || op.kind == OpKind::AllReduce) {
       l.places[size_t(op.outputs[0])] = l.places[size_t(op.inputs[0])];
       owner[op.outputs[0]] = op.inputs[0];
     } else if (op.kind != OpKind::Concat) {
@@ -276,12 +277,14 @@ void plan_memory(Lowering& l, const arch::Arch& a, const CompileOptions& o) {
       }
     }
     // Scratch an op needs while it runs (the MoE experts' intermediates on the GEMM path,
-    // the partial results of attention's split keys and of a weight stream's split K).
+    // the partial results of attention's split keys and of a weight stream's split K, the part
+    // a collective receives before adding it).
     OpPlan& plan = l.plans[size_t(order[k])];
     const auto [scratch_bytes, scratch_addr] =
         plan.strategy == Strategy::Experts ? std::pair{plan.moe.scratch_bytes, &plan.moe.scratch}
         : plan.strategy == Strategy::Heads  ? std::pair{plan.attention.scratch_bytes, &plan.attention.scratch}
         : plan.strategy == Strategy::Stream ? std::pair{plan.stream.scratch_bytes, &plan.stream.scratch}
+        : plan.strategy == Strategy::Collective ? std::pair{plan.collective_scratch_bytes, &plan.collective_scratch}
                                             : std::pair{uint64_t(0), static_cast<uint64_t*>(nullptr)};
     uint64_t scratch_at = 0;
     if (scratch_bytes > 0) {

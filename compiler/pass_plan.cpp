@@ -71,6 +71,8 @@ std::string_view strategy_name(Strategy s) {
       return "gather";
     case Strategy::Experts:
       return "experts";
+    case Strategy::Collective:
+      return "collective";
   }
   return "?";
 }
@@ -130,6 +132,13 @@ Lowering partition(Graph g, const arch::Arch& a) {
         p.moe.gemm = tokens >= kGemmTokens && a.tiles() > 1;
         break;
       }
+      case OpKind::AllReduce: {
+        p.strategy = Strategy::Collective;
+        const Value& x = l.graph.v(op.inputs[0]);
+        const int64_t chips = int64_t(op.ints("group").size());
+        p.collective_scratch_bytes = isa::dtype_bytes(x.dtype, size_t((x.elements() + chips - 1) / chips));
+        break;
+      }
       case OpKind::MatMul:
         throw CompileError(fmt::format(
             "op {}: a MatMul of two activations is supported only inside attention", op.name));
@@ -141,8 +150,10 @@ Lowering partition(Graph g, const arch::Arch& a) {
     if (!has_work(p.strategy)) continue;
     // A weight stream of a few tokens may start loading while the previous op of the same
     // layer finishes (each then has half the SRAM); with many tokens its own buffers need it all.
+    // (Not while a collective runs: its kernel takes the builder's scratch, all of it.)
     if (p.strategy == Strategy::Stream && prev >= 0 && l.graph.v(op.inputs[0]).shape[0] < kStreamTokens &&
-        l.graph.ops[size_t(prev)].i("layer", -1) == op.i("layer", -1)) {
+        l.graph.ops[size_t(prev)].i("layer", -1) == op.i("layer", -1) &&
+        l.plans[size_t(prev)].strategy != Strategy::Collective) {
       p.prefetch = true;
       OpPlan& before = l.plans[size_t(prev)];
       if (before.half < 0) before.half = 0;

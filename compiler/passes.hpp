@@ -47,6 +47,6 @@ void schedule(Lowering& l);
 // by one).
 struct MarkedOp;
 isa::Program codegen(const Lowering& l, const arch::Arch& a, std::vector<size_t>* layer_loops = nullptr,
-                     std::vector<MarkedOp>* marks = nullptr, int64_t sample_rounds = 0);
+                     std::vector<MarkedOp>* marks = nullptr, int64_t sample_rounds = 0, int chip = 0);
 
 }  // namespace tessera::compiler

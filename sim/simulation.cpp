@@ -58,7 +58,10 @@ Simulation::~Simulation() = default;
 
 ChipMemory& Simulation::memory(int chip) {
   if (mode_ != Mode::Functional) throw SimError("memory contents exist only in functional mode");
-  return *memories_.at(size_t(chip));
+  if (chip < 0 || size_t(chip) >= memories_.size()) {
+    throw SimError(fmt::format("chip {}: {} has {} chip(s)", chip, arch_.name, memories_.size()));
+  }
+  return *memories_[size_t(chip)];
 }
 
 RunResult Simulation::run(const isa::Program& program, Trace* trace) {

@@ -211,6 +211,15 @@ void emit_all_to_all(ProgramBuilder& pb, int64_t chips, const CollectiveSpec& s)
   pb.emit(0, sem_wait(sent, chips - 1));
 }
 
+void emit_all_reduce(ProgramBuilder& pb, const std::vector<int64_t>& group, const CollectiveSpec& s) {
+  const arch::SystemParams& sys = pb.arch().system;
+  const int64_t domain = sys.domain();
+  if (int64_t(group.size()) == sys.chips && domain < sys.chips) {
+    return emit_hierarchical_all_reduce(pb, sys.chips, domain, s);
+  }
+  return emit_ring_all_reduce(pb, std::vector<int>(group.begin(), group.end()), s);
+}
+
 isa::Program take_system(std::vector<ProgramBuilder>& chips) {
   isa::Program all = chips.at(0).take();
   for (size_t c = 1; c < chips.size(); ++c) {

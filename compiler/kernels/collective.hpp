@@ -51,6 +51,10 @@ void emit_hierarchical_all_reduce(ProgramBuilder& pb, int64_t chips, int64_t dom
 void emit_ring_broadcast(ProgramBuilder& pb, const std::vector<int>& ring, const CollectiveSpec& s, int64_t segments);
 void emit_all_to_all(ProgramBuilder& pb, int64_t chips, const CollectiveSpec& s);
 
+// The all-reduce over `group` (chips, in ring order) that suits the system: hierarchical when
+// the group is every chip of a system of several scale-up domains, else a ring.
+void emit_all_reduce(ProgramBuilder& pb, const std::vector<int64_t>& group, const CollectiveSpec& s);
+
 // The programs of several chips' builders as one: every chip's streams, and the memory map
 // they share (each builder must have made the same regions).
 isa::Program take_system(std::vector<ProgramBuilder>& chips);

@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <unistd.h>  // getpid: each test process writes its own config
 #include <nlohmann/json.hpp>
 
@@ -135,6 +136,34 @@ struct Measured {
 constexpr Measured kMeasured[] = {{"h100-sxm", "h100_sxm", 755.9, 2.934, 70.4, 696.5},
                                   {"h200-sxm", "h200_sxm", 748.0, 4.137, 78.6, 693.2}};
 
+// A model split over two chips (tensor parallelism): the same work, half of it per chip, an
+// all-reduce after o_proj and after down_proj, each sending (n - 1) / n of the [tokens, hidden]
+// bf16 sums twice (reduce-scatter, all-gather) from every chip to the next: with n = 2, the
+// whole tensor once per all-reduce on each link direction.
+TEST(TensorParallel, TwoChipsShareTheWorkAndSendTheAllReducesBytes) {
+  const std::string model = small_llama();
+  RunOptions every;
+  every.sample_layers = 0;
+  const Report one = run(arch::load_arch("maia100-class"), decode(model, 8, 256), every);
+  const Report two = run(arch::load_arch("maia100-class", {"system.chips=2", "system.topology=fully_connected",
+                                                           "system.link.count=1"}),
+                         decode(model, 8, 256), every);
+  EXPECT_EQ(two.chips, 2);
+  EXPECT_LT(two.seconds, one.seconds);
+  EXPECT_NEAR(two.flops / one.flops, 1.0, 0.02);  // norms and embeddings are done twice: a little more
+  const double tensor = 8.0 * 1024 * 2;                    // tokens x hidden x bf16
+  const double all_reduces = 2 * 6;                        // two per layer
+  EXPECT_DOUBLE_EQ(two.stats.value("system.link.c0-c1.bytes"), all_reduces * tensor);
+  EXPECT_DOUBLE_EQ(two.stats.value("system.link.c1-c0.bytes"), all_reduces * tensor);
+  std::set<std::string> ops;
+  for (const Report::Row& r : two.ops) {
+    if (r.share.seconds > 0) ops.insert(r.share.name);
+  }
+  EXPECT_TRUE(ops.count("attn_all_reduce") && ops.count("mlp_all_reduce"));
+  // Each chip holds half of every layer's weights and of the LM head (the embeddings whole).
+  EXPECT_LT(two.utilization.at("capacity"), 0.6 * one.utilization.at("capacity"));
+}
+
 TEST(GpuCalibration, MeasuredValuesMatchTheCalibrationFile) {
   const std::filesystem::path file =
       std::filesystem::path(TESSERA_SOURCE_DIR) / "../shared/calibration/gpu-peaks.json";
@@ -186,10 +215,12 @@ TEST(RunErrors, BadRequestsAreClearErrors) {
   EXPECT_NE(message(attention).find("context"), std::string::npos);
   EXPECT_NE(message(op("conv", {1})).find("unknown operator 'conv'"), std::string::npos);
   EXPECT_NE(message(RunSpec{}).find("nothing to run"), std::string::npos);
-  RunOptions chips;
-  chips.chips = 2;
-  EXPECT_NE(message(decode("llama-3-8b", 1, 16), chips).find("2 chips: the compiler does not split a model across chips"),
-            std::string::npos);
+  try {
+    run(arch::load_arch("maia100-class", {"system.chips=2", "system.link.count=1"}), op("gemm", {64, 64, 64}));
+    ADD_FAILURE() << "an operator ran on two chips";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("an operator runs on one"), std::string::npos) << e.what();
+  }
   RunOptions cloud;
   cloud.pricing = "cloud";
   EXPECT_NE(message(decode(small_llama(), 1, 16), cloud).find("cloud_price"), std::string::npos);

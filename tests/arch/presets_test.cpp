@@ -26,7 +26,47 @@ const Published kPublished[] = {
     {"h200-sxm", 989e12, 4.8e12, 141e9, 1979e12},
     {"b200", 2.25e15, 8e12, 180e9, 4.5e15},
     {"mi300x", 1307e12, 5.3e12, 192e9, 2615e12},
+    // Systems: their chips' figures.
+    {"hgx-h100x8", 989e12, 3.35e12, 80e9, 1979e12},
+    {"hgx-h100x16", 989e12, 3.35e12, 80e9, 1979e12},
+    {"hgx-h200x8", 989e12, 4.8e12, 141e9, 1979e12},
+    {"hgx-b200x8", 2.25e15, 8e12, 180e9, 4.5e15},
+    {"mi300x-x8", 1307e12, 5.3e12, 192e9, 2615e12},
+    {"maia100-server", 0.8e15, 1.8e12, 64e9, 0},
+    {"maia100-x8", 0.8e15, 1.8e12, 64e9, 0},
+    {"maia100-x16", 0.8e15, 1.8e12, 64e9, 0},
+    {"maia100-x32", 0.8e15, 1.8e12, 64e9, 0},
 };
+
+// Systems of several chips: chips, chips per scale-up domain, and per chip the scale-up and
+// scale-out bandwidth in one direction (hardware.md: NVLink 4 900 GB/s and NVLink 5 1.8 TB/s
+// both ways; Infinity Fabric 7 links, ~896 GB/s both ways; Maia 100 3 x 400 GbE to each of 3
+// peers and 3 x 400 GbE to the switch tier; ConnectX-7 400 Gb/s per GPU).
+struct PublishedSystem {
+  const char* preset;
+  int64_t chips, domain;
+  double scale_up, scale_out;
+};
+const PublishedSystem kSystems[] = {
+    {"hgx-h100x8", 8, 8, 450e9, 0},       {"hgx-h100x16", 16, 8, 450e9, 50e9},
+    {"hgx-h200x8", 8, 8, 450e9, 0},       {"hgx-b200x8", 8, 8, 900e9, 0},
+    {"mi300x-x8", 8, 8, 448e9, 0},        {"maia100-server", 4, 4, 450e9, 150e9},
+    {"maia100-x8", 8, 4, 450e9, 150e9},   {"maia100-x16", 16, 4, 450e9, 150e9},
+    {"maia100-x32", 32, 4, 450e9, 150e9},
+};
+
+TEST(Presets, SystemsHavePublishedLinks) {
+  for (const PublishedSystem& p : kSystems) {
+    SCOPED_TRACE(p.preset);
+    const Arch a = load_arch(p.preset);
+    EXPECT_EQ(a.system.chips, p.chips);
+    EXPECT_EQ(a.system.domain(), p.domain);
+    EXPECT_NEAR(double(a.system.link.count) * a.system.link.bandwidth / p.scale_up, 1.0, 0.02);
+    if (p.scale_out > 0) {
+      EXPECT_NEAR(double(a.system.scale_out.count) * a.system.scale_out.bandwidth / p.scale_out, 1.0, 0.02);
+    }
+  }
+}
 
 TEST(Presets, AllPresetsArePresentAndLoad) {
   std::vector<std::string> names = preset_names();

@@ -105,7 +105,7 @@ check "run an operator" 0 "throughput" -- "$tessera" run --arch h100-sxm --op ge
 check "run writes a trace" 0 "" -- "$tessera" run --arch maia100-class "${small[@]}" --trace "$tmp/run_trace.json"
 check "the trace is Chrome trace JSON" 0 "traceEvents" -- head -c 200 "$tmp/run_trace.json"
 check "compare prints ratios to the first system" 0 "h100-sxm .*x" -- "$tessera" compare --systems maia100-class,h100-sxm "${small[@]}"
-check "compare --csv" 0 "^workload,system,latency" -- "$tessera" compare --systems maia100-class,h100-sxm "${small[@]}" --csv
+check "compare --csv" 0 "^workload,system,chips,latency" -- "$tessera" compare --systems maia100-class,h100-sxm "${small[@]}" --csv
 check "compare writes a report" 0 "" -- "$tessera" compare --systems maia100-class,h100-sxm "${small[@]}" --report "$tmp/report.json"
 check "the report has ratios" 0 '"vs_first"' -- cat "$tmp/report.json"
 check "run needs a workload" 1 "nothing to run" -- "$tessera" run --arch maia100-class
@@ -114,7 +114,10 @@ check "prefill needs a prompt" 1 "prefill needs seq.*--seq" -- "$tessera" run --
 check "a zero batch is an error" 1 "batch must be at least 1" -- "$tessera" run --arch maia100-class --model "$tmp/small.json" --phase prefill --batch 0 --seq 8
 check "a copy larger than HBM is an error, not a hang" 1 "HBM exhausted: region 'src'" -- "$tessera" run --arch maia100-class --op copy --shape 99999999999999
 check "a bad shape is an error" 1 "--shape" -- "$tessera" run --arch maia100-class --op gemm --shape 1,x,3
-check "more than one chip is refused, saying why" 1 "2 chips: the compiler does not split a model across chips yet" -- "$tessera" run --arch maia100-class "${small[@]}" --chips 2
+check "--chips splits the model over a system's chips" 0 '"chips": 2' -- "$tessera" run --arch maia100-class "${small[@]}" --chips 2 --json
+check "a model that does not split evenly is an error saying why" 1 "8 attention heads do not split evenly over 3 chips" -- \
+  "$tessera" run --arch maia100-class "${small[@]}" --chips 3
+check "an operator on several chips is refused" 1 "an operator runs on one" -- "$tessera" run --arch hgx-h100x8 --op gemm --shape 64,64,64
 check "cloud pricing needs a cloud price" 1 "cloud_price" -- "$tessera" run --arch maia100-class "${small[@]}" --pricing cloud
 check "compare with an unknown system is an error" 1 "no such preset or file" -- "$tessera" compare --systems maia100-class,gpu9000 "${small[@]}"
 # A run that fails is a row with its error; the others still run; exit 1 after the whole table.
@@ -125,7 +128,7 @@ check "... and the rows after it" 1 "tpu-v4-class +failed: llama-3-70b needs [0-
 check "compare --json gives each failed run's error" 1 '"error": "llama-3-70b needs .* but tpu-v4-class has' -- "$tessera" "${big[@]}" --json
 printf 'name: maia-16mib\nextends: maia100-class\nhbm:\n  capacity: 16MiB\n' > "$tmp/16mib.yaml"
 tiny_hbm=(compare --systems "$tmp/16mib.yaml",maia100-class "${small[@]}")
-check "a run after a failed first system has figures and no ratios" 1 "maia100-class +[0-9.]+ us +[0-9.]+ +- " -- "$tessera" "${tiny_hbm[@]}"
+check "a run after a failed first system has figures and no ratios" 1 "maia100-class +1 +[0-9.]+ us +[0-9.]+ +- " -- "$tessera" "${tiny_hbm[@]}"
 check "compare --csv puts the error in a last column" 1 ',maia-16mib,+"small needs .* GB of HBM' -- "$tessera" "${tiny_hbm[@]}" --csv
 check "compare --report writes the failed run" 1 "" -- "$tessera" "${tiny_hbm[@]}" --report "$tmp/failed.json"
 check "... with its error" 0 '"error": "small needs' -- cat "$tmp/failed.json"

@@ -198,30 +198,59 @@ def random_weights(program, seed):
     return weights
 
 
+def part_of(t, whole):
+    """What tensor placement t holds of the whole tensor: all of it, or (a model split across
+    chips) its index ranges along one axis, then zeros to its shape."""
+    s = t.get("shard")
+    if s is None:
+        return whole
+    out = np.zeros(t["shape"])
+    if s["ranges"]:
+        got = np.concatenate([np.take(whole, np.arange(b, e), axis=s["axis"]) for b, e in s["ranges"]], axis=s["axis"])
+        at = [slice(None)] * out.ndim
+        at[s["axis"]] = slice(0, got.shape[s["axis"]])
+        out[tuple(at)] = got
+    return out
+
+
 def load(sim, program, weights):
     for t in program.tensors:
         if "data" in t:
-            sim.write(t["addr"], t["data"], t["dtype"])
+            sim.write(t["addr"], t["data"], t["dtype"], chip=t["chip"])
         elif t["name"] in weights:
-            sim.write(t["addr"], weights[t["name"]].ravel(), t["dtype"])
+            sim.write(t["addr"], part_of(t, weights[t["name"]]).ravel(), t["dtype"], chip=t["chip"])
 
 
 def logits_of(sim, program, rows, vocab):
-    t = next(t for t in program.tensors if t["name"] == "logits")
-    return sim.read(t["addr"], rows * vocab, t["dtype"]).reshape(rows, vocab).astype(np.float64)
+    """The logits, put together from every chip's columns when the model is split."""
+    out = np.zeros((rows, vocab))
+    for t in program.tensors:
+        if t["name"] != "logits":
+            continue
+        cols = t["shape"][1]
+        got = sim.read(t["addr"], rows * cols, t["dtype"], chip=t["chip"]).reshape(rows, cols).astype(np.float64)
+        ranges = t["shard"]["ranges"] if "shard" in t else [(0, vocab)]
+        at = 0
+        for b, e in ranges:
+            out[:, b:e] = got[:, at : at + e - b]
+            at += e - b
+    return out
 
 
 def check_prefill_then_decode(arch, cfg, path, B, S, seed, label, **options):
     """Compiles a prefill of S tokens and the decode step after it, runs both on one functional
     simulation (the decode reads the KV cache the prefill wrote) and checks both sets of logits
-    against numpy. Returns the prefill program."""
+    against numpy. Returns the prefill program. On a system of several chips the model is split
+    across them; the weights are the ones the one-chip program would have."""
     rng = np.random.default_rng(seed)
     ids = rng.integers(0, 256, size=(B, S + 1))
     prefill = tessera.compile_model(arch, path, phase="prefill", batch=B, seq=S, cache_capacity=S + 1, all_logits=True,
                                     token_ids=ids[:, :S].ravel().tolist(), **options)
     decode = tessera.compile_model(arch, path, phase="decode", batch=B, context=S, cache_capacity=S + 1,
                                    token_ids=ids[:, S].tolist(), **options)
-    weights = random_weights(prefill, seed=seed + 6)
+    one_chip = tessera.compile_model(tessera.Arch.load("maia100-class"), path, phase="prefill", batch=B, seq=S,
+                                     cache_capacity=S + 1, all_logits=True, token_ids=ids[:, :S].ravel().tolist())
+    weights = random_weights(one_chip, seed=seed + 6)
     sim = tessera.Simulation(arch, functional=True)
     load(sim, prefill, weights)
     sim.run(prefill)
@@ -242,6 +271,31 @@ def check_prefill_then_decode(arch, cfg, path, B, S, seed, label, **options):
 def test_prefill_then_decode_match_numpy(tmp_path, preset, family):
     cfg, path = tiny_config(tmp_path, family)
     check_prefill_then_decode(tessera.Arch.load(preset), cfg, path, B=2, S=8, seed=1, label=preset)
+
+
+def system(preset, chips, topology="fully_connected"):
+    links = chips - 1 if topology == "fully_connected" else 2
+    return tessera.Arch.load(preset, [f"system.chips={chips}", f"system.topology={topology}", f"system.link.count={links}"])
+
+
+@pytest.mark.parametrize("chips", [2, 4])
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_tensor_parallel_matches_numpy(tmp_path, chips, family):
+    """The model split over 2 and 4 chips (heads, MLP features and the vocabulary dealt out; an
+    all-reduce after o_proj and down_proj): the same logits. Llama's 2 key/value heads are
+    replicated over 4 chips; GPT-2's fused q/k/v weight is cut in three places, and its biases after
+    a split are added once."""
+    cfg, path = tiny_config(tmp_path, family)
+    prefill = check_prefill_then_decode(system("maia100-class", chips), cfg, path, B=2, S=8, seed=2,
+                                        label=f"{chips} chips")
+    assert {t["chip"] for t in prefill.tensors} == set(range(chips))
+    assert f"tensor_parallel = 0 of {chips}" in prefill.graph and "all_reduce" in prefill.graph
+
+
+def test_tensor_parallel_on_a_ring_of_gpus(tmp_path):
+    """Other arrays and tile counts, chips on a ring."""
+    cfg, path = tiny_config(tmp_path, "qwen2", num_key_value_heads=4)
+    check_prefill_then_decode(system("h100-sxm", 4, "ring"), cfg, path, B=2, S=8, seed=3, label="4 h100 ring")
 
 
 def test_llama3_rope_scaling_past_the_original_context(tmp_path):
@@ -275,7 +329,9 @@ def check_mixtral(tmp_path, preset, B, S, seed, expect, overrides=(), **changes)
     decode = tessera.compile_model(arch, path, phase="decode", batch=B, context=S, cache_capacity=S + 1,
                                    token_ids=ids[:, S].tolist())
     assert expect in prefill.tiled and "dense routing" in prefill.tiled
-    weights = random_weights(prefill, seed=7)
+    one_chip = tessera.compile_model(tessera.Arch.load("maia100-class"), path, phase="prefill", batch=B, seq=S,
+                                     cache_capacity=S + 1, all_logits=True, token_ids=ids[:, :S].ravel().tolist())
+    weights = random_weights(one_chip, seed=7)
     margins = []
     want = reference_logits(cfg, weights, ids, margins)
     clear = np.min(np.stack(margins), axis=0) > ROUTING_GAP if margins else np.ones((B, S + 1), bool)  # [B, S + 1]
@@ -313,6 +369,12 @@ def test_mixtral_router_top_k_match_numpy(tmp_path, top_k):
     """The router's top-k mask for other k: one expert, three (two rounds of masking the row
     maximum), and all four (no mask)."""
     check_mixtral(tmp_path, "maia100-class", B=2, S=8, seed=1, expect="strategy: experts", num_experts_per_tok=top_k)
+
+
+def test_mixtral_tensor_parallel_match_numpy(tmp_path):
+    """Every expert's intermediate features split over 2 chips, an all-reduce after the experts."""
+    check_mixtral(tmp_path, "maia100-class", B=2, S=8, seed=1, expect="strategy: experts",
+                  overrides=["system.chips=2", "system.topology=fully_connected", "system.link.count=1"])
 
 
 def test_mixtral_two_pass_experts_match_numpy(tmp_path):

@@ -105,15 +105,17 @@ isa::Program copy_program(const arch::Arch& a, const RunSpec& s) {
   return pb.take();
 }
 
-// The program with the layer loop cut to `n` iterations.
+// The program with the layer loop cut to `n` iterations (on every chip).
 // In place: a long prefill's program is hundreds of MB, and a copy doubled the peak memory.
-void set_layers(isa::Program& p, const std::vector<size_t>& loops, int64_t n) {
+void set_layers(isa::Program& p, const std::vector<std::vector<size_t>>& loops, int64_t n) {
   static constexpr int kCount = isa::field_index(isa::Opcode::Loop, "count");
-  for (size_t t = 0; t < loops.size(); ++t) {
-    isa::Instr& in = p.stream(0, uint32_t(t)).code.at(loops[t]);
-    if (in.op != isa::Opcode::Loop)
-      throw std::logic_error("the layer loop is not where the compiler said");
-    in.f[kCount] = n;
+  for (size_t c = 0; c < loops.size(); ++c) {
+    for (size_t t = 0; t < loops[c].size(); ++t) {
+      isa::Instr& in = p.stream(uint32_t(c), uint32_t(t)).code.at(loops[c][t]);
+      if (in.op != isa::Opcode::Loop)
+        throw std::logic_error("the layer loop is not where the compiler said");
+      in.f[kCount] = n;
+    }
   }
 }
 
@@ -121,14 +123,8 @@ double hbm_capacity_used(const compiler::CompileResult& c) {
   return double(c.weight_bytes + c.kv_bytes + c.activation_bytes);
 }
 
-// Options every run checks; arch_chips: the chips the architecture describes.
-void check_options(const RunOptions& options, int64_t arch_chips) {
-  if (options.chips != 1 || arch_chips != 1) {
-    throw std::runtime_error(fmt::format(
-        "{} chips: the compiler does not split a model across chips yet, so runs take one (`tessera sim` runs "
-        "programs on several)",
-        std::max(options.chips, arch_chips)));
-  }
+// Options every run checks.
+void check_options(const RunOptions& options) {
   if (options.pricing != "owned" && options.pricing != "cloud") {
     throw std::runtime_error("pricing must be owned or cloud, got '" + options.pricing + "'");
   }
@@ -137,7 +133,7 @@ void check_options(const RunOptions& options, int64_t arch_chips) {
 // The request's own mistakes, which every system would report alike (run() finds them too, one
 // system at a time).
 void check_request(const RunSpec& spec, const RunOptions& options) {
-  check_options(options, 1);
+  check_options(options);
   const isa::Dtype dtype = parse_dtype("dtype", spec.dtype);
   parse_dtype("kv_dtype", spec.kv_dtype);
   if (!spec.model.empty()) {
@@ -172,7 +168,11 @@ std::string RunSpec::describe() const {
 
 Report run(const arch::Arch& a, const RunSpec& spec, const RunOptions& options) {
   const auto host_start = std::chrono::steady_clock::now();
-  check_options(options, a.system.chips);
+  check_options(options);
+  if (spec.model.empty() && a.system.chips > 1) {
+    throw std::runtime_error(fmt::format("{} has {} chips: an operator runs on one (a model is split across them)",
+                                         a.name, a.system.chips));
+  }
   compiler::CompileOptions co;
   co.weight_dtype = parse_dtype("dtype", spec.dtype);
   co.kv_dtype = parse_dtype("kv_dtype", spec.kv_dtype);
@@ -229,9 +229,11 @@ Report run(const arch::Arch& a, const RunSpec& spec, const RunOptions& options) 
   }
 
   const arch::Derived d = arch::derive(a);
+  // Activity is summed over the chips, the peaks are a chip's: utilisation is the chips' mean.
+  const double chips = double(a.system.chips);
   auto row = [&](const Share& s) {
     Report::Row out{s, 2 * s.activity.total_macs(), s.activity.hbm_read + s.activity.hbm_write,
-                    utilization(s.activity, s.active, d, last.slots), ""};
+                    utilization(s.activity, s.active * chips, d, last.slots), ""};
     out.bound = bound_of(out.utilization);
     return out;
   };
@@ -253,7 +255,7 @@ Report run(const arch::Arch& a, const RunSpec& spec, const RunOptions& options) 
   r.tokens_per_s = tokens / r.seconds;
   r.flops = 2 * b.total.total_macs();
   r.hbm_bytes = b.total.hbm_read + b.total.hbm_write;
-  r.utilization = utilization(b.total, r.seconds, d, last.slots);
+  r.utilization = utilization(b.total, r.seconds * chips, d, last.slots);
   r.utilization["capacity"] = hbm_capacity_used(compiled) / d.hbm_capacity;
   r.bound = bound_of(r.utilization);
 
@@ -376,6 +378,10 @@ Comparison compare(const std::vector<arch::Arch>& systems, const std::vector<Run
   return c;
 }
 
+int64_t replicas_for(const Report& first, const Report& r) {
+  return r.capex_usd > 0 ? int64_t(first.capex_usd / r.capex_usd * (1 + 1e-9)) : 0;
+}
+
 bool Comparison::failed() const {
   for (const std::vector<Report>& rs : reports) {
     for (const Report& r : rs) {
@@ -406,6 +412,10 @@ nlohmann::json Comparison::to_json(bool with_stats) const {
         if (j.contains(m.key) && first.contains(m.key)) {
           j["vs_first"][m.key] = j[m.key].get<double>() / first[m.key].get<double>();
         }
+      }
+      if (r.error.empty() && reports[w].front().error.empty() && r.tokens > 0) {
+        const int64_t n = replicas_for(reports[w].front(), r);
+        j["at_first_capex"] = {{"replicas", n}, {"tokens_per_s", double(n) * r.tokens_per_s}};
       }
       systems.push_back(std::move(j));
     }

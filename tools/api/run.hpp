@@ -41,7 +41,6 @@ struct RunOptions {
   // query-block pairs: long prefills), when it has more; 0: all (CompileOptions::sample_rounds).
   int64_t sample_rounds = 4;
   std::string trace;  // write a Perfetto trace of the (last) simulation here
-  int64_t chips = 1;
   std::string pricing = "owned";  // owned: capex amortised + energy; cloud: the preset's $/hour
   double power_window = 1e-6;     // seconds: the window of peak power
 };
@@ -108,6 +107,10 @@ struct Comparison {
 };
 Comparison compare(const std::vector<arch::Arch>& systems, const std::vector<RunSpec>& workloads,
                    const RunOptions& options = {});
+
+// How many copies of `r`'s system the capex of `first`'s buys (data-parallel replicas serving
+// the same workload): an 8-GPU server against as many in-house chips as its price buys.
+int64_t replicas_for(const Report& first, const Report& r);
 
 // The built-in default comparison: Llama-3-8B on an in-house design and two GPUs, a decode
 // step (batch 32, context 1024) and a prefill (batch 1, 2048 tokens).

@@ -37,8 +37,9 @@ SPREAD = 2.0  # most / least fraction of roofline within a model x preset x dtyp
 
 
 def presets(tessera):
+    """The one-chip presets (the rooflines are a chip's; systems of several split the model)."""
     out = subprocess.run([tessera, "arch", "list", "--json"], check=True, capture_output=True, text=True).stdout
-    return {p["name"]: p["derived"] for p in json.loads(out)}
+    return {p["name"]: p["derived"] for p in json.loads(out) if p["chips"] == 1}
 
 
 def models():

@@ -22,19 +22,20 @@ std::string tflops(const Derived& d, const std::string& dtype) {
 }
 
 void list(bool json) {
-  Table t({"preset", "kind", "tiles", "bf16 TF/s", "fp8 TF/s", "SRAM", "HBM", "HBM BW",
+  Table t({"preset", "kind", "chips", "tiles", "bf16 TF/s", "fp8 TF/s", "SRAM", "HBM", "HBM BW",
            "TDP", "chip $", "TCO $/h"});
   nlohmann::json out = nlohmann::json::array();
   for (const std::string& name : arch::preset_names()) {
     const Arch a = arch::load_arch(name);
     const Derived d = arch::derive(a);
-    t.add({name, std::string(arch::enum_name(a.kind)), std::to_string(d.tiles), tflops(d, "bf16"),
+    t.add({name, std::string(arch::enum_name(a.kind)), std::to_string(a.system.chips), std::to_string(d.tiles),
+           tflops(d, "bf16"),
            tflops(d, "fp8"), arch::format_quantity(d.sram_capacity, arch::Dim::Bytes, 4),
            arch::format_quantity(d.hbm_capacity, arch::Dim::Bytes, 4),
            arch::format_quantity(d.hbm_bandwidth, arch::Dim::Bandwidth, 4),
            arch::format_quantity(a.power.tdp, arch::Dim::Power, 4), fmt::format("{:.0f}", d.chip_cost),
            fmt::format("{:.3f}", d.tco_usd_per_hour)});
-    out.push_back({{"name", name}, {"description", a.description}, {"derived", arch::to_json(d)}});
+    out.push_back({{"name", name}, {"description", a.description}, {"chips", a.system.chips}, {"derived", arch::to_json(d)}});
   }
   if (json) {
     std::cout << out.dump(2) << "\n";

@@ -21,6 +21,7 @@ struct WorkloadOptions {
   api::RunSpec spec;
   std::string shape;
   std::vector<std::string> overrides;
+  int64_t chips = 0;
   api::RunOptions run;
   bool full = false;
   bool json = false;
@@ -41,7 +42,8 @@ void add_workload_options(CLI::App* c, WorkloadOptions& o) {
   c->add_option("--context", o.spec.context, "decode: tokens already in each sequence's KV cache");
   c->add_option("--dtype", o.spec.dtype, "weight dtype: bf16, fp8e4m3, fp8e5m2");
   c->add_option("--kv-dtype", o.spec.kv_dtype, "KV-cache dtype: bf16, fp8e4m3, fp8e5m2");
-  c->add_option("--chips", o.run.chips, "chips in the system");
+  c->add_option("--chips", o.chips, "chips in the system (every system; the same as -s system.chips=N)")
+      ->check(CLI::PositiveNumber);
   c->add_option("-s,--set", o.overrides,
                 "override an architecture parameter: key.path=value (every system)");
   c->add_option("--pricing", o.run.pricing, "owned (capex amortised + energy) or cloud ($/hour)")
@@ -74,6 +76,7 @@ std::vector<int64_t> parse_shape(const std::string& text) {
 
 void finish(WorkloadOptions& o) {
   o.spec.shape = parse_shape(o.shape);
+  if (o.chips > 0) o.overrides.push_back(fmt::format("system.chips={}", o.chips));
   if (o.full) o.run.sample_layers = 0, o.run.sample_rounds = 0;
 }
 
@@ -158,6 +161,7 @@ std::vector<std::string> split_list(const std::string& s) {
 void print_comparison(const api::Comparison& c, bool csv) {
   std::vector<std::string> header{"workload",
                                   "system",
+                                  "chips",
                                   "latency",
                                   "tokens/s",
                                   "vs",
@@ -168,6 +172,8 @@ void print_comparison(const api::Comparison& c, bool csv) {
                                   "vs",
                                   "tok/s per $1k capex",
                                   "vs",
+                                  "replicas at 1st's capex",
+                                  "their tok/s",
                                   "bound"};
   if (csv) header.push_back("error");
   Table t(header);
@@ -183,18 +189,21 @@ void print_comparison(const api::Comparison& c, bool csv) {
           row[0] = r.workload, row[1] = r.system, row.back() = r.error;
           t.add(std::move(row));
         } else {
-          t.add_spanning({r.workload, r.system, "failed: " + r.error});
+          t.add_spanning({r.workload, r.system, "", "failed: " + r.error});
         }
         continue;
       }
       const double tpj = 1 / r.joules_per_token, tpj0 = 1 / first.joules_per_token;
+      const int64_t replicas = api::replicas_for(first, r);
       std::vector<std::string> row{
-          r.workload, r.system, latency(r.seconds), fmt::format("{:.1f}", r.tokens_per_s),
+          r.workload, r.system, std::to_string(r.chips), latency(r.seconds), fmt::format("{:.1f}", r.tokens_per_s),
           vs(r.tokens_per_s, first.tokens_per_s), fmt::format("{:.0f}", r.avg_power_w),
           fmt::format("{:.2f}", tpj), vs(tpj, tpj0), fmt::format("{:.3f}", r.usd_per_million_tokens),
           vs(r.usd_per_million_tokens, first.usd_per_million_tokens),
           fmt::format("{:.3g}", r.tokens_per_s_per_capex_usd * 1e3),
-          vs(r.tokens_per_s_per_capex_usd, first.tokens_per_s_per_capex_usd), r.bound};
+          vs(r.tokens_per_s_per_capex_usd, first.tokens_per_s_per_capex_usd),
+          first.error.empty() ? std::to_string(replicas) : "-",
+          first.error.empty() ? fmt::format("{:.0f}", double(replicas) * r.tokens_per_s) : "-", r.bound};
       if (csv) row.emplace_back();
       t.add(std::move(row));
     }

@@ -42,6 +42,11 @@ struct PyArch {
   }
 };
 
+std::vector<std::string> with_override(std::vector<std::string> overrides, std::string one) {
+  overrides.push_back(std::move(one));
+  return overrides;
+}
+
 struct PyProgram {
   compiler::CompileResult result;
 };
@@ -54,6 +59,12 @@ py::dict tensor_dict(const compiler::TensorPlacement& t) {
   d["dtype"] = std::string(isa::dtype_name(t.dtype));
   d["role"] = std::string(compiler::role_name(t.role));
   if (t.data) d["data"] = py::array_t<float>(py::ssize_t(t.data->size()), t.data->data());
+  d["chip"] = t.chip;
+  if (t.shard) {  // which part of the named tensor this chip holds (see compiler::Shard)
+    py::list ranges;
+    for (const auto& [b, e] : t.shard->ranges) ranges.append(py::make_tuple(b, e));
+    d["shard"] = py::dict(py::arg("axis") = t.shard->axis, py::arg("ranges") = ranges, py::arg("whole") = t.shard->whole);
+  }
   return d;
 }
 
@@ -66,10 +77,10 @@ api::RunSpec run_spec(const std::string& model, const std::string& op, const std
   return s;
 }
 
-api::RunOptions run_options(bool full, const std::string& trace, const std::string& pricing, int64_t chips) {
+api::RunOptions run_options(bool full, const std::string& trace, const std::string& pricing) {
   api::RunOptions o;
   if (full) o.sample_layers = 0, o.sample_rounds = 0;
-  o.trace = trace, o.pricing = pricing, o.chips = chips;
+  o.trace = trace, o.pricing = pricing;
   return o;
 }
 
@@ -177,17 +188,20 @@ PYBIND11_MODULE(_tessera, m) {
          const std::string& kv_dtype, bool full, const std::string& trace, const std::string& pricing, int64_t chips,
          bool stats) {
         const api::RunSpec s = run_spec(model, op, shape, phase, batch, seq, context, dtype, kv_dtype);
+        const arch::Arch system =
+            chips != 0 ? arch::load_arch(a.source, with_override(a.overrides, fmt::format("system.chips={}", chips)))
+                      : a.arch;
         nlohmann::json j;
         {
           py::gil_scoped_release release;
-          j = api::run(a.arch, s, run_options(full, trace, pricing, chips)).to_json(stats);
+          j = api::run(system, s, run_options(full, trace, pricing)).to_json(stats);
         }
         return json_to_python(j);
       },
       py::arg("arch"), py::arg("model") = "", py::arg("op") = "", py::arg("shape") = std::vector<int64_t>{},
       py::arg("phase") = "decode", py::arg("batch") = 1, py::arg("seq") = 0, py::arg("context") = -1,
       py::arg("dtype") = "bf16", py::arg("kv_dtype") = "bf16", py::arg("full") = false, py::arg("trace") = "",
-      py::arg("pricing") = "owned", py::arg("chips") = 1, py::arg("stats") = false,
+      py::arg("pricing") = "owned", py::arg("chips") = 0, py::arg("stats") = false,
       "Compile, simulate and price a model step (model=..., phase, batch, seq or context) or an operator "
       "(op='gemm'|'attention'|'copy', shape=[...]); returns the report as a dict (with every stat if stats=True)");
 
@@ -204,7 +218,7 @@ PYBIND11_MODULE(_tessera, m) {
         nlohmann::json j;
         {
           py::gil_scoped_release release;
-          j = api::compare(archs, workloads, run_options(full, "", pricing, 1)).to_json(false);
+          j = api::compare(archs, workloads, run_options(full, "", pricing)).to_json(false);
         }
         return json_to_python(j);
       },
@@ -223,25 +237,27 @@ PYBIND11_MODULE(_tessera, m) {
       .def(
           "write",
           [](sim::Simulation& s, uint64_t addr, py::array_t<float, py::array::c_style | py::array::forcecast> values,
-             const std::string& dtype) {
+             const std::string& dtype, int chip) {
             const isa::Dtype d = api::parse_dtype("dtype", dtype);
             std::vector<uint8_t> bytes(isa::dtype_bytes(d, size_t(values.size())));
             const float* x = values.data();
             for (py::ssize_t i = 0; i < values.size(); ++i) isa::store_element(d, bytes.data(), size_t(i), x[i]);
-            s.memory().hbm.write(addr, bytes);
+            s.memory(chip).hbm.write(addr, bytes);
           },
-          py::arg("addr"), py::arg("values"), py::arg("dtype") = "bf16", "Write values into HBM (functional mode)")
+          py::arg("addr"), py::arg("values"), py::arg("dtype") = "bf16", py::arg("chip") = 0,
+          "Write values into a chip's HBM (functional mode)")
       .def(
           "read",
-          [](sim::Simulation& s, uint64_t addr, py::ssize_t count, const std::string& dtype) {
+          [](sim::Simulation& s, uint64_t addr, py::ssize_t count, const std::string& dtype, int chip) {
             const isa::Dtype d = api::parse_dtype("dtype", dtype);
-            const std::vector<uint8_t> bytes = s.memory().hbm.read(addr, isa::dtype_bytes(d, size_t(count)));
+            const std::vector<uint8_t> bytes = s.memory(chip).hbm.read(addr, isa::dtype_bytes(d, size_t(count)));
             py::array_t<float> out(count);
             float* y = out.mutable_data();
             for (py::ssize_t i = 0; i < count; ++i) y[i] = isa::load_element(d, bytes.data(), size_t(i));
             return out;
           },
-          py::arg("addr"), py::arg("count"), py::arg("dtype") = "bf16", "Read values from HBM (functional mode)")
+          py::arg("addr"), py::arg("count"), py::arg("dtype") = "bf16", py::arg("chip") = 0,
+          "Read values from a chip's HBM (functional mode)")
       .def(
           "run",
           [](sim::Simulation& s, const PyProgram& p) {
