@@ -252,6 +252,60 @@ Graph hand_graph(int64_t w_in = 32) {
   return g;
 }
 
+// Tensor parallelism over 4 chips, chip 1's part: one of the 4 query heads (rows 16..32 of
+// q_proj), the 2 key/value heads replicated (chip 1 shares head 0 with chip 0), a quarter of the
+// MLP's features (rows of gate/up, columns of down), a quarter of the vocabulary, an all-reduce
+// after o_proj and after down_proj.
+TEST(BuildGraph, TensorParallelPartOfOneChip) {
+  const std::string text = print(build_graph(config(tiny_llama()), decode(2, 16), {4, 1}));
+  EXPECT_EQ(file_check(text, R"(CHECK: meta tensor_parallel = 1 of 4
+CHECK: weight %model.embed_tokens.weight bf16 [256, 64]
+CHECK-NEXT: weight %model.layers.0.input_layernorm.weight bf16 [64]
+CHECK-NEXT: weight %model.layers.0.self_attn.q_proj.weight bf16 [16, 64] (shard of [64, 64]: axis 0 [16, 32))
+CHECK-NEXT: weight %model.layers.0.self_attn.k_proj.weight bf16 [16, 64] (shard of [32, 64]: axis 0 [0, 16))
+CHECK: weight %model.layers.0.self_attn.o_proj.weight bf16 [64, 16] (shard of [64, 64]: axis 1 [16, 32))
+CHECK: weight %model.layers.0.mlp.gate_proj.weight bf16 [32, 64] (shard of [128, 64]: axis 0 [32, 64))
+CHECK: weight %model.layers.0.mlp.down_proj.weight bf16 [64, 32] (shard of [64, 128]: axis 1 [32, 64))
+CHECK: weight %lm_head.weight bf16 [64, 64] (shard of [256, 64]: axis 0 [64, 128))
+CHECK: heads=1, kv_heads=1
+CHECK: %l0.attn_all_reduce = all_reduce l0.attn_all_reduce(%l0.o_proj) : bf16 [2, 64] {group=[0, 1, 2, 3]
+CHECK-NEXT: add l0.attn_residual(%embed_tokens, %l0.attn_all_reduce)
+CHECK: %l0.mlp_all_reduce = all_reduce l0.mlp_all_reduce(%l0.down_proj)
+CHECK: %logits = linear lm_head(%final_norm, %lm_head.weight) : bf16 [2, 64])"), "") << text;
+  // An uneven vocabulary: the last chip's part is padded.
+  std::string odd = tiny_llama();
+  odd.replace(odd.find(R"("vocab_size": 256)"), 17, R"("vocab_size": 250)");
+  const std::string last = print(build_graph(config(odd), decode(2, 16), {4, 3}));
+  EXPECT_NE(last.find("weight %lm_head.weight bf16 [63, 64] (shard of [250, 64]: axis 0 [189, 250))"), std::string::npos)
+      << last;
+}
+
+TEST(BuildGraph, TensorParallelNeedsAnEvenSplit) {
+  auto error = [](const std::string& json, int64_t chips) {
+    try {
+      build_graph(config(json), decode(1, 8), {chips, 0});
+    } catch (const CompileError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  auto with = [](std::string json, const std::string& from, const std::string& to) {
+    return json.replace(json.find(from), from.size(), to);
+  };
+  EXPECT_EQ(error(tiny_llama(), 3), "tiny: 4 attention heads do not split evenly over 3 chips (tensor parallelism)");
+  const std::string kv3 = with(tiny_llama(), R"("num_attention_heads": 4, "num_key_value_heads": 2)",
+                               R"("num_attention_heads": 6, "num_key_value_heads": 3)");
+  EXPECT_EQ(error(kv3, 2), "tiny: 3 key/value heads do not split evenly over 2 chips (tensor parallelism)");
+  const std::string kv4 = with(with(tiny_llama(), R"("num_attention_heads": 4, "num_key_value_heads": 2)",
+                                    R"("num_attention_heads": 12, "num_key_value_heads": 4)"),
+                               R"("hidden_size": 64, "intermediate_size": 128)",
+                               R"("hidden_size": 96, "intermediate_size": 132)");
+  EXPECT_EQ(error(kv4, 6), "tiny: 4 key/value heads can be neither split nor replicated evenly over 6 chips");
+  EXPECT_EQ(error(with(tiny_llama(), R"("intermediate_size": 128)", R"("intermediate_size": 130)"), 4),
+            "tiny: 130 intermediate features do not split evenly over 4 chips (tensor parallelism)");
+  EXPECT_EQ(error(tiny_llama(), 4), "no error");  // 2 key/value heads replicated over 4 chips
+}
+
 TEST(InferShapes, DerivesEveryOutput) {
   Graph g = hand_graph();
   EXPECT_THROW(check(g), CompileError) << "values without shapes must not pass check()";
