@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "compiler/error.hpp"
+#include "compiler/kernels/collective.hpp"
 #include "compiler/passes.hpp"
 #include "compiler/specs.hpp"
 
@@ -135,8 +136,8 @@ Lowering partition(Graph g, const arch::Arch& a) {
       case OpKind::AllReduce: {
         p.strategy = Strategy::Collective;
         const Value& x = l.graph.v(op.inputs[0]);
-        const int64_t chips = int64_t(op.ints("group").size());
-        p.collective_scratch_bytes = isa::dtype_bytes(x.dtype, size_t((x.elements() + chips - 1) / chips));
+        const int64_t scratch = all_reduce_scratch(a, int64_t(op.ints("group").size()), x.elements());
+        p.collective_scratch_bytes = isa::dtype_bytes(x.dtype, size_t(scratch));
         break;
       }
       case OpKind::MatMul:

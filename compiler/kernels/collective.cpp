@@ -24,6 +24,31 @@ Adder make_adder(ProgramBuilder& pb, Dtype d) {
   return x;
 }
 
+// Adds `count` values at `from` into `into` (HBM), each tile a slice, in the adder's chunks.
+void add_into(ProgramBuilder& pb, const Adder& add, Addr into, const std::vector<Addr>& from, int64_t count, Dtype d) {
+  const int tiles = pb.tiles();
+  const int64_t e = esize(d);
+  const Tensor2 ta{sram(int64_t(add.a)), 0, d}, tb{sram(int64_t(add.b)), 0, d};
+  for (int t = 0; t < tiles; ++t) {
+    const int64_t lo = t * count / tiles, hi = (t + 1) * count / tiles;
+    int64_t chunks = 0;
+    for (int64_t x = lo; x < hi; x += add.chunk, ++chunks) {
+      const int64_t len = std::min(add.chunk, hi - x);
+      Block blk;
+      blk.d0 = len;
+      const Addr mine = advance(into, x * e);
+      pb.emit(t, dma(sram(int64_t(add.a)), mine, blk, d, Dtype::None, {add.loaded}));
+      for (size_t k = 0; k < from.size(); ++k) {
+        pb.emit(t, dma(sram(int64_t(add.b)), advance(from[k], x * e), blk, d, Dtype::None, {add.loaded}));
+        pb.emit(t, sem_wait(add.loaded, k == 0 ? 2 : 1));
+        pb.emit(t, vec_binary(Opcode::VAdd, ta, tb, ta, 1, len));
+      }
+      pb.emit(t, dma(mine, sram(int64_t(add.a)), blk, d, Dtype::None, {add.stored}));
+    }
+    if (chunks > 0) pb.emit(t, sem_wait(add.stored, chunks));
+  }
+}
+
 // One chip's view of a ring collective: its place in the ring, the parts, and its semaphores.
 class Ring {
  public:
@@ -56,8 +81,6 @@ class Ring {
   }
 
   void reduce_scatter(const Adder& add) {
-    const int tiles = pb_.tiles();
-    const auto [a, b, chunk, loaded, stored] = add;
     for (int64_t step = 0; step < n_ - 1; ++step) {
       // Part c - step - 1 out (the sum so far), part c - step - 2 in: after n - 1 steps chip c
       // has added every chip's part c.
@@ -65,23 +88,7 @@ class Ring {
       exchange(step, c_ - step - 1, s_.scratch, in);
       const auto [in0, inn] = part(in);
       pb_.barrier_all();  // the part has arrived: every tile adds a slice of it
-      for (int t = 0; t < tiles; ++t) {
-        const int64_t lo = t * inn / tiles, hi = (t + 1) * inn / tiles;
-        int64_t chunks = 0;
-        for (int64_t x = lo; x < hi; x += chunk, ++chunks) {
-          const int64_t len = std::min(chunk, hi - x);
-          Block blk;
-          blk.d0 = len;
-          const Addr mine = advance(s_.buf, (in0 + x) * e_);
-          pb_.emit(t, dma(sram(int64_t(a)), advance(s_.scratch, x * e_), blk, s_.dtype, Dtype::None, {loaded}));
-          pb_.emit(t, dma(sram(int64_t(b)), mine, blk, s_.dtype, Dtype::None, {loaded}));
-          pb_.emit(t, sem_wait(loaded, 2));
-          const Tensor2 ta{sram(int64_t(a)), 0, s_.dtype}, tb{sram(int64_t(b)), 0, s_.dtype};
-          pb_.emit(t, vec_binary(Opcode::VAdd, tb, ta, tb, 1, len));
-          pb_.emit(t, dma(mine, sram(int64_t(b)), blk, s_.dtype, Dtype::None, {stored}));
-        }
-        if (chunks > 0) pb_.emit(t, sem_wait(stored, chunks));
-      }
+      add_into(pb_, add, advance(s_.buf, in0 * e_), {s_.scratch}, inn, s_.dtype);
       pb_.barrier_all();  // the sums are in HBM: the next step sends one of them
     }
   }
@@ -211,13 +218,72 @@ void emit_all_to_all(ProgramBuilder& pb, int64_t chips, const CollectiveSpec& s)
   pb.emit(0, sem_wait(sent, chips - 1));
 }
 
-void emit_all_reduce(ProgramBuilder& pb, const std::vector<int64_t>& group, const CollectiveSpec& s) {
-  const arch::SystemParams& sys = pb.arch().system;
-  const int64_t domain = sys.domain();
-  if (int64_t(group.size()) == sys.chips && domain < sys.chips) {
-    return emit_hierarchical_all_reduce(pb, sys.chips, domain, s);
+void emit_direct_all_reduce(ProgramBuilder& pb, const std::vector<int>& group, const CollectiveSpec& s) {
+  const int64_t n = int64_t(group.size()), e = esize(s.dtype);
+  if (n < 2) return;
+  const auto at = std::find(group.begin(), group.end(), pb.chip());
+  if (at == group.end()) throw CompileError(fmt::format("an all-reduce: chip {} is not in its group", pb.chip()));
+  if (s.elements < n) {
+    throw CompileError(fmt::format("an all-reduce of {} values over {} chips: fewer values than chips", s.elements, n));
   }
-  return emit_ring_all_reduce(pb, std::vector<int>(group.begin(), group.end()), s);
+  const int64_t c = at - group.begin(), slot = (s.elements + n - 1) / n * e;
+  auto first = [&](int64_t p) { return p * s.elements / n; };
+  auto count = [&](int64_t p) { return first(p + 1) - first(p); };
+  const Adder add = make_adder(pb, s.dtype);
+  const int arrived = pb.sem_alloc(), sent = pb.sem_alloc();
+  // Part p to chip p; part c from every other chip, each into a slot of its own.
+  std::vector<Addr> slots;
+  for (int64_t k = 1; k < n; ++k) {
+    const int64_t to = (c + k) % n, from = (c + n - k) % n;
+    slots.push_back(advance(s.scratch, (k - 1) * slot));
+    pb.emit(0, send(advance(s.buf, first(to) * e), count(to) * e, group[size_t(to)], s.tag, sent));
+    pb.emit(0, recv(slots.back(), count(c) * e, group[size_t(from)], s.tag, arrived));
+  }
+  pb.emit(0, sem_wait(arrived, n - 1));
+  pb.emit(0, sem_wait(sent, n - 1));  // the parts sent are read: the sums may come back into them
+  pb.barrier_all();
+  add_into(pb, add, advance(s.buf, first(c) * e), slots, count(c), s.dtype);
+  pb.barrier_all();
+  // The sum of part c to every other chip; theirs into their parts.
+  for (int64_t k = 1; k < n; ++k) {
+    const int64_t to = (c + k) % n, from = (c + n - k) % n;
+    pb.emit(0, send(advance(s.buf, first(c) * e), count(c) * e, group[size_t(to)], s.tag + 1, sent));
+    pb.emit(0, recv(advance(s.buf, first(from) * e), count(from) * e, group[size_t(from)], s.tag + 1, arrived));
+  }
+  pb.emit(0, sem_wait(arrived, n - 1));
+  pb.emit(0, sem_wait(sent, n - 1));
+}
+
+namespace {
+
+enum class AllReduceKind { Ring, Direct, Hierarchical };
+
+AllReduceKind all_reduce_kind(const arch::Arch& a, int64_t group) {
+  const arch::SystemParams& sys = a.system;
+  if (group == sys.chips && sys.domain() < sys.chips) return AllReduceKind::Hierarchical;
+  const bool any_to_any = sys.topology == arch::Topology::Switch || sys.topology == arch::Topology::FullyConnected;
+  return any_to_any ? AllReduceKind::Direct : AllReduceKind::Ring;
+}
+
+}  // namespace
+
+void emit_all_reduce(ProgramBuilder& pb, const std::vector<int64_t>& group, const CollectiveSpec& s) {
+  const std::vector<int> chips(group.begin(), group.end());
+  switch (all_reduce_kind(pb.arch(), int64_t(group.size()))) {
+    case AllReduceKind::Hierarchical: return emit_hierarchical_all_reduce(pb, pb.arch().system.chips, pb.arch().system.domain(), s);
+    case AllReduceKind::Direct: return emit_direct_all_reduce(pb, chips, s);
+    case AllReduceKind::Ring: return emit_ring_all_reduce(pb, chips, s);
+  }
+}
+
+int64_t all_reduce_scratch(const arch::Arch& a, int64_t group, int64_t elements) {
+  auto part = [&](int64_t n) { return (elements + n - 1) / n; };
+  switch (all_reduce_kind(a, group)) {
+    case AllReduceKind::Hierarchical: return part(a.system.domain());  // the ring inside a domain
+    case AllReduceKind::Direct: return (group - 1) * part(group);
+    case AllReduceKind::Ring: return part(group);
+  }
+  return elements;
 }
 
 isa::Program take_system(std::vector<ProgramBuilder>& chips) {

@@ -19,6 +19,11 @@
 // Broadcast from the ring's first chip: the tensor cut into `segments` pieces that go down the
 // ring, each chip passing a segment on as soon as it has it (a pipeline): time ~ (segments +
 // n - 2) x (bytes / segments) / bandwidth + (n - 1) x latency.
+// Direct all-reduce (two-shot), for chips that reach every other in one hop (a switch, a full
+// mesh): every chip sends part p straight to chip p, adds the n - 1 parts it receives (scratch:
+// n - 1 slots of ceil(elements / n) values), and sends its sum straight to every other chip.
+// Each chip sends 2 (n - 1) / n of the tensor as with a ring, but in two steps rather than
+// 2 (n - 1): time ~ 2 ((n - 1) / n x bytes / port bandwidth + latency), plus the adds.
 // All-to-all sends block d of every chip's source to chip d, which puts it at block c of its
 // destination (chip c's), all at once: on a switch, ~ (n - 1) / n x bytes / port bandwidth +
 // latency; on a ring or torus the routes share links.
@@ -49,11 +54,14 @@ void emit_ring_all_reduce(ProgramBuilder& pb, const std::vector<int>& ring, cons
 // Over chips 0 .. chips - 1 in domains of `domain` (chips d * domain ...); one domain: a ring.
 void emit_hierarchical_all_reduce(ProgramBuilder& pb, int64_t chips, int64_t domain, const CollectiveSpec& s);
 void emit_ring_broadcast(ProgramBuilder& pb, const std::vector<int>& ring, const CollectiveSpec& s, int64_t segments);
+void emit_direct_all_reduce(ProgramBuilder& pb, const std::vector<int>& group, const CollectiveSpec& s);
 void emit_all_to_all(ProgramBuilder& pb, int64_t chips, const CollectiveSpec& s);
 
 // The all-reduce over `group` (chips, in ring order) that suits the system: hierarchical when
-// the group is every chip of a system of several scale-up domains, else a ring.
+// the group is every chip of a system of several scale-up domains, direct on a switch or a full
+// mesh, else a ring; and the values of scratch it needs.
 void emit_all_reduce(ProgramBuilder& pb, const std::vector<int64_t>& group, const CollectiveSpec& s);
+int64_t all_reduce_scratch(const arch::Arch& a, int64_t group, int64_t elements);
 
 // The programs of several chips' builders as one: every chip's streams, and the memory map
 // they share (each builder must have made the same regions).

@@ -27,8 +27,14 @@ struct Built {
   uint64_t buf = 0;
 };
 
-// The all-reduce of `elements` values of `d` on every chip of `a`.
-Built all_reduce(const arch::Arch& a, int64_t elements, Dtype d) {
+arch::Arch switch_of(int64_t chips) {
+  return arch::load_arch("maia100-class", {fmt::format("system.chips={}", chips), "system.topology=switch",
+                                           "system.link.count=2", "system.link.bandwidth=50GB/s",
+                                           "system.link.latency=1us"});
+}
+
+// The all-reduce of `elements` values of `d` on every chip of `a` (direct: the two-shot one).
+Built all_reduce(const arch::Arch& a, int64_t elements, Dtype d, bool direct = false) {
   std::vector<ProgramBuilder> chips;
   for (int64_t c = 0; c < a.system.chips; ++c) chips.emplace_back(a, int(c));
   CollectiveSpec s;
@@ -37,22 +43,27 @@ Built all_reduce(const arch::Arch& a, int64_t elements, Dtype d) {
   for (ProgramBuilder& pb : chips) {
     buf = pb.hbm_region("buf", isa::RegionKind::Io, isa::dtype_bytes(d, size_t(elements)));
     const uint64_t scratch =
-        pb.hbm_region("scratch", isa::RegionKind::Activations, isa::dtype_bytes(d, size_t(elements / a.system.chips + 1)));
+        pb.hbm_region("scratch", isa::RegionKind::Activations,
+                      isa::dtype_bytes(d, size_t(a.system.chips * (elements / a.system.chips + 1))));
     s.buf = hbm(int64_t(buf)), s.scratch = hbm(int64_t(scratch));
   }
-  for (ProgramBuilder& pb : chips) emit_ring_all_reduce(pb, all_chips(a.system.chips), s);
+  for (ProgramBuilder& pb : chips) {
+    direct ? emit_direct_all_reduce(pb, all_chips(a.system.chips), s)
+           : emit_ring_all_reduce(pb, all_chips(a.system.chips), s);
+  }
   Built b{take_system(chips), buf};
   isa::verify_or_throw(b.program, target_for(a));
   return b;
 }
 
-class RingAllReduce : public ::testing::TestWithParam<std::tuple<int64_t, Dtype>> {};
+// On a ring (the ring all-reduce) and on a switch (the direct one).
+class AllReduce : public ::testing::TestWithParam<std::tuple<int64_t, Dtype, bool>> {};
 
-TEST_P(RingAllReduce, EveryChipEndsWithTheSum) {
-  const auto [chips, d] = GetParam();
-  const arch::Arch a = ring_of(chips);
+TEST_P(AllReduce, EveryChipEndsWithTheSum) {
+  const auto [chips, d, direct] = GetParam();
+  const arch::Arch a = direct ? switch_of(chips) : ring_of(chips);
   const int64_t elements = 50'021;  // parts of unequal size, several chunks per tile
-  const Built b = all_reduce(a, elements, d);
+  const Built b = all_reduce(a, elements, d, direct);
   sim::Simulation sim(a, sim::Mode::Functional);
   std::vector<double> want(size_t(elements), 0.0);
   std::mt19937_64 rng(7);
@@ -78,9 +89,28 @@ TEST_P(RingAllReduce, EveryChipEndsWithTheSum) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Collectives, RingAllReduce,
-                         ::testing::Values(std::tuple{int64_t(2), Dtype::Fp32}, std::tuple{int64_t(4), Dtype::Fp32},
-                                           std::tuple{int64_t(3), Dtype::Bf16}));
+INSTANTIATE_TEST_SUITE_P(Collectives, AllReduce,
+                         ::testing::Values(std::tuple{int64_t(2), Dtype::Fp32, false},
+                                           std::tuple{int64_t(4), Dtype::Fp32, false},
+                                           std::tuple{int64_t(3), Dtype::Bf16, false},
+                                           std::tuple{int64_t(2), Dtype::Fp32, true},
+                                           std::tuple{int64_t(4), Dtype::Fp32, true},
+                                           std::tuple{int64_t(5), Dtype::Bf16, true}));
+
+TEST(DirectAllReduceTiming, IsTwoStepsThroughThePortPlusTheAdds) {
+  // 16 MiB of bf16 on 4 chips behind a switch, ports of 2 x 50 GB/s: each step every chip sends
+  // and receives 3/4 of the tensor through its port. The adds read the own part and the 3 parts
+  // received and write the sum, over HBM's bandwidth.
+  const int64_t n = 4, elements = 8 << 20;
+  const arch::Arch a = switch_of(n);
+  const double bytes = double(elements) * 2, port = 100e9, latency = 1e-6;
+  const double formula = 2.0 * ((n - 1.0) / n * bytes / port + latency);
+  const double adds = double(n + 1) * bytes / n / 1.792e12;
+  const sim::RunResult r = sim::Simulation(a).run(all_reduce(a, elements, Dtype::Bf16, true).program);
+  EXPECT_GT(r.seconds(), formula);
+  EXPECT_LT(r.seconds(), (formula + adds) * 1.05);
+  EXPECT_EQ(r.stats.value("system.chip0.comm.sent_bytes"), 2.0 * (n - 1) * bytes / n);
+}
 
 TEST(RingAllReduceTiming, IsTheRingFormulaPlusTheAdds) {
   // 16 MiB of bf16 on 4 chips: each step moves 4 MiB over a 50 GB/s link. The adds of a
