@@ -140,15 +140,12 @@ isa::Program codegen(const Lowering& l, const arch::Arch& a, std::vector<size_t>
         case Strategy::Experts: emit_moe(ctx, plan.half, moe_spec(l, op, regs), plan.moe); break;
         case Strategy::Heads: emit_attention(ctx, attention_spec(l, op, regs), plan.attention); break;
         case Strategy::Collective: {
-          // The collective kernels take the builder's scratch: all of it, as no op overlaps them.
-          pb.sram_reset();
-          pb.sem_reset();
           const Value& x = g.v(op.inputs[0]);
           CollectiveSpec s;
           s.elements = x.elements(), s.dtype = x.dtype;
           s.buf = operand(l, op.inputs[0], regs).addr, s.scratch = hbm(int64_t(plan.collective_scratch));
           s.tag = int64_t(k % 256) * 256;  // apart from nearby ops' tags (matching is in order anyway)
-          emit_all_reduce(pb, op.ints("group"), s);
+          emit_all_reduce(ctx, op.ints("group"), s);
           break;
         }
         default: throw CompileError("no kernel for this strategy");

@@ -151,10 +151,8 @@ Lowering partition(Graph g, const arch::Arch& a) {
     if (!has_work(p.strategy)) continue;
     // A weight stream of a few tokens may start loading while the previous op of the same
     // layer finishes (each then has half the SRAM); with many tokens its own buffers need it all.
-    // (Not while a collective runs: its kernel takes the builder's scratch, all of it.)
     if (p.strategy == Strategy::Stream && prev >= 0 && l.graph.v(op.inputs[0]).shape[0] < kStreamTokens &&
-        l.graph.ops[size_t(prev)].i("layer", -1) == op.i("layer", -1) &&
-        l.plans[size_t(prev)].strategy != Strategy::Collective) {
+        l.graph.ops[size_t(prev)].i("layer", -1) == op.i("layer", -1)) {
       p.prefetch = true;
       OpPlan& before = l.plans[size_t(prev)];
       if (before.half < 0) before.half = 0;

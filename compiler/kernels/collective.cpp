@@ -9,6 +9,32 @@
 namespace tessera::compiler {
 namespace {
 
+// One chip's place in a group of chips (ring order), and the parts a tensor of `elements`
+// values (when given) is cut into over them: part p (modulo n) is [p * elements / n,
+// (p + 1) * elements / n).
+class Group {
+ public:
+  Group(int chip, const std::vector<int>& chips, const char* what, int64_t elements = -1)
+      : chips_(chips), n_(int64_t(chips.size())), elements_(elements) {
+    const auto at = std::find(chips.begin(), chips.end(), chip);
+    if (at == chips.end()) throw CompileError(fmt::format("{}: chip {} is not in its group", what, chip));
+    c_ = at - chips.begin();
+    if (elements >= 0 && elements < n_) {
+      throw CompileError(fmt::format("{} of {} values over {} chips: fewer values than chips", what, elements, n_));
+    }
+  }
+  int64_t size() const { return n_; }
+  int64_t position() const { return c_; }
+  int at(int64_t p) const { return chips_[size_t(wrap(p))]; }  // the chip at position p
+  int64_t first(int64_t p) const { return wrap(p) * elements_ / n_; }
+  int64_t count(int64_t p) const { return (wrap(p) + 1) * elements_ / n_ - first(p); }
+
+ private:
+  int64_t wrap(int64_t p) const { return (p % n_ + n_) % n_; }
+  std::vector<int> chips_;
+  int64_t n_, elements_, c_ = 0;
+};
+
 // The tiles' SRAM for adding received parts, taken once per kernel.
 struct Adder {
   uint64_t a = 0, b = 0;
@@ -16,15 +42,16 @@ struct Adder {
   int loaded = 0, stored = 0;
 };
 
-Adder make_adder(ProgramBuilder& pb, Dtype d) {
+Adder make_adder(KernelContext& ctx, Dtype d) {
   Adder x;
-  x.chunk = std::max<int64_t>(1, int64_t(pb.sram_free() / 2 / 64 * 64) / esize(d));
-  x.a = pb.sram_alloc(uint64_t(x.chunk * esize(d))), x.b = pb.sram_alloc(uint64_t(x.chunk * esize(d)));
-  x.loaded = pb.sem_alloc(), x.stored = pb.sem_alloc();
+  x.chunk = std::max<int64_t>(1, int64_t(ctx.sram_left() / 2 / 64 * 64) / esize(d));
+  x.a = ctx.sram(uint64_t(x.chunk * esize(d))), x.b = ctx.sram(uint64_t(x.chunk * esize(d)));
+  x.loaded = ctx.sem(), x.stored = ctx.sem();
   return x;
 }
 
-// Adds `count` values at `from` into `into` (HBM), each tile a slice, in the adder's chunks.
+// Adds `count` values at each of `from` into `into` (HBM), each tile a slice, in the adder's
+// chunks: the own values loaded once, every addend added to them, the sum stored once.
 void add_into(ProgramBuilder& pb, const Adder& add, Addr into, const std::vector<Addr>& from, int64_t count, Dtype d) {
   const int tiles = pb.tiles();
   const int64_t e = esize(d);
@@ -49,55 +76,44 @@ void add_into(ProgramBuilder& pb, const Adder& add, Addr into, const std::vector
   }
 }
 
-// One chip's view of a ring collective: its place in the ring, the parts, and its semaphores.
+// One chip's part of a ring collective: its group, and its semaphores.
 class Ring {
  public:
-  Ring(ProgramBuilder& pb, const std::vector<int>& ring, const CollectiveSpec& s, const char* what)
-      : pb_(pb), s_(s), ring_(ring), n_(int64_t(ring.size())), e_(esize(s.dtype)) {
-    const auto at = std::find(ring.begin(), ring.end(), pb.chip());
-    if (at == ring.end()) throw CompileError(fmt::format("{}: chip {} is not in its ring", what, pb.chip()));
-    c_ = at - ring.begin();
-    if (s.elements < n_) {
-      throw CompileError(fmt::format("{} of {} values over {} chips: fewer values than chips", what, s.elements, n_));
-    }
-    arrived_ = pb.sem_alloc(), sent_ = pb.sem_alloc();
+  Ring(KernelContext& ctx, const std::vector<int>& ring, const CollectiveSpec& s, const char* what)
+      : pb_(ctx.pb), s_(s), g_(ctx.pb.chip(), ring, what, s.elements), e_(esize(s.dtype)) {
+    arrived_ = ctx.sem(), sent_ = ctx.sem();
   }
 
-  // Part p (modulo n): its first value and its length.
-  std::pair<int64_t, int64_t> part(int64_t p) const {
-    p = (p % n_ + n_) % n_;
-    return {p * s_.elements / n_, (p + 1) * s_.elements / n_ - p * s_.elements / n_};
-  }
-  int64_t position() const { return c_; }
+  const Group& group() const { return g_; }
 
   // Step `step`: part `out` to the next chip; part `in` from the previous one, into `into`.
   void exchange(int64_t step, int64_t out, Addr into, int64_t in) {
-    const auto [out0, outn] = part(out);
-    const int64_t next = ring_[size_t((c_ + 1) % n_)], prev = ring_[size_t((c_ + n_ - 1) % n_)];
-    pb_.emit(0, send(advance(s_.buf, out0 * e_), outn * e_, next, s_.tag + step, sent_));
-    pb_.emit(0, recv(into, part(in).second * e_, prev, s_.tag + step, arrived_));
+    const int64_t c = g_.position();
+    pb_.emit(0, send(advance(s_.buf, g_.first(out) * e_), g_.count(out) * e_, g_.at(c + 1), s_.tag + step, sent_));
+    pb_.emit(0, recv(into, g_.count(in) * e_, g_.at(c - 1), s_.tag + step, arrived_));
     pb_.emit(0, sem_wait(arrived_));
     ++sends_;
   }
 
   void reduce_scatter(const Adder& add) {
-    for (int64_t step = 0; step < n_ - 1; ++step) {
+    const int64_t c = g_.position();
+    for (int64_t step = 0; step < g_.size() - 1; ++step) {
       // Part c - step - 1 out (the sum so far), part c - step - 2 in: after n - 1 steps chip c
       // has added every chip's part c.
-      const int64_t in = c_ - step - 2;
-      exchange(step, c_ - step - 1, s_.scratch, in);
-      const auto [in0, inn] = part(in);
+      const int64_t in = c - step - 2;
+      exchange(step, c - step - 1, s_.scratch, in);
       pb_.barrier_all();  // the part has arrived: every tile adds a slice of it
-      add_into(pb_, add, advance(s_.buf, in0 * e_), {s_.scratch}, inn, s_.dtype);
+      add_into(pb_, add, advance(s_.buf, g_.first(in) * e_), {s_.scratch}, g_.count(in), s_.dtype);
       pb_.barrier_all();  // the sums are in HBM: the next step sends one of them
     }
   }
 
   // Steps first .. first + n - 2 (tags follow a reduce-scatter's in an all-reduce).
   void all_gather(int64_t first) {
-    for (int64_t j = 0; j < n_ - 1; ++j) {
-      const int64_t in = c_ - j - 1;
-      exchange(first + j, c_ - j, advance(s_.buf, part(in).first * e_), in);
+    const int64_t c = g_.position();
+    for (int64_t j = 0; j < g_.size() - 1; ++j) {
+      const int64_t in = c - j - 1;
+      exchange(first + j, c - j, advance(s_.buf, g_.first(in) * e_), in);
     }
   }
 
@@ -105,13 +121,13 @@ class Ring {
   void finish() { pb_.emit(0, sem_wait(sent_, sends_)); }
 
   // Tags of a kernel's steps.
-  int64_t steps() const { return 2 * (n_ - 1); }
+  int64_t steps() const { return 2 * (g_.size() - 1); }
 
  private:
   ProgramBuilder& pb_;
   const CollectiveSpec& s_;
-  std::vector<int> ring_;
-  int64_t n_, c_ = 0, e_;
+  Group g_;
+  int64_t e_;
   int arrived_ = 0, sent_ = 0;
   int64_t sends_ = 0;
 };
@@ -124,47 +140,47 @@ std::vector<int> all_chips(int64_t chips) {
   return ring;
 }
 
-void emit_ring_reduce_scatter(ProgramBuilder& pb, const std::vector<int>& ring, const CollectiveSpec& s) {
+void emit_ring_reduce_scatter(KernelContext& ctx, const std::vector<int>& ring, const CollectiveSpec& s) {
   if (ring.size() < 2) return;  // one chip holds the sum already
-  Ring r(pb, ring, s, "a reduce-scatter");
-  r.reduce_scatter(make_adder(pb, s.dtype));
+  Ring r(ctx, ring, s, "a reduce-scatter");
+  r.reduce_scatter(make_adder(ctx, s.dtype));
   r.finish();
 }
 
-void emit_ring_all_gather(ProgramBuilder& pb, const std::vector<int>& ring, const CollectiveSpec& s) {
+void emit_ring_all_gather(KernelContext& ctx, const std::vector<int>& ring, const CollectiveSpec& s) {
   if (ring.size() < 2) return;
-  Ring r(pb, ring, s, "an all-gather");
+  Ring r(ctx, ring, s, "an all-gather");
   r.all_gather(0);
   r.finish();
 }
 
-void emit_ring_all_reduce(ProgramBuilder& pb, const std::vector<int>& ring, const CollectiveSpec& s) {
+void emit_ring_all_reduce(KernelContext& ctx, const std::vector<int>& ring, const CollectiveSpec& s) {
   if (ring.size() < 2) return;
-  Ring r(pb, ring, s, "an all-reduce");
-  r.reduce_scatter(make_adder(pb, s.dtype));
+  Ring r(ctx, ring, s, "an all-reduce");
+  r.reduce_scatter(make_adder(ctx, s.dtype));
   r.all_gather(int64_t(ring.size()) - 1);
   r.finish();
 }
 
-void emit_hierarchical_all_reduce(ProgramBuilder& pb, int64_t chips, int64_t domain, const CollectiveSpec& s) {
-  if (domain >= chips || domain < 2) return emit_ring_all_reduce(pb, all_chips(chips), s);
+void emit_hierarchical_all_reduce(KernelContext& ctx, int64_t chips, int64_t domain, const CollectiveSpec& s) {
+  if (domain >= chips || domain < 2) return emit_ring_all_reduce(ctx, all_chips(chips), s);
   if (chips % domain != 0) {
     throw CompileError(fmt::format("an all-reduce over {} chips in domains of {}: the domains do not divide them",
                                    chips, domain));
   }
-  const int c = pb.chip(), first = int(c / domain * domain), local = int(c % domain);
+  const int c = ctx.pb.chip(), first = int(c / domain * domain), local = int(c % domain);
   std::vector<int> inside, across;
   for (int i = 0; i < int(domain); ++i) inside.push_back(first + i);
   for (int d = 0; d < int(chips / domain); ++d) across.push_back(d * int(domain) + local);
-  const Adder add = make_adder(pb, s.dtype);
+  const Adder add = make_adder(ctx, s.dtype);
   // Reduce-scatter within the domain: this chip holds the domain's sum of part `local`.
-  Ring in(pb, inside, s, "an all-reduce");
+  Ring in(ctx, inside, s, "an all-reduce");
   in.reduce_scatter(add);
   // That part all-reduced across the domains, over the chips holding the same part.
   CollectiveSpec mine = s;
-  const auto [first_value, values] = in.part(local);
-  mine.buf = advance(s.buf, first_value * esize(s.dtype)), mine.elements = values, mine.tag = s.tag + in.steps();
-  Ring out(pb, across, mine, "an all-reduce");
+  mine.buf = advance(s.buf, in.group().first(local) * esize(s.dtype)), mine.elements = in.group().count(local);
+  mine.tag = s.tag + in.steps();
+  Ring out(ctx, across, mine, "an all-reduce");
   out.reduce_scatter(add);
   out.all_gather(int64_t(across.size()) - 1);
   // And gathered within the domain.
@@ -173,16 +189,15 @@ void emit_hierarchical_all_reduce(ProgramBuilder& pb, int64_t chips, int64_t dom
   in.finish();
 }
 
-void emit_ring_broadcast(ProgramBuilder& pb, const std::vector<int>& ring, const CollectiveSpec& s, int64_t segments) {
+void emit_ring_broadcast(KernelContext& ctx, const std::vector<int>& ring, const CollectiveSpec& s, int64_t segments) {
   const int64_t n = int64_t(ring.size()), e = esize(s.dtype);
   if (n < 2) return;
-  const auto at = std::find(ring.begin(), ring.end(), pb.chip());
-  if (at == ring.end()) throw CompileError(fmt::format("a broadcast: chip {} is not in its ring", pb.chip()));
   if (segments < 1 || s.elements < segments) {
     throw CompileError(fmt::format("a broadcast of {} values in {} segments: each needs a value", s.elements, segments));
   }
-  const int64_t p = at - ring.begin();
-  const int arrived = pb.sem_alloc(), sent = pb.sem_alloc();
+  ProgramBuilder& pb = ctx.pb;
+  const int64_t p = Group(pb.chip(), ring, "a broadcast").position();
+  const int arrived = ctx.sem(), sent = ctx.sem();
   int64_t sends = 0;
   for (int64_t i = 0; i < segments; ++i) {
     const int64_t first = i * s.elements / segments, count = (i + 1) * s.elements / segments - first;
@@ -196,14 +211,15 @@ void emit_ring_broadcast(ProgramBuilder& pb, const std::vector<int>& ring, const
   if (sends > 0) pb.emit(0, sem_wait(sent, sends));
 }
 
-void emit_all_to_all(ProgramBuilder& pb, int64_t chips, const CollectiveSpec& s) {
+void emit_all_to_all(KernelContext& ctx, int64_t chips, const CollectiveSpec& s) {
   if (chips < 2) return;
   if (s.elements % chips != 0) {
     throw CompileError(fmt::format("an all-to-all of {} values over {} chips: not a whole block per chip", s.elements,
                                    chips));
   }
+  ProgramBuilder& pb = ctx.pb;
   const int64_t c = pb.chip(), block = s.elements / chips * esize(s.dtype);
-  const int arrived = pb.sem_alloc(), sent = pb.sem_alloc();
+  const int arrived = ctx.sem(), sent = ctx.sem();
   // Own block in place; then every peer's at once (each a message of its own), starting with the
   // next chip so that not every chip sends to chip 0 first.
   Block blk;
@@ -218,37 +234,30 @@ void emit_all_to_all(ProgramBuilder& pb, int64_t chips, const CollectiveSpec& s)
   pb.emit(0, sem_wait(sent, chips - 1));
 }
 
-void emit_direct_all_reduce(ProgramBuilder& pb, const std::vector<int>& group, const CollectiveSpec& s) {
+void emit_direct_all_reduce(KernelContext& ctx, const std::vector<int>& group, const CollectiveSpec& s) {
   const int64_t n = int64_t(group.size()), e = esize(s.dtype);
   if (n < 2) return;
-  const auto at = std::find(group.begin(), group.end(), pb.chip());
-  if (at == group.end()) throw CompileError(fmt::format("an all-reduce: chip {} is not in its group", pb.chip()));
-  if (s.elements < n) {
-    throw CompileError(fmt::format("an all-reduce of {} values over {} chips: fewer values than chips", s.elements, n));
-  }
-  const int64_t c = at - group.begin(), slot = (s.elements + n - 1) / n * e;
-  auto first = [&](int64_t p) { return p * s.elements / n; };
-  auto count = [&](int64_t p) { return first(p + 1) - first(p); };
-  const Adder add = make_adder(pb, s.dtype);
-  const int arrived = pb.sem_alloc(), sent = pb.sem_alloc();
+  ProgramBuilder& pb = ctx.pb;
+  const Group g(pb.chip(), group, "an all-reduce", s.elements);
+  const int64_t c = g.position(), slot = (s.elements + n - 1) / n * e;
+  const Adder add = make_adder(ctx, s.dtype);
+  const int arrived = ctx.sem(), sent = ctx.sem();
   // Part p to chip p; part c from every other chip, each into a slot of its own.
   std::vector<Addr> slots;
   for (int64_t k = 1; k < n; ++k) {
-    const int64_t to = (c + k) % n, from = (c + n - k) % n;
     slots.push_back(advance(s.scratch, (k - 1) * slot));
-    pb.emit(0, send(advance(s.buf, first(to) * e), count(to) * e, group[size_t(to)], s.tag, sent));
-    pb.emit(0, recv(slots.back(), count(c) * e, group[size_t(from)], s.tag, arrived));
+    pb.emit(0, send(advance(s.buf, g.first(c + k) * e), g.count(c + k) * e, g.at(c + k), s.tag, sent));
+    pb.emit(0, recv(slots.back(), g.count(c) * e, g.at(c - k), s.tag, arrived));
   }
   pb.emit(0, sem_wait(arrived, n - 1));
   pb.emit(0, sem_wait(sent, n - 1));  // the parts sent are read: the sums may come back into them
   pb.barrier_all();
-  add_into(pb, add, advance(s.buf, first(c) * e), slots, count(c), s.dtype);
+  add_into(pb, add, advance(s.buf, g.first(c) * e), slots, g.count(c), s.dtype);
   pb.barrier_all();
   // The sum of part c to every other chip; theirs into their parts.
   for (int64_t k = 1; k < n; ++k) {
-    const int64_t to = (c + k) % n, from = (c + n - k) % n;
-    pb.emit(0, send(advance(s.buf, first(c) * e), count(c) * e, group[size_t(to)], s.tag + 1, sent));
-    pb.emit(0, recv(advance(s.buf, first(from) * e), count(from) * e, group[size_t(from)], s.tag + 1, arrived));
+    pb.emit(0, send(advance(s.buf, g.first(c) * e), g.count(c) * e, g.at(c + k), s.tag + 1, sent));
+    pb.emit(0, recv(advance(s.buf, g.first(c - k) * e), g.count(c - k) * e, g.at(c - k), s.tag + 1, arrived));
   }
   pb.emit(0, sem_wait(arrived, n - 1));
   pb.emit(0, sem_wait(sent, n - 1));
@@ -267,12 +276,13 @@ AllReduceKind all_reduce_kind(const arch::Arch& a, int64_t group) {
 
 }  // namespace
 
-void emit_all_reduce(ProgramBuilder& pb, const std::vector<int64_t>& group, const CollectiveSpec& s) {
+void emit_all_reduce(KernelContext& ctx, const std::vector<int64_t>& group, const CollectiveSpec& s) {
   const std::vector<int> chips(group.begin(), group.end());
-  switch (all_reduce_kind(pb.arch(), int64_t(group.size()))) {
-    case AllReduceKind::Hierarchical: return emit_hierarchical_all_reduce(pb, pb.arch().system.chips, pb.arch().system.domain(), s);
-    case AllReduceKind::Direct: return emit_direct_all_reduce(pb, chips, s);
-    case AllReduceKind::Ring: return emit_ring_all_reduce(pb, chips, s);
+  const arch::SystemParams& sys = ctx.arch().system;
+  switch (all_reduce_kind(ctx.arch(), int64_t(group.size()))) {
+    case AllReduceKind::Hierarchical: return emit_hierarchical_all_reduce(ctx, sys.chips, sys.domain(), s);
+    case AllReduceKind::Direct: return emit_direct_all_reduce(ctx, chips, s);
+    case AllReduceKind::Ring: return emit_ring_all_reduce(ctx, chips, s);
   }
 }
 

@@ -1,6 +1,6 @@
 // Collectives across the chips of a system, as programs of send and recv: the building blocks
 // that tensor, pipeline and expert parallelism put between a model's operators. Each kernel
-// emits one chip's part (pb.chip()'s): every chip's code depends only on its index, so each
+// emits one chip's part (ctx.pb.chip()'s) with the op's scratch (ctx): every chip's code depends only on its index, so each
 // chip's program is generated on its own, as a sharded model's is. A ring is a list of chips in
 // ring order (all_chips(n): 0 .. n - 1).
 //
@@ -48,19 +48,19 @@ struct CollectiveSpec {
 };
 
 std::vector<int> all_chips(int64_t chips);
-void emit_ring_reduce_scatter(ProgramBuilder& pb, const std::vector<int>& ring, const CollectiveSpec& s);
-void emit_ring_all_gather(ProgramBuilder& pb, const std::vector<int>& ring, const CollectiveSpec& s);
-void emit_ring_all_reduce(ProgramBuilder& pb, const std::vector<int>& ring, const CollectiveSpec& s);
+void emit_ring_reduce_scatter(KernelContext& ctx, const std::vector<int>& ring, const CollectiveSpec& s);
+void emit_ring_all_gather(KernelContext& ctx, const std::vector<int>& ring, const CollectiveSpec& s);
+void emit_ring_all_reduce(KernelContext& ctx, const std::vector<int>& ring, const CollectiveSpec& s);
 // Over chips 0 .. chips - 1 in domains of `domain` (chips d * domain ...); one domain: a ring.
-void emit_hierarchical_all_reduce(ProgramBuilder& pb, int64_t chips, int64_t domain, const CollectiveSpec& s);
-void emit_ring_broadcast(ProgramBuilder& pb, const std::vector<int>& ring, const CollectiveSpec& s, int64_t segments);
-void emit_direct_all_reduce(ProgramBuilder& pb, const std::vector<int>& group, const CollectiveSpec& s);
-void emit_all_to_all(ProgramBuilder& pb, int64_t chips, const CollectiveSpec& s);
+void emit_hierarchical_all_reduce(KernelContext& ctx, int64_t chips, int64_t domain, const CollectiveSpec& s);
+void emit_ring_broadcast(KernelContext& ctx, const std::vector<int>& ring, const CollectiveSpec& s, int64_t segments);
+void emit_direct_all_reduce(KernelContext& ctx, const std::vector<int>& group, const CollectiveSpec& s);
+void emit_all_to_all(KernelContext& ctx, int64_t chips, const CollectiveSpec& s);
 
 // The all-reduce over `group` (chips, in ring order) that suits the system: hierarchical when
 // the group is every chip of a system of several scale-up domains, direct on a switch or a full
 // mesh, else a ring; and the values of scratch it needs.
-void emit_all_reduce(ProgramBuilder& pb, const std::vector<int64_t>& group, const CollectiveSpec& s);
+void emit_all_reduce(KernelContext& ctx, const std::vector<int64_t>& group, const CollectiveSpec& s);
 int64_t all_reduce_scratch(const arch::Arch& a, int64_t group, int64_t elements);
 
 // The programs of several chips' builders as one: every chip's streams, and the memory map

@@ -48,8 +48,9 @@ Built all_reduce(const arch::Arch& a, int64_t elements, Dtype d, bool direct = f
     s.buf = hbm(int64_t(buf)), s.scratch = hbm(int64_t(scratch));
   }
   for (ProgramBuilder& pb : chips) {
-    direct ? emit_direct_all_reduce(pb, all_chips(a.system.chips), s)
-           : emit_ring_all_reduce(pb, all_chips(a.system.chips), s);
+    KernelContext ctx(pb);
+    direct ? emit_direct_all_reduce(ctx, all_chips(a.system.chips), s)
+           : emit_ring_all_reduce(ctx, all_chips(a.system.chips), s);
   }
   Built b{take_system(chips), buf};
   isa::verify_or_throw(b.program, target_for(a));
@@ -130,24 +131,25 @@ TEST(RingAllReduceTiming, IsTheRingFormulaPlusTheAdds) {
 TEST(RingAllReduceErrors, FewerValuesThanChipsAndUnequalMemoryMaps) {
   const arch::Arch a = ring_of(4);
   ProgramBuilder pb(a, 1);
+  KernelContext ctx(pb);
   CollectiveSpec s;
   s.elements = 3;
   try {
-    emit_ring_all_reduce(pb, all_chips(4), s);
+    emit_ring_all_reduce(ctx, all_chips(4), s);
     FAIL() << "expected an error";
   } catch (const CompileError& e) {
     EXPECT_STREQ(e.what(), "an all-reduce of 3 values over 4 chips: fewer values than chips");
   }
   try {
-    emit_all_to_all(pb, 4, {.elements = 10});
+    emit_all_to_all(ctx, 4, {.elements = 10});
     FAIL() << "expected an error";
   } catch (const CompileError& e) {
     EXPECT_STREQ(e.what(), "an all-to-all of 10 values over 4 chips: not a whole block per chip");
   }
   CollectiveSpec many;
   many.elements = 100;
-  EXPECT_THROW(emit_ring_all_reduce(pb, {0, 2, 3}, many), CompileError);  // chip 1 is not in the ring
-  EXPECT_THROW(emit_hierarchical_all_reduce(pb, 6, 4, many), CompileError);
+  EXPECT_THROW(emit_ring_all_reduce(ctx, {0, 2, 3}, many), CompileError);  // chip 1 is not in the ring
+  EXPECT_THROW(emit_hierarchical_all_reduce(ctx, 6, 4, many), CompileError);
   std::vector<ProgramBuilder> chips;
   chips.emplace_back(a, 0), chips.emplace_back(a, 1);
   chips[1].hbm_region("extra", isa::RegionKind::Io, 64);
@@ -171,7 +173,8 @@ Memories run_collective(const arch::Arch& a, int64_t elements, Dtype d, Emit&& e
     buf = pb.hbm_region("buf", isa::RegionKind::Io, isa::dtype_bytes(d, size_t(elements)));
     scratch = pb.hbm_region("scratch", isa::RegionKind::Io, isa::dtype_bytes(d, size_t(elements)));
     s.buf = hbm(int64_t(buf)), s.scratch = hbm(int64_t(scratch));
-    emit(pb, n, s);
+    KernelContext ctx(pb);
+    emit(ctx, n, s);
   }
   const isa::Program p = take_system(chips);
   isa::verify_or_throw(p, target_for(a));
@@ -201,8 +204,8 @@ Memories run_collective(const arch::Arch& a, int64_t elements, Dtype d, Emit&& e
 
 TEST(RingReduceScatter, ChipCEndsWithTheSumOfPartC) {
   const int64_t n = 3, elements = 10'001;
-  const Memories m = run_collective(ring_of(n), elements, Dtype::Fp32, [](ProgramBuilder& pb, int64_t chips, const CollectiveSpec& s) {
-    emit_ring_reduce_scatter(pb, all_chips(chips), s);
+  const Memories m = run_collective(ring_of(n), elements, Dtype::Fp32, [](KernelContext& ctx, int64_t chips, const CollectiveSpec& s) {
+    emit_ring_reduce_scatter(ctx, all_chips(chips), s);
   });
   for (int64_t c = 0; c < n; ++c) {
     for (int64_t i = c * elements / n; i < (c + 1) * elements / n; ++i) {
@@ -215,8 +218,8 @@ TEST(RingReduceScatter, ChipCEndsWithTheSumOfPartC) {
 
 TEST(RingAllGather, EveryChipEndsWithEveryChipsPart) {
   const int64_t n = 4, elements = 10'002;
-  const Memories m = run_collective(ring_of(n), elements, Dtype::Bf16, [](ProgramBuilder& pb, int64_t chips, const CollectiveSpec& s) {
-    emit_ring_all_gather(pb, all_chips(chips), s);
+  const Memories m = run_collective(ring_of(n), elements, Dtype::Bf16, [](KernelContext& ctx, int64_t chips, const CollectiveSpec& s) {
+    emit_ring_all_gather(ctx, all_chips(chips), s);
   });
   for (int64_t c = 0; c < n; ++c) {
     for (int64_t i = 0; i < elements; ++i) {
@@ -250,7 +253,8 @@ sim::RunResult time_all_to_all(const arch::Arch& a, int64_t elements) {
   for (ProgramBuilder& pb : chips) {
     s.buf = hbm(int64_t(pb.hbm_region("src", isa::RegionKind::Io, uint64_t(elements) * 2)));
     s.scratch = hbm(int64_t(pb.hbm_region("dst", isa::RegionKind::Io, uint64_t(elements) * 2)));
-    emit_all_to_all(pb, a.system.chips, s);
+    KernelContext ctx(pb);
+    emit_all_to_all(ctx, a.system.chips, s);
   }
   return sim::Simulation(a).run(take_system(chips));
 }
@@ -285,8 +289,8 @@ TEST(AllToAllTiming, OnARingIsBoundByTheBisection) {
 TEST(RingBroadcast, EveryChipEndsWithTheFirstChipsValues) {
   const int64_t n = 4, elements = 10'007;
   const Memories m = run_collective(ring_of(n), elements, Dtype::Bf16,
-                                    [](ProgramBuilder& pb, int64_t, const CollectiveSpec& s) {
-                                      emit_ring_broadcast(pb, {2, 3, 0, 1}, s, 5);  // from chip 2
+                                    [](KernelContext& ctx, int64_t, const CollectiveSpec& s) {
+                                      emit_ring_broadcast(ctx, {2, 3, 0, 1}, s, 5);  // from chip 2
                                     });
   for (int64_t c = 0; c < n; ++c) EXPECT_EQ(m.buf[size_t(c)], m.in[2]) << "chip " << c;
 }
@@ -302,7 +306,8 @@ TEST(RingBroadcastTiming, IsAPipelineOfSegments) {
   s.elements = elements, s.dtype = Dtype::Bf16;
   for (ProgramBuilder& pb : chips) {
     s.buf = hbm(int64_t(pb.hbm_region("buf", isa::RegionKind::Io, uint64_t(elements) * 2)));
-    emit_ring_broadcast(pb, all_chips(n), s, k);
+    KernelContext ctx(pb);
+    emit_ring_broadcast(ctx, all_chips(n), s, k);
   }
   const sim::RunResult r = sim::Simulation(a).run(take_system(chips));
   const double bytes = double(elements) * 2, want = double(k + n - 2) * bytes / k / 50e9 + double(n - 1) * 1e-6;
@@ -322,8 +327,8 @@ arch::Arch two_servers() {
 TEST(HierarchicalAllReduce, EveryChipEndsWithTheSum) {
   const int64_t elements = 30'011;
   const Memories m = run_collective(two_servers(), elements, Dtype::Fp32,
-                                    [](ProgramBuilder& pb, int64_t chips, const CollectiveSpec& s) {
-                                      emit_hierarchical_all_reduce(pb, chips, 4, s);
+                                    [](KernelContext& ctx, int64_t chips, const CollectiveSpec& s) {
+                                      emit_hierarchical_all_reduce(ctx, chips, 4, s);
                                     });
   for (int64_t c = 0; c < 8; ++c) {
     for (int64_t i = 0; i < elements; ++i) {
@@ -347,7 +352,8 @@ TEST(HierarchicalAllReduceTiming, SendsOnlyAQuarterOverTheScaleOutLinks) {
   for (ProgramBuilder& pb : chips) {
     s.buf = hbm(int64_t(pb.hbm_region("buf", isa::RegionKind::Io, uint64_t(elements) * 2)));
     s.scratch = hbm(int64_t(pb.hbm_region("scratch", isa::RegionKind::Io, uint64_t(elements) * 2)));
-    emit_hierarchical_all_reduce(pb, 8, D, s);
+    KernelContext ctx(pb);
+    emit_hierarchical_all_reduce(ctx, 8, D, s);
   }
   const sim::RunResult r = sim::Simulation(a).run(take_system(chips));
   const double bytes = double(elements) * 2;

@@ -177,7 +177,8 @@ CollectiveRow all_reduce(const std::string& preset, std::vector<std::string> ove
   for (compiler::ProgramBuilder& pb : chips) {
     s.buf = compiler::hbm(int64_t(pb.hbm_region("buf", isa::RegionKind::Io, bytes)));
     s.scratch = compiler::hbm(int64_t(pb.hbm_region("scratch", isa::RegionKind::Io, bytes)));
-    compiler::emit_hierarchical_all_reduce(pb, n, a.system.domain(), s);
+    compiler::KernelContext ctx(pb);
+    compiler::emit_hierarchical_all_reduce(ctx, n, a.system.domain(), s);
   }
   const isa::Program p = compiler::take_system(chips);
   const double build = since(t0);
