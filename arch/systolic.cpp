@@ -28,9 +28,12 @@ MatmulTiming matmul_timing(const ArrayShape& a, int64_t pack, int64_t m, int64_t
   return t;
 }
 
-MatmulTiming matmul_timing(const SystolicParams& s, std::string_view cls, int64_t m, int64_t k, int64_t n) {
-  const int64_t pack = int64_t(s.macs_per_cycle.at(cls)) / (s.rows * s.cols);
-  return matmul_timing(ArrayShape{s.rows, s.cols, s.count, s.dataflow}, pack, m, k, n);
+int64_t array_pack(const SystolicParams& s, std::string_view cls) {
+  return int64_t(s.macs_per_cycle.at(cls)) / (s.rows * s.cols);
 }
 
-}  // namespace tessera::sim
+MatmulTiming matmul_timing(const SystolicParams& s, std::string_view cls, int64_t m, int64_t k, int64_t n) {
+  return matmul_timing(ArrayShape{s.rows, s.cols, s.count, s.dataflow}, array_pack(s, cls), m, k, n);
+}
+
+}  // namespace tessera::arch

@@ -43,7 +43,9 @@ struct MatmulTiming {
   int64_t occupancy = 0;  // cycles before the arrays accept the next MATMUL
 };
 
-// `pack`: MACs per PE per cycle for the input dtype (macs_per_cycle / (rows * cols)).
+// MACs per PE per cycle of a tile's arrays for the dtype class `cls` ("bf16", "fp8", ...).
+int64_t array_pack(const SystolicParams& s, std::string_view cls);
+// `pack`: array_pack of the input dtype.
 MatmulTiming matmul_timing(const ArrayShape& a, int64_t pack, int64_t m, int64_t k, int64_t n);
 // The same for a tile's arrays multiplying the dtype class `cls` ("bf16", "fp8", ...).
 MatmulTiming matmul_timing(const SystolicParams& s, std::string_view cls, int64_t m, int64_t k, int64_t n);

@@ -1,11 +1,11 @@
 #include "sim/simulation.hpp"
 
-#include "sim/system.hpp"
-
 #include <fmt/format.h>
 
 #include <cstdlib>
 #include <mutex>
+
+#include "sim/system.hpp"
 
 // libsystemc refers to sc_main; Tessera drives the kernel itself (sc_start per run).
 extern "C" __attribute__((visibility("default"))) int sc_main(int, char**) { return 0; }

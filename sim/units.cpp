@@ -79,11 +79,12 @@ void MatmulUnit::push(Op* op) {
 
 void MatmulUnit::run() {
   const arch::SystolicParams& sa = tile_.arch().chip.tile.systolic;
+  const arch::ArrayShape shape{sa.rows, sa.cols, sa.count, sa.dataflow};
   advance(tile_, queue_, running_, accept_, event_, [&](Op* op, Tick now) {
     const isa::Dtype dt = static_cast<isa::Dtype>(op->v[kDtype]);
     const int64_t m = op->v[kM], k = op->v[kK], n = op->v[kN];
-    const int64_t pack = int64_t(sa.macs_per_cycle.at(isa::array_dtype_class(dt))) / (sa.rows * sa.cols);
-    const arch::MatmulTiming t = arch::matmul_timing(sa, isa::array_dtype_class(dt), m, k, n);
+    const int64_t pack = arch::array_pack(sa, isa::array_dtype_class(dt));
+    const arch::MatmulTiming t = arch::matmul_timing(shape, pack, m, k, n);
     const Tick occupancy = tile_.clock().cycles(double(t.occupancy));
     const Tick latency = tile_.clock().cycles(double(t.latency));
     busy_ += double(occupancy);

@@ -610,7 +610,7 @@ GemmPlan plan_gemm(const arch::Arch& a, const GemmSpec& s, uint64_t budget,
     throw CompileError(
         fmt::format("{}'s arrays cannot multiply {} in a GEMM", a.name, isa::dtype_name(s.dtype)));
   }
-  const int64_t pack = int64_t(sa.macs_per_cycle.at(cls)) / (sa.rows * sa.cols);
+  const int64_t pack = arch::array_pack(sa, cls);
   const int64_t kq = sa.dataflow == arch::Dataflow::WeightStationary ? sa.rows * pack : pack * 8;
   const int tiles = int(a.tiles());
   // The most square blocks: grid rows against grid columns as M against N.
@@ -625,8 +625,9 @@ GemmPlan plan_gemm(const arch::Arch& a, const GemmSpec& s, uint64_t budget,
   if (p.panel == 0) return p;
   // Through shared memory, the blocks the SRAM allows are what they are whatever the grid; the
   // grid decides how often A and B are staged and read. Grids may leave up to a tenth of the
-  // tiles idle (148 SMs factor only as 4 x 37). Grids whose estimates tie (all bound by the same blocks on the arrays) differ in the memory
-  // traffic the estimate hides behind the arrays: of those, the one with the least.
+  // tiles idle (148 SMs factor only as 4 x 37). Grids whose estimates tie (all bound by the same
+  // blocks on the arrays) differ in the memory traffic the estimate hides behind the arrays: of
+  // those, the one with the least.
   StagedTimes best = staged_times(a, s, p);
   for (int gr = 1; gr <= tiles; ++gr) {
     const int gc = tiles / gr;
