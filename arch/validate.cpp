@@ -3,6 +3,8 @@
 #include <cmath>
 #include <string>
 
+#include "arch/network.hpp"
+
 namespace tessera::arch {
 namespace {
 
@@ -56,10 +58,8 @@ void validate(const Arch& a, const ConfigNode& root, std::vector<Problem>& probl
 
   // System
   const SystemParams& sys = a.system;
-  if (sys.domain() > 1) {
-    check.require(sys.link.count >= 1, "system.link.count",
-                  "a scale-up domain of " + std::to_string(sys.domain()) + " chips needs at least one link per chip");
-  }
+  const std::string links = too_few_links(sys);
+  check.require(links.empty(), "system.link.count", links);
   if (sys.domain() < sys.chips) {
     const std::string n = std::to_string(sys.chips), d = std::to_string(sys.domain());
     check.require(sys.chips % sys.domain() == 0, "system.scale_out.domain",

@@ -3,11 +3,10 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cmath>
-#include <functional>
-#include <map>
 #include <numeric>
 #include <stdexcept>
+
+#include "arch/network.hpp"
 
 namespace tessera::sim {
 
@@ -19,20 +18,18 @@ int Topology::connect(int a, int b, double bandwidth, double latency, bool scale
 
 namespace {
 
-// Links in a bundle to each of `neighbours`, or an error naming the topology and the key.
-int64_t per_neighbour(const arch::SystemParams& s, int64_t neighbours, const std::string& what) {
-  const int64_t n = neighbours > 0 ? s.link.count / neighbours : 0;
-  if (neighbours > 0 && n < 1) {
-    throw std::invalid_argument(fmt::format("system.link.count: {} of {} chips needs at least {} links per chip, not {}",
-                                            what, s.chips, neighbours, s.link.count));
-  }
-  return n;
+// Links in the bundle to each neighbour of a chip of `s` (one scale-up domain), or the error
+// validation gives (for a system built without it).
+int64_t per_neighbour(const arch::SystemParams& s) {
+  if (const std::string e = arch::too_few_links(s); !e.empty()) throw std::invalid_argument("system.link.count: " + e);
+  const int64_t n = arch::link_neighbours(s.topology, s.chips);
+  return n > 0 ? s.link.count / n : 0;
 }
 
 class FullyConnected : public Topology {
  public:
   explicit FullyConnected(const arch::SystemParams& s) : Topology(int(s.chips)) {
-    const double bw = double(per_neighbour(s, s.chips - 1, "a fully connected system")) * s.link.bandwidth;
+    const double bw = double(per_neighbour(s)) * s.link.bandwidth;
     for (int a = 0; a < chips_; ++a) {
       for (int b = a + 1; b < chips_; ++b) connect(a, b, bw, s.link.latency);
     }
@@ -51,7 +48,7 @@ class Switch : public Topology {
  public:
   explicit Switch(const arch::SystemParams& s) : Topology(int(s.chips)) {
     for (int c = 0; c < chips_; ++c) {
-      connect(c, chips_, double(std::max<int64_t>(s.link.count, 1)) * s.link.bandwidth, s.link.latency / 2);
+      connect(c, chips_, double(per_neighbour(s)) * s.link.bandwidth, s.link.latency / 2);
     }
   }
   std::string name() const override { return "switch"; }
@@ -63,12 +60,11 @@ class Switch : public Topology {
 // dimension has length 2). Routes go dimension by dimension, the shorter way round.
 class Torus : public Topology {
  public:
-  Torus(const arch::SystemParams& s, std::vector<int> dims, std::string name)
-      : Topology(int(s.chips)), dims_(std::move(dims)), name_(std::move(name)) {
+  Torus(const arch::SystemParams& s, std::string name)
+      : Topology(int(s.chips)), dims_(arch::torus_dims(s.topology, s.chips)), name_(std::move(name)) {
     // Two neighbours per dimension, whatever its length, so that the bundles do not depend on
     // the number of chips.
-    const int64_t bundle = per_neighbour(s, 2 * std::count_if(dims_.begin(), dims_.end(), [](int d) { return d > 1; }),
-                                         "a " + name_);
+    const int64_t bundle = per_neighbour(s);
     next_.assign(size_t(chips_) * dims_.size() * 2, -1);
     for (int c = 0; c < chips_; ++c) {
       for (size_t d = 0; d < dims_.size(); ++d) {
@@ -123,19 +119,6 @@ class Torus : public Topology {
   std::vector<int> next_;  // [chip, dimension, direction] -> link
 };
 
-// The most even factorisation of n into `k` factors, largest first.
-std::vector<int> even_factors(int n, int k) {
-  if (k == 1) return {n};
-  int best = 1;
-  for (int f = 1; f * f <= n; ++f) {
-    if (n % f == 0 && std::pow(double(f), double(k)) <= double(n) + 0.5) best = f;
-  }
-  std::vector<int> rest = even_factors(n / best, k - 1);
-  rest.push_back(best);
-  std::sort(rest.rbegin(), rest.rend());
-  return rest;
-}
-
 // Domains of one topology each, and a scale-out switch (the node after every chip) that every
 // chip reaches over its scale-out links.
 class Domains : public Topology {
@@ -170,38 +153,25 @@ class Domains : public Topology {
   int up_ = 0;  // the first scale-out link
 };
 
-using Factory = std::function<std::unique_ptr<Topology>(const arch::SystemParams&)>;
-
-const std::map<arch::Topology, std::pair<std::string, Factory>>& table() {
-  static const std::map<arch::Topology, std::pair<std::string, Factory>> t = {
-      {arch::Topology::FullyConnected,
-       {"fully_connected", [](const arch::SystemParams& s) { return std::make_unique<FullyConnected>(s); }}},
-      {arch::Topology::Switch, {"switch", [](const arch::SystemParams& s) { return std::make_unique<Switch>(s); }}},
-      {arch::Topology::Ring,
-       {"ring", [](const arch::SystemParams& s) { return std::make_unique<Torus>(s, std::vector<int>{int(s.chips)}, "ring"); }}},
-      {arch::Topology::Torus2D,
-       {"torus2d",
-        [](const arch::SystemParams& s) { return std::make_unique<Torus>(s, even_factors(int(s.chips), 2), "2D torus"); }}},
-      {arch::Topology::Torus3D,
-       {"torus3d",
-        [](const arch::SystemParams& s) { return std::make_unique<Torus>(s, even_factors(int(s.chips), 3), "3D torus"); }}},
-  };
-  return t;
+// One scale-up domain's topology.
+std::unique_ptr<Topology> make_domain(const arch::SystemParams& s) {
+  switch (s.topology) {
+    case arch::Topology::FullyConnected: return std::make_unique<FullyConnected>(s);
+    case arch::Topology::Switch: return std::make_unique<Switch>(s);
+    case arch::Topology::Ring: return std::make_unique<Torus>(s, "ring");
+    case arch::Topology::Torus2D: return std::make_unique<Torus>(s, "2D torus");
+    case arch::Topology::Torus3D: return std::make_unique<Torus>(s, "3D torus");
+  }
+  throw std::logic_error("a topology without an implementation");
 }
 
 }  // namespace
 
 std::unique_ptr<Topology> make_topology(const arch::SystemParams& s) {
-  if (s.domain() == s.chips) return table().at(s.topology).second(s);
+  if (s.domain() == s.chips) return make_domain(s);
   arch::SystemParams one = s;
   one.chips = s.domain(), one.scale_out = {};
-  return std::make_unique<Domains>(s, table().at(s.topology).second(one));
-}
-
-std::vector<std::string> topology_names() {
-  std::vector<std::string> names;
-  for (const auto& [kind, entry] : table()) names.push_back(entry.first);
-  return names;
+  return std::make_unique<Domains>(s, make_domain(one));
 }
 
 }  // namespace tessera::sim

@@ -1,7 +1,8 @@
 // How the chips of a system are wired: the directed links between nodes (chips, and switches
 // where the topology has them) and the route a message takes from one chip to another. Each
-// topology is an implementation of one interface, made by name (make_topology); the table of
-// names is written out in topology.cpp (static libraries drop self-registration).
+// topology is an implementation of one interface, made for its arch::Topology by make_topology
+// (a switch statement: static libraries drop self-registration); the dimensions of a ring or
+// torus and the neighbours sharing a chip's links are arch/network.hpp's.
 //
 // A chip's `system.link.count` links are shared among its neighbours: fully connected, a
 // (count / (chips - 1))-link bundle to every other chip; a ring, count / 2 to each of its two
@@ -48,7 +49,5 @@ class Topology {
 
 // The topology the system describes, or a clear error naming what does not fit.
 std::unique_ptr<Topology> make_topology(const arch::SystemParams& s);
-// The names make_topology knows.
-std::vector<std::string> topology_names();
 
 }  // namespace tessera::sim

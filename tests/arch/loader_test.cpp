@@ -162,6 +162,21 @@ TEST_F(LoaderTest, ScaleOutDomainsMustDivideTheChipsAndHaveLinks) {
                                               "system.scale_out.bandwidth=50GB/s", "system.scale_out.latency=5us"}));
 }
 
+// Each chip shares its links among the chips (or switch) it links to directly.
+TEST_F(LoaderTest, TooFewLinksForTheTopology) {
+  EXPECT_THAT(error_of("mi300x-x8", {"system.chips=16"}),
+              HasSubstr("system.link.count: a fully connected system of 16 chips needs at least 15 links per chip, not 7"));
+  EXPECT_THAT(error_of("maia100-class", {"system.chips=7", "system.topology=torus2d", "system.link.count=1"}),
+              HasSubstr("system.link.count: a 2D torus of 7 chips needs at least 2 links per chip, not 1"));  // 7 x 1
+  EXPECT_THAT(error_of("maia100-class", {"system.chips=8", "system.topology=torus3d", "system.link.count=5"}),
+              HasSubstr("a 3D torus of 8 chips needs at least 6 links per chip, not 5"));
+  EXPECT_THAT(error_of("maia100-x8", {"system.link.count=2"}),
+              HasSubstr("a fully connected system of 4 chips (a scale-up domain) needs at least 3 links per chip, not 2"));
+  EXPECT_THAT(error_of("hgx-h100x8", {"system.link.count=0"}),
+              HasSubstr("a switched system of 8 chips needs at least 1 link per chip, not 0"));
+  EXPECT_NO_THROW(load_arch("maia100-class", {"system.chips=7", "system.topology=torus2d", "system.link.count=2"}));
+}
+
 TEST_F(LoaderTest, MacsMustBeMultipleOfArraySizeAndPriced) {
   EXPECT_THAT(error_of("maia100-class", {"chip.tile.systolic.macs_per_cycle.bf16=1000"}),
               HasSubstr("chip.tile.systolic.macs_per_cycle.bf16: MACs per cycle (1000) must be a multiple"));
