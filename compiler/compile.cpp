@@ -28,11 +28,12 @@ Lowering lower(Graph g, const arch::Arch& a, const CompileOptions& o, CompileRes
 }
 
 // Chip `chip`'s program and tensors (from its graph's values when given: a model split across
-// chips, whose chips' lowerings differ only in which parts of the weights their values hold).
+// chips, whose chips' lowerings differ only in which parts of the weights their values hold),
+// and the marks when asked for (every chip's are alike).
 void generate(const Lowering& l, const arch::Arch& a, const CompileOptions& o, int chip, const Graph* own,
-              CompileResult& r) {
+              std::vector<MarkedOp>* marks, CompileResult& r) {
   r.layer_loops.emplace_back();
-  isa::Program p = codegen(l, a, &r.layer_loops.back(), r.marks.empty() ? &r.marks : nullptr, o.sample_rounds, chip);
+  isa::Program p = codegen(l, a, &r.layer_loops.back(), marks, o.sample_rounds, chip);
   if (o.verify) isa::verify_or_throw(p, target_for(a));
   if (r.program.streams.empty()) {
     r.program = std::move(p);
@@ -63,7 +64,7 @@ void sizes(const Lowering& l, CompileResult& r) {
 CompileResult compile(Graph g, const arch::Arch& a, const CompileOptions& o) {
   CompileResult r;
   const Lowering l = lower(std::move(g), a, o, r);
-  generate(l, a, o, o.chip, nullptr, r);
+  generate(l, a, o, o.chip, nullptr, &r.marks, r);
   sizes(l, r);
   return r;
 }
@@ -89,7 +90,7 @@ CompileResult compile_model(const ModelConfig& m, const Workload& w, const arch:
                                            own.values[i].name));
       }
     }
-    generate(l, a, o, int(c), &own, r);
+    generate(l, a, o, int(c), &own, c == 0 ? &r.marks : nullptr, r);
   }
   r.program.meta["tensor_parallel"] = std::to_string(chips);
   sizes(l, r);

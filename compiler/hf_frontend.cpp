@@ -369,25 +369,32 @@ class GraphBuilder {
     if (n < 1 || tp_.rank < 0 || tp_.rank >= n) {
       throw CompileError(fmt::format("chip {} of a {}-chip tensor-parallel split", tp_.rank, n));
     }
-    auto even = [&](int64_t count, const char* what) {
-      if (count % n != 0) {
-        throw CompileError(fmt::format("{}: {} {} do not split evenly over {} chips (tensor parallelism)", m_.name,
-                                       count, what, n));
+    if (const std::string why = unsplittable(m_, n); !why.empty()) {
+      std::string fits;  // the fewer chips it splits over
+      for (int64_t k = 2; k < n; ++k) {
+        if (unsplittable(m_, k).empty()) fits += (fits.empty() ? "" : ", ") + std::to_string(k);
       }
-      return count / n;
-    };
-    heads_ = even(m_.heads, "attention heads");
-    intermediate_ = even(m_.intermediate, "intermediate features");
-    if (m_.kv_heads >= n) {
-      kv_heads_ = even(m_.kv_heads, "key/value heads");
-      kv_first_ = tp_.rank * kv_heads_;
-    } else if (n % m_.kv_heads == 0) {
-      kv_heads_ = 1;  // replicated: n / kv_heads chips share each
-      kv_first_ = tp_.rank * m_.kv_heads / n;
-    } else {
-      throw CompileError(fmt::format("{}: {} key/value heads can be neither split nor replicated evenly over {} chips",
-                                     m_.name, m_.kv_heads, n));
+      throw CompileError(fmt::format("{}: {} (tensor parallelism); {}", m_.name, why,
+                                     fits.empty() ? "it runs on one chip only" : "it splits over " + fits + " chips"));
     }
+    heads_ = m_.heads / n, intermediate_ = m_.intermediate / n;
+    kv_heads_ = m_.kv_heads >= n ? m_.kv_heads / n : 1;  // fewer: replicated, n / kv_heads chips share each
+    kv_first_ = m_.kv_heads >= n ? tp_.rank * kv_heads_ : tp_.rank * m_.kv_heads / n;
+  }
+
+  // Why the model's heads and features do not split over n chips; empty when they do.
+  static std::string unsplittable(const ModelConfig& m, int64_t n) {
+    if (m.heads % n != 0) return fmt::format("{} attention heads do not split evenly over {} chips", m.heads, n);
+    if (m.intermediate % n != 0) {
+      return fmt::format("{} intermediate features do not split evenly over {} chips", m.intermediate, n);
+    }
+    if (m.kv_heads >= n && m.kv_heads % n != 0) {
+      return fmt::format("{} key/value heads do not split evenly over {} chips", m.kv_heads, n);
+    }
+    if (m.kv_heads < n && n % m.kv_heads != 0) {
+      return fmt::format("{} key/value heads can be neither split nor replicated evenly over {} chips", m.kv_heads, n);
+    }
+    return "";
   }
 
   // After a Linear whose inputs were split across chips: the sum of every chip's result.

@@ -292,17 +292,22 @@ TEST(BuildGraph, TensorParallelNeedsAnEvenSplit) {
   auto with = [](std::string json, const std::string& from, const std::string& to) {
     return json.replace(json.find(from), from.size(), to);
   };
-  EXPECT_EQ(error(tiny_llama(), 3), "tiny: 4 attention heads do not split evenly over 3 chips (tensor parallelism)");
+  EXPECT_EQ(error(tiny_llama(), 3),
+            "tiny: 4 attention heads do not split evenly over 3 chips (tensor parallelism); it splits over 2 chips");
   const std::string kv3 = with(tiny_llama(), R"("num_attention_heads": 4, "num_key_value_heads": 2)",
                                R"("num_attention_heads": 6, "num_key_value_heads": 3)");
-  EXPECT_EQ(error(kv3, 2), "tiny: 3 key/value heads do not split evenly over 2 chips (tensor parallelism)");
+  EXPECT_EQ(error(kv3, 2),
+            "tiny: 3 key/value heads do not split evenly over 2 chips (tensor parallelism); it runs on one chip only");
   const std::string kv4 = with(with(tiny_llama(), R"("num_attention_heads": 4, "num_key_value_heads": 2)",
                                     R"("num_attention_heads": 12, "num_key_value_heads": 4)"),
                                R"("hidden_size": 64, "intermediate_size": 128)",
                                R"("hidden_size": 96, "intermediate_size": 132)");
-  EXPECT_EQ(error(kv4, 6), "tiny: 4 key/value heads can be neither split nor replicated evenly over 6 chips");
+  EXPECT_EQ(error(kv4, 6),
+            "tiny: 4 key/value heads can be neither split nor replicated evenly over 6 chips (tensor parallelism); it "
+            "splits over 2, 4 chips");
   EXPECT_EQ(error(with(tiny_llama(), R"("intermediate_size": 128)", R"("intermediate_size": 130)"), 4),
-            "tiny: 130 intermediate features do not split evenly over 4 chips (tensor parallelism)");
+            "tiny: 130 intermediate features do not split evenly over 4 chips (tensor parallelism); it splits over "
+            "2 chips");
   EXPECT_EQ(error(tiny_llama(), 4), "no error");  // 2 key/value heads replicated over 4 chips
 }
 

@@ -18,6 +18,7 @@ namespace tessera::sim {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::ThrowsMessage;
 
 arch::SystemParams system_of(int64_t chips, arch::Topology t, int64_t links) {
   arch::SystemParams s;
@@ -271,6 +272,13 @@ std::string error_of(const std::string& text, const arch::Arch& a) {
     return e.what();
   }
   return "no error";
+}
+
+TEST(Comm, MemoryOfAChipBeyondTheSystemIsAClearError) {
+  Simulation sim(system(2, "fully_connected", 1), Mode::Functional);
+  EXPECT_NO_THROW(sim.memory(1));
+  EXPECT_THAT([&] { sim.memory(2); }, ThrowsMessage<SimError>(HasSubstr("chip 2: maia100-class has 2 chip(s)")));
+  EXPECT_THROW(sim.memory(-1), SimError);
 }
 
 TEST(Comm, UnmatchedMessagesNameBothEnds) {

@@ -35,17 +35,17 @@ struct PyArch {
   static PyArch load(const std::string& source, const std::vector<std::string>& overrides) {
     return {source, overrides, arch::load_arch(source, overrides)};
   }
-  PyArch with(const py::kwargs& kw) const {
+  PyArch with(const std::vector<std::string>& more) const {
     std::vector<std::string> o = overrides;
-    for (const auto& [k, v] : kw) o.push_back(py::str(k).cast<std::string>() + "=" + py::str(v).cast<std::string>());
+    o.insert(o.end(), more.begin(), more.end());
     return load(source, o);
   }
+  PyArch with_kwargs(const py::kwargs& kw) const {
+    std::vector<std::string> more;
+    for (const auto& [k, v] : kw) more.push_back(py::str(k).cast<std::string>() + "=" + py::str(v).cast<std::string>());
+    return with(more);
+  }
 };
-
-std::vector<std::string> with_override(std::vector<std::string> overrides, std::string one) {
-  overrides.push_back(std::move(one));
-  return overrides;
-}
 
 struct PyProgram {
   compiler::CompileResult result;
@@ -122,7 +122,7 @@ PYBIND11_MODULE(_tessera, m) {
       .def_static("load", &PyArch::load, py::arg("name_or_path"), py::arg("overrides") = std::vector<std::string>{},
                   "A preset by name or a YAML/JSON file, with key.path=value overrides")
       .def_static("presets", &arch::preset_names)
-      .def("with_", &PyArch::with, "A copy with parameters overridden: arch.with_(**{'hbm.stacks': 6})")
+      .def("with_", &PyArch::with_kwargs, "A copy with parameters overridden: arch.with_(**{'hbm.stacks': 6})")
       .def_property_readonly("name", [](const PyArch& a) { return a.arch.name; })
       .def_property_readonly("tiles", [](const PyArch& a) { return a.arch.tiles(); })
       .def("to_dict", [](const PyArch& a) { return json_to_python(arch::to_json(a.arch)); })
@@ -188,9 +188,7 @@ PYBIND11_MODULE(_tessera, m) {
          const std::string& kv_dtype, bool full, const std::string& trace, const std::string& pricing, int64_t chips,
          bool stats) {
         const api::RunSpec s = run_spec(model, op, shape, phase, batch, seq, context, dtype, kv_dtype);
-        const arch::Arch system =
-            chips != 0 ? arch::load_arch(a.source, with_override(a.overrides, fmt::format("system.chips={}", chips)))
-                      : a.arch;
+        const arch::Arch system = chips != 0 ? a.with({fmt::format("system.chips={}", chips)}).arch : a.arch;
         nlohmann::json j;
         {
           py::gil_scoped_release release;
@@ -203,7 +201,8 @@ PYBIND11_MODULE(_tessera, m) {
       py::arg("dtype") = "bf16", py::arg("kv_dtype") = "bf16", py::arg("full") = false, py::arg("trace") = "",
       py::arg("pricing") = "owned", py::arg("chips") = 0, py::arg("stats") = false,
       "Compile, simulate and price a model step (model=..., phase, batch, seq or context) or an operator "
-      "(op='gemm'|'attention'|'copy', shape=[...]); returns the report as a dict (with every stat if stats=True)");
+      "(op='gemm'|'attention'|'copy', shape=[...]) on the system's chips (chips=N: N of them, as -s system.chips=N; "
+      "a model is split across them); returns the report as a dict (with every stat if stats=True)");
 
   m.def(
       "compare",
