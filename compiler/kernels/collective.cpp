@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <memory>
 #include <numeric>
 #include <utility>
 
@@ -76,26 +77,53 @@ void add_into(ProgramBuilder& pb, const Adder& add, Addr into, const std::vector
   }
 }
 
-// One chip's part of a ring collective: its group, and its semaphores.
-class Ring {
+// One chip's part of a reduce-scatter and an all-gather over a group (an all-reduce runs one
+// after the other): after the reduce-scatter chip c holds the sum of part c, after the
+// all-gather every chip holds every part. A ring passes parts to the next chip in n - 1 steps
+// each; a direct exchange sends every part straight to its chip in one step each.
+class Exchange {
  public:
-  Ring(KernelContext& ctx, const std::vector<int>& ring, const CollectiveSpec& s, const char* what)
-      : pb_(ctx.pb), s_(s), g_(ctx.pb.chip(), ring, what, s.elements), e_(esize(s.dtype)) {
+  Exchange(KernelContext& ctx, const std::vector<int>& chips, const CollectiveSpec& s, const char* what)
+      : pb_(ctx.pb), s_(s), g_(ctx.pb.chip(), chips, what, s.elements), e_(esize(s.dtype)) {
     arrived_ = ctx.sem(), sent_ = ctx.sem();
   }
-
+  virtual ~Exchange() = default;
   const Group& group() const { return g_; }
-
-  // Step `step`: part `out` to the next chip; part `in` from the previous one, into `into`.
-  void exchange(int64_t step, int64_t out, Addr into, int64_t in) {
-    const int64_t c = g_.position();
-    pb_.emit(0, send(advance(s_.buf, g_.first(out) * e_), g_.count(out) * e_, g_.at(c + 1), s_.tag + step, sent_));
-    pb_.emit(0, recv(into, g_.count(in) * e_, g_.at(c - 1), s_.tag + step, arrived_));
-    pb_.emit(0, sem_wait(arrived_));
-    ++sends_;
+  // Tags tag .. tag + steps() / 2 - 1.
+  virtual void reduce_scatter(const Adder& add) = 0;
+  // Tags tag + first .. tag + first + steps() / 2 - 1.
+  virtual void all_gather(int64_t first) = 0;
+  // The tags of a reduce-scatter and an all-gather.
+  virtual int64_t steps() const = 0;
+  // Nothing may overwrite a part still being sent.
+  void finish() {
+    if (unwaited_ > 0) pb_.emit(0, sem_wait(sent_, unwaited_));
+    unwaited_ = 0;
   }
 
-  void reduce_scatter(const Adder& add) {
+ protected:
+  Addr part(int64_t p) const { return advance(s_.buf, g_.first(p) * e_); }
+  void send_part(int64_t p, int64_t to, int64_t tag) {
+    pb_.emit(0, send(part(p), g_.count(p) * e_, g_.at(to), s_.tag + tag, sent_));
+    ++unwaited_;
+  }
+  void recv_part(Addr into, int64_t p, int64_t from, int64_t tag) {
+    pb_.emit(0, recv(into, g_.count(p) * e_, g_.at(from), s_.tag + tag, arrived_));
+  }
+
+  ProgramBuilder& pb_;
+  const CollectiveSpec& s_;
+  Group g_;
+  int64_t e_;
+  int arrived_ = 0, sent_ = 0;
+  int64_t unwaited_ = 0;  // sends not yet waited for
+};
+
+class RingExchange : public Exchange {
+ public:
+  using Exchange::Exchange;
+
+  void reduce_scatter(const Adder& add) override {
     const int64_t c = g_.position();
     for (int64_t step = 0; step < g_.size() - 1; ++step) {
       // Part c - step - 1 out (the sum so far), part c - step - 2 in: after n - 1 steps chip c
@@ -103,34 +131,91 @@ class Ring {
       const int64_t in = c - step - 2;
       exchange(step, c - step - 1, s_.scratch, in);
       pb_.barrier_all();  // the part has arrived: every tile adds a slice of it
-      add_into(pb_, add, advance(s_.buf, g_.first(in) * e_), {s_.scratch}, g_.count(in), s_.dtype);
+      add_into(pb_, add, part(in), {s_.scratch}, g_.count(in), s_.dtype);
       pb_.barrier_all();  // the sums are in HBM: the next step sends one of them
     }
   }
 
-  // Steps first .. first + n - 2 (tags follow a reduce-scatter's in an all-reduce).
-  void all_gather(int64_t first) {
+  void all_gather(int64_t first) override {
     const int64_t c = g_.position();
-    for (int64_t j = 0; j < g_.size() - 1; ++j) {
-      const int64_t in = c - j - 1;
-      exchange(first + j, c - j, advance(s_.buf, g_.first(in) * e_), in);
-    }
+    for (int64_t j = 0; j < g_.size() - 1; ++j) exchange(first + j, c - j, part(c - j - 1), c - j - 1);
   }
 
-  // Nothing may overwrite a part still being sent.
-  void finish() { pb_.emit(0, sem_wait(sent_, sends_)); }
-
-  // Tags of a kernel's steps.
-  int64_t steps() const { return 2 * (g_.size() - 1); }
+  int64_t steps() const override { return 2 * (g_.size() - 1); }
 
  private:
-  ProgramBuilder& pb_;
-  const CollectiveSpec& s_;
-  Group g_;
-  int64_t e_;
-  int arrived_ = 0, sent_ = 0;
-  int64_t sends_ = 0;
+  // Step `step`: part `out` to the next chip; part `in` from the previous one, into `into`.
+  void exchange(int64_t step, int64_t out, Addr into, int64_t in) {
+    const int64_t c = g_.position();
+    send_part(out, c + 1, step);
+    recv_part(into, in, c - 1, step);
+    pb_.emit(0, sem_wait(arrived_));
+  }
 };
+
+class DirectExchange : public Exchange {
+ public:
+  using Exchange::Exchange;
+
+  // Part p to chip p; part c from every other chip, each into a slot of its own of scratch, then
+  // added to this chip's.
+  void reduce_scatter(const Adder& add) override {
+    const int64_t n = g_.size(), c = g_.position(), slot = (s_.elements + n - 1) / n * e_;
+    std::vector<Addr> slots;
+    for (int64_t k = 1; k < n; ++k) {
+      slots.push_back(advance(s_.scratch, (k - 1) * slot));
+      send_part(c + k, c + k, 0);
+      recv_part(slots.back(), c, c - k, 0);
+    }
+    pb_.emit(0, sem_wait(arrived_, n - 1));
+    finish();  // the parts sent are read: sums may come back into them
+    pb_.barrier_all();
+    add_into(pb_, add, part(c), slots, g_.count(c), s_.dtype);
+    pb_.barrier_all();
+  }
+
+  // The sum of part c to every other chip; theirs into their parts.
+  void all_gather(int64_t first) override {
+    const int64_t n = g_.size(), c = g_.position();
+    for (int64_t k = 1; k < n; ++k) {
+      send_part(c, c + k, first);
+      recv_part(part(c - k), c - k, c - k, first);
+    }
+    pb_.emit(0, sem_wait(arrived_, n - 1));
+  }
+
+  int64_t steps() const override { return 2; }
+};
+
+// Scratch values the reduce-scatter of `elements` over n chips needs.
+int64_t scratch_values(bool direct, int64_t n, int64_t elements) {
+  return (direct ? n - 1 : 1) * ((elements + n - 1) / n);
+}
+
+// Whether the chips of a scale-up domain reach each other in one hop.
+bool any_to_any(const arch::SystemParams& s) {
+  return s.topology == arch::Topology::Switch || s.topology == arch::Topology::FullyConnected;
+}
+
+std::unique_ptr<Exchange> exchange(KernelContext& ctx, bool direct, const std::vector<int>& chips,
+                                   const CollectiveSpec& s, const char* what) {
+  if (direct) return std::make_unique<DirectExchange>(ctx, chips, s, what);
+  return std::make_unique<RingExchange>(ctx, chips, s, what);
+}
+
+void all_reduce(Exchange& x, const Adder& add) {
+  x.reduce_scatter(add);
+  x.all_gather(x.steps() / 2);
+  x.finish();
+}
+
+enum class AllReduceKind { Ring, Direct, Hierarchical };
+
+AllReduceKind all_reduce_kind(const arch::Arch& a, int64_t group) {
+  const arch::SystemParams& sys = a.system;
+  if (group == sys.chips && sys.domain() < sys.chips) return AllReduceKind::Hierarchical;
+  return any_to_any(sys) ? AllReduceKind::Direct : AllReduceKind::Ring;
+}
 
 }  // namespace
 
@@ -142,24 +227,28 @@ std::vector<int> all_chips(int64_t chips) {
 
 void emit_ring_reduce_scatter(KernelContext& ctx, const std::vector<int>& ring, const CollectiveSpec& s) {
   if (ring.size() < 2) return;  // one chip holds the sum already
-  Ring r(ctx, ring, s, "a reduce-scatter");
+  RingExchange r(ctx, ring, s, "a reduce-scatter");
   r.reduce_scatter(make_adder(ctx, s.dtype));
   r.finish();
 }
 
 void emit_ring_all_gather(KernelContext& ctx, const std::vector<int>& ring, const CollectiveSpec& s) {
   if (ring.size() < 2) return;
-  Ring r(ctx, ring, s, "an all-gather");
+  RingExchange r(ctx, ring, s, "an all-gather");
   r.all_gather(0);
   r.finish();
 }
 
 void emit_ring_all_reduce(KernelContext& ctx, const std::vector<int>& ring, const CollectiveSpec& s) {
   if (ring.size() < 2) return;
-  Ring r(ctx, ring, s, "an all-reduce");
-  r.reduce_scatter(make_adder(ctx, s.dtype));
-  r.all_gather(int64_t(ring.size()) - 1);
-  r.finish();
+  RingExchange r(ctx, ring, s, "an all-reduce");
+  all_reduce(r, make_adder(ctx, s.dtype));
+}
+
+void emit_direct_all_reduce(KernelContext& ctx, const std::vector<int>& group, const CollectiveSpec& s) {
+  if (group.size() < 2) return;
+  DirectExchange d(ctx, group, s, "an all-reduce");
+  all_reduce(d, make_adder(ctx, s.dtype));
 }
 
 void emit_hierarchical_all_reduce(KernelContext& ctx, int64_t chips, int64_t domain, const CollectiveSpec& s) {
@@ -173,20 +262,20 @@ void emit_hierarchical_all_reduce(KernelContext& ctx, int64_t chips, int64_t dom
   for (int i = 0; i < int(domain); ++i) inside.push_back(first + i);
   for (int d = 0; d < int(chips / domain); ++d) across.push_back(d * int(domain) + local);
   const Adder add = make_adder(ctx, s.dtype);
-  // Reduce-scatter within the domain: this chip holds the domain's sum of part `local`.
-  Ring in(ctx, inside, s, "an all-reduce");
-  in.reduce_scatter(add);
-  // That part all-reduced across the domains, over the chips holding the same part.
+  // Reduce-scatter within the domain (direct when its chips reach each other in one hop): this
+  // chip holds the domain's sum of part `local`.
+  const std::unique_ptr<Exchange> in = exchange(ctx, any_to_any(ctx.arch().system), inside, s, "an all-reduce");
+  in->reduce_scatter(add);
+  // That part all-reduced across the domains, over the chips holding the same part: directly,
+  // through the scale-out switch.
   CollectiveSpec mine = s;
-  mine.buf = advance(s.buf, in.group().first(local) * esize(s.dtype)), mine.elements = in.group().count(local);
-  mine.tag = s.tag + in.steps();
-  Ring out(ctx, across, mine, "an all-reduce");
-  out.reduce_scatter(add);
-  out.all_gather(int64_t(across.size()) - 1);
+  mine.buf = advance(s.buf, in->group().first(local) * esize(s.dtype)), mine.elements = in->group().count(local);
+  mine.tag = s.tag + in->steps();
+  DirectExchange out(ctx, across, mine, "an all-reduce");
+  all_reduce(out, add);
   // And gathered within the domain.
-  in.all_gather(domain - 1);
-  out.finish();
-  in.finish();
+  in->all_gather(in->steps() / 2);
+  in->finish();
 }
 
 void emit_ring_broadcast(KernelContext& ctx, const std::vector<int>& ring, const CollectiveSpec& s, int64_t segments) {
@@ -234,48 +323,6 @@ void emit_all_to_all(KernelContext& ctx, int64_t chips, const CollectiveSpec& s)
   pb.emit(0, sem_wait(sent, chips - 1));
 }
 
-void emit_direct_all_reduce(KernelContext& ctx, const std::vector<int>& group, const CollectiveSpec& s) {
-  const int64_t n = int64_t(group.size()), e = esize(s.dtype);
-  if (n < 2) return;
-  ProgramBuilder& pb = ctx.pb;
-  const Group g(pb.chip(), group, "an all-reduce", s.elements);
-  const int64_t c = g.position(), slot = (s.elements + n - 1) / n * e;
-  const Adder add = make_adder(ctx, s.dtype);
-  const int arrived = ctx.sem(), sent = ctx.sem();
-  // Part p to chip p; part c from every other chip, each into a slot of its own.
-  std::vector<Addr> slots;
-  for (int64_t k = 1; k < n; ++k) {
-    slots.push_back(advance(s.scratch, (k - 1) * slot));
-    pb.emit(0, send(advance(s.buf, g.first(c + k) * e), g.count(c + k) * e, g.at(c + k), s.tag, sent));
-    pb.emit(0, recv(slots.back(), g.count(c) * e, g.at(c - k), s.tag, arrived));
-  }
-  pb.emit(0, sem_wait(arrived, n - 1));
-  pb.emit(0, sem_wait(sent, n - 1));  // the parts sent are read: the sums may come back into them
-  pb.barrier_all();
-  add_into(pb, add, advance(s.buf, g.first(c) * e), slots, g.count(c), s.dtype);
-  pb.barrier_all();
-  // The sum of part c to every other chip; theirs into their parts.
-  for (int64_t k = 1; k < n; ++k) {
-    pb.emit(0, send(advance(s.buf, g.first(c) * e), g.count(c) * e, g.at(c + k), s.tag + 1, sent));
-    pb.emit(0, recv(advance(s.buf, g.first(c - k) * e), g.count(c - k) * e, g.at(c - k), s.tag + 1, arrived));
-  }
-  pb.emit(0, sem_wait(arrived, n - 1));
-  pb.emit(0, sem_wait(sent, n - 1));
-}
-
-namespace {
-
-enum class AllReduceKind { Ring, Direct, Hierarchical };
-
-AllReduceKind all_reduce_kind(const arch::Arch& a, int64_t group) {
-  const arch::SystemParams& sys = a.system;
-  if (group == sys.chips && sys.domain() < sys.chips) return AllReduceKind::Hierarchical;
-  const bool any_to_any = sys.topology == arch::Topology::Switch || sys.topology == arch::Topology::FullyConnected;
-  return any_to_any ? AllReduceKind::Direct : AllReduceKind::Ring;
-}
-
-}  // namespace
-
 void emit_all_reduce(KernelContext& ctx, const std::vector<int64_t>& group, const CollectiveSpec& s) {
   const std::vector<int> chips(group.begin(), group.end());
   const arch::SystemParams& sys = ctx.arch().system;
@@ -287,11 +334,13 @@ void emit_all_reduce(KernelContext& ctx, const std::vector<int64_t>& group, cons
 }
 
 int64_t all_reduce_scratch(const arch::Arch& a, int64_t group, int64_t elements) {
-  auto part = [&](int64_t n) { return (elements + n - 1) / n; };
   switch (all_reduce_kind(a, group)) {
-    case AllReduceKind::Hierarchical: return part(a.system.domain());  // the ring inside a domain
-    case AllReduceKind::Direct: return (group - 1) * part(group);
-    case AllReduceKind::Ring: return part(group);
+    case AllReduceKind::Hierarchical: {  // the reduce-scatter within a domain, then the one across
+      const int64_t d = a.system.domain(), part = (elements + d - 1) / d;
+      return std::max(scratch_values(any_to_any(a.system), d, elements), scratch_values(true, group / d, part));
+    }
+    case AllReduceKind::Direct: return scratch_values(true, group, elements);
+    case AllReduceKind::Ring: return scratch_values(false, group, elements);
   }
   return elements;
 }

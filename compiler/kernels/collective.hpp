@@ -1,8 +1,8 @@
 // Collectives across the chips of a system, as programs of send and recv: the building blocks
 // that tensor, pipeline and expert parallelism put between a model's operators. Each kernel
-// emits one chip's part (ctx.pb.chip()'s) with the op's scratch (ctx): every chip's code depends only on its index, so each
-// chip's program is generated on its own, as a sharded model's is. A ring is a list of chips in
-// ring order (all_chips(n): 0 .. n - 1).
+// emits one chip's part (ctx.pb.chip()'s) with the op's scratch (ctx): every chip's code depends
+// only on its index, so each chip's program is generated on its own, as a sharded model's is. A
+// ring is a list of chips in ring order (all_chips(n): 0 .. n - 1).
 //
 // Ring collectives (bandwidth-optimal on a ring, and what NCCL runs within a node) cut the
 // tensor into n parts, part p the values [p * elements / n, (p + 1) * elements / n):
@@ -13,9 +13,10 @@
 // - all-reduce: the two. Each chip sends 2 (n - 1) / n of the tensor:
 //   time ~ 2 (n - 1) / n x bytes / link bandwidth + 2 (n - 1) x latency, plus the adds.
 // - hierarchical all-reduce, for scale-up domains of D chips joined by a slower scale-out
-//   network (m domains): reduce-scatter within each domain, the part each chip then holds
-//   all-reduced across the domains (over the m chips holding it), all-gather within the domain;
-//   only 2 (m - 1) / m of a D-th of the tensor crosses the scale-out links.
+//   network (m domains): reduce-scatter within each domain (direct when the domain is a switch
+//   or a full mesh, else a ring), the part each chip then holds all-reduced across the domains
+//   (directly through the scale-out switch, over the m chips holding it), all-gather within the
+//   domain; only 2 (m - 1) / m of a D-th of the tensor crosses the scale-out links.
 // Broadcast from the ring's first chip: the tensor cut into `segments` pieces that go down the
 // ring, each chip passing a segment on as soon as it has it (a pipeline): time ~ (segments +
 // n - 2) x (bytes / segments) / bandwidth + (n - 1) x latency.
@@ -41,10 +42,11 @@ struct CollectiveSpec {
   int64_t elements = 0;       // of the whole tensor (all-to-all: of each chip's source)
   Dtype dtype = Dtype::Fp32;  // of the values (and of their sums)
   Addr buf{};                 // HBM, the same address on every chip: the tensor, in place
-  Addr scratch{};             // HBM: a received part before it is added (reduce-scatter,
-                              // all-reduce: ceil(elements / n) values); all-to-all: the destination
-  int64_t tag = 0;            // tags tag .. tag + 2 (n - 1) - 1 are the kernel's (hierarchical:
-                              // 2 (D - 1) + 2 (m - 1))
+  Addr scratch{};             // HBM: received parts before they are added (ring: ceil(elements /
+                              // n) values, direct: n - 1 times that; all_reduce_scratch says
+                              // how many); all-to-all: the destination
+  int64_t tag = 0;            // tags tag .. tag + 2 (n - 1) - 1 are a ring's (direct: tag, tag + 1;
+                              // hierarchical: the domain's, then the 2 across)
 };
 
 std::vector<int> all_chips(int64_t chips);
@@ -52,6 +54,7 @@ void emit_ring_reduce_scatter(KernelContext& ctx, const std::vector<int>& ring, 
 void emit_ring_all_gather(KernelContext& ctx, const std::vector<int>& ring, const CollectiveSpec& s);
 void emit_ring_all_reduce(KernelContext& ctx, const std::vector<int>& ring, const CollectiveSpec& s);
 // Over chips 0 .. chips - 1 in domains of `domain` (chips d * domain ...); one domain: a ring.
+// Its scratch: all_reduce_scratch's for a system of these domains.
 void emit_hierarchical_all_reduce(KernelContext& ctx, int64_t chips, int64_t domain, const CollectiveSpec& s);
 void emit_ring_broadcast(KernelContext& ctx, const std::vector<int>& ring, const CollectiveSpec& s, int64_t segments);
 void emit_direct_all_reduce(KernelContext& ctx, const std::vector<int>& group, const CollectiveSpec& s);

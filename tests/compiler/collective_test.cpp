@@ -315,18 +315,22 @@ TEST(RingBroadcastTiming, IsAPipelineOfSegments) {
   EXPECT_LT(r.seconds(), want * 1.02);
 }
 
-// Two domains of 4 chips: a switch inside each (one 50 GB/s, 1 us link per chip), one 25 GB/s,
-// 4 us scale-out link per chip between them.
-arch::Arch two_servers() {
-  return arch::load_arch("maia100-class", {"system.chips=8", "system.topology=switch", "system.link.count=1",
+// Two domains of 4 chips: a switch inside each (one 50 GB/s, 1 us link per chip; or a ring of
+// two such links), one 25 GB/s, 4 us scale-out link per chip between them.
+arch::Arch two_servers(const std::string& inside = "switch") {
+  return arch::load_arch("maia100-class", {"system.chips=8", "system.topology=" + inside,
+                                           inside == "ring" ? "system.link.count=2" : "system.link.count=1",
                                            "system.link.bandwidth=50GB/s", "system.link.latency=1us",
                                            "system.scale_out.domain=4", "system.scale_out.count=1",
                                            "system.scale_out.bandwidth=25GB/s", "system.scale_out.latency=4us"});
 }
 
-TEST(HierarchicalAllReduce, EveryChipEndsWithTheSum) {
+// Direct inside a switched domain, a ring inside a ring.
+class HierarchicalAllReduce : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(HierarchicalAllReduce, EveryChipEndsWithTheSum) {
   const int64_t elements = 30'011;
-  const Memories m = run_collective(two_servers(), elements, Dtype::Fp32,
+  const Memories m = run_collective(two_servers(GetParam()), elements, Dtype::Fp32,
                                     [](KernelContext& ctx, int64_t chips, const CollectiveSpec& s) {
                                       emit_hierarchical_all_reduce(ctx, chips, 4, s);
                                     });
@@ -339,10 +343,13 @@ TEST(HierarchicalAllReduce, EveryChipEndsWithTheSum) {
   }
 }
 
+INSTANTIATE_TEST_SUITE_P(Collectives, HierarchicalAllReduce, ::testing::Values("switch", "ring"));
+
 TEST(HierarchicalAllReduceTiming, SendsOnlyAQuarterOverTheScaleOutLinks) {
-  // 16 MiB of bf16. Within each domain (D = 4): a reduce-scatter and an all-gather, each
-  // (D - 1) / D x bytes / 50 GB/s + (D - 1) x 1 us; across (m = 2): an all-reduce of a quarter,
-  // 2 (m - 1) / m x (bytes / D) / 25 GB/s + 2 (m - 1) x 4 us. Plus the adds (bounded as above).
+  // 16 MiB of bf16. Within each switched domain (D = 4): a direct reduce-scatter and all-gather,
+  // each one step of (D - 1) / D x bytes through the 50 GB/s port + 1 us; across (m = 2): a direct
+  // all-reduce of a quarter, 2 ((m - 1) / m x (bytes / D) / 25 GB/s + 4 us). Plus the adds: the
+  // own part, the D - 1 (then m - 1) received ones and the sum over HBM's bandwidth.
   const int64_t elements = 8 << 20, D = 4, m = 2;
   const arch::Arch a = two_servers();
   std::vector<ProgramBuilder> chips;
@@ -357,13 +364,42 @@ TEST(HierarchicalAllReduceTiming, SendsOnlyAQuarterOverTheScaleOutLinks) {
   }
   const sim::RunResult r = sim::Simulation(a).run(take_system(chips));
   const double bytes = double(elements) * 2;
-  const double inside = 2 * (double(D - 1) / D * bytes / 50e9 + double(D - 1) * 1e-6);
-  const double across = 2.0 * (m - 1) / m * (bytes / D) / 25e9 + 2.0 * (m - 1) * 4e-6;
-  const double adds = (double(D - 1) * 3 * bytes / D + double(m - 1) * 3 * bytes / D / m) / 1.792e12;
+  const double inside = 2 * (double(D - 1) / D * bytes / 50e9 + 1e-6);
+  const double across = 2 * (double(m - 1) / m * (bytes / D) / 25e9 + 4e-6);
+  const double adds = (double(D + 1) * bytes / D + double(m + 1) * bytes / D / m) / 1.792e12;
   EXPECT_GT(r.seconds(), inside + across);
   EXPECT_LT(r.seconds(), (inside + across + adds) * 1.05);
   // Chip 0's scale-out link carried half of its quarter (the all-reduce of 2 sends 1/2 of it twice).
   EXPECT_EQ(r.stats.value("system.link.c0-sw.bytes"), 2.0 * (m - 1) / m * bytes / D);
+}
+
+
+// 64 KiB: latency rules. Directly, a switched domain's reduce-scatter and all-gather take one
+// latency each; a ring takes D - 1 each, so the direct all-reduce beats the ring's latency floor.
+TEST(HierarchicalAllReduceTiming, SmallMessagesTakeOneLatencyPerStepInASwitchedDomain) {
+  const int64_t elements = 32 << 10, D = 4, m = 2;
+  const double bytes = double(elements) * 2;
+  const double across = 2 * (double(m - 1) / m * (bytes / D) / 25e9 + 4e-6);
+  auto time = [&](const std::string& inside) {
+    const arch::Arch a = two_servers(inside);
+    std::vector<ProgramBuilder> chips;
+    for (int64_t c = 0; c < 8; ++c) chips.emplace_back(a, int(c));
+    CollectiveSpec s;
+    s.elements = elements, s.dtype = Dtype::Bf16;
+    for (ProgramBuilder& pb : chips) {
+      s.buf = hbm(int64_t(pb.hbm_region("buf", isa::RegionKind::Io, uint64_t(bytes))));
+      s.scratch = hbm(int64_t(pb.hbm_region("scratch", isa::RegionKind::Io, uint64_t(bytes))));
+      KernelContext ctx(pb);
+      emit_hierarchical_all_reduce(ctx, 8, D, s);
+    }
+    return sim::Simulation(a).run(take_system(chips)).seconds();
+  };
+  const double direct = 2 * (double(D - 1) / D * bytes / 50e9 + 1e-6) + across;
+  const double ring_floor = 2 * (double(D - 1) / D * bytes / 50e9 + double(D - 1) * 1e-6) + across;
+  const double switched = time("switch");
+  EXPECT_GT(switched, direct);
+  EXPECT_LT(switched, ring_floor);
+  EXPECT_GT(time("ring"), ring_floor);
 }
 
 }  // namespace
