@@ -70,12 +70,7 @@ CompileResult compile(Graph g, const arch::Arch& a, const CompileOptions& o) {
 }
 
 CompileResult compile_model(const ModelConfig& m, const Workload& w, const arch::Arch& a, const CompileOptions& o) {
-  const int64_t chips = o.tensor_parallel > 0 ? o.tensor_parallel : a.system.chips;
-  if (chips != a.system.chips) {
-    throw CompileError(fmt::format("tensor parallelism over {} chips of a {}-chip system: every chip must take a part "
-                                   "(pipeline parallelism, to use the others, is not built yet)",
-                                   chips, a.system.chips));
-  }
+  const int64_t chips = a.system.chips;
   if (chips == 1) return compile(build_graph(m, w), a, o);
   // Every chip's graph has the same ops and shapes (only which parts of the weights its values
   // hold differ), so one lowering serves them all; each chip gets its own code (its place in

@@ -28,10 +28,7 @@ struct CompileOptions {
   // pairs) emit at most this many of them, marked, for a performance run that extrapolates
   // the rest (0: every round; the program then computes the whole op).
   int64_t sample_rounds = 0;
-  // compile_model(): the chips the model is split over by tensor parallelism (0: every chip of
-  // the system). compile(): the chip this graph's program is for.
-  int64_t tensor_parallel = 0;
-  int chip = 0;
+  int chip = 0;  // compile(): the chip this graph's program is for
 };
 
 // How an op's work is spread over the tiles.
