@@ -77,7 +77,8 @@ CompileResult compile_model(const ModelConfig& m, const Workload& w, const arch:
   // the collectives) and its own parts.
   CompileResult r;
   const Lowering l = lower(build_graph(m, w, {chips, 0}), a, o, r);
-  for (int64_t c = 0; c < chips; ++c) {
+  generate(l, a, o, 0, nullptr, &r.marks, r);
+  for (int64_t c = 1; c < chips; ++c) {
     const Graph own = build_graph(m, w, {chips, c});
     for (size_t i = 0; i < own.values.size(); ++i) {
       if (own.values[i].shape != l.graph.values[i].shape) {
@@ -85,7 +86,7 @@ CompileResult compile_model(const ModelConfig& m, const Workload& w, const arch:
                                            own.values[i].name));
       }
     }
-    generate(l, a, o, int(c), &own, c == 0 ? &r.marks : nullptr, r);
+    generate(l, a, o, int(c), &own, nullptr, r);
   }
   r.program.meta["tensor_parallel"] = std::to_string(chips);
   sizes(l, r);
