@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <numeric>
 
 #include "arch/derived.hpp"
 #include "arch/loader.hpp"
@@ -158,9 +159,10 @@ ModelRow model_step(const std::string& preset, const api::RunSpec& spec, bool ev
           r.utilization.at("compute")};
 }
 
-// An all-reduce of `bytes` of bf16 on every chip of `a` (hierarchical over its scale-out
-// domains when it has them): host time, simulated time, and the latter over the ring formula's
-// communication time on the domain's links alone (what a flat ring on one domain would take).
+// An all-reduce of `bytes` of bf16 on every chip of `a`, the one the compiler picks for the
+// system (ring, direct or hierarchical): host time, simulated time, and the latter over the ring
+// formula's communication time on the domain's links alone (what a flat ring on one domain would
+// take).
 struct CollectiveRow {
   std::string name;
   double build_s, sim_s, simulated_s, over_ring;
@@ -178,7 +180,9 @@ CollectiveRow all_reduce(const std::string& preset, std::vector<std::string> ove
     s.buf = compiler::hbm(int64_t(pb.hbm_region("buf", isa::RegionKind::Io, bytes)));
     s.scratch = compiler::hbm(int64_t(pb.hbm_region("scratch", isa::RegionKind::Io, bytes)));
     compiler::KernelContext ctx(pb);
-    compiler::emit_hierarchical_all_reduce(ctx, n, a.system.domain(), s);
+    std::vector<int64_t> group(static_cast<size_t>(n));
+    std::iota(group.begin(), group.end(), 0);
+    compiler::emit_all_reduce(ctx, group, s);
   }
   const isa::Program p = compiler::take_system(chips);
   const double build = since(t0);
