@@ -3,8 +3,8 @@
 #include <fmt/format.h>
 
 #include <set>
+#include <stdexcept>
 
-#include "compiler/error.hpp"
 #include "compiler/passes.hpp"
 #include "compiler/target.hpp"
 #include "isa/verify.hpp"
