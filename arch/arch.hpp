@@ -90,11 +90,27 @@ struct ScaleOutParams {
   }
 };
 
+// How a model is mapped onto the system's chips: tensor parallelism within groups of `tp`
+// chips, a pipeline of `pp` such groups (tp x pp = chips). 0: chosen by a search for the
+// fastest step (or from the other when one is given).
+struct ParallelismParams {
+  int64_t tp = 0;
+  int64_t pp = 0;
+
+  template <class V>
+  void visit(V& v) {
+    v.field("tp", tp, {"chips a model's layers are split over by tensor parallelism; 0: chosen", Dim::Count, 0.0, {},
+                       Bound::NonNegative});
+    v.field("pp", pp, {"pipeline stages of a model's layers; 0: chosen", Dim::Count, 0.0, {}, Bound::NonNegative});
+  }
+};
+
 struct SystemParams {
   int64_t chips = 1;
   Topology topology = Topology::Switch;
   LinkParams link;
   ScaleOutParams scale_out;
+  ParallelismParams parallelism;
 
   template <class V>
   void visit(V& v) {
@@ -102,6 +118,7 @@ struct SystemParams {
     v.choice("topology", topology, {"how the chips of a scale-up domain are connected", Dim::Count, std::nullopt, "switch"});
     v.group("link", "chip-to-chip links within a scale-up domain", [&] { link.visit(v); });
     v.group("scale_out", "the network between scale-up domains", [&] { scale_out.visit(v); });
+    v.group("parallelism", "how a model is mapped onto the chips", [&] { parallelism.visit(v); });
   }
   // Chips per scale-up domain.
   int64_t domain() const { return scale_out.domain > 0 ? std::min(scale_out.domain, chips) : chips; }

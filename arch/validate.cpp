@@ -70,6 +70,20 @@ void validate(const Arch& a, const ConfigNode& root, std::vector<Problem>& probl
                   n + " chips in domains of " + d + " need a scale-out bandwidth");
   }
 
+  const ParallelismParams& par = sys.parallelism;
+  const std::string n = std::to_string(sys.chips);
+  if (par.tp > 0 && par.pp > 0) {
+    check.require(par.tp * par.pp == sys.chips, "system.parallelism.tp",
+                  "tp " + std::to_string(par.tp) + " x pp " + std::to_string(par.pp) + " = " +
+                      std::to_string(par.tp * par.pp) + " chips, not the system's " + n);
+  } else if (par.tp > 0) {
+    check.require(sys.chips % par.tp == 0, "system.parallelism.tp",
+                  "tp " + std::to_string(par.tp) + " does not divide the system's " + n + " chips");
+  } else if (par.pp > 0) {
+    check.require(sys.chips % par.pp == 0, "system.parallelism.pp",
+                  "pp " + std::to_string(par.pp) + " does not divide the system's " + n + " chips");
+  }
+
   // Chip
   check.require(tiles % chip.cluster_size == 0, "chip.cluster_size",
                 "cluster size " + std::to_string(chip.cluster_size) + " does not divide the " +

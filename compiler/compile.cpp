@@ -69,17 +69,18 @@ CompileResult compile(Graph g, const arch::Arch& a, const CompileOptions& o) {
   return r;
 }
 
-CompileResult compile_model(const ModelConfig& m, const Workload& w, const arch::Arch& a, const CompileOptions& o) {
+CompileResult compile_model(const ModelConfig& m, const Workload& w, const arch::Arch& a, const CompileOptions& o,
+                            const PipelineStage& stage) {
   const int64_t chips = a.system.chips;
-  if (chips == 1) return compile(build_graph(m, w), a, o);
+  if (chips == 1) return compile(build_graph(m, w, {}, stage), a, o);
   // Every chip's graph has the same ops and shapes (only which parts of the weights its values
   // hold differ), so one lowering serves them all; each chip gets its own code (its place in
   // the collectives) and its own parts.
   CompileResult r;
-  const Lowering l = lower(build_graph(m, w, {chips, 0}), a, o, r);
+  const Lowering l = lower(build_graph(m, w, {chips, 0}, stage), a, o, r);
   generate(l, a, o, 0, nullptr, &r.marks, r);
   for (int64_t c = 1; c < chips; ++c) {
-    const Graph own = build_graph(m, w, {chips, c});
+    const Graph own = build_graph(m, w, {chips, c}, stage);
     for (size_t i = 0; i < own.values.size(); ++i) {
       if (own.values[i].shape != l.graph.values[i].shape) {
         throw std::logic_error(fmt::format("chip {}'s part of {} differs in shape from chip 0's at %{}", c, m.name,

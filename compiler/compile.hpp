@@ -57,10 +57,12 @@ struct CompileResult {
 
 CompileResult compile(Graph g, const arch::Arch& a, const CompileOptions& o = {});
 
-// Model config + workload -> program, the usual path. On a system of several chips the model is
-// split over them by tensor parallelism (TensorParallel): every chip's graph is compiled for it
-// and the programs joined (each chip's streams; the memory map they share). The sizes and the
-// marks are each chip's (alike); `tensors` lists every chip's.
-CompileResult compile_model(const ModelConfig& m, const Workload& w, const arch::Arch& a, const CompileOptions& o = {});
+// Model config + workload -> program, the usual path: the whole model, or one stage of a
+// pipeline (PipelineStage). On a system of several chips the model (or the stage) is split over
+// them by tensor parallelism (TensorParallel): every chip's graph is compiled for it and the
+// programs joined (each chip's streams; the memory map they share). The sizes and the marks are
+// each chip's (alike); `tensors` lists every chip's.
+CompileResult compile_model(const ModelConfig& m, const Workload& w, const arch::Arch& a, const CompileOptions& o = {},
+                            const PipelineStage& stage = {});
 
 }  // namespace tessera::compiler

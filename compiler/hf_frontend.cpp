@@ -279,9 +279,28 @@ struct Cut {
   bool whole() const { return ranges.empty() && size == 0; }
 };
 
+}  // namespace
+
+std::string tensor_parallel_problem(const ModelConfig& m, int64_t n) {
+  if (m.heads % n != 0) return fmt::format("{} attention heads do not split evenly over {} chips", m.heads, n);
+  if (m.intermediate % n != 0) {
+    return fmt::format("{} intermediate features do not split evenly over {} chips", m.intermediate, n);
+  }
+  if (m.kv_heads >= n && m.kv_heads % n != 0) {
+    return fmt::format("{} key/value heads do not split evenly over {} chips", m.kv_heads, n);
+  }
+  if (m.kv_heads < n && n % m.kv_heads != 0) {
+    return fmt::format("{} key/value heads can be neither split nor replicated evenly over {} chips", m.kv_heads, n);
+  }
+  return "";
+}
+
+namespace {
+
 class GraphBuilder {
  public:
-  GraphBuilder(const ModelConfig& m, const Workload& w, const TensorParallel& tp) : m_(m), w_(w), tp_(tp) {
+  GraphBuilder(const ModelConfig& m, const Workload& w, const TensorParallel& tp, const PipelineStage& stage)
+      : m_(m), w_(w), tp_(tp), stage_(stage) {
     tokens_ = w.batch * w.tokens_per_sequence();
     g_.name = m.name;
     g_.meta["model"] = m.name;
@@ -291,6 +310,10 @@ class GraphBuilder {
     g_.meta[w.phase == Phase::Prefill ? "seq" : "context"] = std::to_string(w.phase == Phase::Prefill ? w.seq : w.context);
     g_.meta["layers"] = std::to_string(m.layers);
     if (tp.chips > 1) g_.meta["tensor_parallel"] = fmt::format("{} of {}", tp.rank, tp.chips);
+    if (stage.stages > 1) {
+      const auto [first, end] = stage.layers(m.layers);
+      g_.meta["pipeline_stage"] = fmt::format("{} of {} (layers {}-{})", stage.stage, stage.stages, first, end - 1);
+    }
   }
 
   Graph build() {
@@ -308,8 +331,27 @@ class GraphBuilder {
     for (int64_t id : w_.token_ids) {
       if (id < 0 || id >= m_.vocab) throw CompileError(fmt::format("token id {} is outside the vocabulary of {}", id, m_.vocab));
     }
-    int x = embed();
-    for (int64_t l = 0; l < m_.layers; ++l) x = layer(l, x);
+    if (stage_.stages < 1 || stage_.stage < 0 || stage_.stage >= stage_.stages) {
+      throw CompileError(fmt::format("stage {} of a {}-stage pipeline", stage_.stage, stage_.stages));
+    }
+    if (stage_.stages > m_.layers) {
+      throw CompileError(fmt::format("{}'s {} layers cannot make {} pipeline stages", m_.name, m_.layers, stage_.stages));
+    }
+    int x = -1;
+    if (stage_.first()) {
+      x = embed();
+    } else {
+      x = g_.value("hidden", {tokens_, m_.hidden}, Dtype::Bf16, Role::Input);
+      g_.inputs = {x};
+    }
+    const auto [first, end] = stage_.layers(m_.layers);
+    for (int64_t l = first; l < end; ++l) x = layer(l, l - first, x);
+    if (!stage_.last()) {
+      g_.v(x).role = Role::Output;
+      g_.v(x).name = "hidden";
+      g_.outputs = {x};
+      return std::move(g_);
+    }
     const std::string final_norm = m_.family == "gpt2" ? "transformer.ln_f" : m_.family == "opt" ? "model.decoder.final_layer_norm" : "model.norm";
     int64_t rows = tokens_;
     if (w_.phase == Phase::Prefill && !w_.all_logits && w_.seq > 1) {
@@ -321,8 +363,8 @@ class GraphBuilder {
     const int h = norm(final_norm, x, -1, "final_norm");
     // Each chip: its vocabulary rows of the head, so its columns of the logits.
     const Cut vocab = cut_evenly(m_.vocab);
-    const std::string head_name = m_.tie_embeddings ? g_.v(embed_table_).name : "lm_head.weight";
-    const int head = tp_.chips == 1 && m_.tie_embeddings ? embed_table_ : part(head_name, {m_.vocab, m_.hidden}, 0, vocab);
+    const std::string head_name = m_.tie_embeddings ? embed_table_name() : "lm_head.weight";
+    const int head = tp_.chips == 1 && m_.tie_embeddings && embed_table_ >= 0 ? embed_table_ : part(head_name, {m_.vocab, m_.hidden}, 0, vocab);
     const int logits = linear("lm_head", h, head, -1, {rows, vocab.size}, -1);
     g_.v(logits).role = Role::Output;
     g_.v(logits).name = "logits";
@@ -369,10 +411,10 @@ class GraphBuilder {
     if (n < 1 || tp_.rank < 0 || tp_.rank >= n) {
       throw CompileError(fmt::format("chip {} of a {}-chip tensor-parallel split", tp_.rank, n));
     }
-    if (const std::string why = unsplittable(m_, n); !why.empty()) {
+    if (const std::string why = tensor_parallel_problem(m_, n); !why.empty()) {
       std::string fits;  // the fewer chips it splits over
       for (int64_t k = 2; k < n; ++k) {
-        if (unsplittable(m_, k).empty()) fits += (fits.empty() ? "" : ", ") + std::to_string(k);
+        if (tensor_parallel_problem(m_, k).empty()) fits += (fits.empty() ? "" : ", ") + std::to_string(k);
       }
       throw CompileError(fmt::format("{}: {} (tensor parallelism); {}", m_.name, why,
                                      fits.empty() ? "it runs on one chip only" : "it splits over " + fits + " chips"));
@@ -380,21 +422,6 @@ class GraphBuilder {
     heads_ = m_.heads / n, intermediate_ = m_.intermediate / n;
     kv_heads_ = m_.kv_heads >= n ? m_.kv_heads / n : 1;  // fewer: replicated, n / kv_heads chips share each
     kv_first_ = m_.kv_heads >= n ? tp_.rank * kv_heads_ : tp_.rank * m_.kv_heads / n;
-  }
-
-  // Why the model's heads and features do not split over n chips; empty when they do.
-  static std::string unsplittable(const ModelConfig& m, int64_t n) {
-    if (m.heads % n != 0) return fmt::format("{} attention heads do not split evenly over {} chips", m.heads, n);
-    if (m.intermediate % n != 0) {
-      return fmt::format("{} intermediate features do not split evenly over {} chips", m.intermediate, n);
-    }
-    if (m.kv_heads >= n && m.kv_heads % n != 0) {
-      return fmt::format("{} key/value heads do not split evenly over {} chips", m.kv_heads, n);
-    }
-    if (m.kv_heads < n && n % m.kv_heads != 0) {
-      return fmt::format("{} key/value heads can be neither split nor replicated evenly over {} chips", m.kv_heads, n);
-    }
-    return "";
   }
 
   // After a Linear whose inputs were split across chips: the sum of every chip's result.
@@ -417,11 +444,14 @@ class GraphBuilder {
     return p;
   }
 
+  std::string embed_table_name() const {
+    return m_.family == "gpt2"  ? "transformer.wte.weight"
+           : m_.family == "opt" ? "model.decoder.embed_tokens.weight"
+                                : "model.embed_tokens.weight";
+  }
+
   int embed() {
-    const std::string table_name = m_.family == "gpt2" ? "transformer.wte.weight"
-                                   : m_.family == "opt" ? "model.decoder.embed_tokens.weight"
-                                                        : "model.embed_tokens.weight";
-    embed_table_ = weight(table_name, {m_.vocab, m_.hidden});
+    embed_table_ = weight(embed_table_name(), {m_.vocab, m_.hidden});
     std::vector<int64_t> ids = w_.token_ids;
     if (ids.empty()) {
       for (int64_t t = 0; t < tokens_; ++t) ids.push_back((t * 7919 + 1) % m_.vocab);  // a fixed pattern
@@ -473,8 +503,9 @@ class GraphBuilder {
     return linear(op_name, x, w, b, {tokens_, rows.whole() ? out : rows.size}, layer);
   }
 
-  int layer(int64_t l, int x) {
-    const std::string p = layer_prefix(l);
+  // Layer `model_layer` of the model, the stage's `l`-th.
+  int layer(int64_t model_layer, int64_t l, int x) {
+    const std::string p = layer_prefix(model_layer);
     const std::string n = fmt::format("l{}.", l);
     // This chip's heads and features (all of them on one chip).
     const int64_t d = m_.head_dim, q_dim = heads_ * d, kv_dim = kv_heads_ * d;
@@ -525,8 +556,8 @@ class GraphBuilder {
       k = add_op(OpKind::Rope, n + "k_rope", {k, rope_cos_, rope_sin_}, {tokens_, kv_dim}, l, rope_attrs);
     }
     const int64_t cache_len = w_.capacity();
-    const int kc = g_.value(fmt::format("kv_cache.{}.k", l), {w_.batch, kv_heads_, cache_len, d}, Dtype::Bf16, Role::KvCache);
-    const int vc = g_.value(fmt::format("kv_cache.{}.v", l), {w_.batch, kv_heads_, cache_len, d}, Dtype::Bf16, Role::KvCache);
+    const int kc = g_.value(fmt::format("kv_cache.{}.k", model_layer), {w_.batch, kv_heads_, cache_len, d}, Dtype::Bf16, Role::KvCache);
+    const int vc = g_.value(fmt::format("kv_cache.{}.v", model_layer), {w_.batch, kv_heads_, cache_len, d}, Dtype::Bf16, Role::KvCache);
     auto attn_attrs = shape_attrs;
     attn_attrs["heads"] = heads_;
     attn_attrs["kv_heads"] = kv_heads_;
@@ -597,6 +628,7 @@ class GraphBuilder {
   const ModelConfig& m_;
   const Workload& w_;
   const TensorParallel tp_;
+  const PipelineStage stage_;
   int64_t heads_ = 0, kv_heads_ = 0, kv_first_ = 0, intermediate_ = 0;  // this chip's
   Graph g_;
   int64_t tokens_ = 0;
@@ -606,8 +638,14 @@ class GraphBuilder {
 
 }  // namespace
 
-Graph build_graph(const ModelConfig& m, const Workload& w, const TensorParallel& tp) {
-  return GraphBuilder(m, w, tp).build();
+std::pair<int64_t, int64_t> PipelineStage::layers(int64_t layers) const {
+  const int64_t each = layers / stages, more = layers % stages;  // the first `more` take one more
+  const int64_t first = stage * each + std::min(stage, more);
+  return {first, first + each + (stage < more ? 1 : 0)};
+}
+
+Graph build_graph(const ModelConfig& m, const Workload& w, const TensorParallel& tp, const PipelineStage& stage) {
+  return GraphBuilder(m, w, tp, stage).build();
 }
 
 }  // namespace tessera::compiler

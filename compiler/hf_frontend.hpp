@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "compiler/graph.hpp"
@@ -78,14 +79,33 @@ struct Workload {
 // than the chips are replicated (chip c holds head c * kv_heads / chips). The LM head is split
 // by vocabulary rows (padded with zero rows to an even split): each chip ends with its columns
 // of the logits. Embeddings and norms are replicated; a bias after a split is added by chip 0.
+// Why the model's heads and features do not split over n chips; empty when they do.
+std::string tensor_parallel_problem(const ModelConfig& m, int64_t n);
+
 struct TensorParallel {
   int64_t chips = 1;
   int64_t rank = 0;  // this chip's index, 0 .. chips - 1
 };
 
-// The model's graph for a workload (on one chip of a tensor-parallel split). Weight values carry
-// Hugging Face tensor names ("model.layers.0.self_attn.q_proj.weight") and, when split, which
-// part of that tensor they hold (Value::shard); ops carry a "layer" attribute.
-Graph build_graph(const ModelConfig& m, const Workload& w, const TensorParallel& tp = {});
+// Pipeline parallelism: the model's layers dealt out in contiguous stages, the first stages
+// taking one more when they do not divide evenly (the last one also has the LM head). The
+// first stage embeds the tokens; every other stage starts from the hidden state the one before
+// it ends with (an input named "hidden"); every stage but the last ends with it (an output).
+struct PipelineStage {
+  int64_t stages = 1;
+  int64_t stage = 0;  // 0 .. stages - 1
+  bool first() const { return stage == 0; }
+  bool last() const { return stage == stages - 1; }
+  // The stage's layers, [first, end), of a model of `layers`.
+  std::pair<int64_t, int64_t> layers(int64_t layers) const;
+};
+
+// The model's graph for a workload (on one chip of a tensor-parallel split, for one pipeline
+// stage). Weight values and KV caches carry Hugging Face tensor names
+// ("model.layers.0.self_attn.q_proj.weight") of the model's layer numbers and, when split,
+// which part of that tensor they hold (Value::shard); ops carry a "layer" attribute, counted
+// from the stage's first layer (as are their names: "l0.attention").
+Graph build_graph(const ModelConfig& m, const Workload& w, const TensorParallel& tp = {},
+                  const PipelineStage& stage = {});
 
 }  // namespace tessera::compiler

@@ -72,7 +72,11 @@ std::string signature(const Graph& g, const Op& op) {
     if (k == "layer") continue;
     s += "|" + k;
   }
-  for (int i : op.inputs) s += fmt::format("|{}:{}:{}", int(g.v(i).role), g.v(i).elements(), isa::dtype_name(g.v(i).dtype));
+  for (int i : op.inputs) {
+    // A pipeline stage's input (the hidden state) comes to its first layer as an activation does.
+    const Role role = g.v(i).role == Role::Input ? Role::Activation : g.v(i).role;
+    s += fmt::format("|{}:{}:{}", int(role), g.v(i).elements(), isa::dtype_name(g.v(i).dtype));
+  }
   for (int o : op.outputs) s += fmt::format("|{}", g.v(o).elements());
   return s;
 }
@@ -262,7 +266,9 @@ void plan_memory(Lowering& l, const arch::Arch& a, const CompileOptions& o) {
     } else if (op.kind != OpKind::Concat) {
       for (int out : op.outputs) {
         const int in0 = op.inputs.empty() ? -1 : rep(op.inputs[0]);
-        const bool in_place = op.kind == OpKind::Add && in0 >= 0 && g.v(in0).role == Role::Activation &&
+        // (The graph's input too: a pipeline stage's hidden state is its residual stream.)
+        const bool in_place = op.kind == OpKind::Add && in0 >= 0 &&
+                              (g.v(in0).role == Role::Activation || g.v(in0).role == Role::Input) &&
                               last_use[in0] == k && l.places[size_t(in0)].ld == 0 &&
                               g.v(in0).bytes() == g.v(out).bytes() && g.v(in0).dtype == g.v(out).dtype;
         if (in_place) {

@@ -146,7 +146,7 @@ TEST(TensorParallel, TwoChipsShareTheWorkAndSendTheAllReducesBytes) {
   every.sample_layers = 0;
   const Report one = run(arch::load_arch("maia100-class"), decode(model, 8, 256), every);
   const Report two = run(arch::load_arch("maia100-class", {"system.chips=2", "system.topology=fully_connected",
-                                                           "system.link.count=1"}),
+                                                           "system.link.count=1", "system.parallelism.tp=2"}),
                          decode(model, 8, 256), every);
   EXPECT_EQ(two.chips, 2);
   EXPECT_LT(two.seconds, one.seconds);
@@ -162,6 +162,51 @@ TEST(TensorParallel, TwoChipsShareTheWorkAndSendTheAllReducesBytes) {
   EXPECT_TRUE(ops.count("attn_all_reduce") && ops.count("mlp_all_reduce"));
   // Each chip holds half of every layer's weights and of the LM head (the embeddings whole).
   EXPECT_LT(two.utilization.at("capacity"), 0.6 * one.utilization.at("capacity"));
+}
+
+// Two pipeline stages of one chip each, a decode step of batch 8 in 2 microbatches of 4: each
+// stage holds 3 of the 6 layers; the hidden state of each microbatch (4 tokens x 1024 x bf16)
+// crosses the link once, in latency + bytes / bandwidth; the step is the steady state's period,
+// max(one microbatch's trip, 2 x the slower stage) (mapping.hpp), and the rows add up to it.
+TEST(Pipeline, TwoStagesComposeTheirTimesAndSendTheHiddenState) {
+  const std::string model = small_llama();
+  const Report one = run(arch::load_arch("maia100-class"), decode(model, 8, 256));
+  const Report two = run(arch::load_arch("maia100-class", {"system.chips=2", "system.topology=fully_connected",
+                                                           "system.link.count=1", "system.parallelism.pp=2"}),
+                         decode(model, 8, 256));
+  EXPECT_EQ(two.tp, 1);
+  EXPECT_EQ(two.pp, 2);
+  EXPECT_EQ(two.microbatches, 2);
+  ASSERT_EQ(two.stage_seconds.size(), 2u);
+  ASSERT_EQ(two.transfer_seconds.size(), 1u);
+  const double bytes = 4.0 * 1024 * 2;
+  // maia100: 400 Gb/s links, 2 us; plus reading the first piece from HBM and writing the last.
+  EXPECT_GE(two.transfer_seconds[0], 2e-6 + bytes / 50e9);
+  EXPECT_LT(two.transfer_seconds[0], 1.05 * (2e-6 + bytes / 50e9));
+  const double s0 = two.stage_seconds[0], s1 = two.stage_seconds[1];
+  EXPECT_DOUBLE_EQ(two.seconds, std::max(s0 + s1 + two.transfer_seconds[0], 2 * std::max(s0, s1)));
+  EXPECT_DOUBLE_EQ(two.stats.value("system.link.c0-c1.bytes"), 2 * bytes);
+  EXPECT_DOUBLE_EQ(two.stats.value("system.link.c1-c0.bytes"), 0);
+  EXPECT_GT(two.stats.value("system.chip1.hbm.read_bytes"), 0);
+  double rows = 0;
+  for (const Report::Row& r : two.ops) rows += r.share.seconds;
+  EXPECT_NEAR(rows, two.seconds, 1e-9 * two.seconds);
+  EXPECT_EQ(two.layer_rows.size(), 6u);
+  EXPECT_NEAR(two.flops / one.flops, 1.0, 0.02);
+  EXPECT_LT(two.utilization.at("capacity"), 0.6 * one.utilization.at("capacity"));
+  EXPECT_GT(two.energy.joules.at("link"), 0);
+}
+
+// With the mapping left open, the search simulates the candidates it keeps and reports the fastest.
+TEST(Pipeline, TheSearchKeepsTheFastestMapping) {
+  const Report r = run(arch::load_arch("maia100-class", {"system.chips=2", "system.topology=fully_connected",
+                                                         "system.link.count=1"}),
+                       decode(small_llama(), 8, 256));
+  ASSERT_FALSE(r.mapping_search.empty());
+  for (const Report::Tried& t : r.mapping_search) {
+    EXPECT_EQ(t.tp * t.pp, 2);
+    EXPECT_LE(r.seconds, t.seconds);
+  }
 }
 
 TEST(GpuCalibration, MeasuredValuesMatchTheCalibrationFile) {

@@ -116,7 +116,14 @@ check "a copy larger than HBM is an error, not a hang" 1 "HBM exhausted: region 
 check "a bad shape is an error" 1 "--shape" -- "$tessera" run --arch maia100-class --op gemm --shape 1,x,3
 check "--chips splits the model over a system's chips" 0 '"chips": 2' -- "$tessera" run --arch maia100-class "${small[@]}" --chips 2 --json
 check "a model that does not split evenly is an error saying why" 1 "8 attention heads do not split evenly over 3 chips" -- \
-  "$tessera" run --arch maia100-class "${small[@]}" --chips 3
+  "$tessera" run --arch maia100-class "${small[@]}" --chips 3 --tp 3
+check "with the mapping open, a search finds one that splits" 0 '"pp": 3' -- \
+  "$tessera" run --arch maia100-class "${small[@]}" --chips 3 --json
+check "--tp and --pp that do not make the system's chips are an error" 1 \
+  "system.parallelism.tp: tp 2 x pp 2 = 4 chips, not the system's 8" -- \
+  "$tessera" run --arch hgx-h100x8 "${small[@]}" --tp 2 --pp 2
+check "--pp shows the pipeline in the report" 0 "tp 1 x pp 2, 2 microbatches" -- \
+  "$tessera" run --arch maia100-class "${small[@]}" --chips 2 --pp 2
 check "an operator on several chips is refused" 1 "an operator runs on one" -- "$tessera" run --arch hgx-h100x8 --op gemm --shape 64,64,64
 check "cloud pricing needs a cloud price" 1 "cloud_price" -- "$tessera" run --arch maia100-class "${small[@]}" --pricing cloud
 check "compare with an unknown system is an error" 1 "no such preset or file" -- "$tessera" compare --systems maia100-class,gpu9000 "${small[@]}"

@@ -237,33 +237,55 @@ def logits_of(sim, program, rows, vocab):
     return out
 
 
-def check_prefill_then_decode(arch, cfg, path, B, S, seed, label, **options):
+def run_stages(sims, programs, rows, hidden):
+    """Runs a pipeline's stages in order, each stage's hidden state (every chip of a stage ends
+    with all of it) written to every chip of the next; returns the last stage's program."""
+    for s, (sim, program) in enumerate(zip(sims, programs)):
+        if s > 0:
+            for t in program.tensors:
+                if t["name"] == "hidden":
+                    sim.write(t["addr"], x.ravel(), t["dtype"], chip=t["chip"])
+        sim.run(program)
+        out = [t for t in program.tensors if t["name"] == "hidden" and t["role"] == "output"]
+        if out:
+            x = sims[s].read(out[0]["addr"], rows * hidden, out[0]["dtype"], chip=out[0]["chip"])
+    return programs[-1]
+
+
+def check_prefill_then_decode(arch, cfg, path, B, S, seed, label, stages=1, **options):
     """Compiles a prefill of S tokens and the decode step after it, runs both on one functional
     simulation (the decode reads the KV cache the prefill wrote) and checks both sets of logits
-    against numpy. Returns the prefill program. On a system of several chips the model is split
-    across them; the weights are the ones the one-chip program would have."""
+    against numpy. Returns the prefill program (the first stage's). On a system of several chips
+    the model is split across them; the weights are the ones the one-chip program would have.
+    With stages > 1 it is split into a pipeline of that many stages, each on a simulation of
+    `arch`'s chips."""
     rng = np.random.default_rng(seed)
     ids = rng.integers(0, 256, size=(B, S + 1))
-    prefill = tessera.compile_model(arch, path, phase="prefill", batch=B, seq=S, cache_capacity=S + 1, all_logits=True,
-                                    token_ids=ids[:, :S].ravel().tolist(), **options)
-    decode = tessera.compile_model(arch, path, phase="decode", batch=B, context=S, cache_capacity=S + 1,
-                                   token_ids=ids[:, S].tolist(), **options)
+    hidden = cfg.get("hidden_size", cfg.get("n_embd"))
+    prefill = [tessera.compile_model(arch, path, phase="prefill", batch=B, seq=S, cache_capacity=S + 1,
+                                     all_logits=True, token_ids=ids[:, :S].ravel().tolist(), stage=s, stages=stages,
+                                     **options) for s in range(stages)]
+    decode = [tessera.compile_model(arch, path, phase="decode", batch=B, context=S, cache_capacity=S + 1,
+                                    token_ids=ids[:, S].tolist(), stage=s, stages=stages, **options)
+              for s in range(stages)]
     one_chip = tessera.compile_model(tessera.Arch.load("maia100-class"), path, phase="prefill", batch=B, seq=S,
                                      cache_capacity=S + 1, all_logits=True, token_ids=ids[:, :S].ravel().tolist())
     weights = random_weights(one_chip, seed=seed + 6)
-    sim = tessera.Simulation(arch, functional=True)
-    load(sim, prefill, weights)
-    sim.run(prefill)
-    got = logits_of(sim, prefill, B * S, 256)
+    sims = [tessera.Simulation(arch, functional=True) for _ in range(stages)]
+    for sim, program in zip(sims, prefill):
+        load(sim, program, weights)
+    last = run_stages(sims, prefill, B * S, hidden)
+    got = logits_of(sims[-1], last, B * S, 256)
     want = reference_logits(cfg, weights, ids[:, :S]).reshape(B * S, 256)
     assert rel_l2(got, want) < 2e-2, f"prefill on {label}: relative L2 error {rel_l2(got, want):.4f}"
 
-    load(sim, decode, weights)
-    sim.run(decode)
-    got = logits_of(sim, decode, B, 256)
+    for sim, program in zip(sims, decode):
+        load(sim, program, weights)
+    last = run_stages(sims, decode, B, hidden)
+    got = logits_of(sims[-1], last, B, 256)
     want = reference_logits(cfg, weights, ids)[:, S, :]
     assert rel_l2(got, want) < 2e-2, f"decode on {label}: relative L2 error {rel_l2(got, want):.4f}"
-    return prefill
+    return prefill[0]
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -290,6 +312,21 @@ def test_tensor_parallel_matches_numpy(tmp_path, chips, family):
                                         label=f"{chips} chips")
     assert {t["chip"] for t in prefill.tensors} == set(range(chips))
     assert f"tensor_parallel = 0 of {chips}" in prefill.graph and "all_reduce" in prefill.graph
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+@pytest.mark.parametrize("chips", [1, 2])
+def test_pipeline_parallel_matches_numpy(tmp_path, family, chips):
+    """The model's layers in two pipeline stages (the first embeds, the last has the final norm
+    and the head; GPT-2's head is its embedding table, tied), each stage alone or split over 2
+    chips: the same logits, and each stage holds only its layers' weights and KV caches."""
+    cfg, path = tiny_config(tmp_path, family)
+    arch = system("maia100-class", chips) if chips > 1 else tessera.Arch.load("maia100-class")
+    first = check_prefill_then_decode(arch, cfg, path, B=2, S=8, seed=4, label=f"2 stages of {chips} chips", stages=2)
+    names = {t["name"] for t in first.tensors}
+    assert "kv_cache.0.k" in names and "kv_cache.1.k" not in names
+    assert not any(".1." in n and n.endswith(".weight") for n in names), names
+    assert "pipeline_stage = 0 of 2 (layers 0-0)" in first.graph
 
 
 def test_tensor_parallel_on_a_ring_of_gpus(tmp_path):

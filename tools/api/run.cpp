@@ -3,9 +3,12 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <fstream>
+#include <optional>
 #include <stdexcept>
+#include <tuple>
 
 #include "arch/derived.hpp"
 #include "compiler/builder.hpp"
@@ -15,6 +18,7 @@
 #include "isa/verify.hpp"
 #include "sim/simulation.hpp"
 #include "tools/api/api.hpp"
+#include "tools/api/mapping.hpp"
 
 namespace tessera::api {
 namespace {
@@ -166,6 +170,231 @@ std::string RunSpec::describe() const {
   return op;
 }
 
+namespace {
+
+// One program simulated: an operator, a model step, or one microbatch of a pipeline stage; or
+// (composed) a pipeline's step.
+struct Simulated {
+  Breakdown b;
+  sim::Stats stats;
+  sim::Slots slots;
+  double peak_power_w = 0;  // with the chips' static power
+  double hbm_used = 0;      // bytes per chip
+  int64_t layers = 0, simulated = 0;
+  std::vector<std::string> rounds_sampled;
+};
+
+compiler::CompileOptions compile_options(const RunSpec& spec, const RunOptions& options) {
+  compiler::CompileOptions co;
+  co.weight_dtype = parse_dtype("dtype", spec.dtype);
+  co.kv_dtype = parse_dtype("kv_dtype", spec.kv_dtype);
+  co.sample_rounds = options.sample_rounds;
+  co.verify = false;  // the program simulated is verified in simulate(): the layers it runs
+  return co;
+}
+
+// Simulates a compiled program (its layer loop sampled as the options say); writes the trace
+// when asked.
+Simulated simulate(const arch::Arch& a, compiler::CompileResult& compiled, const RunOptions& options, bool traced) {
+  sim::SimOptions so;
+  so.power_window = sim::seconds_to_ticks(options.power_window);
+  std::unique_ptr<sim::Trace> trace;
+  if (traced && !options.trace.empty()) trace = std::make_unique<sim::Trace>();
+  Simulated out;
+  out.layers = compiled.layers_looped;
+  const bool sampled = options.sample_layers >= 2 && out.layers > options.sample_layers;
+  out.simulated = sampled ? options.sample_layers : out.layers;
+  if (sampled) {
+    const auto [first, after] = layer_bounds(compiled.marks);
+    so.snapshot_marks = {first, after};
+  }
+  sim::Simulation simulation(a, sim::Mode::Performance, so);
+  if (sampled) set_layers(compiled.program, compiled.layer_loops, out.simulated);
+  isa::verify_or_throw(compiled.program, compiler::target_for(a));
+  const sim::RunResult last = simulation.run(compiled.program, trace.get());
+  out.b = attribute(last, compiled.marks, out.layers, out.simulated);
+  out.stats = sampled ? extrapolate_stats(last, compiled.marks, out.layers, out.simulated) : last.stats;
+  out.slots = last.slots;
+  const sim::EnergyPrices prices = sim::EnergyPrices::from(a);
+  out.peak_power_w = sim::peak_power(last.energy_windows, last.power_window, last.time,
+                                     prices.static_power * double(a.system.chips));
+  out.hbm_used = hbm_capacity_used(compiled);
+  for (const compiler::MarkedOp& m : compiled.marks) {
+    if (m.instance_weights.empty()) continue;
+    std::string line = fmt::format("{}: {} of {} rounds", m.name, m.rounds_emitted, m.rounds);
+    if (m.instances_per_layer() > m.rounds_emitted)  // rounds of the kernels within them sampled too
+      line += fmt::format(", {} parts simulated", m.instances_per_layer());
+    out.rounds_sampled.push_back(line);
+  }
+  if (trace) {
+    trace_operators(*trace, last, out.b, compiled.marks, arch::derive(a), out.layers, out.simulated);
+    std::ofstream file(options.trace);
+    if (!file) throw std::runtime_error(options.trace + ": cannot write");
+    trace->write(file);
+  }
+  return out;
+}
+
+// Stat `name` of a stage's chips, renamed for the whole system (the stage's chips come `offset`
+// on): "system.chip3." and "system.link.c0-c1." move by `offset`.
+std::string offset_chips(const std::string& name, int64_t offset) {
+  auto number = [&](size_t at, size_t& end) {
+    end = at;
+    while (end < name.size() && std::isdigit(static_cast<unsigned char>(name[end]))) ++end;
+    return std::to_string(std::stoll(name.substr(at, end - at)) + offset);
+  };
+  size_t end = 0;
+  if (name.starts_with("system.chip")) {
+    const std::string chip = number(11, end);
+    return "system.chip" + chip + name.substr(end);
+  }
+  if (name.starts_with("system.link.c")) {
+    const std::string from = number(13, end);
+    if (name.compare(end, 2, "-c") != 0) return name;
+    size_t to_end = 0;
+    const std::string to = number(end + 2, to_end);
+    return "system.link.c" + from + "-c" + to + name.substr(to_end);
+  }
+  return name;
+}
+
+// Stats summed by name: each added source scaled by `k`, its chips moved by `offset`.
+class StatsSum {
+ public:
+  void add(const sim::Stats& from, double k, int64_t offset) {
+    for (const sim::Stat& s : from.all()) {
+      const std::string name = offset_chips(s.name, offset);
+      auto it = index_.find(name);
+      if (it == index_.end()) it = index_.emplace(name, &sum_.add(name, s.unit, s.desc)).first;
+      *it->second += k * s.value;
+    }
+  }
+  sim::Stats take() { return std::move(sum_); }
+
+ private:
+  sim::Stats sum_;
+  std::map<std::string, double*> index_;
+};
+
+// The hidden state of a microbatch crossing from every chip of stage `boundary` to the chip of
+// the same rank in the next stage, all ranks at once, on the whole system's links.
+sim::RunResult simulate_transfer(const arch::Arch& a, int64_t tp, int64_t boundary, uint64_t bytes) {
+  isa::Program p;
+  for (int c = 0; c < int(a.system.chips); ++c) {
+    compiler::ProgramBuilder pb(a, c);
+    const uint64_t buf = pb.hbm_region("hidden", isa::RegionKind::Io, bytes);
+    const int sem = pb.sem_alloc();
+    const int64_t stage = c / tp;
+    if (stage == boundary || stage == boundary + 1) {
+      const int64_t peer = stage == boundary ? c + tp : c - tp;
+      pb.emit(0, stage == boundary ? compiler::send(compiler::hbm(int64_t(buf)), int64_t(bytes), peer, 1, sem)
+                                   : compiler::recv(compiler::hbm(int64_t(buf)), int64_t(bytes), peer, 1, sem));
+      pb.emit(0, compiler::sem_wait(sem));
+    }
+    isa::Program part = pb.take();
+    if (p.streams.empty()) {
+      p = std::move(part);
+    } else {
+      for (isa::Stream& s : part.streams) p.streams.push_back(std::move(s));
+    }
+  }
+  isa::verify_or_throw(p, compiler::target_for(a));
+  return sim::Simulation(a, sim::Mode::Performance).run(p);
+}
+
+// A model step in a pipeline of mapping.pp stages of mapping.tp chips each: every distinct stage
+// simulated for one microbatch on its chips, each boundary's transfer on the whole system, and
+// the step composed (mapping.hpp). Rows: an operator's (and a layer's) time summed over the
+// stages and microbatches that run it, divided by the stages (so that the rows, with the
+// stages' mean wait, add up to the step).
+Simulated simulate_pipeline(const arch::Arch& a, const RunSpec& spec, const RunOptions& options,
+                            const Mapping& mapping, std::vector<double>& stage_seconds,
+                            std::vector<double>& transfer_seconds, int64_t& microbatch_count) {
+  const compiler::ModelConfig cfg = compiler::load_model_config(spec.model);
+  const int64_t m = microbatches(spec.batch, mapping.pp);
+  microbatch_count = m;
+  const compiler::Workload w = make_workload(spec.phase, spec.batch / m, spec.seq, spec.context);
+  arch::Arch group = a;  // a stage's chips
+  group.system.chips = mapping.tp;
+  group.system.parallelism = {};
+  const compiler::CompileOptions co = compile_options(spec, options);
+  const double k = double(m), stages = double(mapping.pp);
+
+  Simulated out;
+  std::map<std::tuple<bool, bool, int64_t>, Simulated> distinct;  // first, last, layers
+  std::map<std::pair<std::string, std::string>, size_t> op_row;
+  StatsSum stats;
+  const arch::Derived d = arch::derive(a);
+  for (int64_t s = 0; s < mapping.pp; ++s) {
+    const compiler::PipelineStage ps{mapping.pp, s};
+    const auto [first, end] = ps.layers(cfg.layers);
+    const auto key = std::make_tuple(ps.first(), ps.last(), end - first);
+    auto it = distinct.find(key);
+    if (it == distinct.end()) {
+      compiler::CompileResult compiled = compiler::compile_model(cfg, w, group, co, ps);
+      const double used = double(compiled.weight_bytes + compiled.kv_bytes * uint64_t(m) + compiled.activation_bytes);
+      if (used > d.hbm_capacity) {
+        throw std::runtime_error(fmt::format(
+            "pipeline stage {} of {} (layers {}-{}, {} microbatches) needs {:.1f} GB of HBM per chip, more than {}'s "
+            "{:.1f} GB",
+            s, mapping.pp, first, end - 1, m, used / 1e9, a.name, d.hbm_capacity / 1e9));
+      }
+      it = distinct.emplace(key, simulate(group, compiled, options, s == 0)).first;
+      it->second.hbm_used = used;
+    }
+    const Simulated& st = it->second;
+    stage_seconds.push_back(st.b.seconds);
+    out.b.total.add(st.b.total, k);
+    stats.add(st.stats, k, s * mapping.tp);
+    out.peak_power_w += st.peak_power_w;
+    out.hbm_used = std::max(out.hbm_used, st.hbm_used);
+    out.slots = st.slots;
+    out.layers = cfg.layers;
+    out.simulated += st.simulated;
+    for (const std::string& r : st.rounds_sampled) {
+      if (std::find(out.rounds_sampled.begin(), out.rounds_sampled.end(), r) == out.rounds_sampled.end())
+        out.rounds_sampled.push_back(r);
+    }
+    for (const Share& op : st.b.ops) {
+      auto [row, fresh] = op_row.try_emplace({op.name, op.kind}, out.b.ops.size());
+      if (fresh) {
+        out.b.ops.push_back(op);
+        out.b.ops.back().seconds = 0, out.b.ops.back().active = 0, out.b.ops.back().layers = 0;
+        out.b.ops.back().activity = {};
+      }
+      Share& x = out.b.ops[row->second];
+      x.seconds += k * op.seconds / stages, x.active += k * op.active / stages, x.layers += op.layers;
+      x.activity.add(op.activity, k);
+    }
+    for (size_t l = 0; l < st.b.layers.size(); ++l) {
+      Share x = st.b.layers[l];
+      x.name = fmt::format("layer {}", first + int64_t(l));
+      x.seconds *= k / stages, x.active *= k / stages;
+      x.activity = {};
+      x.activity.add(st.b.layers[l].activity, k);
+      out.b.layers.push_back(std::move(x));
+    }
+  }
+  const uint64_t bytes = uint64_t(w.batch * w.tokens_per_sequence() * cfg.hidden) * 2;  // bf16 hidden state
+  Share wait{"pipeline_wait", "pipeline", 0, false, 0, 0, {}};
+  for (int64_t boundary = 0; boundary + 1 < mapping.pp; ++boundary) {
+    const sim::RunResult t = simulate_transfer(a, mapping.tp, boundary, bytes);
+    transfer_seconds.push_back(t.seconds());
+    wait.activity.add(t.activity, k);
+    out.b.total.add(t.activity, k);
+    stats.add(t.stats, k, 0);
+  }
+  out.b.seconds = pipeline_seconds(stage_seconds, transfer_seconds, m, w.phase);
+  double busy = 0;
+  for (const Share& op : out.b.ops) busy += op.seconds;
+  wait.seconds = wait.active = out.b.seconds - busy;
+  out.b.ops.push_back(std::move(wait));
+  out.stats = stats.take();
+  return out;
+}
+
+}  // namespace
+
 Report run(const arch::Arch& a, const RunSpec& spec, const RunOptions& options) {
   const auto host_start = std::chrono::steady_clock::now();
   check_options(options);
@@ -173,97 +402,103 @@ Report run(const arch::Arch& a, const RunSpec& spec, const RunOptions& options) 
     throw std::runtime_error(fmt::format("{} has {} chips: an operator runs on one (a model is split across them)",
                                          a.name, a.system.chips));
   }
-  compiler::CompileOptions co;
-  co.weight_dtype = parse_dtype("dtype", spec.dtype);
-  co.kv_dtype = parse_dtype("kv_dtype", spec.kv_dtype);
-  co.sample_rounds = options.sample_rounds;
-  co.verify = false;  // the program simulated is verified below: the layers it runs
-  compiler::CompileResult compiled;
-  double tokens = 0;
-  if (!spec.model.empty()) {
-    const compiler::Workload w = make_workload(spec.phase, spec.batch, spec.seq, spec.context);
-    compiled = compiler::compile_model(compiler::load_model_config(spec.model), w, a, co);
-    tokens = double(w.batch * w.tokens_per_sequence());
-  } else if (spec.op == "gemm") {
-    compiled = compiler::compile(gemm_graph(spec, co.weight_dtype), a, co);
-  } else if (spec.op == "attention") {
-    compiled = compiler::compile(
-        attention_graph(spec, make_workload(spec.phase, spec.batch, spec.seq, spec.context)), a,
-        co);
-  } else if (spec.op == "copy") {
-    compiled.program = copy_program(a, spec);
-  } else {
-    throw std::runtime_error(
-        spec.op.empty() ? "nothing to run: give a model or an operator (gemm, attention, copy)"
-                        : "unknown operator '" + spec.op + "' (gemm, attention, copy)");
-  }
-
-  sim::SimOptions so;
-  so.power_window = sim::seconds_to_ticks(options.power_window);
-  std::unique_ptr<sim::Trace> trace;
-  if (!options.trace.empty()) trace = std::make_unique<sim::Trace>();
-  const int64_t layers = compiled.layers_looped;
-  const bool sampled = options.sample_layers >= 2 && layers > options.sample_layers;
-  const int64_t simulated = sampled ? options.sample_layers : layers;
-  if (sampled) {
-    const auto [first, after] = layer_bounds(compiled.marks);
-    so.snapshot_marks = {first, after};
-  }
-  sim::Simulation simulation(a, sim::Mode::Performance, so);
-  if (sampled) set_layers(compiled.program, compiled.layer_loops, simulated);
-  const isa::Program& program = compiled.program;
-  isa::verify_or_throw(program, compiler::target_for(a));
-  const sim::RunResult last = simulation.run(program, trace.get());
-  const Breakdown b = attribute(last, compiled.marks, layers, simulated);
   Report r;
-  r.stats = sampled ? extrapolate_stats(last, compiled.marks, layers, simulated) : last.stats;
+  if (!spec.model.empty() && a.system.chips > 1) {
+    const compiler::ModelConfig cfg = compiler::load_model_config(spec.model);
+    const compiler::Workload w = make_workload(spec.phase, spec.batch, spec.seq, spec.context);
+    const std::vector<Candidate> candidates =
+        candidate_mappings(a, cfg, w, double(isa::dtype_bytes(parse_dtype("dtype", spec.dtype), 1)));
+    if (candidates.size() > 1 || a.system.parallelism.tp == 0 || a.system.parallelism.pp == 0) {
+      // A search: each candidate simulated, the fastest kept (a candidate that fails is noted).
+      std::optional<Report> best;
+      std::vector<Report::Tried> tried;
+      for (const Candidate& c : candidates) {
+        arch::Arch fixed = a;
+        fixed.system.parallelism = {c.mapping.tp, c.mapping.pp};
+        Report::Tried t{c.mapping.tp, c.mapping.pp, c.estimate, 0, ""};
+        try {
+          Report one = run(fixed, spec, options);
+          t.seconds = one.seconds;
+          if (!best || one.seconds < best->seconds) best = std::move(one);
+        } catch (const std::exception& e) {
+          if (candidates.size() == 1) throw;
+          t.error = e.what();
+        }
+        tried.push_back(std::move(t));
+      }
+      if (!best) throw std::runtime_error(fmt::format("no mapping of {} onto {} runs: {}", spec.model, a.name,
+                                                      tried.front().error));
+      best->mapping_search = std::move(tried);
+      best->host_seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - host_start).count();
+      return std::move(*best);
+    }
+  }
+  const Mapping mapping{a.system.parallelism.tp > 0 ? a.system.parallelism.tp : a.system.chips,
+                        a.system.parallelism.pp > 0 ? a.system.parallelism.pp : 1};
+  Simulated run;
+  double tokens = 0;
+  if (mapping.pp > 1) {
+    run = simulate_pipeline(a, spec, options, mapping, r.stage_seconds, r.transfer_seconds, r.microbatches);
+    tokens = double(spec.batch * (spec.phase == "prefill" ? spec.seq : 1));
+  } else {
+    const compiler::CompileOptions co = compile_options(spec, options);
+    compiler::CompileResult compiled;
+    if (!spec.model.empty()) {
+      const compiler::Workload w = make_workload(spec.phase, spec.batch, spec.seq, spec.context);
+      compiled = compiler::compile_model(compiler::load_model_config(spec.model), w, a, co);
+      tokens = double(w.batch * w.tokens_per_sequence());
+    } else if (spec.op == "gemm") {
+      compiled = compiler::compile(gemm_graph(spec, co.weight_dtype), a, co);
+    } else if (spec.op == "attention") {
+      compiled = compiler::compile(
+          attention_graph(spec, make_workload(spec.phase, spec.batch, spec.seq, spec.context)), a, co);
+    } else if (spec.op == "copy") {
+      compiled.program = copy_program(a, spec);
+    } else {
+      throw std::runtime_error(
+          spec.op.empty() ? "nothing to run: give a model or an operator (gemm, attention, copy)"
+                          : "unknown operator '" + spec.op + "' (gemm, attention, copy)");
+    }
+    run = simulate(a, compiled, options, true);
+  }
+  r.tp = mapping.tp, r.pp = mapping.pp;
+  const Breakdown& b = run.b;
+  r.stats = std::move(run.stats);
   r.seconds = b.seconds;
   r.instructions = b.total.instructions;
-  r.layers_simulated = simulated;
-  for (const compiler::MarkedOp& m : compiled.marks) {
-    if (m.instance_weights.empty()) continue;
-    std::string line = fmt::format("{}: {} of {} rounds", m.name, m.rounds_emitted, m.rounds);
-    if (m.instances_per_layer() > m.rounds_emitted)  // rounds of the kernels within them sampled too
-      line += fmt::format(", {} parts simulated", m.instances_per_layer());
-    r.rounds_sampled.push_back(line);
-  }
+  r.layers_simulated = run.simulated;
+  r.rounds_sampled = run.rounds_sampled;
 
   const arch::Derived d = arch::derive(a);
   // Activity is summed over the chips, the peaks are a chip's: utilisation is the chips' mean.
   const double chips = double(a.system.chips);
   auto row = [&](const Share& s) {
     Report::Row out{s, 2 * s.activity.total_macs(), s.activity.hbm_read + s.activity.hbm_write,
-                    utilization(s.activity, s.active * chips, d, last.slots), ""};
+                    utilization(s.activity, s.active * chips, d, run.slots), ""};
     out.bound = bound_of(out.utilization);
     return out;
   };
   for (const Share& s : b.ops) r.ops.push_back(row(s));
   for (const Share& s : b.layers) r.layer_rows.push_back(row(s));
-  if (trace) {
-    trace_operators(*trace, last, b, compiled.marks, d, layers, simulated);
-    std::ofstream out(options.trace);
-    if (!out) throw std::runtime_error(options.trace + ": cannot write");
-    trace->write(out);
-  }
 
   r.system = a.name;
   r.workload = spec.describe();
   r.pricing = options.pricing;
   r.chips = a.system.chips;
-  r.layers = layers;
+  r.layers = run.layers;
   r.tokens = tokens;
   r.tokens_per_s = tokens / r.seconds;
   r.flops = 2 * b.total.total_macs();
   r.hbm_bytes = b.total.hbm_read + b.total.hbm_write;
-  r.utilization = utilization(b.total, r.seconds * chips, d, last.slots);
-  r.utilization["capacity"] = hbm_capacity_used(compiled) / d.hbm_capacity;
+  r.utilization = utilization(b.total, r.seconds * chips, d, run.slots);
+  r.utilization["capacity"] = run.hbm_used / d.hbm_capacity;
   r.bound = bound_of(r.utilization);
 
   const sim::EnergyPrices prices = sim::EnergyPrices::from(a);
   r.energy = sim::price(prices, b.total, r.seconds, r.chips);
   r.avg_power_w = r.energy.total() / r.seconds;
-  r.peak_power_w = sim::peak_power(last.energy_windows, last.power_window, last.time,
-                                   prices.static_power * double(r.chips));
+  r.peak_power_w = run.peak_power_w;
   r.tdp_w = a.power.tdp * double(r.chips);
   if (tokens > 0) r.joules_per_token = r.energy.total() / tokens;
   if (r.avg_power_w > r.tdp_w) {
@@ -303,6 +538,22 @@ nlohmann::json Report::to_json(bool with_stats) const {
     return j;
   }
   j["chips"] = chips;
+  j["parallelism"] = {{"tp", tp}, {"pp", pp}};
+  if (pp > 1) {
+    j["parallelism"]["microbatches"] = microbatches;
+    j["parallelism"]["stage_seconds"] = stage_seconds;
+    j["parallelism"]["transfer_seconds"] = transfer_seconds;
+  }
+  if (!mapping_search.empty()) {
+    nlohmann::json tried = nlohmann::json::array();
+    for (const Tried& t : mapping_search) {
+      nlohmann::json o = {{"tp", t.tp}, {"pp", t.pp}, {"estimate_seconds", t.estimate}};
+      if (t.error.empty()) o["seconds"] = t.seconds;
+      else o["error"] = t.error;
+      tried.push_back(std::move(o));
+    }
+    j["mapping_search"] = std::move(tried);
+  }
   j["seconds"] = seconds;
   if (tokens > 0) {
     j["tokens"] = tokens;

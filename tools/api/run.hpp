@@ -51,6 +51,17 @@ struct Report {
   std::string error;
   std::string pricing;
   int64_t chips = 1;
+  // The mapping onto the chips (mapping.hpp): tensor parallelism over tp chips, pp pipeline
+  // stages; a pipeline's microbatches, each stage's seconds per microbatch and each boundary's
+  // transfer. When the system left the mapping open, every candidate the search simulated.
+  int64_t tp = 1, pp = 1, microbatches = 1;
+  std::vector<double> stage_seconds, transfer_seconds;
+  struct Tried {
+    int64_t tp = 1, pp = 1;
+    double estimate = 0, seconds = 0;
+    std::string error;  // why it did not run
+  };
+  std::vector<Tried> mapping_search;
   // Performance.
   double seconds = 0;
   double tokens = 0;  // tokens produced or consumed by the step (0 for operators)

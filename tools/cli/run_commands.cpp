@@ -21,7 +21,7 @@ struct WorkloadOptions {
   api::RunSpec spec;
   std::string shape;
   std::vector<std::string> overrides;
-  int64_t chips = 0;
+  int64_t chips = 0, tp = 0, pp = 0;
   api::RunOptions run;
   bool full = false;
   bool json = false;
@@ -43,6 +43,12 @@ void add_workload_options(CLI::App* c, WorkloadOptions& o) {
   c->add_option("--dtype", o.spec.dtype, "weight dtype: bf16, fp8e4m3, fp8e5m2");
   c->add_option("--kv-dtype", o.spec.kv_dtype, "KV-cache dtype: bf16, fp8e4m3, fp8e5m2");
   c->add_option("--chips", o.chips, "chips in the system (every system; the same as -s system.chips=N)")
+      ->check(CLI::PositiveNumber);
+  c->add_option("--tp", o.tp,
+                "chips each layer is split over by tensor parallelism (-s system.parallelism.tp=N; default: "
+                "searched with --pp)")
+      ->check(CLI::PositiveNumber);
+  c->add_option("--pp", o.pp, "pipeline stages of the layers, tp x pp = chips (-s system.parallelism.pp=N)")
       ->check(CLI::PositiveNumber);
   c->add_option("-s,--set", o.overrides,
                 "override an architecture parameter: key.path=value (every system)");
@@ -77,6 +83,8 @@ std::vector<int64_t> parse_shape(const std::string& text) {
 void finish(WorkloadOptions& o) {
   o.spec.shape = parse_shape(o.shape);
   if (o.chips > 0) o.overrides.push_back(fmt::format("system.chips={}", o.chips));
+  if (o.tp > 0) o.overrides.push_back(fmt::format("system.parallelism.tp={}", o.tp));
+  if (o.pp > 0) o.overrides.push_back(fmt::format("system.parallelism.pp={}", o.pp));
   if (o.full) o.run.sample_layers = 0, o.run.sample_rounds = 0;
 }
 
@@ -96,6 +104,12 @@ void print_report(const api::Report& r) {
   Table t({"metric", "value"});
   t.add({"system", r.system});
   t.add({"workload", r.workload});
+  if (r.chips > 1) {
+    std::string mapping = fmt::format("{} chips: tp {} x pp {}", r.chips, r.tp, r.pp);
+    if (r.pp > 1) mapping += fmt::format(", {} microbatches", r.microbatches);
+    if (!r.mapping_search.empty()) mapping += fmt::format(" (fastest of {} simulated)", r.mapping_search.size());
+    t.add({"mapping", mapping});
+  }
   t.add({"latency", latency(r.seconds)});
   if (r.tokens > 0) t.add({"tokens/s", fmt::format("{:.1f}", r.tokens_per_s)});
   t.add({"throughput", si(r.flops / r.seconds, "FLOP/s")});

@@ -147,7 +147,8 @@ PYBIND11_MODULE(_tessera, m) {
       "compile_model",
       [](const PyArch& a, const std::string& model, const std::string& phase, int64_t batch, int64_t seq,
          int64_t context, int64_t cache_capacity, const std::string& dtype, const std::string& kv_dtype,
-         const std::vector<int64_t>& token_ids, int64_t attention_key_block, bool all_logits) {
+         const std::vector<int64_t>& token_ids, int64_t attention_key_block, bool all_logits, int64_t stage,
+         int64_t stages) {
         compiler::Workload w = api::make_workload(phase, batch, seq, context, cache_capacity);
         w.token_ids = token_ids;
         w.all_logits = all_logits;
@@ -157,14 +158,16 @@ PYBIND11_MODULE(_tessera, m) {
         o.attention_key_block = attention_key_block;
         const compiler::ModelConfig cfg = compiler::load_model_config(model);
         py::gil_scoped_release release;
-        return PyProgram{compiler::compile_model(cfg, w, a.arch, o)};
+        return PyProgram{compiler::compile_model(cfg, w, a.arch, o, {stages, stage})};
       },
       py::arg("arch"), py::arg("model"), py::arg("phase") = "prefill", py::arg("batch") = 1, py::arg("seq") = 0,
       py::arg("context") = -1, py::arg("cache_capacity") = 0, py::arg("dtype") = "bf16", py::arg("kv_dtype") = "bf16",
       py::arg("token_ids") = std::vector<int64_t>{}, py::arg("attention_key_block") = 0, py::arg("all_logits") = false,
+      py::arg("stage") = 0, py::arg("stages") = 1,
       "Compile a model (shipped name or config.json path) for a phase and shape. attention_key_block > 0 makes "
       "attention walk the keys in blocks of that many (online softmax); all_logits makes a prefill compute the "
-      "logits of every prompt token instead of each sequence's last");
+      "logits of every prompt token instead of each sequence's last; stages > 1 compiles pipeline stage `stage` "
+      "of that many (its layers; input and output 'hidden' between stages)");
 
   m.def(
       "compile_onnx",
@@ -186,9 +189,13 @@ PYBIND11_MODULE(_tessera, m) {
       [](const PyArch& a, const std::string& model, const std::string& op, const std::vector<int64_t>& shape,
          const std::string& phase, int64_t batch, int64_t seq, int64_t context, const std::string& dtype,
          const std::string& kv_dtype, bool full, const std::string& trace, const std::string& pricing, int64_t chips,
-         bool stats) {
+         bool stats, int64_t tp, int64_t pp) {
         const api::RunSpec s = run_spec(model, op, shape, phase, batch, seq, context, dtype, kv_dtype);
-        const arch::Arch system = chips != 0 ? a.with({fmt::format("system.chips={}", chips)}).arch : a.arch;
+        std::vector<std::string> overrides;
+        if (chips != 0) overrides.push_back(fmt::format("system.chips={}", chips));
+        if (tp != 0) overrides.push_back(fmt::format("system.parallelism.tp={}", tp));
+        if (pp != 0) overrides.push_back(fmt::format("system.parallelism.pp={}", pp));
+        const arch::Arch system = a.with(overrides).arch;
         nlohmann::json j;
         {
           py::gil_scoped_release release;
@@ -199,10 +206,12 @@ PYBIND11_MODULE(_tessera, m) {
       py::arg("arch"), py::arg("model") = "", py::arg("op") = "", py::arg("shape") = std::vector<int64_t>{},
       py::arg("phase") = "decode", py::arg("batch") = 1, py::arg("seq") = 0, py::arg("context") = -1,
       py::arg("dtype") = "bf16", py::arg("kv_dtype") = "bf16", py::arg("full") = false, py::arg("trace") = "",
-      py::arg("pricing") = "owned", py::arg("chips") = 0, py::arg("stats") = false,
+      py::arg("pricing") = "owned", py::arg("chips") = 0, py::arg("stats") = false, py::arg("tp") = 0,
+      py::arg("pp") = 0,
       "Compile, simulate and price a model step (model=..., phase, batch, seq or context) or an operator "
       "(op='gemm'|'attention'|'copy', shape=[...]) on the system's chips (chips=N: N of them, as -s system.chips=N; "
-      "a model is split across them); returns the report as a dict (with every stat if stats=True)");
+      "a model is split across them, tp x pp: tensor parallelism and pipeline stages, searched when not given); "
+      "returns the report as a dict (with every stat if stats=True)");
 
   m.def(
       "compare",

@@ -1,0 +1,59 @@
+// Mappings onto chips: microbatches, the pipeline schedule against hand-worked timelines, and
+// the candidates the search keeps.
+#include "tools/api/mapping.hpp"
+
+#include <gtest/gtest.h>
+
+#include "arch/loader.hpp"
+
+namespace tessera::api {
+namespace {
+
+using compiler::Phase;
+
+TEST(Mapping, MicrobatchesAreTheLargestDivisorOfTheBatchUpToTheStages) {
+  EXPECT_EQ(microbatches(32, 2), 2);
+  EXPECT_EQ(microbatches(1, 4), 1);
+  EXPECT_EQ(microbatches(6, 4), 3);
+  EXPECT_EQ(microbatches(7, 4), 1);
+  EXPECT_EQ(microbatches(8, 1), 1);
+}
+
+TEST(Mapping, DecodeIsTheSlowerOfOneTripAndTheBusiestStage) {
+  EXPECT_DOUBLE_EQ(pipeline_seconds({1, 2, 1}, {0.1, 0.1}, 1, Phase::Decode), 4.2);
+  EXPECT_DOUBLE_EQ(pipeline_seconds({1, 2, 1}, {0.1, 0.1}, 3, Phase::Decode), 6.0);
+  EXPECT_DOUBLE_EQ(pipeline_seconds({3}, {}, 1, Phase::Decode), 3.0);
+}
+
+TEST(Mapping, PrefillFillsAndDrainsThePipeline) {
+  // p equal stages, m microbatches, free transfers: (p + m - 1) t.
+  EXPECT_DOUBLE_EQ(pipeline_seconds({1, 1, 1, 1}, {0, 0, 0}, 3, Phase::Prefill), 6.0);
+  // A transfer shorter than a stage hides behind the next microbatch: t + c + m t.
+  EXPECT_DOUBLE_EQ(pipeline_seconds({1, 1}, {0.5}, 2, Phase::Prefill), 3.5);
+  // A slower link carries one microbatch at a time: t + m c + t.
+  EXPECT_DOUBLE_EQ(pipeline_seconds({1, 1}, {3}, 2, Phase::Prefill), 8.0);
+  // Unequal stages: the slow one sets the pace once filled: 1 + 2 + 2 + 2 + 1.
+  EXPECT_DOUBLE_EQ(pipeline_seconds({1, 2, 1}, {0, 0}, 3, Phase::Prefill), 8.0);
+}
+
+TEST(Mapping, CandidatesSplitTheModelAndStayNearTheBestEstimate) {
+  const compiler::ModelConfig qwen = compiler::load_model_config("qwen2-7b");  // 28 heads
+  const compiler::Workload w{compiler::Phase::Decode, 8, 1, 256};
+  const std::vector<Candidate> c = candidate_mappings(arch::load_arch("hgx-h100x8"), qwen, w, 2);
+  ASSERT_FALSE(c.empty());
+  EXPECT_LE(c.size(), kSearchMax);
+  for (const Candidate& x : c) {
+    EXPECT_EQ(x.mapping.tp * x.mapping.pp, 8);
+    EXPECT_NE(x.mapping.tp, 8);  // 28 heads do not split over 8
+    EXPECT_LE(x.estimate, kSearchSlack * c.front().estimate);
+  }
+  // A system that fixes the mapping has one candidate; a stage count above the layers has none.
+  EXPECT_EQ(candidate_mappings(arch::load_arch("hgx-h100x8", {"system.parallelism.pp=2"}), qwen, w, 2).size(), 1u);
+  compiler::ModelConfig shallow = qwen;
+  shallow.layers = 2;
+  EXPECT_THROW(candidate_mappings(arch::load_arch("hgx-h100x8", {"system.parallelism.tp=1"}), shallow, w, 2),
+               std::runtime_error);
+}
+
+}  // namespace
+}  // namespace tessera::api

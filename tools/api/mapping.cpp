@@ -1,0 +1,108 @@
+#include "tools/api/mapping.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "arch/derived.hpp"
+
+namespace tessera::api {
+
+int64_t microbatches(int64_t batch, int64_t pp) {
+  for (int64_t m = std::min(batch, pp); m > 1; --m) {
+    if (batch % m == 0) return m;
+  }
+  return 1;
+}
+
+double pipeline_seconds(const std::vector<double>& stage, const std::vector<double>& transfer, int64_t microbatches,
+                        compiler::Phase phase) {
+  if (stage.empty() || transfer.size() + 1 != stage.size() || microbatches < 1) {
+    throw std::logic_error("a pipeline needs a transfer between each two of its stages");
+  }
+  if (phase == compiler::Phase::Decode) {
+    double trip = 0, busiest = 0;
+    for (double t : stage) trip += t, busiest = std::max(busiest, t);
+    for (double c : transfer) trip += c;
+    return std::max(trip, double(microbatches) * busiest);
+  }
+  std::vector<double> arrive(size_t(microbatches), 0.0);  // into the current stage, per microbatch
+  double done = 0;
+  for (size_t s = 0; s < stage.size(); ++s) {
+    double free = 0, link = 0;  // when the stage, and the link after it, are next free
+    for (double& a : arrive) {
+      done = free = std::max(a, free) + stage[s];
+      if (s + 1 < stage.size()) a = link = std::max(done, link) + transfer[s];
+    }
+  }
+  return done;
+}
+
+double estimate_seconds(const arch::Arch& a, const compiler::ModelConfig& m, const compiler::Workload& w,
+                        const Mapping& mapping, double dtype_bytes) {
+  const arch::Derived d = arch::derive(a);
+  const double flops_peak = d.peak_flops.count("bf16") ? d.peak_flops.at("bf16") : d.peak_flops.begin()->second;
+  const int64_t mb = microbatches(w.batch, mapping.pp);
+  const double tokens = double(w.batch / mb * w.tokens_per_sequence()), tp = double(mapping.tp);
+  const double head = double(m.vocab * m.hidden);
+  const double per_layer = (double(m.parameters()) - head * (m.tie_embeddings ? 1 : 2)) / double(m.layers);
+  const double kv_per_token = 2.0 * double(std::min(m.kv_heads * m.head_dim, m.heads * m.head_dim)) * 2.0;
+  const double context = double(w.past() + w.tokens_per_sequence());
+  // All-reduce of one microbatch's hidden state over tp chips (ring), on the links that join them.
+  const bool across = mapping.tp > a.system.domain();
+  const double link_bw = across ? a.system.scale_out.bandwidth * double(a.system.scale_out.count)
+                                : a.system.link.bandwidth * double(std::max<int64_t>(1, a.system.link.count));
+  const double link_latency = across ? a.system.scale_out.latency : a.system.link.latency;
+  const double bytes = tokens * double(m.hidden) * 2.0;
+  const double all_reduce =
+      mapping.tp == 1 ? 0 : 2 * (tp - 1) / tp * bytes / link_bw + 2 * (tp - 1) * link_latency;
+  std::vector<double> stage;
+  for (int64_t s = 0; s < mapping.pp; ++s) {
+    const compiler::PipelineStage ps{mapping.pp, s};
+    const auto [first, end] = ps.layers(m.layers);
+    const double layers = double(end - first);
+    const double weights = (layers * per_layer + (ps.last() ? head : 0)) * dtype_bytes / tp;
+    const double kv = layers * kv_per_token * context * double(w.batch / mb) / tp;
+    const double flops = 2 * tokens * (layers * per_layer + (ps.last() ? head : 0)) / tp +
+                         4 * tokens * context * layers * double(m.heads * m.head_dim) / tp;
+    stage.push_back(std::max(flops / flops_peak, (weights + kv) / d.hbm_bandwidth) + layers * 2 * all_reduce);
+  }
+  const double hop = bytes / (a.system.link.bandwidth > 0 ? a.system.link.bandwidth : 1) + a.system.link.latency;
+  return pipeline_seconds(stage, std::vector<double>(size_t(mapping.pp - 1), hop), mb, w.phase);
+}
+
+std::vector<Candidate> candidate_mappings(const arch::Arch& a, const compiler::ModelConfig& m,
+                                          const compiler::Workload& w, double dtype_bytes) {
+  const int64_t chips = a.system.chips;
+  const arch::ParallelismParams& given = a.system.parallelism;
+  std::vector<Candidate> out;
+  std::vector<std::string> why;
+  for (int64_t tp = 1; tp <= chips; ++tp) {
+    if (chips % tp != 0) continue;
+    const int64_t pp = chips / tp;
+    if ((given.tp > 0 && tp != given.tp) || (given.pp > 0 && pp != given.pp)) continue;
+    // A tp the system fixes is left to the compiler, whose refusal names the chip counts that work.
+    if (const std::string p = compiler::tensor_parallel_problem(m, tp); !p.empty() && given.tp == 0) {
+      why.push_back(fmt::format("tp {}: {}", tp, p));
+      continue;
+    }
+    if (pp > m.layers) {
+      why.push_back(fmt::format("pp {}: more stages than {}'s {} layers", pp, m.name, m.layers));
+      continue;
+    }
+    out.push_back({{tp, pp}, estimate_seconds(a, m, w, {tp, pp}, dtype_bytes)});
+  }
+  if (out.empty()) {
+    std::string reasons;
+    for (const std::string& r : why) reasons += (reasons.empty() ? "" : "; ") + r;
+    throw std::runtime_error(fmt::format("{} cannot be mapped onto {} chips: {}", m.name, chips, reasons));
+  }
+  std::stable_sort(out.begin(), out.end(), [](const Candidate& x, const Candidate& y) { return x.estimate < y.estimate; });
+  const double best = out.front().estimate;
+  std::erase_if(out, [&](const Candidate& c) { return c.estimate > kSearchSlack * best; });
+  if (out.size() > kSearchMax) out.resize(kSearchMax);
+  return out;
+}
+
+}  // namespace tessera::api
