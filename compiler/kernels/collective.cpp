@@ -2,7 +2,10 @@
 
 #include <fmt/format.h>
 
+#include "arch/network.hpp"
+
 #include <algorithm>
+#include <deque>
 #include <memory>
 #include <numeric>
 #include <utility>
@@ -209,11 +212,12 @@ void all_reduce(Exchange& x, const Adder& add) {
   x.finish();
 }
 
-enum class AllReduceKind { Ring, Direct, Hierarchical };
+enum class AllReduceKind { Ring, Direct, Hierarchical, Torus };
 
 AllReduceKind all_reduce_kind(const arch::Arch& a, int64_t group) {
   const arch::SystemParams& sys = a.system;
   if (group == sys.chips && sys.domain() < sys.chips) return AllReduceKind::Hierarchical;
+  if (group == sys.chips && arch::torus_dims(sys.topology, sys.chips).size() > 1) return AllReduceKind::Torus;
   return any_to_any(sys) ? AllReduceKind::Direct : AllReduceKind::Ring;
 }
 
@@ -278,6 +282,30 @@ void emit_hierarchical_all_reduce(KernelContext& ctx, int64_t chips, int64_t dom
   in->finish();
 }
 
+void emit_torus_all_reduce(KernelContext& ctx, const std::vector<int>& dims, const CollectiveSpec& s) {
+  const int c = ctx.pb.chip();
+  const Adder add = make_adder(ctx, s.dtype);
+  std::deque<CollectiveSpec> specs{s};  // each ring's part of the tensor (the exchanges refer to them)
+  std::vector<std::unique_ptr<Exchange>> rings;
+  int stride = 1;
+  for (int n : dims) {
+    const int x = c / stride % n;
+    if (n > 1) {
+      std::vector<int> line;  // the chips along this dimension through c, in coordinate order
+      for (int i = 0; i < n; ++i) line.push_back(c + (i - x) * stride);
+      rings.push_back(exchange(ctx, false, line, specs.back(), "an all-reduce"));
+      rings.back()->reduce_scatter(add);
+      CollectiveSpec part = specs.back();
+      part.buf = advance(part.buf, rings.back()->group().first(x) * esize(s.dtype));
+      part.elements = rings.back()->group().count(x), part.tag += rings.back()->steps();
+      specs.push_back(part);
+    }
+    stride *= n;
+  }
+  for (auto r = rings.rbegin(); r != rings.rend(); ++r) (*r)->all_gather((*r)->steps() / 2);
+  for (const std::unique_ptr<Exchange>& r : rings) r->finish();
+}
+
 void emit_ring_broadcast(KernelContext& ctx, const std::vector<int>& ring, const CollectiveSpec& s, int64_t segments) {
   const int64_t n = int64_t(ring.size()), e = esize(s.dtype);
   if (n < 2) return;
@@ -328,6 +356,7 @@ void emit_all_reduce(KernelContext& ctx, const std::vector<int64_t>& group, cons
   const arch::SystemParams& sys = ctx.arch().system;
   switch (all_reduce_kind(ctx.arch(), int64_t(group.size()))) {
     case AllReduceKind::Hierarchical: return emit_hierarchical_all_reduce(ctx, sys.chips, sys.domain(), s);
+    case AllReduceKind::Torus: return emit_torus_all_reduce(ctx, arch::torus_dims(sys.topology, sys.chips), s);
     case AllReduceKind::Direct: return emit_direct_all_reduce(ctx, chips, s);
     case AllReduceKind::Ring: return emit_ring_all_reduce(ctx, chips, s);
   }
@@ -341,6 +370,8 @@ int64_t all_reduce_scratch(const arch::Arch& a, int64_t group, int64_t elements)
     }
     case AllReduceKind::Direct: return scratch_values(true, group, elements);
     case AllReduceKind::Ring: return scratch_values(false, group, elements);
+    case AllReduceKind::Torus:  // the first dimension's ring holds the largest parts
+      return scratch_values(false, arch::torus_dims(a.system.topology, group).front(), elements);
   }
   return elements;
 }

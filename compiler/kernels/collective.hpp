@@ -17,6 +17,12 @@
 //   or a full mesh, else a ring), the part each chip then holds all-reduced across the domains
 //   (directly through the scale-out switch, over the m chips holding it), all-gather within the
 //   domain; only 2 (m - 1) / m of a D-th of the tensor crosses the scale-out links.
+// - torus all-reduce (2D or 3D torus, dimensions n_1, n_2, ...): a ring reduce-scatter along
+//   each dimension in turn, each on the part the one before left (a 1/n_1, then 1/(n_1 n_2) of
+//   the tensor), then the all-gathers in reverse. Every step is between torus neighbours, and
+//   2 sum(n_d - 1) latencies replace a ring's 2 (n - 1):
+//   time ~ sum_d [2 (n_d - 1) / n_d x bytes / (n_1 .. n_{d-1}) / link bandwidth + 2 (n_d - 1) x
+//   latency], plus the adds.
 // Broadcast from the ring's first chip: the tensor cut into `segments` pieces that go down the
 // ring, each chip passing a segment on as soon as it has it (a pipeline): time ~ (segments +
 // n - 2) x (bytes / segments) / bandwidth + (n - 1) x latency.
@@ -56,13 +62,16 @@ void emit_ring_all_reduce(KernelContext& ctx, const std::vector<int>& ring, cons
 // Over chips 0 .. chips - 1 in domains of `domain` (chips d * domain ...); one domain: a ring.
 // Its scratch: all_reduce_scratch's for a system of these domains.
 void emit_hierarchical_all_reduce(KernelContext& ctx, int64_t chips, int64_t domain, const CollectiveSpec& s);
+// Over every chip of a torus of these dimensions (chip = x_1 + n_1 (x_2 + n_2 x_3)).
+void emit_torus_all_reduce(KernelContext& ctx, const std::vector<int>& dims, const CollectiveSpec& s);
 void emit_ring_broadcast(KernelContext& ctx, const std::vector<int>& ring, const CollectiveSpec& s, int64_t segments);
 void emit_direct_all_reduce(KernelContext& ctx, const std::vector<int>& group, const CollectiveSpec& s);
 void emit_all_to_all(KernelContext& ctx, int64_t chips, const CollectiveSpec& s);
 
 // The all-reduce over `group` (chips, in ring order) that suits the system: hierarchical when
-// the group is every chip of a system of several scale-up domains, direct on a switch or a full
-// mesh, else a ring; and the values of scratch it needs.
+// the group is every chip of a system of several scale-up domains, by dimensions when it is every
+// chip of a 2D or 3D torus, direct on a switch or a full mesh, else a ring; and the values of
+// scratch it needs.
 void emit_all_reduce(KernelContext& ctx, const std::vector<int64_t>& group, const CollectiveSpec& s);
 int64_t all_reduce_scratch(const arch::Arch& a, int64_t group, int64_t elements);
 

@@ -33,8 +33,16 @@ arch::Arch switch_of(int64_t chips) {
                                            "system.link.latency=1us"});
 }
 
-// The all-reduce of `elements` values of `d` on every chip of `a` (direct: the two-shot one).
-Built all_reduce(const arch::Arch& a, int64_t elements, Dtype d, bool direct = false) {
+arch::Arch torus_of(int64_t chips, const char* topology) {
+  return arch::load_arch("maia100-class", {fmt::format("system.chips={}", chips), fmt::format("system.topology={}", topology),
+                                           "system.link.count=6", "system.link.bandwidth=50GB/s",
+                                           "system.link.latency=1us"});
+}
+
+enum class Kind { Ring, Direct, Chosen };  // Chosen: the one emit_all_reduce picks for the system
+
+// The all-reduce of `elements` values of `d` on every chip of `a`.
+Built all_reduce(const arch::Arch& a, int64_t elements, Dtype d, Kind kind = Kind::Ring) {
   std::vector<ProgramBuilder> chips;
   for (int64_t c = 0; c < a.system.chips; ++c) chips.emplace_back(a, int(c));
   CollectiveSpec s;
@@ -49,22 +57,27 @@ Built all_reduce(const arch::Arch& a, int64_t elements, Dtype d, bool direct = f
   }
   for (ProgramBuilder& pb : chips) {
     KernelContext ctx(pb);
-    direct ? emit_direct_all_reduce(ctx, all_chips(a.system.chips), s)
-           : emit_ring_all_reduce(ctx, all_chips(a.system.chips), s);
+    const std::vector<int> chips_of = all_chips(a.system.chips);
+    if (kind == Kind::Direct) emit_direct_all_reduce(ctx, chips_of, s);
+    if (kind == Kind::Ring) emit_ring_all_reduce(ctx, chips_of, s);
+    if (kind == Kind::Chosen) emit_all_reduce(ctx, std::vector<int64_t>(chips_of.begin(), chips_of.end()), s);
   }
   Built b{take_system(chips), buf};
   isa::verify_or_throw(b.program, target_for(a));
   return b;
 }
 
-// On a ring (the ring all-reduce) and on a switch (the direct one).
-class AllReduce : public ::testing::TestWithParam<std::tuple<int64_t, Dtype, bool>> {};
+// On a ring (the ring all-reduce), on a switch (the direct one) and on 2D and 3D tori (by
+// dimensions).
+class AllReduce : public ::testing::TestWithParam<std::tuple<int64_t, Dtype, std::string>> {};
 
 TEST_P(AllReduce, EveryChipEndsWithTheSum) {
-  const auto [chips, d, direct] = GetParam();
-  const arch::Arch a = direct ? switch_of(chips) : ring_of(chips);
+  const auto [chips, d, network] = GetParam();
+  const arch::Arch a = network == "switch" ? switch_of(chips)
+                       : network == "ring" ? ring_of(chips)
+                                           : torus_of(chips, network.c_str());
   const int64_t elements = 50'021;  // parts of unequal size, several chunks per tile
-  const Built b = all_reduce(a, elements, d, direct);
+  const Built b = all_reduce(a, elements, d, network == "switch" ? Kind::Direct : network == "ring" ? Kind::Ring : Kind::Chosen);
   sim::Simulation sim(a, sim::Mode::Functional);
   std::vector<double> want(size_t(elements), 0.0);
   std::mt19937_64 rng(7);
@@ -91,12 +104,14 @@ TEST_P(AllReduce, EveryChipEndsWithTheSum) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Collectives, AllReduce,
-                         ::testing::Values(std::tuple{int64_t(2), Dtype::Fp32, false},
-                                           std::tuple{int64_t(4), Dtype::Fp32, false},
-                                           std::tuple{int64_t(3), Dtype::Bf16, false},
-                                           std::tuple{int64_t(2), Dtype::Fp32, true},
-                                           std::tuple{int64_t(4), Dtype::Fp32, true},
-                                           std::tuple{int64_t(5), Dtype::Bf16, true}));
+                         ::testing::Values(std::tuple{int64_t(2), Dtype::Fp32, std::string("ring")},
+                                           std::tuple{int64_t(4), Dtype::Fp32, std::string("ring")},
+                                           std::tuple{int64_t(3), Dtype::Bf16, std::string("ring")},
+                                           std::tuple{int64_t(2), Dtype::Fp32, std::string("switch")},
+                                           std::tuple{int64_t(4), Dtype::Fp32, std::string("switch")},
+                                           std::tuple{int64_t(5), Dtype::Bf16, std::string("switch")},
+                                           std::tuple{int64_t(12), Dtype::Fp32, std::string("torus2d")},
+                                           std::tuple{int64_t(8), Dtype::Bf16, std::string("torus3d")}));
 
 TEST(DirectAllReduceTiming, IsTwoStepsThroughThePortPlusTheAdds) {
   // 16 MiB of bf16 on 4 chips behind a switch, ports of 2 x 50 GB/s: each step every chip sends
@@ -107,7 +122,7 @@ TEST(DirectAllReduceTiming, IsTwoStepsThroughThePortPlusTheAdds) {
   const double bytes = double(elements) * 2, port = 100e9, latency = 1e-6;
   const double formula = 2.0 * ((n - 1.0) / n * bytes / port + latency);
   const double adds = double(n + 1) * bytes / n / 1.792e12;
-  const sim::RunResult r = sim::Simulation(a).run(all_reduce(a, elements, Dtype::Bf16, true).program);
+  const sim::RunResult r = sim::Simulation(a).run(all_reduce(a, elements, Dtype::Bf16, Kind::Direct).program);
   EXPECT_GT(r.seconds(), formula);
   EXPECT_LT(r.seconds(), (formula + adds) * 1.05);
   EXPECT_EQ(r.stats.value("system.chip0.comm.sent_bytes"), 2.0 * (n - 1) * bytes / n);
@@ -126,6 +141,25 @@ TEST(RingAllReduceTiming, IsTheRingFormulaPlusTheAdds) {
   EXPECT_GT(r.seconds(), formula);
   EXPECT_LT(r.seconds(), (formula + adds) * 1.05);
   EXPECT_EQ(r.stats.value("system.link.c0-c1.bytes"), 2.0 * (n - 1) * bytes / n);
+}
+
+TEST(TorusAllReduceTiming, IsARingPerDimensionOnWhatTheOneBeforeLeft) {
+  // 16 MiB of bf16 on a 4 x 4 torus, each neighbour joined by one 50 GB/s link (6 links shared by
+  // 4 neighbours: whole links each): a ring along x on all of it, then along y on the quarter each
+  // chip holds; 2 x (3 + 3) latencies instead of a ring's 2 x 15.
+  const int64_t elements = 8 << 20;
+  const arch::Arch a = torus_of(16, "torus2d");
+  const double bytes = double(elements) * 2, link = 50e9, latency = 1e-6;
+  const double x = 2.0 * 3 / 4 * bytes / link + 2.0 * 3 * latency;
+  const double y = 2.0 * 3 / 4 * (bytes / 4) / link + 2.0 * 3 * latency;
+  const double adds = (3.0 * 3 * bytes / 4 + 3.0 * 3 * bytes / 16) / 1.792e12;
+  const sim::RunResult r = sim::Simulation(a).run(all_reduce(a, elements, Dtype::Bf16, Kind::Chosen).program);
+  EXPECT_GT(r.seconds(), x + y);
+  EXPECT_LT(r.seconds(), (x + y + adds) * 1.05);
+  // Chip 0 sends to its x neighbour (chip 1) and its y neighbour (chip 4) only.
+  EXPECT_EQ(r.stats.value("system.link.c0-c1.bytes"), 2.0 * 3 / 4 * bytes);
+  EXPECT_EQ(r.stats.value("system.link.c0-c4.bytes"), 2.0 * 3 / 4 * bytes / 4);
+  EXPECT_EQ(r.stats.value("system.link.c0-c2.bytes"), 0.0);
 }
 
 TEST(RingAllReduceErrors, FewerValuesThanChipsAndUnequalMemoryMaps) {
