@@ -38,7 +38,8 @@ TEST(Mapping, PrefillFillsAndDrainsThePipeline) {
 
 TEST(Mapping, CandidatesSplitTheModelAndStayNearTheBestEstimate) {
   const compiler::ModelConfig qwen = compiler::load_model_config("qwen2-7b");  // 28 heads
-  const compiler::Workload w{compiler::Phase::Decode, 8, 1, 256};
+  compiler::Workload w;
+  w.phase = compiler::Phase::Decode, w.batch = 8, w.context = 256;
   const std::vector<Candidate> c = candidate_mappings(arch::load_arch("hgx-h100x8"), qwen, w, 2);
   ASSERT_FALSE(c.empty());
   EXPECT_LE(c.size(), kSearchMax);

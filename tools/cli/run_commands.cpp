@@ -210,7 +210,8 @@ void print_comparison(const api::Comparison& c, bool csv) {
       const double tpj = 1 / r.joules_per_token, tpj0 = 1 / first.joules_per_token;
       const int64_t replicas = api::replicas_for(first, r);
       std::vector<std::string> row{
-          r.workload, r.system, std::to_string(r.chips), latency(r.seconds), fmt::format("{:.1f}", r.tokens_per_s),
+          r.workload, r.system, r.pp > 1 ? fmt::format("{} (tp {} x pp {})", r.chips, r.tp, r.pp) : std::to_string(r.chips),
+          latency(r.seconds), fmt::format("{:.1f}", r.tokens_per_s),
           vs(r.tokens_per_s, first.tokens_per_s), fmt::format("{:.0f}", r.avg_power_w),
           fmt::format("{:.2f}", tpj), vs(tpj, tpj0), fmt::format("{:.3f}", r.usd_per_million_tokens),
           vs(r.usd_per_million_tokens, first.usd_per_million_tokens),
