@@ -235,25 +235,29 @@ Simulated simulate(const arch::Arch& a, compiler::CompileResult& compiled, const
   return out;
 }
 
-// Stat `name` of a stage's chips, renamed for the whole system (the stage's chips come `offset`
-// on): "system.chip3." and "system.link.c0-c1." move by `offset`.
-std::string offset_chips(const std::string& name, int64_t offset) {
-  auto number = [&](size_t at, size_t& end) {
-    end = at;
-    while (end < name.size() && std::isdigit(static_cast<unsigned char>(name[end]))) ++end;
-    return std::to_string(std::stoll(name.substr(at, end - at)) + offset);
+// A stat of one part of the system renamed for another part like it, `offset` chips on (and
+// `domains` scale-up domains on: their switches are sw1, sw2, ...): "system.chip3.", and the
+// nodes of "system.link.c0-c1." and "system.link.c3-sw2.", move along. A part simulated as a
+// system of one domain calls that domain's switch "sw": `own_switch` renames it.
+std::string offset_chips(const std::string& name, int64_t offset, int64_t domains, const std::string& own_switch) {
+  auto node = [&](const std::string& n) {
+    if (n == "sw" && !own_switch.empty()) return own_switch;
+    const bool chip = n.size() > 1 && n[0] == 'c', domain_switch = n.size() > 2 && n.starts_with("sw");
+    if (!chip && !domain_switch) return n;
+    const size_t digits = chip ? 1 : 2;
+    if (!std::all_of(n.begin() + long(digits), n.end(), [](char ch) { return std::isdigit(static_cast<unsigned char>(ch)); }))
+      return n;
+    return n.substr(0, digits) + std::to_string(std::stoll(n.substr(digits)) + (chip ? offset : domains));
   };
-  size_t end = 0;
   if (name.starts_with("system.chip")) {
-    const std::string chip = number(11, end);
-    return "system.chip" + chip + name.substr(end);
+    const size_t dot = name.find('.', 7);
+    return "system." + node("c" + name.substr(11, dot - 11)).replace(0, 1, "chip") + name.substr(dot);
   }
-  if (name.starts_with("system.link.c")) {
-    const std::string from = number(13, end);
-    if (name.compare(end, 2, "-c") != 0) return name;
-    size_t to_end = 0;
-    const std::string to = number(end + 2, to_end);
-    return "system.link.c" + from + "-c" + to + name.substr(to_end);
+  if (name.starts_with("system.link.")) {
+    const size_t dash = name.find('-', 12), dot = name.find('.', 12);
+    if (dash == std::string::npos || dot == std::string::npos || dash > dot) return name;
+    return "system.link." + node(name.substr(12, dash - 12)) + "-" + node(name.substr(dash + 1, dot - dash - 1)) +
+           name.substr(dot);
   }
   return name;
 }
@@ -261,9 +265,9 @@ std::string offset_chips(const std::string& name, int64_t offset) {
 // Stats summed by name: each added source scaled by `k`, its chips moved by `offset`.
 class StatsSum {
  public:
-  void add(const sim::Stats& from, double k, int64_t offset) {
+  void add(const sim::Stats& from, double k, int64_t offset, int64_t domains, const std::string& own_switch = "") {
     for (const sim::Stat& s : from.all()) {
-      const std::string name = offset_chips(s.name, offset);
+      const std::string name = offset_chips(s.name, offset, domains, own_switch);
       auto it = index_.find(name);
       if (it == index_.end()) it = index_.emplace(name, &sum_.add(name, s.unit, s.desc)).first;
       *it->second += k * s.value;
@@ -345,7 +349,14 @@ Simulated simulate_pipeline(const arch::Arch& a, const RunSpec& spec, const RunO
     const Simulated& st = it->second;
     stage_seconds.push_back(st.b.seconds);
     out.b.total.add(st.b.total, k);
-    stats.add(st.stats, k, s * mapping.tp);
+    // A stage of several scale-up domains names their switches sw1, sw2, ... as the system does; a
+    // stage within one domain of several calls its switch "sw", the system "sw<domain + 1>".
+    const int64_t domain = a.system.domain(), in_domain = s * mapping.tp / domain;
+    if (mapping.tp > domain) {
+      stats.add(st.stats, k, s * mapping.tp, in_domain);
+    } else {
+      stats.add(st.stats, k, s * mapping.tp, 0, domain < a.system.chips ? fmt::format("sw{}", in_domain + 1) : "");
+    }
     out.peak_power_w += st.peak_power_w;
     out.hbm_used = std::max(out.hbm_used, st.hbm_used);
     out.slots = st.slots;
@@ -377,12 +388,25 @@ Simulated simulate_pipeline(const arch::Arch& a, const RunSpec& spec, const RunO
   }
   const uint64_t bytes = uint64_t(w.batch * w.tokens_per_sequence() * cfg.hidden) * 2;  // bf16 hidden state
   Share wait{"pipeline_wait", "pipeline", 0, false, 0, 0, {}};
+  // On a switch or a full mesh the boundaries whose chips sit alike in the scale-up domains are
+  // alike (all of them in one domain): each kind is simulated once, and its stats moved to the
+  // other boundaries' chips. On rings and tori the routes differ: every boundary is simulated.
+  const int64_t domain = a.system.domain();
+  const bool alike = a.system.topology == arch::Topology::Switch || a.system.topology == arch::Topology::FullyConnected;
+  std::map<int64_t, std::pair<int64_t, sim::RunResult>> transfers;  // kind -> (boundary simulated, its run)
   for (int64_t boundary = 0; boundary + 1 < mapping.pp; ++boundary) {
-    const sim::RunResult t = simulate_transfer(a, mapping.tp, boundary, bytes);
+    const int64_t first = boundary * mapping.tp;
+    const int64_t kind = !alike ? boundary : domain == a.system.chips ? 0 : first % domain;
+    auto it = transfers.find(kind);
+    if (it == transfers.end()) {
+      it = transfers.emplace(kind, std::pair{boundary, simulate_transfer(a, mapping.tp, boundary, bytes)}).first;
+    }
+    const auto& [simulated, t] = it->second;
     transfer_seconds.push_back(t.seconds());
     wait.activity.add(t.activity, k);
     out.b.total.add(t.activity, k);
-    stats.add(t.stats, k, 0);
+    const int64_t offset = (boundary - simulated) * mapping.tp;
+    stats.add(t.stats, k, offset, domain == a.system.chips ? 0 : offset / domain);
   }
   out.b.seconds = pipeline_seconds(stage_seconds, transfer_seconds, m, w.phase);
   double busy = 0;
