@@ -197,6 +197,21 @@ TEST(Pipeline, TwoStagesComposeTheirTimesAndSendTheHiddenState) {
   EXPECT_GT(two.energy.joules.at("link"), 0);
 }
 
+// A transfer is simulated on the two stages' chips alone: on a full mesh of 4 chips with 2 links
+// per pair, each boundary's hidden state crosses at 2 x 400 Gb/s, as on the whole mesh.
+TEST(Pipeline, TransfersKeepTheLinksOfEachPairOfChips) {
+  const Report r = run(arch::load_arch("maia100-class", {"system.chips=4", "system.topology=fully_connected",
+                                                         "system.link.count=6", "system.parallelism.pp=4"}),
+                       decode(small_llama(), 4, 256));
+  ASSERT_EQ(r.transfer_seconds.size(), 3u);
+  const double bytes = 1.0 * 1024 * 2, formula = 2e-6 + bytes / 100e9;  // microbatches of 1 sequence
+  for (double t : r.transfer_seconds) {
+    EXPECT_GE(t, formula);
+    EXPECT_LT(t, 1.05 * formula);
+  }
+  EXPECT_DOUBLE_EQ(r.stats.value("system.link.c2-c3.bytes"), 4 * bytes);
+}
+
 // With the mapping left open, the search simulates the candidates it keeps and reports the fastest.
 TEST(Pipeline, TheSearchKeepsTheFastestMapping) {
   const Report r = run(arch::load_arch("maia100-class", {"system.chips=2", "system.topology=fully_connected",

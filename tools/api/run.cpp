@@ -280,19 +280,19 @@ class StatsSum {
   std::map<std::string, double*> index_;
 };
 
-// The hidden state of a microbatch crossing from every chip of stage `boundary` to the chip of
-// the same rank in the next stage, all ranks at once, on the whole system's links.
-sim::RunResult simulate_transfer(const arch::Arch& a, int64_t tp, int64_t boundary, uint64_t bytes) {
+// The hidden state of a microbatch crossing from chips [from, from + tp) to the chips tp on, all
+// at once, on the links of `a`.
+sim::RunResult simulate_transfer(const arch::Arch& a, int64_t from, int64_t tp, uint64_t bytes) {
   isa::Program p;
   for (int c = 0; c < int(a.system.chips); ++c) {
     compiler::ProgramBuilder pb(a, c);
     const uint64_t buf = pb.hbm_region("hidden", isa::RegionKind::Io, bytes);
     const int sem = pb.sem_alloc();
-    const int64_t stage = c / tp;
-    if (stage == boundary || stage == boundary + 1) {
-      const int64_t peer = stage == boundary ? c + tp : c - tp;
-      pb.emit(0, stage == boundary ? compiler::send(compiler::hbm(int64_t(buf)), int64_t(bytes), peer, 1, sem)
-                                   : compiler::recv(compiler::hbm(int64_t(buf)), int64_t(bytes), peer, 1, sem));
+    if (c >= from && c < from + 2 * tp) {
+      const bool sends = c < from + tp;
+      const int64_t peer = sends ? c + tp : c - tp;
+      pb.emit(0, sends ? compiler::send(compiler::hbm(int64_t(buf)), int64_t(bytes), peer, 1, sem)
+                       : compiler::recv(compiler::hbm(int64_t(buf)), int64_t(bytes), peer, 1, sem));
       pb.emit(0, compiler::sem_wait(sem));
     }
     isa::Program part = pb.take();
@@ -304,6 +304,34 @@ sim::RunResult simulate_transfer(const arch::Arch& a, int64_t tp, int64_t bounda
   }
   isa::verify_or_throw(p, compiler::target_for(a));
   return sim::Simulation(a, sim::Mode::Performance).run(p);
+}
+
+// The part of a system that a transfer between chips [first, first + 2 tp) needs, as a system of
+// its own whose chip c is the system's chip `base` + c. On a switch or a full mesh that is just
+// those chips (whole scale-up domains when there are several; a full mesh keeps its links per
+// pair of chips), so that a transfer on a rack of 72 does not simulate 72 chips; on rings and
+// tori the routes go through other chips: all of them.
+struct TransferSystem {
+  arch::Arch arch;
+  int64_t base = 0;
+};
+TransferSystem transfer_system(const arch::Arch& a, int64_t first, int64_t tp) {
+  TransferSystem t{a, 0};
+  t.arch.system.parallelism = {};
+  const arch::SystemParams& sys = a.system;
+  if (sys.topology != arch::Topology::Switch && sys.topology != arch::Topology::FullyConnected) return t;
+  const int64_t domain = sys.domain();
+  if (domain == sys.chips) {
+    t.base = first;
+    t.arch.system.chips = 2 * tp;
+    if (sys.topology == arch::Topology::FullyConnected) {
+      t.arch.system.link.count = sys.link.count / (sys.chips - 1) * (2 * tp - 1);
+    }
+  } else {
+    t.base = first - first % domain;
+    t.arch.system.chips = (first % domain + 2 * tp + domain - 1) / domain * domain;
+  }
+  return t;
 }
 
 // A model step in a pipeline of mapping.pp stages of mapping.tp chips each: every distinct stage
@@ -393,20 +421,24 @@ Simulated simulate_pipeline(const arch::Arch& a, const RunSpec& spec, const RunO
   // other boundaries' chips. On rings and tori the routes differ: every boundary is simulated.
   const int64_t domain = a.system.domain();
   const bool alike = a.system.topology == arch::Topology::Switch || a.system.topology == arch::Topology::FullyConnected;
-  std::map<int64_t, std::pair<int64_t, sim::RunResult>> transfers;  // kind -> (boundary simulated, its run)
+  std::map<int64_t, sim::RunResult> transfers;  // by kind
   for (int64_t boundary = 0; boundary + 1 < mapping.pp; ++boundary) {
     const int64_t first = boundary * mapping.tp;
     const int64_t kind = !alike ? boundary : domain == a.system.chips ? 0 : first % domain;
+    const TransferSystem part = transfer_system(a, first, mapping.tp);
     auto it = transfers.find(kind);
     if (it == transfers.end()) {
-      it = transfers.emplace(kind, std::pair{boundary, simulate_transfer(a, mapping.tp, boundary, bytes)}).first;
+      it = transfers.emplace(kind, simulate_transfer(part.arch, first - part.base, mapping.tp, bytes)).first;
     }
-    const auto& [simulated, t] = it->second;
+    const sim::RunResult& t = it->second;
     transfer_seconds.push_back(t.seconds());
     wait.activity.add(t.activity, k);
     out.b.total.add(t.activity, k);
-    const int64_t offset = (boundary - simulated) * mapping.tp;
-    stats.add(t.stats, k, offset, domain == a.system.chips ? 0 : offset / domain);
+    if (domain < a.system.chips && part.arch.system.chips == domain) {  // one domain: its switch is "sw"
+      stats.add(t.stats, k, part.base, 0, fmt::format("sw{}", part.base / domain + 1));
+    } else {
+      stats.add(t.stats, k, part.base, domain == a.system.chips ? 0 : part.base / domain);
+    }
   }
   out.b.seconds = pipeline_seconds(stage_seconds, transfer_seconds, m, w.phase);
   double busy = 0;
