@@ -14,6 +14,7 @@
 #include "compiler/builder.hpp"
 #include "compiler/compile.hpp"
 #include "compiler/emit.hpp"
+#include "compiler/kernels/collective.hpp"
 #include "compiler/target.hpp"
 #include "isa/verify.hpp"
 #include "sim/simulation.hpp"
@@ -262,7 +263,7 @@ std::string offset_chips(const std::string& name, int64_t offset, int64_t domain
   return name;
 }
 
-// Stats summed by name: each added source scaled by `k`, its chips moved by `offset`.
+// Stats summed by name: each added source scaled by `k`, renamed by offset_chips.
 class StatsSum {
  public:
   void add(const sim::Stats& from, double k, int64_t offset, int64_t domains, const std::string& own_switch = "") {
@@ -283,9 +284,9 @@ class StatsSum {
 // The hidden state of a microbatch crossing from chips [from, from + tp) to the chips tp on, all
 // at once, on the links of `a`.
 sim::RunResult simulate_transfer(const arch::Arch& a, int64_t from, int64_t tp, uint64_t bytes) {
-  isa::Program p;
+  std::vector<compiler::ProgramBuilder> chips;
   for (int c = 0; c < int(a.system.chips); ++c) {
-    compiler::ProgramBuilder pb(a, c);
+    compiler::ProgramBuilder& pb = chips.emplace_back(a, c);
     const uint64_t buf = pb.hbm_region("hidden", isa::RegionKind::Io, bytes);
     const int sem = pb.sem_alloc();
     if (c >= from && c < from + 2 * tp) {
@@ -295,13 +296,8 @@ sim::RunResult simulate_transfer(const arch::Arch& a, int64_t from, int64_t tp, 
                        : compiler::recv(compiler::hbm(int64_t(buf)), int64_t(bytes), peer, 1, sem));
       pb.emit(0, compiler::sem_wait(sem));
     }
-    isa::Program part = pb.take();
-    if (p.streams.empty()) {
-      p = std::move(part);
-    } else {
-      for (isa::Stream& s : part.streams) p.streams.push_back(std::move(s));
-    }
   }
+  const isa::Program p = compiler::take_system(chips);
   isa::verify_or_throw(p, compiler::target_for(a));
   return sim::Simulation(a, sim::Mode::Performance).run(p);
 }
