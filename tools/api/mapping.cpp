@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "arch/derived.hpp"
+#include "arch/network.hpp"
 
 namespace tessera::api {
 
@@ -39,6 +40,39 @@ double pipeline_seconds(const std::vector<double>& stage, const std::vector<doub
   return done;
 }
 
+namespace {
+
+// An all-reduce of `bytes` over a scale-up domain of n chips joined as `sys` says, on the formula
+// of the algorithm the compiler picks there (kernels/collective.hpp), without the adds.
+double domain_all_reduce(const arch::SystemParams& sys, int64_t n, double bytes) {
+  if (n < 2) return 0;
+  const double latency = sys.link.latency, per_link = sys.link.bandwidth;
+  if (sys.topology == arch::Topology::Switch || sys.topology == arch::Topology::FullyConnected) {
+    return 2 * ((double(n) - 1) / double(n) * bytes / (double(sys.link.count) * per_link) + latency);
+  }
+  const double bundle = double(sys.link.count / arch::link_neighbours(sys.topology, n)) * per_link;
+  double t = 0;
+  for (int d : arch::torus_dims(sys.topology, n)) {  // a ring per dimension, on what the one before left
+    t += 2.0 * (d - 1) / d * bytes / bundle + 2.0 * (d - 1) * latency;
+    bytes /= d;
+  }
+  return t;
+}
+
+// Over tp chips of the system: within a domain, or across domains (hierarchical: within each,
+// then the domain's part directly across the scale-out switch).
+double all_reduce_seconds(const arch::SystemParams& sys, int64_t tp, double bytes) {
+  const int64_t domain = std::min(sys.domain(), tp);
+  double t = domain_all_reduce(sys, domain, bytes);
+  if (tp > domain) {
+    const double m = double(tp / domain), part = bytes / double(domain);
+    t += 2 * ((m - 1) / m * part / (double(sys.scale_out.count) * sys.scale_out.bandwidth) + sys.scale_out.latency);
+  }
+  return t;
+}
+
+}  // namespace
+
 double estimate_seconds(const arch::Arch& a, const compiler::ModelConfig& m, const compiler::Workload& w,
                         const Mapping& mapping, double dtype_bytes) {
   const arch::Derived d = arch::derive(a);
@@ -49,14 +83,8 @@ double estimate_seconds(const arch::Arch& a, const compiler::ModelConfig& m, con
   const double per_layer = (double(m.parameters()) - head * (m.tie_embeddings ? 1 : 2)) / double(m.layers);
   const double kv_per_token = 2.0 * double(std::min(m.kv_heads * m.head_dim, m.heads * m.head_dim)) * 2.0;
   const double context = double(w.past() + w.tokens_per_sequence());
-  // All-reduce of one microbatch's hidden state over tp chips (ring), on the links that join them.
-  const bool across = mapping.tp > a.system.domain();
-  const double link_bw = across ? a.system.scale_out.bandwidth * double(a.system.scale_out.count)
-                                : a.system.link.bandwidth * double(std::max<int64_t>(1, a.system.link.count));
-  const double link_latency = across ? a.system.scale_out.latency : a.system.link.latency;
-  const double bytes = tokens * double(m.hidden) * 2.0;
-  const double all_reduce =
-      mapping.tp == 1 ? 0 : 2 * (tp - 1) / tp * bytes / link_bw + 2 * (tp - 1) * link_latency;
+  const double bytes = tokens * double(m.hidden) * 2.0;  // a microbatch's hidden state, bf16
+  const double all_reduce = all_reduce_seconds(a.system, mapping.tp, bytes);
   std::vector<double> stage;
   for (int64_t s = 0; s < mapping.pp; ++s) {
     const compiler::PipelineStage ps{mapping.pp, s};

@@ -36,8 +36,9 @@ double pipeline_seconds(const std::vector<double>& stage, const std::vector<doub
                         compiler::Phase phase);
 
 // A first-order step time of a mapping: per stage, the larger of its FLOPs over the peak and its
-// bytes (weights, KV cache) over HBM bandwidth, plus its all-reduces on ring formulas, composed
-// by pipeline_seconds. Only for ranking mappings, never reported as a result.
+// bytes (weights, KV cache) over HBM bandwidth, plus its all-reduces on the formulas of the
+// algorithms the compiler picks (direct, ring, by torus dimensions, hierarchical), composed by
+// pipeline_seconds. Only for ranking mappings, never reported as a result.
 double estimate_seconds(const arch::Arch& a, const compiler::ModelConfig& m, const compiler::Workload& w,
                         const Mapping& mapping, double dtype_bytes);
 
