@@ -122,8 +122,10 @@ check "with the mapping open, a search finds one that splits" 0 '"pp": 3' -- \
 check "--tp and --pp that do not make the system's chips are an error" 1 \
   "system.parallelism.tp: tp 2 x pp 2 = 4 chips, not the system's 8" -- \
   "$tessera" run --arch hgx-h100x8 "${small[@]}" --tp 2 --pp 2
-check "compile refuses a pipeline (a program is one stage)" 1 "maps the model as 2 pipeline stages" -- \
-  "$tessera" compile --arch maia100-class -s system.chips=2 -s system.parallelism.pp=2 "${small[@]}"
+check "compile of a pipeline needs the stage" 1 "a pipeline of 2 stages: --stage 0 .. 1" -- \
+  "$tessera" compile --arch maia100-class -s system.chips=2 --pp 2 "${small[@]}"
+check "compile --stage emits that stage's program" 0 "pipeline_stage = 1 of 2 \(layers 2-3\)" -- \
+  "$tessera" compile --arch maia100-class -s system.chips=2 --pp 2 --stage 1 --emit graph "${small[@]}"
 check "--pp shows the pipeline in the report" 0 "tp 1 x pp 2, 2 microbatches" -- \
   "$tessera" run --arch maia100-class "${small[@]}" --chips 2 --pp 2
 check "an operator on several chips is refused" 1 "an operator runs on one" -- "$tessera" run --arch hgx-h100x8 --op gemm --shape 64,64,64

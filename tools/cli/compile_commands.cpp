@@ -1,5 +1,5 @@
 // tessera compile --arch A --model M --phase prefill|decode --batch B (--seq S | --context L)
-//                 [--dtype D] [--kv-dtype D] --emit graph|tiled|asm|bin [-o OUT]
+//                 [--dtype D] [--kv-dtype D] [--pp N --stage S] --emit graph|tiled|asm|bin [-o OUT]
 #include <fmt/format.h>
 
 #include <fstream>
@@ -18,7 +18,7 @@ void add_compile_commands(CLI::App& app) {
   struct Options {
     std::string arch, model, phase = "prefill", emit = "asm", out, dtype = "bf16", kv_dtype = "bf16";
     std::vector<std::string> overrides;
-    int64_t batch = 1, seq = 0, context = -1;
+    int64_t batch = 1, seq = 0, context = -1, pp = 0, stage = -1;
     bool no_loop = false, all_logits = false;
   };
   auto opt = std::make_shared<Options>();
@@ -34,10 +34,25 @@ void add_compile_commands(CLI::App& app) {
   c->add_option("--kv-dtype", opt->kv_dtype, "KV-cache dtype: bf16, fp8e4m3, fp8e5m2");
   c->add_option("--emit", opt->emit, "graph, tiled, asm or bin")->check(CLI::IsMember({"graph", "tiled", "asm", "bin"}));
   c->add_option("-o,--output", opt->out, "output file (default: standard output; required for bin)");
+  c->add_option("--pp", opt->pp, "pipeline stages (-s system.parallelism.pp=N): compile one stage, --stage")
+      ->check(CLI::PositiveNumber);
+  c->add_option("--stage", opt->stage, "with a pipeline: the stage to compile (0 .. pp - 1), on its chips / pp chips")
+      ->check(CLI::NonNegativeNumber);
   c->add_flag("--no-layer-loop", opt->no_loop, "emit every layer separately");
   c->add_flag("--all-logits", opt->all_logits, "prefill: logits of every prompt token (default: each sequence's last)");
   c->callback([opt] {
-    const arch::Arch a = arch::load_arch(opt->arch, opt->overrides);
+    if (opt->pp > 0) opt->overrides.push_back(fmt::format("system.parallelism.pp={}", opt->pp));
+    arch::Arch a = arch::load_arch(opt->arch, opt->overrides);
+    // A pipeline's program is one stage's, on the stage's chips.
+    const arch::ParallelismParams par = a.system.parallelism;
+    const int64_t stages = par.pp > 0 ? par.pp : par.tp > 0 ? a.system.chips / par.tp : 1;
+    if (stages > 1 && (opt->stage < 0 || opt->stage >= stages)) {
+      throw std::runtime_error(fmt::format("a pipeline of {} stages: --stage 0 .. {} says which to compile", stages,
+                                           stages - 1));
+    }
+    if (stages == 1 && opt->stage > 0) throw std::runtime_error("--stage needs a pipeline (--pp)");
+    a.system.chips /= stages;
+    a.system.parallelism = {};
     const compiler::ModelConfig m = compiler::load_model_config(opt->model);
     compiler::Workload w = api::make_workload(opt->phase, opt->batch, opt->seq, opt->context);
     w.all_logits = opt->all_logits;
@@ -45,7 +60,7 @@ void add_compile_commands(CLI::App& app) {
     o.weight_dtype = api::parse_dtype("--dtype", opt->dtype);
     o.kv_dtype = api::parse_dtype("--kv-dtype", opt->kv_dtype);
     o.layer_loop = !opt->no_loop;
-    const compiler::CompileResult r = compiler::compile_model(m, w, a, o);
+    const compiler::CompileResult r = compiler::compile_model(m, w, a, o, {stages, std::max<int64_t>(opt->stage, 0)});
     if (opt->emit == "bin") {
       if (opt->out.empty()) throw std::runtime_error("--emit bin needs -o FILE");
       isa::save_binary(r.program, opt->out);
