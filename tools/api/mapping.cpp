@@ -81,7 +81,8 @@ double estimate_seconds(const arch::Arch& a, const compiler::ModelConfig& m, con
   const double tokens = double(w.batch / mb * w.tokens_per_sequence()), tp = double(mapping.tp);
   const double head = double(m.vocab * m.hidden);
   const double per_layer = (double(m.parameters()) - head * (m.tie_embeddings ? 1 : 2)) / double(m.layers);
-  const double kv_per_token = 2.0 * double(std::min(m.kv_heads * m.head_dim, m.heads * m.head_dim)) * 2.0;
+  const double kv_per_token = 2.0 * double(m.kv_heads * m.head_dim) * 2.0;  // keys and values, bf16
+  const double kv_split = std::min(tp, double(m.kv_heads));                   // more chips replicate heads
   const double context = double(w.past() + w.tokens_per_sequence());
   const double bytes = tokens * double(m.hidden) * 2.0;  // a microbatch's hidden state, bf16
   const double all_reduce = all_reduce_seconds(a.system, mapping.tp, bytes);
@@ -91,7 +92,7 @@ double estimate_seconds(const arch::Arch& a, const compiler::ModelConfig& m, con
     const auto [first, end] = ps.layers(m.layers);
     const double layers = double(end - first);
     const double weights = (layers * per_layer + (ps.last() ? head : 0)) * dtype_bytes / tp;
-    const double kv = layers * kv_per_token * context * double(w.batch / mb) / tp;
+    const double kv = layers * kv_per_token * context * double(w.batch / mb) / kv_split;
     const double flops = 2 * tokens * (layers * per_layer + (ps.last() ? head : 0)) / tp +
                          4 * tokens * context * layers * double(m.heads * m.head_dim) / tp;
     stage.push_back(std::max(flops / flops_peak, (weights + kv) / d.hbm_bandwidth) + layers * 2 * all_reduce);
