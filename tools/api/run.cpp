@@ -331,8 +331,8 @@ TransferSystem transfer_system(const arch::Arch& a, int64_t first, int64_t tp) {
 }
 
 // A model step in a pipeline of mapping.pp stages of mapping.tp chips each: every distinct stage
-// simulated for one microbatch on its chips, each boundary's transfer on the whole system, and
-// the step composed (mapping.hpp). Rows: an operator's (and a layer's) time summed over the
+// simulated for one microbatch on its chips, each boundary's transfer on the chips it needs
+// (transfer_system), and the step composed (mapping.hpp). Rows: an operator's (and a layer's) time summed over the
 // stages and microbatches that run it, divided by the stages (so that the rows, with the
 // stages' mean wait, add up to the step).
 Simulated simulate_pipeline(const arch::Arch& a, const RunSpec& spec, const RunOptions& options,
