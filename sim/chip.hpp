@@ -126,6 +126,9 @@ class MatmulUnit : public sc_core::sc_module {
   double& sram_read_;
   double& sram_write_;
   std::array<double*, isa::kDtypeCount> macs_{};
+  // Per input dtype the arrays take, MACs per PE per cycle (arch::array_pack); the arrays' shape.
+  std::array<int64_t, isa::kDtypeCount> pack_{};
+  arch::ArrayShape shape_{};
   int slot_;
 };
 

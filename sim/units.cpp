@@ -16,7 +16,7 @@ namespace {
 
 constexpr Opcode kMM = Opcode::Matmul;
 constexpr int kM = isa::field_index(kMM, "m"), kK = isa::field_index(kMM, "k"), kN = isa::field_index(kMM, "n");
-constexpr int kDtype = isa::field_index(kMM, "dtype");
+constexpr int kDtype = isa::field_index(kMM, "dtype"), kAccumulate = isa::field_index(kMM, "accumulate");
 constexpr int kRows = isa::field_index(Opcode::VAdd, "rows"), kCols = isa::field_index(Opcode::VAdd, "cols");
 constexpr int kLdd = isa::field_index(Opcode::VAdd, "ldd"), kDdt = isa::field_index(Opcode::VAdd, "ddt");
 constexpr int kLds0 = isa::field_index(Opcode::VAdd, "lds0"), kS0dt = isa::field_index(Opcode::VAdd, "s0dt");
@@ -60,10 +60,13 @@ MatmulUnit::MatmulUnit(sc_module_name name, Tile& tile)
       sram_read_(tile.stats().add(tile.prefix() + ".sa.sram_read_bytes", "bytes", "operand bytes the arrays read from SRAM")),
       sram_write_(tile.stats().add(tile.prefix() + ".sa.sram_write_bytes", "bytes", "accumulator bytes the arrays write to SRAM")),
       slot_(tile.chip().slots().add(Resource::Arrays)) {
+  const arch::SystolicParams& sa = tile.arch().chip.tile.systolic;
+  shape_ = {sa.rows, sa.cols, sa.count, sa.dataflow};
   for (int d = 1; d < isa::kDtypeCount; ++d) {
     const auto dt = static_cast<isa::Dtype>(d);
     const std::string_view cls = isa::array_dtype_class(dt);
-    if (cls.empty() || !tile.arch().chip.tile.systolic.macs_per_cycle.has(cls)) continue;
+    if (cls.empty() || !sa.macs_per_cycle.has(cls)) continue;
+    pack_[size_t(d)] = arch::array_pack(sa, cls);
     macs_[size_t(d)] = &tile.stats().add(fmt::format("{}.sa.macs_{}", tile.prefix(), isa::dtype_name(dt)), "count",
                                          fmt::format("multiply-accumulates on {} inputs", isa::dtype_name(dt)));
   }
@@ -78,13 +81,11 @@ void MatmulUnit::push(Op* op) {
 }
 
 void MatmulUnit::run() {
-  const arch::SystolicParams& sa = tile_.arch().chip.tile.systolic;
-  const arch::ArrayShape shape{sa.rows, sa.cols, sa.count, sa.dataflow};
   advance(tile_, queue_, running_, accept_, event_, [&](Op* op, Tick now) {
     const isa::Dtype dt = static_cast<isa::Dtype>(op->v[kDtype]);
     const int64_t m = op->v[kM], k = op->v[kK], n = op->v[kN];
-    const int64_t pack = arch::array_pack(sa, isa::array_dtype_class(dt));
-    const arch::MatmulTiming t = arch::matmul_timing(shape, pack, m, k, n);
+    const int64_t pack = pack_[size_t(dt)];
+    const arch::MatmulTiming t = arch::matmul_timing(shape_, pack, m, k, n);
     const Tick occupancy = tile_.clock().cycles(double(t.occupancy));
     const Tick latency = tile_.clock().cycles(double(t.latency));
     busy_ += double(occupancy);
@@ -98,10 +99,10 @@ void MatmulUnit::run() {
     // Operand traffic on the arrays' own SRAM paths (energy): ws re-streams A for every
     // n-tile and the partial sums of every k-tile; os re-reads A per column block, B per row block.
     const double e = double(isa::dtype_bytes(dt, size_t(k))) / double(k);
-    const double kt = std::ceil(double(k) / double(sa.rows * pack)), nt = std::ceil(double(n) / double(sa.cols));
-    const double mb = std::ceil(double(m) / double(sa.rows));
-    const bool ws = sa.dataflow == arch::Dataflow::WeightStationary;
-    const bool accumulate = op->v[isa::field_index(kMM, "accumulate")] != 0;
+    const double kt = std::ceil(double(k) / double(shape_.rows * pack)), nt = std::ceil(double(n) / double(shape_.cols));
+    const double mb = std::ceil(double(m) / double(shape_.rows));
+    const bool ws = shape_.dataflow == arch::Dataflow::WeightStationary;
+    const bool accumulate = op->v[kAccumulate] != 0;
     const double read = double(m * k) * e * nt + double(k * n) * e * (ws ? 1.0 : mb) +
                         double(m * n) * 4.0 * ((ws ? kt - 1.0 : 0.0) + (accumulate ? 1.0 : 0.0));
     const double written = double(m * n) * 4.0 * (ws ? kt : 1.0);
