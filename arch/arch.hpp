@@ -122,6 +122,10 @@ struct SystemParams {
   }
   // Chips per scale-up domain.
   int64_t domain() const { return scale_out.domain > 0 ? std::min(scale_out.domain, chips) : chips; }
+  // Pipeline stages `parallelism` fixes (from tp when only it is given); 1 when it leaves them open.
+  int64_t pipeline_stages() const {
+    return parallelism.pp > 0 ? parallelism.pp : parallelism.tp > 0 ? chips / parallelism.tp : 1;
+  }
 };
 
 struct MeshParams {

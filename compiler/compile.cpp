@@ -72,9 +72,7 @@ CompileResult compile(Graph g, const arch::Arch& a, const CompileOptions& o) {
 CompileResult compile_model(const ModelConfig& m, const Workload& w, const arch::Arch& a, const CompileOptions& o,
                             const PipelineStage& stage) {
   const int64_t chips = a.system.chips;
-  const arch::ParallelismParams& par = a.system.parallelism;
-  const int64_t stages = par.pp > 0 ? par.pp : par.tp > 0 ? chips / par.tp : 1;
-  if (stages > 1) {
+  if (const int64_t stages = a.system.pipeline_stages(); stages > 1) {
     throw CompileError(fmt::format("{} maps the model as {} pipeline stages: a program covers one stage on its "
                                    "chips (compile a stage with system.chips = tp; `run` composes the pipeline)",
                                    a.name, stages));

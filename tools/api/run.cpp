@@ -478,16 +478,19 @@ Report run(const arch::Arch& a, const RunSpec& spec, const RunOptions& options) 
         }
         tried.push_back(std::move(t));
       }
-      if (!best) throw std::runtime_error(fmt::format("no mapping of {} onto {} runs: {}", spec.model, a.name,
-                                                      tried.front().error));
+      if (!best) {
+        std::string why;
+        for (const Report::Tried& t : tried) why += fmt::format("{}tp {} x pp {}: {}", why.empty() ? "" : "; ", t.tp, t.pp, t.error);
+        throw std::runtime_error(fmt::format("no mapping of {} onto {} runs: {}", spec.model, a.name, why));
+      }
       best->mapping_search = std::move(tried);
       best->host_seconds =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - host_start).count();
       return std::move(*best);
     }
   }
-  const Mapping mapping{a.system.parallelism.tp > 0 ? a.system.parallelism.tp : a.system.chips,
-                        a.system.parallelism.pp > 0 ? a.system.parallelism.pp : 1};
+  const int64_t stages = a.system.pipeline_stages();  // the search above fixed both when it was open
+  const Mapping mapping{a.system.chips / stages, stages};
   Simulated run;
   double tokens = 0;
   if (mapping.pp > 1) {

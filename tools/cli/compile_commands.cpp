@@ -44,8 +44,7 @@ void add_compile_commands(CLI::App& app) {
     if (opt->pp > 0) opt->overrides.push_back(fmt::format("system.parallelism.pp={}", opt->pp));
     arch::Arch a = arch::load_arch(opt->arch, opt->overrides);
     // A pipeline's program is one stage's, on the stage's chips.
-    const arch::ParallelismParams par = a.system.parallelism;
-    const int64_t stages = par.pp > 0 ? par.pp : par.tp > 0 ? a.system.chips / par.tp : 1;
+    const int64_t stages = a.system.pipeline_stages();
     if (stages > 1 && (opt->stage < 0 || opt->stage >= stages)) {
       throw std::runtime_error(fmt::format("a pipeline of {} stages: --stage 0 .. {} says which to compile", stages,
                                            stages - 1));
