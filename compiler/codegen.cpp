@@ -131,11 +131,7 @@ isa::Program codegen(const Lowering& l, const arch::Arch& a, std::vector<size_t>
           }
           break;
         case Strategy::Rows:
-          if (op.kind == OpKind::MoeRouter) {
-            emit_router(ctx, router_spec(l, op, regs), plan.rows);
-          } else {
-            emit_rows(ctx, rows_spec(l, op, regs), plan.rows);
-          }
+          emit_rows(ctx, rows_spec(l, op, regs), plan.rows);
           break;
         case Strategy::Experts: emit_moe(ctx, plan.half, moe_spec(l, op, regs), plan.moe); break;
         case Strategy::Heads: emit_attention(ctx, attention_spec(l, op, regs), plan.attention); break;

@@ -19,6 +19,7 @@ Lowering lower(Graph g, const arch::Arch& a, const CompileOptions& o, CompileRes
   assign_dtypes(g, o);
   r.graph_text = print(g);
   Lowering l = partition(std::move(g), a);
+  l.capacity_factor = o.capacity_factor;
   tile(l, a, o);
   place(l, a);
   plan_memory(l, a, o);
@@ -82,17 +83,35 @@ CompileResult compile_model(const ModelConfig& m, const Workload& w, const arch:
   // hold differ), so one lowering serves them all; each chip gets its own code (its place in
   // the collectives) and its own parts.
   CompileResult r;
-  const Lowering l = lower(build_graph(m, w, {chips, 0}, stage), a, o, r);
+  auto chip = [&](int64_t c) {
+    TensorParallel tp;
+    tp.chips = chips, tp.rank = c, tp.experts = a.system.parallelism.ep;
+    return build_graph(m, w, tp, stage);
+  };
+  const Lowering l = lower(chip(0), a, o, r);
   generate(l, a, o, 0, nullptr, &r.marks, r);
   for (int64_t c = 1; c < chips; ++c) {
-    const Graph own = build_graph(m, w, {chips, c}, stage);
+    const Graph own = chip(c);
     for (size_t i = 0; i < own.values.size(); ++i) {
       if (own.values[i].shape != l.graph.values[i].shape) {
         throw std::logic_error(fmt::format("chip {}'s part of {} differs in shape from chip 0's at %{}", c, m.name,
                                            own.values[i].name));
       }
     }
-    generate(l, a, o, int(c), &own, nullptr, r);
+    if (a.system.parallelism.ep == 1) {
+      generate(l, a, o, int(c), &own, nullptr, r);
+      continue;
+    }
+    // Expert parallelism: the chip's experts are others than chip 0's.
+    std::map<std::string, AttrValue> first;
+    for (const Op& op : own.ops) {
+      if (op.kind == OpKind::MoeExperts) first[op.name] = op.attrs.at("expert_first");
+    }
+    Lowering mine = l;
+    for (Op& op : mine.graph.ops) {
+      if (op.kind == OpKind::MoeExperts) op.attrs["expert_first"] = first.at(op.name);
+    }
+    generate(mine, a, o, int(c), &own, nullptr, r);
   }
   r.program.meta["tensor_parallel"] = std::to_string(chips);
   sizes(l, r);

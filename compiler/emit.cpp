@@ -138,6 +138,41 @@ Instr vec_mask(Tensor2 dst, Tensor2 src0, int64_t rows, int64_t cols, int64_t di
   return in;
 }
 
+Instr moe_route(const RouteOperands& r) {
+  constexpr Opcode R = Opcode::MoeRoute;
+  Instr in = vector_base(R, {r.weights, 0, Dtype::Fp32}, r.rows, r.experts);
+  set_src0(in, {r.logits, 0, Dtype::Fp32});
+  in.f[isa::field_index(R, "k")] = r.top_k;
+  in.f[isa::field_index(R, "renorm")] = r.renormalise;
+  in.f[isa::field_index(R, "e0")] = r.first;
+  in.f[isa::field_index(R, "ne")] = r.local;
+  in.f[isa::field_index(R, "cap")] = r.capacity;
+  in.f[isa::field_index(R, "block")] = r.block;
+  set_addr(in, isa::field_index(R, "cnt"), r.counts);
+  set_addr(in, isa::field_index(R, "disp"), r.dispatch);
+  set_addr(in, isa::field_index(R, "comb"), r.combine);
+  set_addr(in, isa::field_index(R, "cw"), r.combine_weights);
+  return in;
+}
+
+Instr gather(Addr dst, int64_t dst_stride, Addr src, int64_t src_stride, int64_t source_rows, Addr idx,
+             int64_t rows, int64_t d0, Dtype sdt, Dtype ddt, Signal done) {
+  Block b;
+  b.d0 = d0, b.d1 = rows, b.src_strides = {src_stride, 0, 0}, b.dst_strides = {dst_stride, 0, 0};
+  Instr in = dma(dst, src, b, sdt, ddt, done);
+  in.f[isa::field_index(Opcode::Dma, "gather")] = source_rows;
+  set_addr(in, isa::field_index(Opcode::Dma, "idx"), idx);
+  return in;
+}
+
+Instr ld(uint8_t rd, Addr addr, int64_t max) {
+  Instr in = Instr::make(Opcode::Ld);
+  in.f[0] = rd;
+  set_addr(in, 1, addr);
+  in.f[2] = max;
+  return in;
+}
+
 Instr sem_signal(int64_t tile, int64_t sem, int64_t count, isa::After after) {
   Instr in = Instr::make(Opcode::SemSignal);
   in.f[isa::field_index(Opcode::SemSignal, "tile")] = tile;

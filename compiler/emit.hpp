@@ -80,6 +80,22 @@ Instr vec_reduce(Opcode op, Tensor2 dst, Tensor2 src0, int64_t rows, int64_t col
 Instr vec_fill(Tensor2 dst, int64_t rows, int64_t cols, float value);
 Instr vec_mask(Tensor2 dst, Tensor2 src0, int64_t rows, int64_t cols, int64_t diag, float value);
 
+// The tables of one moe.route (all in the issuing tile's SRAM; see the ISA reference).
+struct RouteOperands {
+  Addr weights, logits;  // [rows, experts] fp32: the kept weights (in place over the logits is fine)
+  int64_t rows = 1, experts = 1, top_k = 1;
+  bool renormalise = true;
+  int64_t first = 0, local = 0;  // experts dispatched here: first.. first + local - 1 (0: all)
+  int64_t capacity = 1, block = 1;  // counts are of blocks of `block` slots
+  Addr counts, dispatch, combine, combine_weights;
+};
+Instr moe_route(const RouteOperands& r);
+// `rows` rows of d0 elements: row i from source row idx[i] (of `source_rows`, src_stride apart).
+Instr gather(Addr dst, int64_t dst_stride, Addr src, int64_t src_stride, int64_t source_rows, Addr idx,
+             int64_t rows, int64_t d0, Dtype sdt, Dtype ddt, Signal done);
+// rd = the int32 at addr (own SRAM), clamped to 0..max.
+Instr ld(uint8_t rd, Addr addr, int64_t max);
+
 Instr sem_signal(int64_t tile, int64_t sem, int64_t count = 1, isa::After after = isa::After::All);
 // `bytes` from src to chip `peer` (its recv of the same tag); `sem` (own) when they have left.
 Instr send(Addr src, int64_t bytes, int64_t peer, int64_t tag, int64_t sem = int64_t(isa::kSemNone));

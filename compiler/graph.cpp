@@ -10,9 +10,9 @@ namespace tessera::compiler {
 namespace {
 
 constexpr std::array<std::string_view, 5> kRoles = {"weight", "kv_cache", "activation", "input", "output"};
-constexpr std::array<std::string_view, 22> kKinds = {
+constexpr std::array<std::string_view, 21> kKinds = {
     "embedding", "linear",    "matmul", "add",   "mul",   "rms_norm",  "layer_norm", "softmax",
-    "rope",      "silu",      "gelu",   "relu",  "swiglu", "attention", "moe_router", "moe_experts",
+    "rope",      "silu",      "gelu",   "relu",  "swiglu", "attention", "moe_experts",
     "reshape",   "transpose", "concat", "split", "slice",  "all_reduce"};
 
 std::string shape_text(const std::vector<int64_t>& s) {

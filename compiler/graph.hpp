@@ -66,11 +66,11 @@ enum class OpKind {
                 // attrs batch, seq, past, heads, kv_heads, head_dim, causal, capacity (cache
                 // positions, default past + seq); appends k, v to the caches at positions
                 // past .. past + seq - 1 and attends over past + seq
-  MoeRouter,    // (logits [T, E]) -> weights [T, E]: softmax, top-k kept and renormalised
-                // (0 for the other experts); attr top_k
-  MoeExperts,   // (x [T, H], weights [T, E], then w1 [I, H], w3 [I, H], w2 [H, I] of every expert)
-                // -> y [T, H] = sum over e of weights[:, e] * w2_e(silu(w1_e x) * w3_e x); attrs
-                // experts, intermediate, top_k. Fusion stacks the weights: (x, weights,
+  MoeExperts,   // (x [T, H], router logits [T, R] fp32, then w1 [I, H], w3 [I, H], w2 [H, I] of
+                // each of this chip's experts) -> y [T, H] = sum over its experts e among each
+                // token's top k of w[t, e] * w2_e(silu(w1_e x) * w3_e x), w = softmax(logits) over
+                // the top k, renormalised; attrs experts (here), routed_experts (R),
+                // expert_first, intermediate, top_k. Fusion stacks the weights: (x, logits,
                 // w13 [E*2I, H] = [w1_0; w3_0; w1_1; ...], w2 [E*H, I] = [w2_0; w2_1; ...])
   Reshape,      // a view: same bytes, new shape
   Transpose,    // attr perm

@@ -419,7 +419,17 @@ class GraphBuilder {
       throw CompileError(fmt::format("{}: {} (tensor parallelism); {}", m_.name, why,
                                      fits.empty() ? "it runs on one chip only" : "it splits over " + fits + " chips"));
     }
+    const int64_t ep = tp_.experts;
+    if (ep != 1 && m_.experts == 0) throw CompileError(fmt::format("{} has no experts to split (ep {})", m_.name, ep));
+    if (ep < 1 || n % ep != 0 || (m_.experts > 0 && m_.experts % ep != 0)) {
+      throw CompileError(fmt::format("{}: ep {} must divide both its {} experts and the {} chips", m_.name, ep,
+                                     m_.experts, n));
+    }
     heads_ = m_.heads / n, intermediate_ = m_.intermediate / n;
+    // Experts: ep groups of n / ep chips; a group holds E / ep experts, split by features.
+    const int64_t per_group = n / ep;
+    local_experts_ = m_.experts / ep, expert_first_ = tp_.rank / per_group * local_experts_;
+    expert_rank_ = tp_.rank % per_group, expert_inter_ = m_.intermediate / per_group;
     kv_heads_ = m_.kv_heads >= n ? m_.kv_heads / n : 1;  // fewer: replicated, n / kv_heads chips share each
     kv_first_ = m_.kv_heads >= n ? tp_.rank * kv_heads_ : tp_.rank * m_.kv_heads / n;
   }
@@ -574,19 +584,21 @@ class GraphBuilder {
     h = norm(ln2, x, l, n + "mlp_norm");
     int mlp;
     if (m_.experts > 0) {
+      // Every chip routes every token over all experts (the router is small) and runs its own
+      // experts' part on the tokens routed to them; the all-reduce sums the chips' parts.
       const int router_w = weight(p + "block_sparse_moe.gate.weight", {m_.experts, m_.hidden});
       const int logits = linear(n + "router", h, router_w, -1, {tokens_, m_.experts}, l);
-      const int probs = add_op(OpKind::MoeRouter, n + "router_topk", {logits}, {tokens_, m_.experts}, l,
-                               {{"top_k", m_.experts_per_token}});
-      std::vector<int> in{h, probs};
-      for (int64_t e = 0; e < m_.experts; ++e) {
+      const Cut expert_cut = tp_.chips > 1 ? cut(expert_rank_ * expert_inter_, expert_inter_, 1) : Cut{};
+      std::vector<int> in{h, logits};
+      for (int64_t e = expert_first_; e < expert_first_ + local_experts_; ++e) {
         const std::string ep = fmt::format("{}block_sparse_moe.experts.{}.", p, e);
-        in.push_back(part(ep + "w1.weight", {m_.intermediate, m_.hidden}, 0, mlp_cut));
-        in.push_back(part(ep + "w3.weight", {m_.intermediate, m_.hidden}, 0, mlp_cut));
-        in.push_back(part(ep + "w2.weight", {m_.hidden, m_.intermediate}, 1, mlp_cut));
+        in.push_back(part(ep + "w1.weight", {m_.intermediate, m_.hidden}, 0, expert_cut));
+        in.push_back(part(ep + "w3.weight", {m_.intermediate, m_.hidden}, 0, expert_cut));
+        in.push_back(part(ep + "w2.weight", {m_.hidden, m_.intermediate}, 1, expert_cut));
       }
       mlp = add_op(OpKind::MoeExperts, n + "experts", in, {tokens_, m_.hidden}, l,
-                   {{"experts", m_.experts}, {"intermediate", intermediate_}, {"top_k", m_.experts_per_token}});
+                   {{"experts", local_experts_}, {"routed_experts", m_.experts}, {"expert_first", expert_first_},
+                    {"intermediate", expert_inter_}, {"top_k", m_.experts_per_token}});
     } else if (m_.gated_mlp) {
       const int gate = proj(p + "mlp.gate_proj", n + "gate_proj", h, m_.intermediate, m_.hidden, m_.mlp_bias, l, mlp_cut);
       const int up = proj(p + "mlp.up_proj", n + "up_proj", h, m_.intermediate, m_.hidden, m_.mlp_bias, l, mlp_cut);
@@ -630,6 +642,7 @@ class GraphBuilder {
   const TensorParallel tp_;
   const PipelineStage stage_;
   int64_t heads_ = 0, kv_heads_ = 0, kv_first_ = 0, intermediate_ = 0;  // this chip's
+  int64_t local_experts_ = 0, expert_first_ = 0, expert_rank_ = 0, expert_inter_ = 0;  // its experts
   Graph g_;
   int64_t tokens_ = 0;
   int embed_table_ = -1;

@@ -85,6 +85,9 @@ std::string tensor_parallel_problem(const ModelConfig& m, int64_t n);
 struct TensorParallel {
   int64_t chips = 1;
   int64_t rank = 0;  // this chip's index, 0 .. chips - 1
+  // Expert parallelism: the experts dealt out over this many groups of chips / experts chips
+  // (each group splits its experts' features); 1: every chip holds a slice of every expert.
+  int64_t experts = 1;
 };
 
 // Pipeline parallelism: the model's layers dealt out in contiguous stages, the first stages

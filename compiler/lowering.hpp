@@ -29,6 +29,9 @@ struct CompileOptions {
   // the rest (0: every round; the program then computes the whole op).
   int64_t sample_rounds = 0;
   int chip = 0;  // compile(): the chip this graph's program is for
+  // MoE: > 0 caps the tokens an expert takes from a routed block at factor x tokens x k /
+  // experts (GShard's capacity; the rest are dropped); 0: dropless (Mixtral's rule).
+  double capacity_factor = 0.0;
 };
 
 // How an op's work is spread over the tiles.
@@ -75,6 +78,7 @@ struct Lowering {
   int64_t layers = 0;
   uint64_t weight_stride = 0, kv_stride = 0;
   std::map<std::string, uint64_t> region_bytes;  // weights, kv_cache, activations, constants
+  double capacity_factor = 0.0;                   // CompileOptions::capacity_factor
 };
 
 }  // namespace tessera::compiler

@@ -73,8 +73,7 @@ std::vector<std::vector<int64_t>> output_shapes(const Graph& g, const Op& op) {
     case OpKind::Softmax:
     case OpKind::Silu:
     case OpKind::Gelu:
-    case OpKind::Relu:
-    case OpKind::MoeRouter: return {shape(g, op, 0)};
+    case OpKind::Relu: return {shape(g, op, 0)};
     case OpKind::Rope: {
       const auto& x = shape(g, op, 0);
       const int64_t heads = op.i("heads"), d = op.i("head_dim");
@@ -387,10 +386,8 @@ void assign_dtypes(Graph& g, const CompileOptions& o) {
   }
   // Routing is decided on fp32 gate logits (bf16 logits would tie or swap near-equal experts).
   for (const Op& op : g.ops) {
-    if (op.kind != OpKind::MoeRouter) continue;
-    for (int v : {op.inputs[0], op.outputs[0]}) {
-      if (g.v(v).role == Role::Activation) g.v(v).dtype = isa::Dtype::Fp32;
-    }
+    if (op.kind != OpKind::MoeExperts) continue;
+    if (g.v(op.inputs[1]).role == Role::Activation) g.v(op.inputs[1]).dtype = isa::Dtype::Fp32;
   }
 }
 

@@ -124,9 +124,6 @@ Lowering partition(Graph g, const arch::Arch& a) {
       case OpKind::Reshape:
         p.strategy = Strategy::None;
         break;
-      case OpKind::MoeRouter:
-        p.strategy = Strategy::Rows;
-        break;  // its own row kernel (kernels/moe.hpp)
       case OpKind::MoeExperts: {
         const int64_t tokens = l.graph.v(op.inputs[0]).shape[0];
         p.strategy = Strategy::Experts;
@@ -196,9 +193,8 @@ void tile(Lowering& l, const arch::Arch& a, const CompileOptions& o) {
                                              p.stream.ksplit, p.stream.reduce_cols);
           break;
         case Strategy::Rows:
-          p.rows = op.kind == OpKind::MoeRouter ? plan_router(a, router_spec(l, op), b)
-                                                : plan_rows(a, rows_spec(l, op), b);
-          if (op.kind != OpKind::MoeRouter) p.rows.round_chunks = rows_round_chunks(p.rows);
+          p.rows = plan_rows(a, rows_spec(l, op), b);
+          p.rows.round_chunks = rows_round_chunks(p.rows);
           op.notes["tiles"] =
               fmt::format("{} rows a tile in chunks of {}", p.rows.per_tile, p.rows.chunk);
           if (p.rows.col_tiles > 1)
@@ -209,13 +205,6 @@ void tile(Lowering& l, const arch::Arch& a, const CompileOptions& o) {
           if (p.rows.buffers == 2) op.notes["tiles"] += ", double-buffered";
           if (p.rows.round_chunks > 0)
             op.notes["tiles"] += fmt::format(", in rounds of {} chunks", p.rows.round_chunks);
-          if (op.kind == OpKind::MoeRouter) {
-            op.notes["routing"] = fmt::format(
-                "z = l - max(l); top-{} mask: {} round(s) of row max and push down, then step(z - "
-                "kth) from vec.scale/max "
-                "(ties at the k-th value keep every tied expert); w = exp(z) * mask / sum, in fp32",
-                op.i("top_k"), op.i("top_k") - 1);
-          }
           break;
         case Strategy::Experts: {
           const MoeSpec spec = moe_spec(l, op);

@@ -108,16 +108,6 @@ AttentionSpec attention_spec(const Lowering& l, const Op& op, LayerRegs regs) {
   return s;
 }
 
-RouterSpec router_spec(const Lowering& l, const Op& op, LayerRegs regs) {
-  RouterSpec s;
-  const auto& shape = l.graph.v(op.inputs[0]).shape;
-  s.rows = shape[0], s.experts = shape[1];
-  s.top_k = op.i("top_k");
-  s.logits = operand(l, op.inputs[0], regs);
-  s.out = operand(l, op.outputs[0], regs);
-  return s;
-}
-
 MoeSpec moe_spec(const Lowering& l, const Op& op, LayerRegs regs) {
   const Graph& g = l.graph;
   if (op.inputs.size() != 4) {
@@ -129,8 +119,13 @@ MoeSpec moe_spec(const Lowering& l, const Op& op, LayerRegs regs) {
   const auto& x = g.v(op.inputs[0]).shape;
   s.t = x[0], s.hidden = x[1];
   s.experts = op.i("experts"), s.inter = op.i("intermediate"), s.top_k = op.i("top_k");
+  s.routed = op.i("routed_experts", s.experts), s.first = op.i("expert_first", 0);
+  s.capacity_factor = l.capacity_factor;
   s.x = operand(l, op.inputs[0], regs);
-  s.route = operand(l, op.inputs[1], regs);
+  s.logits = operand(l, op.inputs[1], regs);
+  if (g.v(op.inputs[1]).shape != std::vector<int64_t>{s.t, s.routed} || s.logits.dtype != Dtype::Fp32) {
+    throw CompileError(fmt::format("op {}: router logits must be [{}, {}] of fp32", op.name, s.t, s.routed));
+  }
   const Operand2 w13 = operand(l, op.inputs[2], regs), w2 = operand(l, op.inputs[3], regs);
   s.w13 = w13.addr, s.w2 = w2.addr, s.wdt = w13.dtype;
   s.y = operand(l, op.outputs[0], regs);

@@ -24,7 +24,6 @@ GemmSpec gemm_spec(const Lowering& l, const Op& op, LayerRegs regs = {});
 StreamSpec stream_spec(const Lowering& l, const Op& op, LayerRegs regs = {});
 RowsSpec rows_spec(const Lowering& l, const Op& op, LayerRegs regs = {});
 AttentionSpec attention_spec(const Lowering& l, const Op& op, LayerRegs regs = {});
-RouterSpec router_spec(const Lowering& l, const Op& op, LayerRegs regs = {});
 MoeSpec moe_spec(const Lowering& l, const Op& op, LayerRegs regs = {});
 
 }  // namespace tessera::compiler

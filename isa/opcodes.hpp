@@ -102,7 +102,12 @@ inline constexpr FieldDef kMark[] = {
     {"resume", K::Flag, 1, 0, Sp::None, {}, {}, "continue the tile's current instance of the region"},
 };
 inline constexpr FieldDef kLoop[] = {
-    {"count", K::RegImm, 40, 1, Sp::None, {}, {}, "trip count (register + immediate), 1..2^30", true},
+    {"count", K::RegImm, 40, 1, Sp::None, {}, {}, "trip count (register + immediate), 0..2^30", true},
+};
+inline constexpr FieldDef kLd[] = {
+    {"rd", K::Reg, 4, 0, Sp::None, {}, {}, "destination register", true},
+    {"addr", K::Addr, 44, 0, Sp::Sram, {}, {}, "a signed 32-bit integer in the tile's SRAM", true},
+    {"max", K::U, 32, 0, Sp::None, {}, {}, "the value is clamped to 0..max (the verifier assumes max)", true},
 };
 inline constexpr FieldDef kLi[] = {
     {"rd", K::Reg, 4, 0, Sp::None, {}, {}, "destination register", true},
@@ -154,6 +159,8 @@ inline constexpr FieldDef kDma[] = {
     {"transpose", K::Flag, 1, 0, Sp::None, {}, {}, "swap dimensions 0 and 1 at the destination"},
     {"sem", K::Sem, 8, int64_t(kSemNone), Sp::None, {}, {}, "semaphore signalled (+1) on completion"},
     {"sem_tile", K::Tile, 16, int64_t(kTileSelf), Sp::None, {}, {}, "tile owning that semaphore"},
+    {"gather", K::U, 32, 0, Sp::None, {}, {}, "gather: rows the source holds (0: no gather)"},
+    {"idx", K::Addr, 44, 0, Sp::Sram, {}, {}, "gather: int32 source row of each row of dimension 1 (-1: zeros)"},
 };
 inline constexpr FieldDef kMatmul[] = {
     {"acc", K::Addr, 44, 0, Sp::Sram, {}, {}, "accumulator, m x n of fp32 (int32 for int8 inputs)", true},
@@ -221,6 +228,20 @@ inline constexpr FieldDef kVecMask[] = {
     {"diag", K::S, 32, 0, Sp::None, {}, {}, "element (r, c) is kept when c <= r + diag"},
     {"value", K::F32, 32, kF32NegInf, Sp::None, {}, {}, "value of masked elements"},
 };
+inline constexpr FieldDef kMoeRoute[] = {
+    TESSERA_VEC_DST,
+    TESSERA_VEC_SRC0,
+    {"k", K::U, 8, 1, Sp::None, {}, {}, "experts per token", true},
+    {"renorm", K::Flag, 1, 1, Sp::None, {}, {}, "renormalise the k weights to sum to 1"},
+    {"e0", K::U, 16, 0, Sp::None, {}, {}, "first expert dispatched here"},
+    {"ne", K::U, 16, 0, Sp::None, {}, {}, "experts dispatched here (0: all)"},
+    {"cap", K::U, 32, 1, Sp::None, {}, {}, "slots per expert (tokens beyond them are dropped)", true},
+    {"block", K::U, 32, 1, Sp::None, {}, {}, "slots per block (cnt counts blocks)"},
+    {"cnt", K::Addr, 44, 0, Sp::Sram, {}, {}, "int32 [ne]: blocks of slots each expert fills, ceil(min(n, cap) / block)", true},
+    {"disp", K::Addr, 44, 0, Sp::Sram, {}, {}, "int32 [ne, cb = cap rounded up to a block]: each slot's token row, -1 when empty", true},
+    {"comb", K::Addr, 44, 0, Sp::Sram, {}, {}, "int32 [k, rows]: each token's j-th slot row (e - e0) * cb + s, -1 when elsewhere or dropped", true},
+    {"cw", K::Addr, 44, 0, Sp::Sram, {}, {}, "fp32 [k, rows]: its weight, 0 when elsewhere or dropped", true},
+};
 #undef TESSERA_VEC_DST
 #undef TESSERA_VEC_SRC0
 
@@ -250,8 +271,8 @@ inline constexpr FieldDef kRecv[] = {
     "The tile stops issuing once every instruction in flight has completed. Falling off the "   \
     "end of a stream halts too.", "")                                                            \
   X(Loop, "loop", Control, kLoop, "start a counted loop",                                        \
-    "Runs the instructions up to the matching `endloop` `count` times (evaluated on entry). "   \
-    "Loops nest up to 8 deep and cost no cycles.", "")                                           \
+    "Runs the instructions up to the matching `endloop` `count` times (evaluated on entry); a "  \
+    "count of 0 (from `ld`) skips them. Loops nest up to 8 deep and cost no cycles.", "")        \
   X(EndLoop, "endloop", Control, kNone, "end of a loop body", "Closes the innermost `loop`.", "") \
   X(Li, "li", Control, kLi, "load immediate", "rd = imm.", "")                                   \
   X(Addi, "addi", Control, kAddi, "add immediate", "rd = rs + imm.", "")                         \
@@ -271,7 +292,9 @@ inline constexpr FieldDef kRecv[] = {
     "i1*ss1 + i0*size(sdt) and written at dst + i3*ds3 + i2*ds2 + i1*ds1 + i0*size(ddt); with " \
     "`transpose` it is written at dst + i3*ds3 + i2*ds2 + i0*ds1 + i1*size(ddt). Elements are "  \
     "converted from sdt to ddt (fp32 <-> bf16, bf16/fp32 -> fp8). SRAM may belong to another "  \
-    "tile (`dst_tile`, `src_tile`). On completion semaphore `sem` of `sem_tile` is signalled.",  \
+    "tile (`dst_tile`, `src_tile`). With `gather` = n, row i1 of the source is row idx[i1] of "  \
+    "n rows ss1 apart (int32s in the issuing tile's SRAM; -1 reads zeros; d2 = d3 = 1); timing " \
+    "takes the rows in order. On completion semaphore `sem` of `sem_tile` is signalled.",        \
     "")                                                                                          \
   X(Matmul, "matmul", Matmul, kMatmul, "matrix multiply on the systolic arrays",                 \
     "acc = A x B (or acc += A x B with `accumulate`), A m x k and B k x n in `dtype`, "          \
@@ -310,7 +333,19 @@ inline constexpr FieldDef kRecv[] = {
     "graph): the simulator accounts their time, work and traffic to it. Each `mark` begins a "  \
     "new instance of the region on this tile (the n-th time is instance n, e.g. layer n of a "  \
     "loop); with `resume` it continues the tile's current instance (after interleaved work of " \
-    "another region, such as a prefetch). Costs no cycles.", "")
+    "another region, such as a prefetch). Costs no cycles.", "")                                  \
+  X(Ld, "ld", Control, kLd, "load a register from SRAM",                                        \
+    "rd = the int32 at addr in the tile's SRAM, clamped to 0..max, once every earlier "          \
+    "instruction writing it has completed. Data-dependent trip counts come from here; the "      \
+    "verifier walks the program with rd = max.", "")                                             \
+  X(MoeRoute, "moe.route", Vector, kMoeRoute, "mixture-of-experts routing",                     \
+    "For each row r of logits src0 [rows, cols = experts]: p = softmax(src0[r]); the k largest " \
+    "p (ties to the lower expert) are kept, renormalised to sum 1 with `renorm`, and written to " \
+    "dst [rows, cols] (fp32, 0 elsewhere and where dropped; dst may be src0). Tokens are then dispatched, row by row and in order "  \
+    "of rank, to the experts e0..e0+ne-1: expert i's n-th token takes slot n when n < cap. cnt, " \
+    "disp, comb and cw describe the dispatch (see the fields). In performance mode the experts " \
+    "are drawn from the run's routing distribution (seeded, uniform or skewed) with weights "    \
+    "1/k; every tile draws the same experts for its n-th moe.route.", "max")
 
 enum class Opcode : uint8_t {
 #define TESSERA_X(op_, mnem_, cls_, fields_, summary_, semantics_, timing_) op_,

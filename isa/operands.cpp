@@ -15,7 +15,15 @@ constexpr int d2 = field_index(Opcode::Dma, "d2"), d3 = field_index(Opcode::Dma,
 constexpr int ss1 = field_index(Opcode::Dma, "ss1"), ds1 = field_index(Opcode::Dma, "ds1");
 constexpr int sdt = field_index(Opcode::Dma, "sdt"), ddt = field_index(Opcode::Dma, "ddt");
 constexpr int transpose = field_index(Opcode::Dma, "transpose");
+constexpr int gather = field_index(Opcode::Dma, "gather"), idx = field_index(Opcode::Dma, "idx");
 }  // namespace dma
+namespace route {
+constexpr int k = field_index(Opcode::MoeRoute, "k"), ne = field_index(Opcode::MoeRoute, "ne");
+constexpr int cap = field_index(Opcode::MoeRoute, "cap"), cnt = field_index(Opcode::MoeRoute, "cnt");
+constexpr int block = field_index(Opcode::MoeRoute, "block");
+constexpr int disp = field_index(Opcode::MoeRoute, "disp"), comb = field_index(Opcode::MoeRoute, "comb");
+constexpr int cw = field_index(Opcode::MoeRoute, "cw");
+}  // namespace route
 namespace mm {
 constexpr int acc = field_index(Opcode::Matmul, "acc"), a = field_index(Opcode::Matmul, "a");
 constexpr int b = field_index(Opcode::Matmul, "b"), m = field_index(Opcode::Matmul, "m");
@@ -104,10 +112,13 @@ void collect_accesses(const Instr& in, const int64_t* regs, std::vector<Access>&
     case Opcode::Dma: {
       const Dtype sdt = in.dtype(dma::sdt), ddt = dma_dst_dtype(in);
       const int64_t d0 = in[dma::d0], d1 = in[dma::d1], d2 = in[dma::d2], d3 = in[dma::d3];
-      const int64_t sdims[3] = {d1, d2, d3};
+      const int64_t gather = in[dma::gather];
+      // A gather may read any of its `gather` source rows.
+      const int64_t sdims[3] = {gather > 0 ? gather : d1, d2, d3};
       const int64_t sstr[3] = {in[dma::ss1], in[dma::ss1 + 1], in[dma::ss1 + 2]};
       out.push_back(pattern_access(in.space(dma::src_space), in[dma::src_tile], resolve(in, dma::src, regs),
                                    row_bytes(sdt, d0), sdims, sstr, element_align(sdt), false, "src"));
+      if (gather > 0) out.push_back(rows_access(Space::Sram, resolve(in, dma::idx, regs), 1, 4 * d1, 0, 4, false, "idx"));
       const bool t = in[dma::transpose] != 0;
       const int64_t ddims[3] = {t ? d0 : d1, d2, d3};
       const int64_t dstr[3] = {in[dma::ds1], in[dma::ds1 + 1], in[dma::ds1 + 2]};
@@ -142,6 +153,9 @@ void collect_accesses(const Instr& in, const int64_t* regs, std::vector<Access>&
       if (in[mm::has_bias]) out.push_back(rows_access(Space::Sram, resolve(in, mm::bias, regs), 1, 4 * n, 0, 4, false, "bias"));
       return;
     }
+    case Opcode::Ld:
+      out.push_back(rows_access(Space::Sram, resolve(in, 1, regs), 1, 4, 0, 4, false, "addr"));
+      return;
     case Opcode::Send:
       out.push_back(rows_access(in.space(comm::src_space), resolve(in, comm::src, regs), 1, in[comm::sbytes], 0, 1,
                                 false, "src"));
@@ -170,6 +184,15 @@ void collect_accesses(const Instr& in, const int64_t* regs, std::vector<Access>&
     const int64_t c1 = bc == Bcast::Col ? 1 : cols;
     out.push_back(rows_access(Space::Sram, resolve(in, vec::src1, regs), r1, row_bytes(s1, c1), in[vec::lds1],
                               element_align(s1), false, "src1"));
+  }
+  if (in.op == Opcode::MoeRoute) {
+    const int64_t ne = in[route::ne] ? in[route::ne] : cols, k = in[route::k];
+    const int64_t block = std::max<int64_t>(1, in[route::block]);
+    const int64_t cap = (in[route::cap] + block - 1) / block * block;
+    out.push_back(rows_access(Space::Sram, resolve(in, route::cnt, regs), 1, 4 * ne, 0, 4, true, "cnt"));
+    out.push_back(rows_access(Space::Sram, resolve(in, route::disp, regs), 1, 4 * ne * cap, 0, 4, true, "disp"));
+    out.push_back(rows_access(Space::Sram, resolve(in, route::comb, regs), 1, 4 * k * rows, 0, 4, true, "comb"));
+    out.push_back(rows_access(Space::Sram, resolve(in, route::cw, regs), 1, 4 * k * rows, 0, 4, true, "cw"));
   }
 }
 

@@ -134,6 +134,11 @@ class Verifier {
         case Opcode::Add:
           if (in[0] != 0) regs[in[0]] = regs[in[1]] + regs[in[2]];
           break;
+        case Opcode::Ld:  // the value comes from data: walk the largest it may take
+          check(s, pc, in, regs);
+          if (in[0] != 0) regs[in[0]] = in[2];
+          if (in[2] == 0) issue(s, pc, "ld with max 0 always loads 0");
+          break;
         case Opcode::Loop: {
           const int64_t count = resolve(in, 0, regs);
           if (count <= 0 || count > kMaxTripCount) {
@@ -245,6 +250,10 @@ class Verifier {
     for (int sp : {dst_space, src_space}) {
       if (in.space(sp) == Space::None) issue(s, pc, "dma address space is none");
     }
+    static constexpr int gather = field_index(Opcode::Dma, "gather"), transpose = field_index(Opcode::Dma, "transpose");
+    if (in[gather] > 0 && (in[d0 + 2] != 1 || in[d0 + 3] != 1 || in[transpose] != 0)) {
+      issue(s, pc, "a gathering dma has d2 = d3 = 1 and no transpose");
+    }
     for (int tf : {dst_tile, src_tile}) {
       const int sp = tf == dst_tile ? dst_space : src_space;
       if (in[tf] != int64_t(kTileSelf) && in.space(sp) != Space::Sram) {
@@ -291,6 +300,17 @@ class Verifier {
         issue(s, pc, fmt::format("{} {} is 0", d.mnemonic, d.fields[i].name));
       }
     }
+    if (in.op != Opcode::MoeRoute) return;
+    static constexpr int cols = field_index(Opcode::MoeRoute, "cols"), k = field_index(Opcode::MoeRoute, "k");
+    static constexpr int e0 = field_index(Opcode::MoeRoute, "e0"), ne = field_index(Opcode::MoeRoute, "ne");
+    static constexpr int cap = field_index(Opcode::MoeRoute, "cap"), ddt = field_index(Opcode::MoeRoute, "ddt");
+    static constexpr int s0dt = field_index(Opcode::MoeRoute, "s0dt");
+    if (in[k] < 1 || in[k] > in[cols]) issue(s, pc, fmt::format("moe.route k {} must be 1..{} (the experts)", in[k], in[cols]));
+    if (in[e0] + (in[ne] ? in[ne] : in[cols]) > in[cols]) {
+      issue(s, pc, fmt::format("moe.route experts {}..{} beyond its {}", in[e0], in[e0] + in[ne] - 1, in[cols]));
+    }
+    if (in[cap] == 0) issue(s, pc, "moe.route cap is 0");
+    if (in.dtype(ddt) != Dtype::Fp32 || in.dtype(s0dt) != Dtype::Fp32) issue(s, pc, "moe.route works on fp32");
   }
 
   void range_rules(const Stream& s, size_t pc, const OpDef& d, const Access& a) {

@@ -64,6 +64,11 @@ struct SimOptions {
   uint64_t dma_chunk_bytes = 256 << 10;  // DMA transfers move in chunks of at most this size
   Tick time_limit = 0;                  // 0: none
   Tick power_window = 1'000'000;        // windows of the power profile (peak power): 1 us
+  // Performance mode has no data to route on: moe.route draws each token's experts with
+  // probability proportional to 1 / rank^routing_skew (0: uniform; the ranks are shuffled for
+  // every moe.route), from a generator seeded with routing_seed.
+  double routing_skew = 0.0;
+  uint64_t routing_seed = 1;
 };
 
 // Runs callbacks at future times (signal deliveries, DMA chunk stages).
@@ -248,6 +253,11 @@ class Tile : public sc_core::sc_module {
   Clock clock() const;
   SramPorts& sram() { return sram_; }
   Memory* memory();  // functional storage of this tile's SRAM (nullptr in performance mode)
+  // What moe.route writes and ld reads: the SRAM in functional mode; in performance mode a
+  // store of its own, since those values steer control flow.
+  Memory& control_memory();
+  // moe.route: from the data in functional mode, drawn from the routing distribution otherwise.
+  void route(const int64_t* v);
   Stats& stats();
   const std::string& prefix() const { return prefix_; }
   Trace* trace();
@@ -260,6 +270,8 @@ class Tile : public sc_core::sc_module {
   void step();
   bool issue_memory_op(const isa::Instr& in, Unit unit);
   bool hazard(const Op& op) const;
+  bool load_register(const isa::Instr& in);  // ld; false while an earlier write is in flight
+  size_t end_of_loop(size_t loop_pc) const;
   void block(Block why);
   void unblock(Tick now);
   void deliver_ready_signals();
@@ -278,6 +290,8 @@ class Tile : public sc_core::sc_module {
     int64_t remaining;
   };
   std::vector<Loop> loops_;
+  Memory control_;         // performance mode: the routing tables
+  uint64_t routes_ = 0;    // moe.route instructions executed (seeds the n-th one's draw)
   std::array<int64_t, isa::kNumSems> sems_{};
   bool halted_ = false;
   int region_ = 0;  // the region instance its instructions are charged to

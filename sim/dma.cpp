@@ -347,8 +347,8 @@ void DmaEngine::finish_chunk(Transfer* t, uint64_t row, uint64_t rows, uint64_t 
   if (chip.memory()) {
     // Only SRAM addresses name another tile: shared memory is the issuing tile's instance.
     auto storage = [&](Space s, int64_t tile) -> Memory& { return chip.storage(s, s == Space::Sram ? tile : tile_.index()); };
-    functional_dma(storage(t->src_space, t->src_tile), storage(t->dst_space, t->dst_tile), *t->op->in, t->op->v.data(),
-                   row, rows, offset, rows == 1 ? bytes : 0);
+    functional_dma(storage(t->src_space, t->src_tile), storage(t->dst_space, t->dst_tile), *tile_.memory(),
+                   *t->op->in, t->op->v.data(), row, rows, offset, rows == 1 ? bytes : 0);
   }
   --t->outstanding;
   --outstanding_;

@@ -1,8 +1,13 @@
 #include "sim/functional.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <random>
+#include <stdexcept>
 #include <vector>
 
 #include "isa/operands.hpp"
@@ -201,8 +206,108 @@ void functional_vector(Memory& sram, const isa::Instr& in, const int64_t* v) {
   store_matrix(sram, ddt, dst, ldd, rows, cols, y.data());
 }
 
-void functional_dma(const Memory& src, Memory& dst, const isa::Instr& in, const int64_t* v, uint64_t row,
-                    uint64_t rows, uint64_t offset, uint64_t bytes) {
+namespace {
+template <class T>
+void store_array(Memory& m, int64_t addr, const std::vector<T>& x) {
+  m.write(uint64_t(addr), std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(x.data()), x.size() * sizeof(T)));
+}
+}  // namespace
+
+void functional_route(Memory& sram, const int64_t* v, const std::vector<int32_t>* drawn) {
+  constexpr Opcode R = Opcode::MoeRoute;
+  const int64_t rows = v[isa::field_index(R, "rows")], experts = v[isa::field_index(R, "cols")];
+  const int64_t k = v[isa::field_index(R, "k")], e0 = v[isa::field_index(R, "e0")];
+  const int64_t ne = v[isa::field_index(R, "ne")] ? v[isa::field_index(R, "ne")] : experts;
+  const int64_t cap = v[isa::field_index(R, "cap")], block = std::max<int64_t>(1, v[isa::field_index(R, "block")]);
+  std::vector<int32_t> chosen(size_t(rows * k));
+  std::vector<float> weight(size_t(rows * k), 1.0f / float(k));
+  if (drawn != nullptr) {
+    chosen = *drawn;
+  } else {
+    const std::vector<float> logits = load_matrix(sram, Dtype::Fp32, uint64_t(v[isa::field_index(R, "src0")]),
+                                                  v[isa::field_index(R, "lds0")], rows, experts);
+    const bool renorm = v[isa::field_index(R, "renorm")] != 0;
+    std::vector<float> p(static_cast<size_t>(experts));
+    std::vector<bool> taken(static_cast<size_t>(experts));
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* l = &logits[size_t(r * experts)];
+      const float mx = *std::max_element(l, l + experts);
+      float sum = 0.0f;
+      for (int64_t e = 0; e < experts; ++e) sum += p[size_t(e)] = std::exp(l[e] - mx);
+      std::fill(taken.begin(), taken.end(), false);
+      float kept = 0.0f;
+      for (int64_t j = 0; j < k; ++j) {
+        int64_t best = -1;  // the largest left; a tie keeps the lower expert
+        for (int64_t e = 0; e < experts; ++e) {
+          if (!taken[size_t(e)] && (best < 0 || p[size_t(e)] > p[size_t(best)])) best = e;
+        }
+        taken[size_t(best)] = true;
+        chosen[size_t(r * k + j)] = int32_t(best);
+        kept += weight[size_t(r * k + j)] = p[size_t(best)] / sum;
+      }
+      if (renorm) {
+        for (int64_t j = 0; j < k; ++j) weight[size_t(r * k + j)] /= kept;
+      }
+    }
+  }
+  std::vector<float> dense(size_t(rows * experts), 0.0f);
+  std::vector<int64_t> routed(static_cast<size_t>(ne), 0);
+  const int64_t stride = (cap + block - 1) / block * block;  // of the dispatch table
+  std::vector<int32_t> cnt(static_cast<size_t>(ne), 0), disp(size_t(ne * stride), -1), comb(size_t(k * rows), -1);
+  std::vector<float> cw(size_t(k * rows), 0.0f);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t j = 0; j < k; ++j) {
+      const int64_t e = chosen[size_t(r * k + j)];
+      const float w = weight[size_t(r * k + j)];
+      dense[size_t(r * experts + e)] = w;
+      const int64_t i = e - e0;
+      if (i < 0 || i >= ne) continue;  // dispatched elsewhere
+      const int64_t slot = routed[size_t(i)]++;
+      if (slot >= cap) {  // over capacity: dropped
+        dense[size_t(r * experts + e)] = 0.0f;
+        continue;
+      }
+      disp[size_t(i * stride + slot)] = int32_t(r);
+      comb[size_t(j * rows + r)] = int32_t(i * stride + slot);
+      cw[size_t(j * rows + r)] = w;
+    }
+  }
+  for (int64_t i = 0; i < ne; ++i) cnt[size_t(i)] = int32_t((std::min(routed[size_t(i)], cap) + block - 1) / block);
+  store_matrix(sram, Dtype::Fp32, uint64_t(v[isa::field_index(R, "dst")]), v[isa::field_index(R, "ldd")], rows,
+               experts, dense.data());
+  store_array(sram, v[isa::field_index(R, "cnt")], cnt);
+  store_array(sram, v[isa::field_index(R, "disp")], disp);
+  store_array(sram, v[isa::field_index(R, "comb")], comb);
+  store_array(sram, v[isa::field_index(R, "cw")], cw);
+}
+
+std::vector<int32_t> draw_routing(int64_t rows, int64_t experts, int64_t k, double skew, uint64_t seed,
+                                  uint64_t call) {
+  std::mt19937_64 gen(seed * 0x9E3779B97F4A7C15ull + call);
+  auto uniform = [&] { return double(gen() >> 11) * 0x1.0p-53; };  // the same on every platform
+  std::vector<double> p(static_cast<size_t>(experts));
+  std::vector<int64_t> rank(static_cast<size_t>(experts));
+  for (int64_t e = 0; e < experts; ++e) rank[size_t(e)] = e;
+  for (int64_t e = experts - 1; e > 0; --e) std::swap(rank[size_t(e)], rank[size_t(gen() % uint64_t(e + 1))]);
+  std::vector<int32_t> out(size_t(rows * k));
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t e = 0; e < experts; ++e) p[size_t(e)] = std::pow(double(rank[size_t(e)] + 1), -skew);
+    for (int64_t j = 0; j < k; ++j) {
+      double total = 0.0;
+      for (double q : p) total += q;
+      double u = uniform() * total;
+      int64_t e = 0;
+      while (e + 1 < experts && (p[size_t(e)] == 0.0 || u >= p[size_t(e)])) u -= p[size_t(e++)];
+      while (p[size_t(e)] == 0.0) --e;  // rounding ran past the last expert left
+      out[size_t(r * k + j)] = int32_t(e);
+      p[size_t(e)] = 0.0;
+    }
+  }
+  return out;
+}
+
+void functional_dma(const Memory& src, Memory& dst, const Memory& idx, const isa::Instr& in, const int64_t* v,
+                    uint64_t row, uint64_t rows, uint64_t offset, uint64_t bytes) {
   constexpr Opcode D = Opcode::Dma;
   const Dtype sdt = in.dtype(isa::field_index(D, "sdt")), ddt = isa::dma_dst_dtype(in);
   const int64_t d0 = v[isa::field_index(D, "d0")], d1 = v[isa::field_index(D, "d1")], d2 = v[isa::field_index(D, "d2")];
@@ -215,11 +320,26 @@ void functional_dma(const Memory& src, Memory& dst, const isa::Instr& in, const 
   if (rows > 1 || bytes == 0) offset = 0, bytes = src_row_bytes;
   const uint64_t e_begin = offset * 8 / sbits, e_end = (offset + bytes) * 8 / sbits;
 
+  const int64_t gather = v[isa::field_index(D, "gather")];
   std::vector<uint8_t> in_row(src_row_bytes), out_row;
   for (uint64_t r = row; r < row + rows; ++r) {
     const int64_t i1 = int64_t(r) % d1, i2 = (int64_t(r) / d1) % d2, i3 = int64_t(r) / (d1 * d2);
-    const uint64_t sa = s0 + uint64_t(i1 * ss[0] + i2 * ss[1] + i3 * ss[2]);
-    src.read(sa, in_row);
+    if (gather > 0) {
+      uint8_t b[4];
+      idx.read(uint64_t(v[isa::field_index(D, "idx")] + 4 * i1), b);
+      int32_t src_row;
+      std::memcpy(&src_row, b, 4);
+      if (src_row >= gather) {
+        throw std::runtime_error(fmt::format("dma gather: row {} names source row {} of {}", i1, src_row, gather));
+      }
+      if (src_row < 0) {
+        std::fill(in_row.begin(), in_row.end(), uint8_t(0));
+      } else {
+        src.read(s0 + uint64_t(src_row * ss[0]), in_row);
+      }
+    } else {
+      src.read(s0 + uint64_t(i1 * ss[0] + i2 * ss[1] + i3 * ss[2]), in_row);
+    }
     if (!transpose) {
       const uint64_t da = t0 + uint64_t(i1 * ds[0] + i2 * ds[1] + i3 * ds[2]);
       if (sdt == ddt && sbits % 8 == 0) {

@@ -5,8 +5,10 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "sim/chip.hpp"
+#include "sim/functional.hpp"
 
 namespace tessera::sim {
 
@@ -223,8 +225,18 @@ void Tile::step() {
         if (in[0] != 0) regs_[size_t(in[0])] = regs_[size_t(in[1])] + regs_[size_t(in[2])];
         ++pc_;
         continue;
-      case Opcode::Loop:
-        loops_.push_back({pc_ + 1, regs_[in.base[0]] + in.f[0]});
+      case Opcode::Loop: {
+        const int64_t count = regs_[in.base[0]] + in.f[0];
+        if (count <= 0) {  // a count from data may be 0: skip the body
+          pc_ = end_of_loop(pc_) + 1;
+          continue;
+        }
+        loops_.push_back({pc_ + 1, count});
+        ++pc_;
+        continue;
+      }
+      case Opcode::Ld:
+        if (!load_register(in)) return;
         ++pc_;
         continue;
       case Opcode::EndLoop:
@@ -297,6 +309,58 @@ void Tile::step() {
       }
     }
   }
+}
+
+size_t Tile::end_of_loop(size_t loop_pc) const {
+  const std::vector<isa::Instr>& code = stream_->code;
+  int depth = 0;
+  for (size_t pc = loop_pc + 1; pc < code.size(); ++pc) {
+    if (code[pc].op == Opcode::Loop) ++depth;
+    if (code[pc].op == Opcode::EndLoop && depth-- == 0) return pc;
+  }
+  return code.size();  // the verifier rejects unmatched loops
+}
+
+bool Tile::load_register(const isa::Instr& in) {
+  const Tick now = now_ticks();
+  isa::Access a;
+  a.space = isa::Space::Sram;
+  a.tile = index_;
+  a.begin = isa::resolve(in, 1, regs_.data());
+  a.end = a.begin + 4;
+  for (const Op* o : inflight_) {
+    for (int j = 0; j < o->naccess; ++j) {
+      if (o->acc[size_t(j)].write && overlaps(a, o->acc[size_t(j)])) {
+        block(Block::Hazard);
+        return false;
+      }
+    }
+  }
+  if (blocked_ != Block::None) unblock(now);
+  uint8_t bytes[4];
+  control_memory().read(uint64_t(a.begin), bytes);
+  int32_t value;
+  std::memcpy(&value, bytes, 4);
+  if (in[0] != 0) regs_[size_t(in[0])] = std::clamp<int64_t>(value, 0, in[2]);
+  instructions_ += 1;
+  chip_.attribution()[region_].activity.instructions += 1;
+  return true;
+}
+
+Memory& Tile::control_memory() { return memory() ? *memory() : control_; }
+
+void Tile::route(const int64_t* v) {
+  const uint64_t n = routes_++;
+  if (memory()) {
+    functional_route(*memory(), v, nullptr);
+    return;
+  }
+  const int64_t rows = v[isa::field_index(Opcode::MoeRoute, "rows")];
+  const int64_t experts = v[isa::field_index(Opcode::MoeRoute, "cols")];
+  const int64_t k = v[isa::field_index(Opcode::MoeRoute, "k")];
+  const SimOptions& opt = chip_.options();
+  const std::vector<int32_t> drawn = draw_routing(rows, experts, k, opt.routing_skew, opt.routing_seed, n);
+  functional_route(control_, v, &drawn);
 }
 
 void Tile::complete(Op* op) {

@@ -22,6 +22,7 @@ constexpr int kLdd = isa::field_index(Opcode::VAdd, "ldd"), kDdt = isa::field_in
 constexpr int kLds0 = isa::field_index(Opcode::VAdd, "lds0"), kS0dt = isa::field_index(Opcode::VAdd, "s0dt");
 constexpr int kLds1 = isa::field_index(Opcode::VAdd, "lds1"), kS1dt = isa::field_index(Opcode::VAdd, "s1dt");
 constexpr int kBcast = isa::field_index(Opcode::VAdd, "bcast");
+constexpr int kRouteK = isa::field_index(Opcode::MoeRoute, "k");
 
 // Runs every queued op whose time has come; returns when the unit next needs to wake.
 template <class Start>
@@ -145,7 +146,9 @@ void VectorUnit::run() {
     const int64_t rows = op->v[kRows], cols = op->v[kCols];
     const bool plain_copy = in.op == Opcode::VCast && in.dtype(kDdt) == in.dtype(kS0dt);
     const arch::VectorOpTiming& t = vp.op(plain_copy ? "copy" : in.def().vector_timing);
-    const double elements = double(rows) * double(cols);
+    // moe.route: a softmax (max, exp, sum) and k selection passes over the logits.
+    const double passes = in.op == Opcode::MoeRoute ? double(3 + op->v[kRouteK]) : 1.0;
+    const double elements = double(rows) * double(cols) * passes;
     const double compute = std::ceil(elements / (double(vp.lanes) * t.throughput));
     // Operands stream through the SRAM ports while the lanes compute.
     const bool reduce = in.op == Opcode::VRsum || in.op == Opcode::VRmax;
@@ -172,7 +175,11 @@ void VectorUnit::run() {
     act.busy[size_t(slot_)] += double(occupancy);
     act.vector_elements += elements;
     tile_.chip().meter().add(now, now + latency, elements * tile_.chip().meter().prices().vector);
-    if (Memory* mem = tile_.memory()) functional_vector(*mem, in, op->v.data());
+    if (in.op == Opcode::MoeRoute) {
+      tile_.route(op->v.data());
+    } else if (Memory* mem = tile_.memory()) {
+      functional_vector(*mem, in, op->v.data());
+    }
     if (Trace* tr = tile_.trace()) tr->slice(tile_.trace_track(Unit::Vector), in.def().mnemonic, now, now + latency);
     return std::pair{occupancy, latency};
   });

@@ -46,6 +46,12 @@ void KernelContext::nest_in(KernelContext& outer, int64_t e) {
   mark_id = outer.mark_id, sample_rounds = outer.sample_rounds;
   record_ = &outer.record();
   scale_ = outer.scale_ * outer.round_weight(e);
+  auto rest = [](const Pool& p) {
+    const uint64_t used = (p.next + 63) / 64 * 64;
+    return Pool{p.base + used, p.size - std::min(p.size, used), 0};
+  };
+  sram_ = rest(outer.sram_), shared_ = rest(outer.shared_);
+  sem_base_ = outer.sem_base_ + outer.sem_next_, sem_count_ = outer.sem_count_ - outer.sem_next_;
 }
 
 int KernelContext::sem() {

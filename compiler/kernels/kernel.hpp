@@ -69,7 +69,7 @@ class KernelContext {
   const std::vector<double>& instance_weights() const { return weights_; }
   // A kernel of the op that runs inside emitted round e of `outer` (an MoE's expert): same mark
   // and sampling, its rounds' instances recorded with outer's, each standing for its share of
-  // round e too.
+  // round e too; its scratch (SRAM, shared memory, semaphores) is what outer has not taken.
   void nest_in(KernelContext& outer, int64_t e);
 
  private:

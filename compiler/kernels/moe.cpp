@@ -16,20 +16,53 @@ uint64_t align4k(uint64_t v) {
   return (v + 4095) / 4096 * 4096;
 }
 constexpr int64_t kTargetChunkBytes = 512 << 10;
-constexpr float kBig = 1e30f;
 constexpr int64_t kSelf = int64_t(isa::kTileSelf);
 
 Tensor2 f32(uint64_t addr, int64_t ld = 0) {
   return Tensor2{sram(int64_t(addr)), ld, Dtype::Fp32};
 }
 
-// t = (t >= 0 ? 1 : 0) for the differences d in t, as clamp(d * 1e30 + 1, 0, 1). Any d < 0 that
-// fp32 can tell from 0 (|d| >= 1e-30) gives 0; d >= 0 gives 1; overflow to inf is harmless.
-void emit_step(ProgramBuilder& pb, int tile, const Tensor2& t, int64_t rows, int64_t cols) {
-  pb.emit(tile, vec_scale(t, t, rows, cols, -kBig, -1.0f));          // -(d * big + 1)
-  pb.emit(tile, vec_scalar(Opcode::VMax, t, t, -1.0f, rows, cols));  // -min(d * big + 1, 1)
-  pb.emit(tile, vec_scale(t, t, rows, cols, -1.0f, 0.0f));           // min(d * big + 1, 1)
-  pb.emit(tile, vec_scalar(Opcode::VMax, t, t, 0.0f, rows, cols));   // clamped at 0
+// Routing tables of a block of `rows` tokens in a tile's SRAM (see moe.route): the logits, which
+// moe.route overwrites with the kept weights, and the dispatch.
+struct RouteTables {
+  uint64_t weights = 0, counts = 0, dispatch = 0, combine = 0, combine_weights = 0;
+};
+// Entries per expert in the dispatch table: its capacity in whole blocks.
+int64_t dispatch_stride(const MoeSpec& s, int64_t rows, int64_t block) {
+  return ceil_div(moe_capacity(s, rows), block) * block;
+}
+uint64_t route_bytes(const MoeSpec& s, int64_t rows, int64_t block) {
+  return uint64_t(4 * (rows * s.routed + s.experts + s.experts * dispatch_stride(s, rows, block) + 2 * s.top_k * rows) +
+                  5 * 64);
+}
+RouteTables route_tables(KernelContext& ctx, const MoeSpec& s, int64_t rows, int64_t block) {
+  RouteTables r;
+  r.weights = ctx.sram(uint64_t(rows * s.routed * 4));
+  r.counts = ctx.sram(uint64_t(s.experts * 4));
+  r.dispatch = ctx.sram(uint64_t(s.experts * dispatch_stride(s, rows, block) * 4));
+  r.combine = ctx.sram(uint64_t(s.top_k * rows * 4));
+  r.combine_weights = ctx.sram(uint64_t(s.top_k * rows * 4));
+  return r;
+}
+
+// On tile t: the logits of token rows r0.. into its tables, then moe.route with counts of
+// blocks of `block` slots.
+void emit_route(ProgramBuilder& pb, int t, const MoeSpec& s, const RouteTables& r, int64_t r0, int64_t rows,
+                int64_t block, int sem) {
+  const int64_t ldl = s.logits.ld ? s.logits.ld : s.routed * 4;
+  Block b;
+  b.d0 = s.routed, b.d1 = rows, b.src_strides = {ldl, 0, 0}, b.dst_strides = {s.routed * 4, 0, 0};
+  pb.emit(t, dma(sram(int64_t(r.weights)), advance(s.logits.addr, r0 * ldl), b, Dtype::Fp32, Dtype::None,
+                 {sem, kSelf}));
+  pb.emit(t, sem_wait(sem));
+  RouteOperands o;
+  o.weights = o.logits = sram(int64_t(r.weights));
+  o.rows = rows, o.experts = s.routed, o.top_k = s.top_k;
+  o.first = s.first, o.local = s.experts;
+  o.capacity = moe_capacity(s, rows), o.block = block;
+  o.counts = sram(int64_t(r.counts)), o.dispatch = sram(int64_t(r.dispatch));
+  o.combine = sram(int64_t(r.combine)), o.combine_weights = sram(int64_t(r.combine_weights));
+  pb.emit(t, moe_route(o));
 }
 
 struct Arrays {
@@ -71,7 +104,7 @@ class MoeStream {
       : pb_(ctx.pb), s_(s), p_(p), we_(esize(s.wdt)), xe_(esize(s.x.dtype)) {
     const int64_t tb = p.tb, H = s.hidden;
     x_ = ctx.sram(uint64_t(tb * H * we_));
-    route_ = ctx.sram(uint64_t(tb * s.experts * 4));
+    route_ = route_tables(ctx, s, tb, moe_capacity(s, tb));
     const uint64_t chunk = uint64_t(chunk_bytes(p, we_));
     const uint64_t slot = uint64_t(tb * p.out_cols * 4);
     const uint64_t recv =
@@ -106,6 +139,7 @@ class MoeStream {
   }
 
   void emit() {
+    reg_ = pb_.reg_alloc();
     for (int64_t b = 0; b < p_.blocks; ++b) {
       const int64_t r0 = b * p_.tb, rows = std::min(p_.tb, s_.t - r0);
       compute_block(r0, rows);
@@ -121,6 +155,7 @@ class MoeStream {
       }
       if (b + 1 < p_.blocks) pb_.barrier_all();
     }
+    pb_.reg_release(reg_);
   }
 
  private:
@@ -235,7 +270,7 @@ class MoeStream {
       // g and u complete: h = silu(g) * u * w[:, e]
       const Tensor2 g = f32(acc, ldc), u = f32(acc + uint64_t(c.cols * 4), ldc),
                     t = f32(tmp_, p_.cb * 4);
-      const Tensor2 w{sram(int64_t(route_) + sg.e * 4), s_.experts * 4, Dtype::Fp32};
+      const Tensor2 w{sram(int64_t(route_.weights) + (s_.first + sg.e) * 4), s_.routed * 4, Dtype::Fp32};
       const uint64_t hblock = p_.two_pass ? hseg_[c.block % 2] : hseg + uint64_t(c.c0 * we_);
       const Tensor2 h{sram(int64_t(hblock)), (p_.two_pass ? p_.cb : p_.seg) * we_, s_.wdt};
       pb_.emit(tile, vec_unary(Opcode::VSilu, t, g, rows, c.cols));
@@ -253,7 +288,7 @@ class MoeStream {
     mm.acc = sram(int64_t(acc_out_) + c.c0 * 4), mm.ldc = s_.hidden * 4;
     mm.a = sram(int64_t(hseg) + c.k0 * we_), mm.lda = p_.seg * we_;
     mm.n = c.cols;
-    mm.accumulate = c.seg > 0 || c.k0 > 0;  // the tile's first expert run starts the partial
+    mm.accumulate = true;  // onto the zeroed partial: the tile's first runs may be skipped
     pb_.emit(tile, matmul(mm));
     return 0;
   }
@@ -300,70 +335,85 @@ class MoeStream {
     }
   }
 
+  // The chunks of `w` that belong to run `seg` (consecutive).
+  static std::pair<size_t, size_t> run_chunks(const std::vector<Chunk>& w, size_t seg) {
+    size_t a = 0;
+    while (a < w.size() && w[a].seg != seg) ++a;
+    size_t b = a;
+    while (b < w.size() && w[b].seg == seg) ++b;
+    return {a, b};
+  }
+
+  // On tile t: `body` only when local expert e has tokens in the block.
+  template <class Body>
+  void if_routed(int t, int64_t e, Body&& body) {
+    pb_.emit(t, ld(reg_, sram(int64_t(route_.counts) + e * 4), 1));
+    pb_.emit(t, loop(0, reg_));
+    body();
+    pb_.emit(t, end_loop());
+  }
+
   void compute_block(int64_t r0, int64_t rows) {
-    std::vector<std::vector<Segment>> segs(size_t(p_.tiles));
-    std::vector<std::vector<Chunk>> work(size_t(p_.tiles));
-    for (int t = 0; t < p_.tiles; ++t) {
-      segs[size_t(t)] = segments(s_, p_, t);
-      work[size_t(t)] = chunks(segs[size_t(t)]);
-      // The first weight chunks go out before anything waits.
-      for (int64_t i = 0; i < std::min<int64_t>(int64_t(work[size_t(t)].size()), p_.buffers); ++i) {
-        load(t, segs[size_t(t)], work[size_t(t)][size_t(i)], i);
-      }
-      const int64_t ldr = s_.route.ld ? s_.route.ld : s_.experts * esize(s_.route.dtype);
-      Block rb;
-      rb.d0 = s_.experts, rb.d1 = rows, rb.src_strides = {ldr, 0, 0},
-      rb.dst_strides = {s_.experts * 4, 0, 0};
-      pb_.emit(t, dma(sram(int64_t(route_)), advance(s_.route.addr, r0 * ldr), rb, s_.route.dtype,
-                      Dtype::Fp32, {rsem_, kSelf}));
-    }
+    // Counts of blocks of `cap` slots: 1 for an expert with tokens.
+    const int64_t cap = moe_capacity(s_, rows);
+    for (int t = 0; t < pb_.tiles(); ++t) emit_route(pb_, t, s_, route_, r0, rows, cap, rsem_);
     load_x(r0, rows);
-    for (int t = 0; t < pb_.tiles(); ++t) {
-      if (t < p_.tiles) {
-        const auto& w = work[size_t(t)];
-        pb_.emit(t, sem_wait(xsem_));
-        pb_.emit(t, sem_wait(rsem_));
-        int64_t h_stores = 0;
-        for (size_t i = 0; i < w.size(); ++i) {
-          h_stores += compute(t, segs[size_t(t)], w[i], int64_t(i), rows);
-          if (i + size_t(p_.buffers) < w.size())
-            load(t, segs[size_t(t)], w[i + size_t(p_.buffers)], int64_t(i) + p_.buffers);
-        }
-        if (h_stores > 0) pb_.emit(t, sem_wait(hsem_, h_stores));
-        // The partial is written before the barrier lets other tiles read it.
-        pb_.emit(t, sem_signal(kSelf, done_, 1, isa::After::All));
-        pb_.emit(t, sem_wait(done_));
+    for (int t = 0; t < p_.tiles; ++t) {
+      const std::vector<Segment> segs = segments(s_, p_, t);
+      const std::vector<Chunk> w = chunks(segs);
+      pb_.emit(t, sem_wait(xsem_));
+      if (!p_.two_pass) pb_.emit(t, vec_fill(f32(acc_out_), rows, s_.hidden, 0.0f));
+      for (size_t si = 0; si < segs.size(); ++si) {
+        if_routed(t, segs[si].e, [&] {
+          // Each run's pipeline starts and drains inside its loop.
+          const auto [first, end] = run_chunks(w, si);
+          const int64_t n = int64_t(end - first);
+          for (int64_t i = 0; i < std::min(n, p_.buffers); ++i) load(t, segs, w[first + size_t(i)], i);
+          int64_t h_stores = 0;
+          for (int64_t i = 0; i < n; ++i) {
+            h_stores += compute(t, segs, w[first + size_t(i)], i, rows);
+            if (i + p_.buffers < n) load(t, segs, w[first + size_t(i + p_.buffers)], i + p_.buffers);
+          }
+          if (h_stores > 0) pb_.emit(t, sem_wait(hsem_, h_stores));
+        });
       }
-      if (p_.two_pass) {
-        // Pass two's weights do not depend on pass one: they stream in across the barrier.
-        const std::vector<Chunk> d = down_chunks(t);
-        for (int64_t i = 0; i < std::min<int64_t>(int64_t(d.size()), p_.buffers); ++i)
-          load(t, {}, d[size_t(i)], i);
-      }
+      // The partial is written before the barrier lets other tiles read it.
+      pb_.emit(t, sem_signal(kSelf, done_, 1, isa::After::All));
+      pb_.emit(t, sem_wait(done_));
     }
   }
 
-  // Pass two of two: tile t's output columns = h [rows, E*I] (shared memory) x their W2 rows.
+  // Pass two of two: tile t's output columns = h [rows, E*I] (shared memory) x their W2 rows,
+  // over the experts with tokens.
   void down_pass(int t, int64_t r0, int64_t rows) {
     const std::vector<Chunk> d = down_chunks(t);
     if (d.empty()) return;
-    for (int64_t i = 0; i < std::min<int64_t>(int64_t(d.size()), p_.buffers); ++i)
-      load_h(t, d[size_t(i)], i, rows);
-    for (size_t i = 0; i < d.size(); ++i) {
-      const Chunk& c = d[i];
-      const int b = int(int64_t(i) % p_.buffers);
-      pb_.emit(t, sem_wait(wsem_[size_t(b)], 2));
-      MatmulOperands mm;
-      mm.acc = sram(int64_t(acc_out_)), mm.ldc = p_.out_cols * 4;
-      mm.a = sram(int64_t(xbuf_[size_t(b)])), mm.lda = c.kcols * we_;
-      mm.b = sram(int64_t(wbuf_[size_t(b)])), mm.ldb = c.kcols * we_, mm.tb = true;
-      mm.m = rows, mm.k = c.kcols, mm.n = c.cols, mm.dtype = s_.wdt;
-      mm.accumulate = i > 0;
-      pb_.emit(t, matmul(mm));
-      if (i + size_t(p_.buffers) < d.size()) {
-        load(t, {}, d[i + size_t(p_.buffers)], int64_t(i) + p_.buffers);
-        load_h(t, d[i + size_t(p_.buffers)], int64_t(i) + p_.buffers, rows);
-      }
+    pb_.emit(t, vec_fill(f32(acc_out_, p_.out_cols * 4), rows, d[0].cols, 0.0f));
+    for (int64_t e = 0; e < s_.experts; ++e) {
+      if_routed(t, e, [&] {
+        const auto [first, end] = run_chunks(d, size_t(e));
+        const int64_t n = int64_t(end - first);
+        for (int64_t i = 0; i < std::min(n, p_.buffers); ++i) {
+          load(t, {}, d[first + size_t(i)], i);
+          load_h(t, d[first + size_t(i)], i, rows);
+        }
+        for (int64_t i = 0; i < n; ++i) {
+          const Chunk& c = d[first + size_t(i)];
+          const int b = int(i % p_.buffers);
+          pb_.emit(t, sem_wait(wsem_[size_t(b)], 2));
+          MatmulOperands mm;
+          mm.acc = sram(int64_t(acc_out_)), mm.ldc = p_.out_cols * 4;
+          mm.a = sram(int64_t(xbuf_[size_t(b)])), mm.lda = c.kcols * we_;
+          mm.b = sram(int64_t(wbuf_[size_t(b)])), mm.ldb = c.kcols * we_, mm.tb = true;
+          mm.m = rows, mm.k = c.kcols, mm.n = c.cols, mm.dtype = s_.wdt;
+          mm.accumulate = true;
+          pb_.emit(t, matmul(mm));
+          if (i + p_.buffers < n) {
+            load(t, {}, d[first + size_t(i + p_.buffers)], i + p_.buffers);
+            load_h(t, d[first + size_t(i + p_.buffers)], i + p_.buffers, rows);
+          }
+        }
+      });
     }
     store(t, r0, rows, d[0].c0, d[0].cols, f32(acc_out_, p_.out_cols * 4));
   }
@@ -423,7 +473,9 @@ class MoeStream {
   MoeSpec s_;
   MoePlan p_;
   int64_t we_, xe_;
-  uint64_t x_ = 0, route_ = 0, recv_ = 0, tmp_ = 0, acc_out_ = 0, sum_ = 0, hall_ = 0;
+  uint64_t x_ = 0, recv_ = 0, tmp_ = 0, acc_out_ = 0, sum_ = 0, hall_ = 0;
+  RouteTables route_;
+  uint8_t reg_ = 0;  // an expert's count of blocks
   uint64_t acc_gu_[2] = {}, hseg_[2] = {};
   std::optional<uint64_t> staged_;
   std::vector<uint64_t> wbuf_, xbuf_;
@@ -437,36 +489,40 @@ class MoeStream {
 // GEMM path: many tokens.
 
 struct Scratch {
-  uint64_t gu = 0, h = 0, down = 0;
+  uint64_t x = 0, gu = 0, h = 0, y = 0;
 };
-Scratch scratch_of(const MoeSpec& s, uint64_t base) {
+// Slot rows of each expert in y_e: its capacity rounded up to whole GEMM blocks.
+int64_t slot_rows(const MoeSpec& s, const MoePlan& p) { return dispatch_stride(s, p.route_rows, p.mb); }
+Scratch scratch_of(const MoeSpec& s, const MoePlan& p, uint64_t base) {
   const int64_t xe = esize(s.x.dtype);
   Scratch r;
-  r.gu = base;
-  r.h = r.gu + align4k(uint64_t(s.t * 2 * s.inter * xe));
-  r.down = r.h + align4k(uint64_t(s.t * s.inter * xe));
+  r.x = base;
+  r.gu = r.x + align4k(uint64_t(p.mb * s.hidden * xe));
+  r.h = r.gu + align4k(uint64_t(p.mb * 2 * s.inter * xe));
+  r.y = r.h + align4k(uint64_t(p.mb * s.inter * xe));
   return r;
 }
-
-// h = silu(g) * u * w[:, e] over token rows: [g | u] [t, 2I] and h [t, I] in the x dtype.
-int64_t act_row_bytes(const MoeSpec& s) {
-  const int64_t xe = esize(s.x.dtype), I = s.inter;
-  return 2 * I * xe + s.experts * 4 + I * 4 + I * xe;
+uint64_t scratch_bytes(const MoeSpec& s, const MoePlan& p) {
+  const Scratch sc = scratch_of(s, p, 0);
+  return sc.y + align4k(uint64_t(s.experts * slot_rows(s, p) * s.hidden * esize(s.y.dtype)));
 }
 
-void emit_act(KernelContext& ctx, const MoeSpec& s, int64_t e, const Scratch& sc,
-              const RowsPlan& p) {
+// h = silu(g) * u over one block's mb rows: [g | u] [mb, 2I] and h [mb, I] in the x dtype.
+int64_t act_row_bytes(const MoeSpec& s) {
+  const int64_t xe = esize(s.x.dtype), I = s.inter;
+  return 2 * I * xe + I * 4 + I * xe;
+}
+
+void emit_act(KernelContext& ctx, const MoeSpec& s, const MoePlan& plan, const Scratch& sc) {
   ProgramBuilder& pb = ctx.pb;
-  const int64_t I = s.inter, E = s.experts, xe = esize(s.x.dtype);
+  const RowsPlan& p = plan.act;
+  const int64_t I = s.inter, xe = esize(s.x.dtype);
   const Dtype xdt = s.x.dtype;
-  const uint64_t gbuf = ctx.sram(uint64_t(p.chunk * 2 * I * xe)),
-                 rbuf = ctx.sram(uint64_t(p.chunk * E * 4));
-  const uint64_t tmp = ctx.sram(uint64_t(p.chunk * I * 4)),
+  const uint64_t gbuf = ctx.sram(uint64_t(p.chunk * 2 * I * xe)), tmp = ctx.sram(uint64_t(p.chunk * I * 4)),
                  obuf = ctx.sram(uint64_t(p.chunk * I * xe));
   const int in_sem = ctx.sem(), out_sem = ctx.sem();
-  const int64_t ldr = s.route.ld ? s.route.ld : E * esize(s.route.dtype);
   for (int t = 0; t < p.tiles; ++t) {
-    const int64_t r0 = t * p.per_tile, r1 = std::min(s.t, r0 + p.per_tile);
+    const int64_t r0 = t * p.per_tile, r1 = std::min(plan.mb, r0 + p.per_tile);
     int64_t n = 0;
     for (int64_t a = r0; a < r1; a += p.chunk, ++n) {
       const int64_t r = std::min(p.chunk, r1 - a);
@@ -474,179 +530,169 @@ void emit_act(KernelContext& ctx, const MoeSpec& s, int64_t e, const Scratch& sc
       g.d0 = 2 * I * r;
       pb.emit(t, dma(sram(int64_t(gbuf)), hbm(int64_t(sc.gu) + a * 2 * I * xe), g, xdt, Dtype::None,
                      {in_sem, kSelf}));
-      Block rb;
-      rb.d0 = E, rb.d1 = r, rb.src_strides = {ldr, 0, 0}, rb.dst_strides = {E * 4, 0, 0};
-      pb.emit(t, dma(sram(int64_t(rbuf)), advance(s.route.addr, a * ldr), rb, s.route.dtype,
-                     Dtype::Fp32, {in_sem, kSelf}));
-      pb.emit(t, sem_wait(in_sem, 2));
-      const Tensor2 gate{sram(int64_t(gbuf)), 2 * I * xe, xdt},
-          up{sram(int64_t(gbuf) + I * xe), 2 * I * xe, xdt};
-      const Tensor2 tt = f32(tmp, I * 4), w{sram(int64_t(rbuf) + e * 4), E * 4, Dtype::Fp32};
-      const Tensor2 h{sram(int64_t(obuf)), I * xe, xdt};
+      pb.emit(t, sem_wait(in_sem));
+      const Tensor2 gate{sram(int64_t(gbuf)), 2 * I * xe, xdt}, up{sram(int64_t(gbuf) + I * xe), 2 * I * xe, xdt};
+      const Tensor2 tt = f32(tmp, I * 4), h{sram(int64_t(obuf)), I * xe, xdt};
       pb.emit(t, vec_unary(Opcode::VSilu, tt, gate, r, I));
-      pb.emit(t, vec_binary(Opcode::VMul, tt, tt, up, r, I));
-      pb.emit(t, vec_binary(Opcode::VMul, h, tt, w, r, I, Bcast::Col));
+      pb.emit(t, vec_binary(Opcode::VMul, h, tt, up, r, I));
       Block o;
       o.d0 = I * r;
-      pb.emit(t, dma(hbm(int64_t(sc.h) + a * I * xe), sram(int64_t(obuf)), o, xdt, Dtype::None,
-                     {out_sem, kSelf}));
+      pb.emit(t, dma(hbm(int64_t(sc.h) + a * I * xe), sram(int64_t(obuf)), o, xdt, Dtype::None, {out_sem, kSelf}));
     }
     if (n > 0) pb.emit(t, sem_wait(out_sem, n));
   }
 }
 
-GemmSpec gate_up_gemm(const MoeSpec& s, int64_t e, const Scratch& sc) {
+GemmSpec gate_up_gemm(const MoeSpec& s, const MoePlan& p, int64_t e, const Scratch& sc) {
   GemmSpec g;
-  g.m = s.t, g.k = s.hidden, g.n = 2 * s.inter;
-  g.dtype = s.wdt, g.out = s.x.dtype,
+  g.m = p.mb, g.k = s.hidden, g.n = 2 * s.inter;
+  g.dtype = s.wdt, g.out = s.x.dtype;
   g.a_dtype = s.x.dtype;  // x converted to the weights' dtype on load
-  g.a = s.x.addr, g.lda = s.x.ld;
+  g.a = hbm(int64_t(sc.x));
   g.b = advance(s.w13, e * 2 * s.inter * s.hidden * esize(s.wdt));
   g.c = hbm(int64_t(sc.gu));
   g.b_transposed = true;
   return g;
 }
 
-GemmSpec down_gemm(const MoeSpec& s, int64_t e, const Scratch& sc) {
+// Into block j of expert e's slot rows: `row` holds j * mb rows' bytes.
+GemmSpec down_gemm(const MoeSpec& s, const MoePlan& p, int64_t e, const Scratch& sc, uint8_t row) {
   GemmSpec g;
-  g.m = s.t, g.k = s.inter, g.n = s.hidden;
+  g.m = p.mb, g.k = s.inter, g.n = s.hidden;
   g.dtype = s.wdt, g.out = s.y.dtype, g.a_dtype = s.x.dtype;
   g.a = hbm(int64_t(sc.h));
   g.b = advance(s.w2, e * s.hidden * s.inter * esize(s.wdt));
-  if (e == 0) {
-    g.c = s.y.addr, g.ldc = s.y.ld;
-  } else {
-    g.c = hbm(int64_t(sc.down));
-  }
+  g.c = hbm(int64_t(sc.y) + e * slot_rows(s, p) * s.hidden * esize(s.y.dtype), row);  // the last block's rows
   g.b_transposed = true;
   return g;
 }
 
-RowsSpec add_spec(const MoeSpec& s, const Scratch& sc) {
-  RowsSpec r;
-  r.kind = OpKind::Add;
-  r.rows = s.t, r.cols = s.hidden;
-  Operand2 d;
-  d.addr = hbm(int64_t(sc.down)), d.dtype = s.y.dtype;
-  r.in = {s.y, d};
-  r.out = s.y;
-  return r;
+// Expert e's tokens in block j (`slot` holds j * mb * 4, the dispatch table's offset) into x_e:
+// the tiles share the block's rows.
+void emit_dispatch(KernelContext& ctx, const MoeSpec& s, const MoePlan& p, const RouteTables& rt, int64_t e,
+                   int64_t r0, int64_t rows, const Scratch& sc, uint8_t slot) {
+  ProgramBuilder& pb = ctx.pb;
+  const int64_t xe = esize(s.x.dtype), ldx = s.x.ld ? s.x.ld : s.hidden * xe;
+  const int64_t per_tile = ceil_div(p.mb, pb.tiles()), stride = dispatch_stride(s, rows, p.mb);
+  const int sem = ctx.sem();
+  for (int t = 0; t * per_tile < p.mb; ++t) {
+    const int64_t a = t * per_tile, n = std::min(per_tile, p.mb - a);
+    pb.emit(t, gather(hbm(int64_t(sc.x) + a * s.hidden * xe), s.hidden * xe, advance(s.x.addr, r0 * ldx), ldx,
+                      rows, sram(int64_t(rt.dispatch) + (e * stride + a) * 4, slot), n, s.hidden, s.x.dtype,
+                      s.x.dtype, {sem, kSelf}));
+    pb.emit(t, sem_wait(sem));
+  }
 }
 
-// Every expert does the same work (all the tokens, weighted by their routing): the experts are
-// rounds of equal cost, of which a sampled run simulates four (KernelContext::sample_rounds),
-// and within each the GEMMs' passes and the row ops' rounds are sampled in turn.
-void emit_moe_gemm(KernelContext& op, int half, const MoeSpec& s, const MoePlan& p) {
-  ProgramBuilder& pb = op.pb;
-  const Scratch sc = scratch_of(s, p.scratch);
-  const int64_t rounds = op.plan_rounds(s.experts);
-  for (int64_t k = 0; k < rounds; ++k) {
-    const int64_t e = op.round_at(k);
-    if (k > 0) {
-      pb.barrier_all();
-      for (int t = 0; t < pb.tiles(); ++t) op.begin_round(t, k);
-    }
-    auto in_expert = [&] {
-      KernelContext ctx(pb, half);
-      ctx.nest_in(op, k);
-      return ctx;
-    };
-    {
-      KernelContext ctx = in_expert();
-      emit_gemm(ctx, gate_up_gemm(s, e, sc), p.gate_up);
-    }
-    pb.barrier_all();
-    {
-      KernelContext ctx = in_expert();
-      emit_act(ctx, s, e, sc, p.act);
-    }
-    pb.barrier_all();
-    {
-      KernelContext ctx = in_expert();
-      emit_gemm(ctx, down_gemm(s, e, sc), p.down);
-    }
-    if (e > 0) {
-      pb.barrier_all();
-      KernelContext ctx = in_expert();
-      emit_rows(ctx, add_spec(s, sc), p.add);
+// y rows r0.. = sum over j of combine weight j x the slot row token r's j-th expert filled.
+void emit_combine(KernelContext& ctx, const MoeSpec& s, const MoePlan& p, const RouteTables& rt, int64_t r0,
+                  int64_t rows, const Scratch& sc) {
+  ProgramBuilder& pb = ctx.pb;
+  const int64_t H = s.hidden, k = s.top_k, ye = esize(s.y.dtype), ldy = s.y.ld ? s.y.ld : H * ye;
+  const int64_t chunk = p.combine_chunk, per_tile = ceil_div(rows, pb.tiles());
+  const uint64_t acc = ctx.sram(uint64_t(chunk * H * 4)), in = ctx.sram(uint64_t(k * chunk * H * 4));
+  const int in_sem = ctx.sem(), out_sem = ctx.sem();
+  for (int t = 0; t * per_tile < rows; ++t) {
+    const int64_t first = t * per_tile, last = std::min(rows, first + per_tile);
+    int64_t stores = 0;
+    for (int64_t a = first; a < last; a += chunk, ++stores) {
+      const int64_t r = std::min(chunk, last - a);
+      for (int64_t j = 0; j < k; ++j) {
+        pb.emit(t, gather(sram(int64_t(in) + j * chunk * H * 4), H * 4, hbm(int64_t(sc.y)), H * ye,
+                          s.experts * dispatch_stride(s, rows, p.mb), sram(int64_t(rt.combine) + (j * rows + a) * 4), r, H,
+                          s.y.dtype, Dtype::Fp32, {in_sem, kSelf}));
+      }
+      pb.emit(t, sem_wait(in_sem, k));
+      for (int64_t j = 0; j < k; ++j) {
+        const Tensor2 w{sram(int64_t(rt.combine_weights) + (j * rows + a) * 4), 4, Dtype::Fp32};
+        const Tensor2 x = f32(in + uint64_t(j * chunk * H * 4));
+        if (j == 0) {
+          pb.emit(t, vec_binary(Opcode::VMul, f32(acc), x, w, r, H, Bcast::Col));
+        } else {
+          pb.emit(t, vec_binary(Opcode::VMul, x, x, w, r, H, Bcast::Col));
+          pb.emit(t, vec_binary(Opcode::VAdd, f32(acc), f32(acc), x, r, H));
+        }
+      }
+      Block out;
+      out.d0 = H, out.d1 = r, out.src_strides = {H * 4, 0, 0}, out.dst_strides = {ldy, 0, 0};
+      pb.emit(t, dma(advance(s.y.addr, (r0 + a) * ldy), sram(int64_t(acc)), out, Dtype::Fp32, s.y.dtype,
+                     {out_sem, kSelf}));
+      pb.emit(t, sem_wait(out_sem));  // acc is reused by the next chunk
     }
   }
+}
+
+// Every expert is a round: a sampled run simulates four (KernelContext::sample_rounds), each
+// standing for its share of the others; within each, the GEMMs' passes are sampled in turn.
+void emit_moe_gemm(KernelContext& op, int half, const MoeSpec& s, const MoePlan& p) {
+  ProgramBuilder& pb = op.pb;
+  const Scratch sc = scratch_of(s, p, p.scratch);
+  const RouteTables rt = route_tables(op, s, p.route_rows, p.mb);
+  const int route_sem = op.sem();
+  const uint8_t count = pb.reg_alloc(), slot = pb.reg_alloc(), row = pb.reg_alloc();
+  const int64_t rounds = op.plan_rounds(s.experts);
+  for (int64_t r0 = 0; r0 < s.t; r0 += p.route_rows) {
+    const int64_t rows = std::min(p.route_rows, s.t - r0), cap = moe_capacity(s, rows);
+    if (r0 > 0) pb.barrier_all();  // the last block's combine has read its tables
+    for (int t = 0; t < pb.tiles(); ++t) emit_route(pb, t, s, rt, r0, rows, p.mb, route_sem);
+    for (int64_t k = 0; k < rounds; ++k) {
+      const int64_t e = op.round_at(k);
+      if (k > 0) pb.barrier_all();
+      for (int t = 0; t < pb.tiles(); ++t) {
+        op.begin_round(t, k);
+        // One trip per block of mb slots that holds tokens of expert e.
+        pb.emit(t, ld(count, sram(int64_t(rt.counts) + e * 4), ceil_div(cap, p.mb)));
+        pb.emit(t, li(slot, 0));
+        pb.emit(t, li(row, 0));
+        pb.emit(t, loop(0, count));
+      }
+      auto in_expert = [&] {
+        KernelContext ctx(pb, half);
+        ctx.nest_in(op, k);
+        return ctx;
+      };
+      {
+        KernelContext ctx = in_expert();
+        emit_dispatch(ctx, s, p, rt, e, r0, rows, sc, slot);
+      }
+      pb.barrier_all();
+      {
+        KernelContext ctx = in_expert();
+        emit_gemm(ctx, gate_up_gemm(s, p, e, sc), p.gate_up);
+      }
+      pb.barrier_all();
+      {
+        KernelContext ctx = in_expert();
+        emit_act(ctx, s, p, sc);
+      }
+      pb.barrier_all();
+      {
+        KernelContext ctx = in_expert();
+        emit_gemm(ctx, down_gemm(s, p, e, sc, row), p.down);
+      }
+      pb.barrier_all();  // x_e and h are rewritten by the next block
+      for (int t = 0; t < pb.tiles(); ++t) {
+        pb.emit(t, addi(slot, slot, p.mb * 4));
+        pb.emit(t, addi(row, row, p.mb * s.hidden * esize(s.y.dtype)));
+        pb.emit(t, end_loop());
+      }
+    }
+    pb.barrier_all();
+    KernelContext ctx(pb, half);
+    ctx.nest_in(op, rounds - 1);
+    emit_combine(ctx, s, p, rt, r0, rows, sc);
+  }
+  pb.reg_release(count);
+  pb.reg_release(slot);
+  pb.reg_release(row);
 }
 
 }  // namespace
 
-// ---------------------------------------------------------------------------------------------
-// Router
-
-RowsPlan plan_router(const arch::Arch& a, const RouterSpec& s, uint64_t budget) {
-  RowsPlan p;
-  p.per_tile = ceil_div(s.rows, a.tiles());
-  p.tiles = ceil_div(s.rows, p.per_tile);
-  const int64_t row = s.experts * (esize(s.logits.dtype) + esize(s.out.dtype) + 4 * 4) + 16;
-  const int64_t fixed = 4096;
-  if (uint64_t(fixed + row) > budget) {
-    throw CompileError(fmt::format("a router row of {} experts does not fit the tile SRAM of {}",
-                                   s.experts, a.name));
-  }
-  p.chunk = std::min(p.per_tile, (int64_t(budget) - fixed) / row);
-  return p;
-}
-
-void emit_router(KernelContext& ctx, const RouterSpec& s, const RowsPlan& p) {
-  ProgramBuilder& pb = ctx.pb;
-  const int64_t E = s.experts, k = std::clamp<int64_t>(s.top_k, 1, E);
-  const int64_t le = esize(s.logits.dtype), oe = esize(s.out.dtype);
-  const uint64_t in = ctx.sram(uint64_t(p.chunk * E * le)),
-                 out = ctx.sram(uint64_t(p.chunk * E * oe));
-  const uint64_t zb = ctx.sram(uint64_t(p.chunk * E * 4)), db = ctx.sram(uint64_t(p.chunk * E * 4));
-  const uint64_t cb = ctx.sram(uint64_t(p.chunk * E * 4)),
-                 pbuf = ctx.sram(uint64_t(p.chunk * E * 4));
-  const uint64_t stb = ctx.sram(uint64_t(p.chunk * 4));
-  const int in_sem = ctx.sem(), out_sem = ctx.sem();
-  const Tensor2 L{sram(int64_t(in)), E * le, s.logits.dtype},
-      O{sram(int64_t(out)), E * oe, s.out.dtype};
-  const Tensor2 Z = f32(zb), D = f32(db), C = f32(cb), P = f32(pbuf), S = f32(stb);
-  const int64_t ldl = s.logits.ld ? s.logits.ld : E * le, ldo = s.out.ld ? s.out.ld : E * oe;
-  for (int t = 0; t < p.tiles; ++t) {
-    auto e = [&](const Instr& i) { pb.emit(t, i); };
-    const int64_t r0 = t * p.per_tile, r1 = std::min(s.rows, r0 + p.per_tile);
-    int64_t n = 0;
-    for (int64_t a = r0; a < r1; a += p.chunk, ++n) {
-      const int64_t r = std::min(p.chunk, r1 - a);
-      Block rows;
-      rows.d0 = E, rows.d1 = r, rows.src_strides = {ldl, 0, 0}, rows.dst_strides = {E * le, 0, 0};
-      e(dma(sram(int64_t(in)), advance(s.logits.addr, a * ldl), rows, s.logits.dtype, Dtype::None,
-            {in_sem, kSelf}));
-      e(sem_wait(in_sem));
-      e(vec_reduce(Opcode::VRmax, S, L, r, E));
-      e(vec_binary(Opcode::VSub, Z, L, S, r, E, Bcast::Col));  // z = l - max: 0 at the top expert
-      if (k < E) {
-        // The k-th largest z: k - 1 times, push the row's current maxima down by 1e30.
-        Tensor2 from = Z;
-        for (int64_t j = 1; j < k; ++j) {
-          e(vec_reduce(Opcode::VRmax, S, from, r, E));
-          e(vec_binary(Opcode::VSub, D, from, S, r, E, Bcast::Col));
-          emit_step(pb, t, D, r, E);  // 1 at the maxima
-          e(vec_scale(D, D, r, E, -kBig, 0.0f));
-          e(vec_binary(Opcode::VAdd, C, from, D, r, E));
-          from = C;
-        }
-        e(vec_reduce(Opcode::VRmax, S, from, r, E));
-        e(vec_binary(Opcode::VSub, D, Z, S, r, E, Bcast::Col));
-        emit_step(pb, t, D, r, E);  // 1 for the top k
-      }
-      e(vec_unary(Opcode::VExp, P, Z, r, E));
-      if (k < E) e(vec_binary(Opcode::VMul, P, P, D, r, E));
-      e(vec_reduce(Opcode::VRsum, S, P, r, E));
-      e(vec_unary(Opcode::VRecip, S, S, r, 1));
-      e(vec_binary(Opcode::VMul, O, P, S, r, E, Bcast::Col));
-      Block back;
-      back.d0 = E, back.d1 = r, back.src_strides = {E * oe, 0, 0}, back.dst_strides = {ldo, 0, 0};
-      e(dma(advance(s.out.addr, a * ldo), sram(int64_t(out)), back, s.out.dtype, Dtype::None,
-            {out_sem, kSelf}));
-    }
-    if (n > 0) e(sem_wait(out_sem, n));
-  }
+int64_t moe_capacity(const MoeSpec& s, int64_t rows) {
+  if (s.capacity_factor <= 0.0) return rows;  // dropless
+  const double fair = double(rows) * double(s.top_k) / double(s.routed);
+  return std::clamp<int64_t>(int64_t(std::ceil(s.capacity_factor * fair)), 1, rows);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -659,20 +705,42 @@ MoePlan plan_moe(const arch::Arch& a, const MoeSpec& s, uint64_t budget, uint64_
   const int64_t T = s.t, H = s.hidden, I = s.inter, E = s.experts;
   const int64_t we = esize(s.wdt);
   if (gemm) {
-    const Scratch sc = scratch_of(s, 0);
-    p.gate_up = plan_gemm(a, gate_up_gemm(s, 0, sc), budget, shared_budget);
-    p.down = plan_gemm(a, down_gemm(s, 0, sc), budget, shared_budget);
-    p.act.per_tile = ceil_div(T, a.tiles());
-    p.act.tiles = ceil_div(T, p.act.per_tile);
-    const int64_t row = act_row_bytes(s);
-    if (uint64_t(row + 4096) > budget) {
-      throw CompileError(fmt::format(
-          "one {}-column row of the experts' activation does not fit the tile SRAM of {}", I,
-          a.name));
+    // Route as many tokens at once as leave three quarters of the SRAM to the experts' kernels.
+    p.route_rows = T;
+    while (p.route_rows > 1 && route_bytes(s, p.route_rows, moe_capacity(s, p.route_rows)) * 4 > budget) {
+      p.route_rows = ceil_div(p.route_rows, 2);
     }
-    p.act.chunk = std::min(p.act.per_tile, (int64_t(budget) - 4096) / row);
-    p.add = plan_rows(a, add_spec(s, sc), budget);
-    p.scratch_bytes = sc.down + align4k(uint64_t(T * H * esize(s.y.dtype)));
+    const int64_t cap = moe_capacity(s, p.route_rows);
+    // An expert's tokens go through its GEMMs in blocks of one pass of rows (the weights are
+    // read once a pass anyway), so that its last block pads the least.
+    p.mb = cap;
+    const uint64_t route = route_bytes(s, p.route_rows, cap);
+    if (route * 2 > budget) {
+      throw CompileError(fmt::format("the routing of one token over {} experts does not fit the tile SRAM of {}",
+                                     s.routed, a.name));
+    }
+    const uint64_t left = budget - route - 64;
+    const Scratch sc = scratch_of(s, p, 0);
+    const GemmPlan whole = plan_gemm(a, gate_up_gemm(s, p, 0, sc), left, shared_budget);
+    p.mb = std::min(cap, int64_t(whole.gr) * whole.bm);
+    p.gate_up = plan_gemm(a, gate_up_gemm(s, p, 0, sc), left, shared_budget);
+    p.down = plan_gemm(a, down_gemm(s, p, 0, sc, 0), left, shared_budget);
+    p.act.per_tile = ceil_div(p.mb, a.tiles());
+    p.act.tiles = ceil_div(p.mb, p.act.per_tile);
+    const int64_t row = act_row_bytes(s);
+    if (uint64_t(row + 4096) > left) {
+      throw CompileError(fmt::format(
+          "one {}-column row of the experts' activation does not fit the tile SRAM of {}", I, a.name));
+    }
+    p.act.chunk = std::min(p.act.per_tile, (int64_t(left) - 4096) / row);
+    const int64_t combine_row = (s.top_k + 1) * H * 4;
+    p.combine_per_tile = ceil_div(p.route_rows, a.tiles());
+    p.combine_chunk = std::min(p.combine_per_tile, (int64_t(left) - 4096) / combine_row);
+    if (p.combine_chunk < 1) {
+      throw CompileError(fmt::format("combining a token's {} expert outputs of {} features does not fit the tile SRAM of {}",
+                                     s.top_k, H, a.name));
+    }
+    p.scratch_bytes = scratch_bytes(s, p);
     return p;
   }
 
@@ -700,7 +768,7 @@ MoePlan plan_moe(const arch::Arch& a, const MoeSpec& s, uint64_t budget, uint64_
     if (p.hrows > hw && p.hrows < H) p.hrows = p.hrows / hw * hw;
   };
   auto fixed = [&](int64_t tb) {
-    return tb * H * we + tb * E * 4 + 2 * tb * 2 * p.cb * 4 + tb * p.cb * 4 + 2 * tb * p.seg * we +
+    return tb * H * we + int64_t(route_bytes(s, tb, moe_capacity(s, tb))) + 2 * tb * 2 * p.cb * 4 + tb * p.cb * 4 + 2 * tb * p.seg * we +
            tb * H * 4 + tb * p.out_cols * 4 + 4096;
   };
   auto need = [&](int64_t tb) {
@@ -753,7 +821,7 @@ MoePlan plan_moe(const arch::Arch& a, const MoeSpec& s, uint64_t budget, uint64_
   q.kd2 = std::min(I, std::max(arr.kq, target / (q.out_cols * we)));
   if (q.kd2 < I) q.kd2 = q.kd2 / arr.kq * arr.kq;
   auto need2 = [&] {
-    return uint64_t(T * H * we + T * E * 4 + 2 * T * 2 * q.cb * 4 + T * q.cb * 4 +
+    return uint64_t(T * H * we + int64_t(route_bytes(s, T, moe_capacity(s, T))) + 2 * T * 2 * q.cb * 4 + T * q.cb * 4 +
                     2 * T * q.cb * we + T * q.out_cols * 4 + 4096 +
                     q.buffers * (T * q.kd2 * we + MoeStream::chunk_bytes(q, we)));
   };
@@ -792,47 +860,53 @@ void emit_moe(KernelContext& ctx, int half, const MoeSpec& s, const MoePlan& p) 
 }
 
 std::string moe_tiles_note(const MoeSpec& s, const MoePlan& p) {
+  const std::string experts =
+      s.experts == s.routed ? fmt::format("{} experts", s.experts)
+                            : fmt::format("experts {}..{} of {}", s.first, s.first + s.experts - 1, s.routed);
   if (p.gemm) {
     return fmt::format(
-        "per expert: GEMM [g|u] blocks {}x{}, k chunks of {}; rows h = silu(g) * u * w_e, {} rows "
-        "a tile; GEMM down "
-        "blocks {}x{}, k chunks of {}; rows y += down; HBM scratch {} bytes",
-        p.gate_up.bm, p.gate_up.bn, p.gate_up.bk, p.act.per_tile, p.down.bm, p.down.bn, p.down.bk,
-        p.scratch_bytes);
+        "{}; tokens routed {} at a time, {} slots an expert; per expert, per block of {} slots with tokens: "
+        "gather, GEMM [g|u] blocks {}x{}, k chunks of {}; rows h = silu(g) * u, {} rows a tile; GEMM down "
+        "blocks {}x{}, k chunks of {}; then each token's {} slot rows weighted and summed, {} rows at a time; "
+        "HBM scratch {} bytes",
+        experts, p.route_rows, moe_capacity(s, p.route_rows), p.mb, p.gate_up.bm, p.gate_up.bn, p.gate_up.bk,
+        p.act.per_tile, p.down.bm, p.down.bn, p.down.bk, s.top_k, p.combine_chunk, p.scratch_bytes);
   }
   if (p.two_pass) {
     return fmt::format(
-        "two passes: {} x {} intermediate columns, {} a tile on {} tiles; gate/up chunks {}+{} x "
-        "{}, h = silu(g) * u * "
-        "w_e to shared memory [{}, {}]; then {} output columns a tile over all experts, W2 chunks "
-        "{} x {} with the "
-        "matching h slices, {} buffers",
-        s.experts, s.inter, p.per_tile, p.tiles, p.cb, p.cb, p.k_chunk, p.tb, s.experts * s.inter,
-        p.out_cols, p.out_cols, p.kd2, p.buffers);
+        "two passes: {} x {} intermediate columns, {} a tile on {} tiles (experts without tokens skipped); "
+        "gate/up chunks {}+{} x {}, h = silu(g) * u * w_e to shared memory [{}, {}]; then {} output columns a "
+        "tile over the experts with tokens, W2 chunks {} x {} with the matching h slices, {} buffers",
+        experts, s.inter, p.per_tile, p.tiles, p.cb, p.cb, p.k_chunk, p.tb, s.experts * s.inter, p.out_cols,
+        p.out_cols, p.kd2, p.buffers);
   }
   return fmt::format(
-      "split-K: {} x {} intermediate columns, {} a tile on {} tiles (expert runs up to {}); "
-      "gate/up chunks {}+{} x {}, "
-      "down chunks {} x {}, {} buffers; {} token block{} of {}; fp32 partials [{}, {}] reduced "
-      "over tiles, {} columns a "
-      "tile",
-      s.experts, s.inter, p.per_tile, p.tiles, p.seg, p.cb, p.cb, p.k_chunk, p.hrows, p.kd,
-      p.buffers, p.blocks, p.blocks == 1 ? "" : "s", p.tb, p.tb, s.hidden, p.out_cols);
+      "split-K: {} x {} intermediate columns, {} a tile on {} tiles (expert runs up to {}; runs of experts "
+      "without tokens skipped); gate/up chunks {}+{} x {}, down chunks {} x {}, {} buffers; {} token block{} of "
+      "{}; fp32 partials [{}, {}] reduced over tiles, {} columns a tile",
+      experts, s.inter, p.per_tile, p.tiles, p.seg, p.cb, p.cb, p.k_chunk, p.hrows, p.kd, p.buffers, p.blocks,
+      p.blocks == 1 ? "" : "s", p.tb, p.tb, s.hidden, p.out_cols);
 }
 
 std::string moe_flops_note(const MoeSpec& s, const MoePlan& p) {
-  const double per_expert = 2.0 * 3.0 * double(s.hidden) * double(s.inter) * double(s.t);
-  const double dense = per_expert * double(s.experts), sparse = per_expert * double(s.top_k);
-  std::string reads = p.gemm ? "each expert's weights read by the GEMMs"
-                             : fmt::format("every expert's weights read {} time{}", p.blocks,
-                                           p.blocks == 1 ? "" : "s");
+  const double per_token = 2.0 * 3.0 * double(s.hidden) * double(s.inter);
+  const double routed = per_token * double(s.t) * double(s.top_k) * double(s.experts) / double(s.routed);
+  const std::string capacity =
+      s.capacity_factor > 0.0 ? fmt::format("at most {} tokens an expert per block (capacity factor {})",
+                                            moe_capacity(s, p.gemm ? p.route_rows : p.tb), s.capacity_factor)
+                              : std::string("dropless");
+  if (p.gemm) {
+    return fmt::format(
+        "top-{} routing, {}: about {:.4g} GFLOP on this chip with uniform routing, plus padding of each "
+        "expert's last block to {} rows; an expert's weights are read once per block of its tokens",
+        s.top_k, capacity, routed / 1e9, p.mb);
+  }
   return fmt::format(
-      "dense routing: all {} experts run for every token, weighted by its routing weight (0 "
-      "outside its top {}): {:.4g} "
-      "GFLOP where top-{} routing needs {:.4g} ({:.2g}x); {} (top-{} routing reads them all too "
-      "once tokens x {} >= {})",
-      s.experts, s.top_k, dense / 1e9, s.top_k, sparse / 1e9, dense / sparse, reads, s.top_k,
-      s.top_k, s.experts);
+      "top-{} routing, {}: every token row of a block runs through each expert that has tokens ({:.4g} GFLOP "
+      "if all {} do, where the routed tokens need {:.4g}); decode reads the weights of the experts with tokens, "
+      "{} time{}",
+      s.top_k, capacity, per_token * double(s.t) * double(s.experts) / 1e9, s.experts, routed / 1e9, p.blocks,
+      p.blocks == 1 ? "" : "s");
 }
 
 }  // namespace tessera::compiler
