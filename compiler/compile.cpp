@@ -48,8 +48,10 @@ void generate(const Lowering& l, const arch::Arch& a, const CompileOptions& o, i
   for (size_t i = 0; i < l.graph.values.size(); ++i) {
     const Value& v = l.graph.values[i];
     if (v.role == Role::Activation || stacks.count(int(i)) || !l.places[i].placed) continue;
-    const std::optional<Shard>& shard = own && i < own->values.size() ? own->values[i].shard : v.shard;
-    r.tensors.push_back({v.name, l.places[i].addr, v.shape, v.dtype, v.role, v.data, chip, shard});
+    // The chip's own part: which slice of a weight (tensor parallelism), which experts (expert
+    // parallelism).
+    const Value& mine = own && i < own->values.size() ? own->values[i] : v;
+    r.tensors.push_back({mine.name, l.places[i].addr, v.shape, v.dtype, v.role, v.data, chip, mine.shard});
   }
 }
 

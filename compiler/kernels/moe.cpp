@@ -711,8 +711,10 @@ MoePlan plan_moe(const arch::Arch& a, const MoeSpec& s, uint64_t budget, uint64_
       p.route_rows = ceil_div(p.route_rows, 2);
     }
     const int64_t cap = moe_capacity(s, p.route_rows);
-    // An expert's tokens go through its GEMMs in blocks of one pass of rows (the weights are
-    // read once a pass anyway), so that its last block pads the least.
+    // An expert's tokens go through its GEMMs in blocks: each block reads the expert's weights
+    // and its last one is padded. Blocks hold a quarter more than an even share of the tokens
+    // (in whole array rows, within one GEMM pass): one block an expert under uniform routing,
+    // more for the experts a skewed routing favours.
     p.mb = cap;
     const uint64_t route = route_bytes(s, p.route_rows, cap);
     if (route * 2 > budget) {
@@ -722,7 +724,10 @@ MoePlan plan_moe(const arch::Arch& a, const MoeSpec& s, uint64_t budget, uint64_
     const uint64_t left = budget - route - 64;
     const Scratch sc = scratch_of(s, p, 0);
     const GemmPlan whole = plan_gemm(a, gate_up_gemm(s, p, 0, sc), left, shared_budget);
-    p.mb = std::min(cap, int64_t(whole.gr) * whole.bm);
+    const int64_t rows_unit = a.chip.tile.systolic.rows;
+    const double even = double(p.route_rows) * double(s.top_k) / double(s.routed);
+    const int64_t share = ceil_div(int64_t(std::ceil(1.25 * even)), rows_unit) * rows_unit;
+    p.mb = std::clamp<int64_t>(share, std::min(cap, rows_unit), std::min(cap, int64_t(whole.gr) * whole.bm));
     p.gate_up = plan_gemm(a, gate_up_gemm(s, p, 0, sc), left, shared_budget);
     p.down = plan_gemm(a, down_gemm(s, p, 0, sc, 0), left, shared_budget);
     p.act.per_tile = ceil_div(p.mb, a.tiles());

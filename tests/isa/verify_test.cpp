@@ -11,6 +11,7 @@ namespace tessera::isa {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 Target small_target() {
   Target t;
@@ -57,6 +58,26 @@ TEST(Verify, OverlappingOperands) {
               HasSubstr("dma dst overlaps src"));
   // An elementwise op may work in place.
   EXPECT_EQ(issues_of(".stream tile=0\n  vec.exp dst=sram[0], src0=sram[0], rows=4, cols=4\n"), "");
+}
+
+// Sparse MoE: the verifier walks an ld's register at its bound, so a loop it steers is checked
+// at its largest trip count; bad routing and gather fields are named.
+TEST(Verify, DataDependentCountsAndRouting) {
+  EXPECT_THAT(issues_of(".stream tile=0\n  ld r1, sram[0], 300\n  loop r1\n    vec.exp dst=sram[0x10000], src0=sram[0x10000], "
+                        "rows=1, cols=4\n    addi r0, r0, 0\n  endloop\n"),
+              Not(HasSubstr("loop")));
+  EXPECT_THAT(issues_of(".stream tile=0\n  li r2, 0\n  ld r1, sram[0], 300\n  loop r1\n    vec.fill dst=sram[r2+0xFFF00], "
+                        "rows=1, cols=4, ddt=fp32\n    addi r2, r2, 16\n  endloop\n"),
+              HasSubstr("outside the SRAM"));  // the 17th trip on runs past the end
+  EXPECT_THAT(issues_of(".stream tile=0\n  ld r1, sram[0], 0\n"), HasSubstr("ld with max 0 always loads 0"));
+  const std::string route =
+      "  moe.route dst=sram[0], rows=4, cols=8, ddt=fp32, src0=sram[0], s0dt=fp32, cap=4, cnt=sram[0x100], "
+      "disp=sram[0x200], comb=sram[0x300], cw=sram[0x400]";
+  EXPECT_EQ(issues_of(".stream tile=0\n" + route + ", k=2\n"), "");
+  EXPECT_THAT(issues_of(".stream tile=0\n" + route + ", k=9\n"), HasSubstr("moe.route k 9 must be 1..8"));
+  EXPECT_THAT(issues_of(".stream tile=0\n" + route + ", k=2, e0=6, ne=4\n"), HasSubstr("moe.route experts 6..9 beyond its 8"));
+  EXPECT_THAT(issues_of(".stream tile=0\n  dma dst=sram[0], src=hbm[0], d0=4, d1=2, d2=2, ss1=64, gather=8, idx=sram[0x100]\n"),
+              HasSubstr("a gathering dma has d2 = d3 = 1"));
 }
 
 TEST(Verify, Misaligned) {

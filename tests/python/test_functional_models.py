@@ -77,9 +77,11 @@ def silu(x):
     return x / (1 + np.exp(-x))
 
 
-def mixtral_moe(h, w, p, cfg, margins=None):
+def mixtral_moe(h, w, p, cfg, margins=None, capacity_factor=0.0):
     """Hugging Face's MixtralSparseMoeBlock: softmax over the gate logits, top-k, renormalise,
-    sum of the selected experts' SwiGLU MLPs weighted by those probabilities."""
+    sum of the selected experts' SwiGLU MLPs weighted by those probabilities. With a capacity
+    factor, an expert takes at most ceil(factor x tokens x k / E) of the tokens (all of h's, in
+    order, each token's experts in rank order); the rest of its tokens get nothing from it."""
     E, k = cfg["num_local_experts"], cfg["num_experts_per_tok"]
     logits = h @ w[p + "block_sparse_moe.gate.weight"].T
     probs = np.exp(logits - logits.max(-1, keepdims=True))
@@ -88,6 +90,18 @@ def mixtral_moe(h, w, p, cfg, margins=None):
     top = order[..., :k]
     sel = np.take_along_axis(probs, top, -1)
     sel /= sel.sum(-1, keepdims=True)
+    if capacity_factor > 0:
+        flat_top, flat_sel = top.reshape(-1, k), sel.reshape(-1, k)  # a view: drops write through
+        tokens = flat_top.shape[0]
+        cap = min(tokens, int(np.ceil(capacity_factor * tokens * k / E)))
+        taken = np.zeros(E, int)
+        for t in range(tokens):
+            for j in range(k):
+                e = flat_top[t, j]
+                if taken[e] >= cap:
+                    flat_sel[t, j] = 0.0
+                    DROPPED.append((t, e))
+                taken[e] += 1
     if margins is not None and k < E:
         # Per token, how far the k-th gate logit is above the next: where the gap is within the
         # rounding of bf16 activations, the simulator may pick the other expert.
@@ -102,7 +116,10 @@ def mixtral_moe(h, w, p, cfg, margins=None):
     return out
 
 
-def reference_logits(cfg, w, ids, margins=None):
+DROPPED = []  # (token, expert) pairs the last capacity-limited reference dropped
+
+
+def reference_logits(cfg, w, ids, margins=None, capacity_factor=0.0):
     """ids: [batch, seq]; returns logits [batch, seq, vocab] in float64."""
     fam = cfg["model_type"]
     B, S = ids.shape
@@ -147,7 +164,7 @@ def reference_logits(cfg, w, ids, margins=None):
             x = x + o @ w[p + "self_attn.o_proj.weight"].T
             h = rms_norm(x, w[p + "post_attention_layernorm.weight"], eps)
             if fam == "mixtral":
-                x = x + mixtral_moe(h, w, p, cfg, margins)
+                x = x + mixtral_moe(h, w, p, cfg, margins, capacity_factor)
                 continue
             g = h @ w[p + "mlp.gate_proj.weight"].T
             u = h @ w[p + "mlp.up_proj.weight"].T
@@ -412,6 +429,47 @@ def test_mixtral_tensor_parallel_match_numpy(tmp_path):
     """Every expert's intermediate features split over 2 chips, an all-reduce after the experts."""
     check_mixtral(tmp_path, "maia100-class", B=2, S=8, seed=1, expect="strategy: experts",
                   overrides=["system.chips=2", "system.topology=fully_connected", "system.link.count=1"])
+
+
+@pytest.mark.parametrize("chips,ep,seq", [(2, 2, 8), (4, 2, 8), (2, 2, 128)])
+def test_mixtral_expert_parallel_match_numpy(tmp_path, chips, ep, seq):
+    """Expert parallelism: the 4 experts dealt over ep groups of chips / ep chips (2 experts a
+    group, each split over its group's chips); every chip routes all tokens and runs its own
+    experts' part (few tokens: weight streaming; 256: gathered tokens through the GEMMs), and the
+    all-reduce sums the chips' parts."""
+    check_mixtral(tmp_path, "maia100-class", B=2, S=seq, seed=1 if seq == 8 else 6,
+                  expect="strategy: experts" if seq == 8 else "per expert, per block",
+                  overrides=[f"system.chips={chips}", "system.topology=fully_connected", f"system.link.count={chips - 1}",
+                             f"system.parallelism.ep={ep}"])
+
+
+@pytest.mark.parametrize("seq", [8, 128])
+def test_mixtral_capacity_factor_drops_tokens_as_numpy_does(tmp_path, seq):
+    """A capacity factor of 0.5: an expert takes at most ceil(0.5 x tokens x 2 / 4) of a prefill's
+    tokens, in token order, and later tokens lose that expert's part (weight streaming with 16
+    tokens, the GEMM path with 256)."""
+    cfg, path = tiny_config(tmp_path, "mixtral")
+    arch = tessera.Arch.load("maia100-class")
+    B, S = 2, seq
+    ids = np.random.default_rng(3).integers(0, 256, size=(B, S))
+    prefill = tessera.compile_model(arch, path, phase="prefill", batch=B, seq=S, cache_capacity=S, all_logits=True,
+                                    token_ids=ids.ravel().tolist(), capacity_factor=0.5)
+    assert "at most" in prefill.tiled and f"routed {B * S} at a time" in prefill.tiled or seq == 8
+    weights = random_weights(prefill, seed=7)
+    DROPPED.clear()
+    margins = []
+    want = reference_logits(cfg, weights, ids, margins, capacity_factor=0.5)
+    assert len(DROPPED) > B * S // 4, "the capacity drops too few tokens to test anything"
+    clear = (np.min(np.stack(margins), axis=0) > ROUTING_GAP).ravel()
+    sim = tessera.Simulation(arch, functional=True)
+    load(sim, prefill, weights)
+    sim.run(prefill)
+    got = logits_of(sim, prefill, B * S, 256)
+    want = want.reshape(B * S, 256)
+    err = rel_l2(got[clear], want[clear])
+    assert err < 2e-2, f"relative L2 error {err:.4f}"
+    dropless = reference_logits(cfg, weights, ids).reshape(B * S, 256)
+    assert rel_l2(got[clear], dropless[clear]) > 5 * err, "the drops make no difference the test can see"
 
 
 def test_mixtral_two_pass_experts_match_numpy(tmp_path):

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <stdexcept>
 
 #include "arch/derived.hpp"
@@ -81,6 +82,13 @@ double estimate_seconds(const arch::Arch& a, const compiler::ModelConfig& m, con
   const double tokens = double(w.batch / mb * w.tokens_per_sequence()), tp = double(mapping.tp);
   const double head = double(m.vocab * m.hidden);
   const double per_layer = (double(m.parameters()) - head * (m.tie_embeddings ? 1 : 2)) / double(m.layers);
+  // MoE: a token runs k of the E experts; an expert's weights are read when any token chose it
+  // (uniform routing).
+  const double experts = double(m.experts) * 3.0 * double(m.hidden * m.intermediate);
+  const double routed = m.experts > 0 ? double(m.experts_per_token) / double(m.experts) : 1.0;
+  const double active = 1.0 - std::pow(1.0 - routed, tokens);
+  const double per_layer_flops = per_layer - experts * (1.0 - routed);
+  const double per_layer_read = per_layer - experts * (1.0 - active);
   const double kv_per_token = 2.0 * double(m.kv_heads * m.head_dim) * 2.0;  // keys and values, bf16
   const double kv_split = std::min(tp, double(m.kv_heads));                   // more chips replicate heads
   const double context = double(w.past() + w.tokens_per_sequence());
@@ -91,9 +99,9 @@ double estimate_seconds(const arch::Arch& a, const compiler::ModelConfig& m, con
     const compiler::PipelineStage ps{mapping.pp, s};
     const auto [first, end] = ps.layers(m.layers);
     const double layers = double(end - first);
-    const double weights = (layers * per_layer + (ps.last() ? head : 0)) * dtype_bytes / tp;
+    const double weights = (layers * per_layer_read + (ps.last() ? head : 0)) * dtype_bytes / tp;
     const double kv = layers * kv_per_token * context * double(w.batch / mb) / kv_split;
-    const double flops = 2 * tokens * (layers * per_layer + (ps.last() ? head : 0)) / tp +
+    const double flops = 2 * tokens * (layers * per_layer_flops + (ps.last() ? head : 0)) / tp +
                          4 * tokens * context * layers * double(m.heads * m.head_dim) / tp;
     stage.push_back(std::max(flops / flops_peak, (weights + kv) / d.hbm_bandwidth) + layers * 2 * all_reduce);
   }
@@ -114,6 +122,10 @@ std::vector<Candidate> candidate_mappings(const arch::Arch& a, const compiler::M
     // A tp the system fixes is left to the compiler, whose refusal names the chip counts that work.
     if (const std::string p = compiler::tensor_parallel_problem(m, tp); !p.empty() && given.tp == 0) {
       why.push_back(fmt::format("tp {}: {}", tp, p));
+      continue;
+    }
+    if (tp % given.ep != 0) {
+      why.push_back(fmt::format("tp {}: not a multiple of ep {}", tp, given.ep));
       continue;
     }
     if (pp > m.layers) {

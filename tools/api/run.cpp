@@ -190,6 +190,7 @@ compiler::CompileOptions compile_options(const RunSpec& spec, const RunOptions& 
   co.weight_dtype = parse_dtype("dtype", spec.dtype);
   co.kv_dtype = parse_dtype("kv_dtype", spec.kv_dtype);
   co.sample_rounds = options.sample_rounds;
+  co.capacity_factor = spec.capacity_factor;
   co.verify = false;  // the program simulated is verified in simulate(): the layers it runs
   return co;
 }
@@ -199,6 +200,7 @@ compiler::CompileOptions compile_options(const RunSpec& spec, const RunOptions& 
 Simulated simulate(const arch::Arch& a, compiler::CompileResult& compiled, const RunOptions& options, bool traced) {
   sim::SimOptions so;
   so.power_window = sim::seconds_to_ticks(options.power_window);
+  so.routing_skew = options.routing_skew, so.routing_seed = options.routing_seed;
   std::unique_ptr<sim::Trace> trace;
   if (traced && !options.trace.empty()) trace = std::make_unique<sim::Trace>();
   Simulated out;
@@ -344,7 +346,7 @@ Simulated simulate_pipeline(const arch::Arch& a, const RunSpec& spec, const RunO
   const compiler::Workload w = make_workload(spec.phase, spec.batch / m, spec.seq, spec.context);
   arch::Arch group = a;  // a stage's chips
   group.system.chips = mapping.tp;
-  group.system.parallelism = {};
+  group.system.parallelism.tp = group.system.parallelism.pp = 0;
   const compiler::CompileOptions co = compile_options(spec, options);
   const double k = double(m), stages = double(mapping.pp);
 
@@ -466,7 +468,7 @@ Report run(const arch::Arch& a, const RunSpec& spec, const RunOptions& options) 
       std::vector<Report::Tried> tried;
       for (const Candidate& c : candidates) {
         arch::Arch fixed = a;
-        fixed.system.parallelism = {c.mapping.tp, c.mapping.pp};
+        fixed.system.parallelism.tp = c.mapping.tp, fixed.system.parallelism.pp = c.mapping.pp;
         Report::Tried t{c.mapping.tp, c.mapping.pp, c.estimate, 0, ""};
         try {
           Report one = run(fixed, spec, options);

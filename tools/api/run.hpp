@@ -31,6 +31,9 @@ struct RunSpec {
   int64_t context = -1;        // decode: tokens already in each sequence's KV cache
   std::string dtype = "bf16";  // weights (and GEMM operands)
   std::string kv_dtype = "bf16";
+  // MoE: > 0 caps the tokens an expert takes at factor x tokens x k / experts (the rest are
+  // dropped); 0: dropless.
+  double capacity_factor = 0.0;
 
   std::string describe() const;  // "llama-3-8b decode b32 ctx1024", "gemm 4096x4096x4096"
 };
@@ -43,6 +46,10 @@ struct RunOptions {
   std::string trace;  // write a Perfetto trace of the (last) simulation here
   std::string pricing = "owned";  // owned: capex amortised + energy; cloud: the preset's $/hour
   double power_window = 1e-6;     // seconds: the window of peak power
+  // MoE routing in performance mode (which has no data to route on): expert e drawn with
+  // probability proportional to 1 / rank^skew (0: uniform), seeded.
+  double routing_skew = 0.0;
+  uint64_t routing_seed = 1;
 };
 
 struct Report {

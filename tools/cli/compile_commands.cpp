@@ -1,5 +1,6 @@
 // tessera compile --arch A --model M --phase prefill|decode --batch B (--seq S | --context L)
-//                 [--dtype D] [--kv-dtype D] [--pp N --stage S] --emit graph|tiled|asm|bin [-o OUT]
+//                 [--dtype D] [--kv-dtype D] [--pp N --stage S] [--ep N] [--capacity-factor F]
+//                 --emit graph|tiled|asm|bin [-o OUT]
 #include <fmt/format.h>
 
 #include <fstream>
@@ -18,7 +19,8 @@ void add_compile_commands(CLI::App& app) {
   struct Options {
     std::string arch, model, phase = "prefill", emit = "asm", out, dtype = "bf16", kv_dtype = "bf16";
     std::vector<std::string> overrides;
-    int64_t batch = 1, seq = 0, context = -1, pp = 0, stage = -1;
+    int64_t batch = 1, seq = 0, context = -1, pp = 0, stage = -1, ep = 0;
+    double capacity_factor = 0.0;
     bool no_loop = false, all_logits = false;
   };
   auto opt = std::make_shared<Options>();
@@ -38,10 +40,16 @@ void add_compile_commands(CLI::App& app) {
       ->check(CLI::PositiveNumber);
   c->add_option("--stage", opt->stage, "with a pipeline: the stage to compile (0 .. pp - 1), on its chips / pp chips")
       ->check(CLI::NonNegativeNumber);
+  c->add_option("--ep", opt->ep, "MoE: groups of the chips the experts are dealt over (-s system.parallelism.ep=N)")
+      ->check(CLI::PositiveNumber);
+  c->add_option("--capacity-factor", opt->capacity_factor,
+                "MoE: an expert takes at most this x tokens x k / experts of a routed block (default 0: dropless)")
+      ->check(CLI::NonNegativeNumber);
   c->add_flag("--no-layer-loop", opt->no_loop, "emit every layer separately");
   c->add_flag("--all-logits", opt->all_logits, "prefill: logits of every prompt token (default: each sequence's last)");
   c->callback([opt] {
     if (opt->pp > 0) opt->overrides.push_back(fmt::format("system.parallelism.pp={}", opt->pp));
+    if (opt->ep > 0) opt->overrides.push_back(fmt::format("system.parallelism.ep={}", opt->ep));
     arch::Arch a = arch::load_arch(opt->arch, opt->overrides);
     // A pipeline's program is one stage's, on the stage's chips.
     const int64_t stages = a.system.pipeline_stages();
@@ -51,7 +59,7 @@ void add_compile_commands(CLI::App& app) {
     }
     if (stages == 1 && opt->stage > 0) throw std::runtime_error("--stage needs a pipeline (--pp)");
     a.system.chips /= stages;
-    a.system.parallelism = {};
+    a.system.parallelism.tp = a.system.parallelism.pp = 0;
     const compiler::ModelConfig m = compiler::load_model_config(opt->model);
     compiler::Workload w = api::make_workload(opt->phase, opt->batch, opt->seq, opt->context);
     w.all_logits = opt->all_logits;
@@ -59,6 +67,7 @@ void add_compile_commands(CLI::App& app) {
     o.weight_dtype = api::parse_dtype("--dtype", opt->dtype);
     o.kv_dtype = api::parse_dtype("--kv-dtype", opt->kv_dtype);
     o.layer_loop = !opt->no_loop;
+    o.capacity_factor = opt->capacity_factor;
     const compiler::CompileResult r = compiler::compile_model(m, w, a, o, {stages, std::max<int64_t>(opt->stage, 0)});
     if (opt->emit == "bin") {
       if (opt->out.empty()) throw std::runtime_error("--emit bin needs -o FILE");

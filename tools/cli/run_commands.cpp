@@ -21,7 +21,7 @@ struct WorkloadOptions {
   api::RunSpec spec;
   std::string shape;
   std::vector<std::string> overrides;
-  int64_t chips = 0, tp = 0, pp = 0;
+  int64_t chips = 0, tp = 0, pp = 0, ep = 0;
   api::RunOptions run;
   bool full = false;
   bool json = false;
@@ -50,6 +50,18 @@ void add_workload_options(CLI::App* c, WorkloadOptions& o) {
       ->check(CLI::PositiveNumber);
   c->add_option("--pp", o.pp, "pipeline stages of the layers, tp x pp = chips (-s system.parallelism.pp=N)")
       ->check(CLI::PositiveNumber);
+  c->add_option("--ep", o.ep,
+                "MoE: groups of a stage's chips the experts are dealt over, dividing tp (-s system.parallelism.ep=N; "
+                "default 1: every chip a slice of every expert)")
+      ->check(CLI::PositiveNumber);
+  c->add_option("--capacity-factor", o.spec.capacity_factor,
+                "MoE: an expert takes at most this x tokens x k / experts of a routed block, the rest dropped "
+                "(default 0: dropless)")
+      ->check(CLI::NonNegativeNumber);
+  c->add_option("--routing-skew", o.run.routing_skew,
+                "MoE in performance mode: experts drawn with probability ~ 1 / rank^SKEW (default 0: uniform)")
+      ->check(CLI::NonNegativeNumber);
+  c->add_option("--routing-seed", o.run.routing_seed, "MoE in performance mode: seed of the routing draws");
   c->add_option("-s,--set", o.overrides,
                 "override an architecture parameter: key.path=value (every system)");
   c->add_option("--pricing", o.run.pricing, "owned (capex amortised + energy) or cloud ($/hour)")
@@ -85,6 +97,7 @@ void finish(WorkloadOptions& o) {
   if (o.chips > 0) o.overrides.push_back(fmt::format("system.chips={}", o.chips));
   if (o.tp > 0) o.overrides.push_back(fmt::format("system.parallelism.tp={}", o.tp));
   if (o.pp > 0) o.overrides.push_back(fmt::format("system.parallelism.pp={}", o.pp));
+  if (o.ep > 0) o.overrides.push_back(fmt::format("system.parallelism.ep={}", o.ep));
   if (o.full) o.run.sample_layers = 0, o.run.sample_rounds = 0;
 }
 

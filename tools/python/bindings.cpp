@@ -148,7 +148,7 @@ PYBIND11_MODULE(_tessera, m) {
       [](const PyArch& a, const std::string& model, const std::string& phase, int64_t batch, int64_t seq,
          int64_t context, int64_t cache_capacity, const std::string& dtype, const std::string& kv_dtype,
          const std::vector<int64_t>& token_ids, int64_t attention_key_block, bool all_logits, int64_t stage,
-         int64_t stages) {
+         int64_t stages, double capacity_factor) {
         compiler::Workload w = api::make_workload(phase, batch, seq, context, cache_capacity);
         w.token_ids = token_ids;
         w.all_logits = all_logits;
@@ -156,6 +156,7 @@ PYBIND11_MODULE(_tessera, m) {
         o.weight_dtype = api::parse_dtype("dtype", dtype);
         o.kv_dtype = api::parse_dtype("kv_dtype", kv_dtype);
         o.attention_key_block = attention_key_block;
+        o.capacity_factor = capacity_factor;
         const compiler::ModelConfig cfg = compiler::load_model_config(model);
         py::gil_scoped_release release;
         return PyProgram{compiler::compile_model(cfg, w, a.arch, o, {stages, stage})};
@@ -163,11 +164,12 @@ PYBIND11_MODULE(_tessera, m) {
       py::arg("arch"), py::arg("model"), py::arg("phase") = "prefill", py::arg("batch") = 1, py::arg("seq") = 0,
       py::arg("context") = -1, py::arg("cache_capacity") = 0, py::arg("dtype") = "bf16", py::arg("kv_dtype") = "bf16",
       py::arg("token_ids") = std::vector<int64_t>{}, py::arg("attention_key_block") = 0, py::arg("all_logits") = false,
-      py::arg("stage") = 0, py::arg("stages") = 1,
+      py::arg("stage") = 0, py::arg("stages") = 1, py::arg("capacity_factor") = 0.0,
       "Compile a model (shipped name or config.json path) for a phase and shape. attention_key_block > 0 makes "
       "attention walk the keys in blocks of that many (online softmax); all_logits makes a prefill compute the "
       "logits of every prompt token instead of each sequence's last; stages > 1 compiles pipeline stage `stage` "
-      "of that many (its layers; input and output 'hidden' between stages)");
+      "of that many (its layers; input and output 'hidden' between stages); capacity_factor > 0 caps the tokens "
+      "an MoE expert takes at factor x tokens x k / experts (0: dropless)");
 
   m.def(
       "compile_onnx",
@@ -189,17 +191,22 @@ PYBIND11_MODULE(_tessera, m) {
       [](const PyArch& a, const std::string& model, const std::string& op, const std::vector<int64_t>& shape,
          const std::string& phase, int64_t batch, int64_t seq, int64_t context, const std::string& dtype,
          const std::string& kv_dtype, bool full, const std::string& trace, const std::string& pricing, int64_t chips,
-         bool stats, int64_t tp, int64_t pp) {
-        const api::RunSpec s = run_spec(model, op, shape, phase, batch, seq, context, dtype, kv_dtype);
+         bool stats, int64_t tp, int64_t pp, int64_t ep, double capacity_factor, double routing_skew,
+         uint64_t routing_seed) {
+        api::RunSpec s = run_spec(model, op, shape, phase, batch, seq, context, dtype, kv_dtype);
+        s.capacity_factor = capacity_factor;
         std::vector<std::string> overrides;
         if (chips != 0) overrides.push_back(fmt::format("system.chips={}", chips));
         if (tp != 0) overrides.push_back(fmt::format("system.parallelism.tp={}", tp));
         if (pp != 0) overrides.push_back(fmt::format("system.parallelism.pp={}", pp));
+        if (ep != 0) overrides.push_back(fmt::format("system.parallelism.ep={}", ep));
         const arch::Arch system = a.with(overrides).arch;
+        api::RunOptions o = run_options(full, trace, pricing);
+        o.routing_skew = routing_skew, o.routing_seed = routing_seed;
         nlohmann::json j;
         {
           py::gil_scoped_release release;
-          j = api::run(system, s, run_options(full, trace, pricing)).to_json(stats);
+          j = api::run(system, s, o).to_json(stats);
         }
         return json_to_python(j);
       },
@@ -207,11 +214,14 @@ PYBIND11_MODULE(_tessera, m) {
       py::arg("phase") = "decode", py::arg("batch") = 1, py::arg("seq") = 0, py::arg("context") = -1,
       py::arg("dtype") = "bf16", py::arg("kv_dtype") = "bf16", py::arg("full") = false, py::arg("trace") = "",
       py::arg("pricing") = "owned", py::arg("chips") = 0, py::arg("stats") = false, py::arg("tp") = 0,
-      py::arg("pp") = 0,
+      py::arg("pp") = 0, py::arg("ep") = 0, py::arg("capacity_factor") = 0.0, py::arg("routing_skew") = 0.0,
+      py::arg("routing_seed") = 1,
       "Compile, simulate and price a model step (model=..., phase, batch, seq or context) or an operator "
       "(op='gemm'|'attention'|'copy', shape=[...]) on the system's chips (chips=N: N of them, as -s system.chips=N; "
-      "a model is split across them, tp x pp: tensor parallelism and pipeline stages, searched when not given); "
-      "returns the report as a dict (with every stat if stats=True)");
+      "a model is split across them, tp x pp: tensor parallelism and pipeline stages, searched when not given; ep: "
+      "MoE experts dealt over ep groups of a stage's chips); MoE: capacity_factor (0: dropless), and in performance "
+      "mode the routing drawn with probability ~ 1 / rank^routing_skew from routing_seed; returns the report as a "
+      "dict (with every stat if stats=True)");
 
   m.def(
       "compare",
