@@ -4,6 +4,7 @@
 // ../shared/calibration/gpu-peaks.json, and bad requests are clear errors.
 #include "tools/api/run.hpp"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -11,6 +12,7 @@
 #include <set>
 #include <unistd.h>  // getpid: each test process writes its own config
 #include <nlohmann/json.hpp>
+#include <cmath>
 
 #include "arch/derived.hpp"
 #include "arch/loader.hpp"
@@ -162,6 +164,71 @@ TEST(TensorParallel, TwoChipsShareTheWorkAndSendTheAllReducesBytes) {
   EXPECT_TRUE(ops.count("attn_all_reduce") && ops.count("mlp_all_reduce"));
   // Each chip holds half of every layer's weights and of the LM head (the embeddings whole).
   EXPECT_LT(two.utilization.at("capacity"), 0.6 * one.utilization.at("capacity"));
+}
+
+// A small Mixtral (4 layers, 8 experts, top 2) written to a temporary config.json.
+std::string small_mixtral() {
+  const std::string path =
+      (std::filesystem::temp_directory_path() / ("tessera_run_test_mixtral_" + std::to_string(getpid()) + ".json")).string();
+  std::ofstream(path) << R"({"model_type": "mixtral", "hidden_size": 1024, "intermediate_size": 2048,
+    "num_hidden_layers": 4, "num_attention_heads": 8, "num_key_value_heads": 4, "vocab_size": 8192,
+    "num_local_experts": 8, "num_experts_per_tok": 2, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+    "max_position_embeddings": 4096})";
+  return path;
+}
+
+// Sparse routing in performance mode: one token reads the weights of its 2 experts of 8, a
+// skewed routing leaves experts without tokens (their weights unread) where uniform routing
+// reaches them all, and a prefill does the routed tokens' expert FLOPs, not all experts'.
+TEST(SparseMoe, StepsReadAndComputeOnlyTheRoutedExperts) {
+  const std::string model = small_mixtral();
+  const arch::Arch a = arch::load_arch("maia100-class");
+  RunOptions every;
+  every.sample_layers = 0;
+  const double layers = 4, H = 1024, I = 2048, E = 8;
+  const double expert_bytes = 3 * H * I * 2;  // w1, w3, w2 in bf16
+  const Report one = run(a, decode(model, 1, 256), every);
+  const Report wide = run(a, decode(model, 16, 256), every);
+  // 16 tokens reach all 8 experts (uniform: each is missed with probability (6/8)^16 = 1%); one
+  // token reaches 2 of them: 6 experts a layer fewer read, besides 15 sequences' KV caches.
+  const double kv = layers * 15 * 256 * 2 * (4 * 128) * 2;
+  EXPECT_NEAR(wide.hbm_bytes - one.hbm_bytes, layers * (E - 2) * expert_bytes + kv, 0.05 * layers * E * expert_bytes);
+  RunOptions skewed = every;
+  skewed.routing_skew = 3.0;  // p ~ 1 / rank^3: most tokens pick the same few experts
+  const Report hot = run(a, decode(model, 16, 256), skewed);
+  EXPECT_LT(hot.hbm_bytes, wide.hbm_bytes - layers * expert_bytes);
+  EXPECT_GT(hot.hbm_bytes, one.hbm_bytes);
+
+  // Prefill of 512 tokens: the experts' MACs are the routed tokens' (512 x 2 of the 8 x 512
+  // dense ones) plus the padding of each expert's last block, well under half the dense count.
+  const Report pre = run(a, prefill(model, 1, 512), every);
+  const double routed_macs = layers * 512 * 2 * 3 * H * I, dense_macs = routed_macs * E / 2;
+  const double other_macs = pre.flops / 2 - routed_macs;  // attention, projections, LM head
+  EXPECT_GT(other_macs, 0.0);
+  EXPECT_LT(pre.flops / 2, routed_macs + 0.5 * routed_macs + 0.25 * dense_macs);
+}
+
+// Expert parallelism over 2 chips: each holds 4 whole experts, so one token's 2 experts are read
+// once on whichever chips hold them (as tensor parallelism reads half of each on both), and the
+// MoE's output is still all-reduced (2 per layer, tokens x hidden x bf16 each way).
+TEST(SparseMoe, ExpertParallelChipsReadTheirOwnExperts) {
+  const std::string model = small_mixtral();
+  RunOptions every;
+  every.sample_layers = 0;
+  const auto system = [](int64_t ep) {
+    return arch::load_arch("maia100-class", {"system.chips=2", "system.topology=fully_connected", "system.link.count=1",
+                                             "system.parallelism.tp=2", fmt::format("system.parallelism.ep={}", ep)});
+  };
+  const Report tp = run(system(1), decode(model, 1, 256), every), ep = run(system(2), decode(model, 1, 256), every);
+  EXPECT_NEAR(ep.hbm_bytes, tp.hbm_bytes, 0.02 * tp.hbm_bytes);
+  EXPECT_DOUBLE_EQ(ep.stats.value("system.link.c0-c1.bytes"), 2 * 4 * 1024 * 2.0);
+  const double c0 = ep.stats.value("system.chip0.hbm.read_bytes"), c1 = ep.stats.value("system.chip1.hbm.read_bytes");
+  const double expert_bytes = 3 * 1024 * 2048 * 2.0, layers = 4;
+  // Each chip reads its half of the rest; the experts split 0/2, 1/1 or 2/0 in each layer.
+  EXPECT_NEAR(c0 + c1, tp.stats.value("system.chip0.hbm.read_bytes") + tp.stats.value("system.chip1.hbm.read_bytes"),
+              0.02 * (c0 + c1));
+  EXPECT_NEAR(std::fmod(std::fabs(c0 - c1) + 0.5 * expert_bytes, expert_bytes), 0.5 * expert_bytes, 0.02 * expert_bytes);
+  EXPECT_LE(std::fabs(c0 - c1), layers * 2 * expert_bytes * 1.02);
 }
 
 // Two pipeline stages of one chip each, a decode step of batch 8 in 2 microbatches of 4: each

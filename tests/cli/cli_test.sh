@@ -128,6 +128,23 @@ check "compile --stage emits that stage's program" 0 "pipeline_stage = 1 of 2 \(
   "$tessera" compile --arch maia100-class -s system.chips=2 --pp 2 --stage 1 --emit graph "${small[@]}"
 check "--pp shows the pipeline in the report" 0 "tp 1 x pp 2, 2 microbatches" -- \
   "$tessera" run --arch maia100-class "${small[@]}" --chips 2 --pp 2
+cat > "$tmp/moe.json" <<'JSON'
+{"model_type": "mixtral", "hidden_size": 512, "intermediate_size": 1024, "num_hidden_layers": 2,
+ "num_attention_heads": 8, "num_key_value_heads": 4, "vocab_size": 4096, "max_position_embeddings": 2048,
+ "num_local_experts": 4, "num_experts_per_tok": 2}
+JSON
+moe=(--model "$tmp/moe.json" --phase decode --batch 8 --context 256)
+check "--ep deals the experts over groups of chips" 0 "experts 0\.\.1 of 4" -- \
+  "$tessera" compile --arch maia100-class -s system.chips=2 --ep 2 --emit tiled "${moe[@]}"
+check "--capacity-factor caps an expert's tokens" 0 "at most 4 tokens an expert per block \(capacity factor 1\)" -- \
+  "$tessera" compile --arch maia100-class --capacity-factor 1 --emit tiled "${moe[@]}"
+check "--ep and a routing skew run" 0 "tp 2 x pp 1" -- \
+  "$tessera" run --arch maia100-class --chips 2 --tp 2 --ep 2 --routing-skew 1.2 --routing-seed 5 "${moe[@]}"
+check "an ep that does not divide a stage's chips is an error" 1 \
+  "system.parallelism.ep: ep 3 does not divide the 8 chips of a pipeline stage" -- \
+  "$tessera" run --arch hgx-h100x8 "${moe[@]}" --tp 8 --ep 3
+check "ep on a model without experts is an error" 1 "has no experts to split \(ep 2\)" -- \
+  "$tessera" run --arch maia100-class --chips 2 --tp 2 --ep 2 "${small[@]}"
 check "an operator on several chips is refused" 1 "an operator runs on one" -- "$tessera" run --arch hgx-h100x8 --op gemm --shape 64,64,64
 check "cloud pricing needs a cloud price" 1 "cloud_price" -- "$tessera" run --arch maia100-class "${small[@]}" --pricing cloud
 check "compare with an unknown system is an error" 1 "no such preset or file" -- "$tessera" compare --systems maia100-class,gpu9000 "${small[@]}"
