@@ -96,7 +96,7 @@ struct ScaleOutParams {
 struct ParallelismParams {
   int64_t tp = 0;
   int64_t pp = 0;
-  int64_t ep = 1;
+  int64_t ep = 0;
 
   template <class V>
   void visit(V& v) {
@@ -104,8 +104,8 @@ struct ParallelismParams {
                        Bound::NonNegative});
     v.field("pp", pp, {"pipeline stages of a model's layers; 0: chosen", Dim::Count, 0.0, {}, Bound::NonNegative});
     v.field("ep", ep, {"groups of a stage's chips an MoE layer's experts are dealt over (each group holds experts / ep "
-                       "of them, split over its chips); 1: every chip a slice of every expert", Dim::Count, 1.0, {},
-                       Bound::Positive});
+                       "of them, split over its chips; 1: every chip a slice of every expert); 0: chosen", Dim::Count,
+                       0.0, {}, Bound::NonNegative});
   }
 };
 

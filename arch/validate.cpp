@@ -84,7 +84,7 @@ void validate(const Arch& a, const ConfigNode& root, std::vector<Problem>& probl
                   "pp " + std::to_string(par.pp) + " does not divide the system's " + n + " chips");
   }
   const int64_t stage_chips = par.tp > 0 ? par.tp : par.pp > 0 ? sys.chips / par.pp : sys.chips;
-  check.require(stage_chips % par.ep == 0, "system.parallelism.ep",
+  check.require(par.ep == 0 || stage_chips % par.ep == 0, "system.parallelism.ep",
                 "ep " + std::to_string(par.ep) + " does not divide the " + std::to_string(stage_chips) +
                     " chips of a pipeline stage (tp)");
 

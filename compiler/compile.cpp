@@ -87,7 +87,7 @@ CompileResult compile_model(const ModelConfig& m, const Workload& w, const arch:
   CompileResult r;
   auto chip = [&](int64_t c) {
     TensorParallel tp;
-    tp.chips = chips, tp.rank = c, tp.experts = a.system.parallelism.ep;
+    tp.chips = chips, tp.rank = c, tp.experts = std::max<int64_t>(1, a.system.parallelism.ep);
     return build_graph(m, w, tp, stage);
   };
   const Lowering l = lower(chip(0), a, o, r);
@@ -100,7 +100,7 @@ CompileResult compile_model(const ModelConfig& m, const Workload& w, const arch:
                                            own.values[i].name));
       }
     }
-    if (a.system.parallelism.ep == 1) {
+    if (a.system.parallelism.ep <= 1) {
       generate(l, a, o, int(c), &own, nullptr, r);
       continue;
     }

@@ -1,9 +1,13 @@
 // Mappings onto chips: microbatches, the pipeline schedule against hand-worked timelines, and
-// the candidates the search keeps.
+// the candidates the search keeps (expert parallelism among them).
 #include "tools/api/mapping.hpp"
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <set>
+
+#include "arch/derived.hpp"
 #include "arch/loader.hpp"
 
 namespace tessera::api {
@@ -54,6 +58,29 @@ TEST(Mapping, CandidatesSplitTheModelAndStayNearTheBestEstimate) {
   shallow.layers = 2;
   EXPECT_THROW(candidate_mappings(arch::load_arch("hgx-h100x8", {"system.parallelism.tp=1"}), shallow, w, 2),
                std::runtime_error);
+}
+
+// Expert parallelism in the search: an MoE's candidates include each ep dividing tp and the
+// experts. With one token, 2 of Mixtral's 8 experts are chosen (each with probability 1/4):
+// over tp 8, ep 1 reads a quarter of an expert a chip per layer, ep 8 reads a whole expert on the
+// chips that hold a chosen one, and the step waits for them: E[max of 8 Bernoulli(1/4)] =
+// 1 - (3/4)^8. With 64 tokens every expert is chosen and the two read alike.
+TEST(Mapping, ExpertParallelismIsSearchedAndPaysForIdleGroups) {
+  const compiler::ModelConfig mixtral = compiler::load_model_config("mixtral-8x7b");
+  const arch::Arch a = arch::load_arch("hgx-h100x8", {"system.parallelism.tp=8"});
+  compiler::Workload w;
+  w.phase = compiler::Phase::Decode, w.batch = 1, w.context = 256;
+  std::set<int64_t> eps;
+  for (const Candidate& c : candidate_mappings(a, mixtral, w, 2)) eps.insert(c.mapping.ep);
+  EXPECT_TRUE(eps.count(1) && !eps.count(8));  // ep 8 is estimated 3x slower: pruned
+  const arch::Arch given = arch::load_arch("hgx-h100x8", {"system.parallelism.tp=8", "system.parallelism.ep=2"});
+  ASSERT_EQ(candidate_mappings(given, mixtral, w, 2).size(), 1u);
+  EXPECT_EQ(candidate_mappings(given, mixtral, w, 2).front().mapping, (Mapping{8, 1, 2}));
+  const double expert_bytes = 3.0 * 4096 * 14336 * 2, layers = 32, bandwidth = arch::derive(a).hbm_bandwidth;
+  const double ep1 = estimate_seconds(a, mixtral, w, {8, 1, 1}, 2), ep8 = estimate_seconds(a, mixtral, w, {8, 1, 8}, 2);
+  EXPECT_NEAR((ep8 - ep1) * bandwidth, layers * ((1 - std::pow(0.75, 8)) - 0.25) * expert_bytes, 1e-6 * layers * expert_bytes);
+  w.batch = 64;
+  EXPECT_NEAR(estimate_seconds(a, mixtral, w, {8, 1, 8}, 2) / estimate_seconds(a, mixtral, w, {8, 1, 1}, 2), 1.0, 1e-3);
 }
 
 }  // namespace

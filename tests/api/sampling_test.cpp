@@ -46,8 +46,9 @@ TEST(SampledRounds, AgreeWithSimulatingEverythingAt8kTokens) {
   }
 }
 
-// Mixtral-style experts through per-expert GEMMs (a long prompt): every expert takes every token,
-// so the experts are rounds of equal cost and a sampled run simulates four of the eight, and of
+// Mixtral-style experts through per-expert GEMMs (a long prompt): under uniform routing every
+// expert takes about as many tokens, so the experts are rounds of like cost and a sampled run
+// simulates four of the eight in each routed block of tokens (two blocks of 1,024 here), and of
 // those the GEMMs' passes in turn (SMs of 136 KiB: small blocks, many passes; attention's rounds
 // are sampled too).
 TEST(SampledRounds, MoeExpertsAgreeWithSimulatingEveryExpert) {
@@ -63,7 +64,7 @@ TEST(SampledRounds, MoeExpertsAgreeWithSimulatingEveryExpert) {
   full.sample_layers = 0, full.sample_rounds = 0;
   const Report sampled = run(a, s), every = run(a, s, full);
   EXPECT_EQ(sampled.rounds_sampled, (std::vector<std::string>{"l0.attention: 4 of 8 rounds",
-                                                             "l0.experts: 4 of 8 rounds, 16 parts simulated"}));
+                                                             "l0.experts: 4 of 8 rounds, 25 parts simulated"}));
   EXPECT_NEAR(sampled.seconds / every.seconds, 1.0, 0.01);
   EXPECT_NEAR(sampled.energy.total() / every.energy.total(), 1.0, 0.01);
   EXPECT_NEAR(sampled.hbm_bytes / every.hbm_bytes, 1.0, 0.01);

@@ -72,6 +72,21 @@ double all_reduce_seconds(const arch::SystemParams& sys, int64_t tp, double byte
   return t;
 }
 
+// E[max of `count` independent Binomial(n, q)] = sum over k >= 1 of P(max >= k).
+double expected_max_binomial(int64_t n, double q, int64_t count) {
+  std::vector<double> pmf(size_t(n + 1));
+  for (int64_t k = 0; k <= n; ++k) {
+    pmf[size_t(k)] = std::exp(std::lgamma(double(n + 1)) - std::lgamma(double(k + 1)) - std::lgamma(double(n - k + 1))) *
+                     std::pow(q, double(k)) * std::pow(1.0 - q, double(n - k));
+  }
+  double below = 0.0, expected = 0.0;  // below: P(one < k)
+  for (int64_t k = 1; k <= n; ++k) {
+    below += pmf[size_t(k - 1)];
+    expected += 1.0 - std::pow(below, double(count));
+  }
+  return expected;
+}
+
 }  // namespace
 
 double estimate_seconds(const arch::Arch& a, const compiler::ModelConfig& m, const compiler::Workload& w,
@@ -88,7 +103,12 @@ double estimate_seconds(const arch::Arch& a, const compiler::ModelConfig& m, con
   const double routed = m.experts > 0 ? double(m.experts_per_token) / double(m.experts) : 1.0;
   const double active = 1.0 - std::pow(1.0 - routed, tokens);
   const double per_layer_flops = per_layer - experts * (1.0 - routed);
-  const double per_layer_read = per_layer - experts * (1.0 - active);
+  // Expert parallelism: a chip reads the chosen experts of its group, and the step waits for
+  // the group with the most: E[max over ep groups of Binomial(E / ep, active)] of E x active.
+  const double busiest = m.experts > 0 ? expected_max_binomial(m.experts / mapping.ep, active, mapping.ep) * double(mapping.ep) /
+                                             (double(m.experts) * active)
+                                       : 1.0;
+  const double per_layer_read = per_layer - experts + experts * active * busiest;
   const double kv_per_token = 2.0 * double(m.kv_heads * m.head_dim) * 2.0;  // keys and values, bf16
   const double kv_split = std::min(tp, double(m.kv_heads));                   // more chips replicate heads
   const double context = double(w.past() + w.tokens_per_sequence());
@@ -124,7 +144,7 @@ std::vector<Candidate> candidate_mappings(const arch::Arch& a, const compiler::M
       why.push_back(fmt::format("tp {}: {}", tp, p));
       continue;
     }
-    if (tp % given.ep != 0) {
+    if (given.ep > 0 && tp % given.ep != 0) {
       why.push_back(fmt::format("tp {}: not a multiple of ep {}", tp, given.ep));
       continue;
     }
@@ -132,7 +152,12 @@ std::vector<Candidate> candidate_mappings(const arch::Arch& a, const compiler::M
       why.push_back(fmt::format("pp {}: more stages than {}'s {} layers", pp, m.name, m.layers));
       continue;
     }
-    out.push_back({{tp, pp}, estimate_seconds(a, m, w, {tp, pp}, dtype_bytes)});
+    for (int64_t ep = 1; ep <= tp; ++ep) {
+      const bool fits = tp % ep == 0 && (ep == 1 || (m.experts > 0 && m.experts % ep == 0));
+      if (given.ep > 0 ? ep != given.ep : !fits) continue;
+      const Mapping mapping{tp, pp, ep};
+      out.push_back({mapping, estimate_seconds(a, m, w, mapping, dtype_bytes)});
+    }
   }
   if (out.empty()) {
     std::string reasons;

@@ -25,6 +25,7 @@ namespace tessera::api {
 
 struct Mapping {
   int64_t tp = 1, pp = 1;
+  int64_t ep = 1;  // MoE: groups of a stage's tp chips the experts are dealt over
   bool operator==(const Mapping&) const = default;
 };
 
@@ -36,14 +37,16 @@ double pipeline_seconds(const std::vector<double>& stage, const std::vector<doub
                         compiler::Phase phase);
 
 // A first-order step time of a mapping: per stage, the larger of its FLOPs over the peak and its
-// bytes (weights, KV cache) over HBM bandwidth, plus its all-reduces on the formulas of the
+// bytes (weights, KV cache) over HBM bandwidth (an MoE's experts: those some token chose under
+// uniform routing, on the chips of the group with the most of them), plus its all-reduces on the formulas of the
 // algorithms the compiler picks (direct, ring, by torus dimensions, hierarchical), composed by
 // pipeline_seconds. Only for ranking mappings, never reported as a result.
 double estimate_seconds(const arch::Arch& a, const compiler::ModelConfig& m, const compiler::Workload& w,
                         const Mapping& mapping, double dtype_bytes);
 
 // The mappings to simulate: the system's `system.parallelism` when it fixes one; otherwise every
-// tp x pp = chips the model splits over (its heads and features over tp, its layers over pp),
+// tp x pp = chips the model splits over (its heads and features over tp, its layers over pp; an
+// MoE's experts over each ep dividing tp and the experts, unless ep is given),
 // ranked by estimate and kept while within kSearchSlack of the best, at most kSearchMax. Throws
 // when no mapping exists, naming why.
 struct Candidate {

@@ -462,14 +462,16 @@ Report run(const arch::Arch& a, const RunSpec& spec, const RunOptions& options) 
     const compiler::Workload w = make_workload(spec.phase, spec.batch, spec.seq, spec.context);
     const std::vector<Candidate> candidates =
         candidate_mappings(a, cfg, w, double(isa::dtype_bytes(parse_dtype("dtype", spec.dtype), 1)));
-    if (candidates.size() > 1 || a.system.parallelism.tp == 0 || a.system.parallelism.pp == 0) {
+    const arch::ParallelismParams& given = a.system.parallelism;
+    if (candidates.size() > 1 || given.tp == 0 || given.pp == 0 || (cfg.experts > 0 && given.ep == 0)) {
       // A search: each candidate simulated, the fastest kept (a candidate that fails is noted).
       std::optional<Report> best;
       std::vector<Report::Tried> tried;
       for (const Candidate& c : candidates) {
         arch::Arch fixed = a;
         fixed.system.parallelism.tp = c.mapping.tp, fixed.system.parallelism.pp = c.mapping.pp;
-        Report::Tried t{c.mapping.tp, c.mapping.pp, c.estimate, 0, ""};
+        fixed.system.parallelism.ep = c.mapping.ep;
+        Report::Tried t{c.mapping.tp, c.mapping.pp, c.mapping.ep, c.estimate, 0, ""};
         try {
           Report one = run(fixed, spec, options);
           t.seconds = one.seconds;
@@ -482,7 +484,10 @@ Report run(const arch::Arch& a, const RunSpec& spec, const RunOptions& options) 
       }
       if (!best) {
         std::string why;
-        for (const Report::Tried& t : tried) why += fmt::format("{}tp {} x pp {}: {}", why.empty() ? "" : "; ", t.tp, t.pp, t.error);
+        for (const Report::Tried& t : tried) {
+          why += fmt::format("{}tp {} x pp {}{}: {}", why.empty() ? "" : "; ", t.tp, t.pp,
+                             t.ep > 1 ? fmt::format(", ep {}", t.ep) : "", t.error);
+        }
         throw std::runtime_error(fmt::format("no mapping of {} onto {} runs: {}", spec.model, a.name, why));
       }
       best->mapping_search = std::move(tried);
@@ -492,7 +497,7 @@ Report run(const arch::Arch& a, const RunSpec& spec, const RunOptions& options) 
     }
   }
   const int64_t stages = a.system.pipeline_stages();  // the search above fixed both when it was open
-  const Mapping mapping{a.system.chips / stages, stages};
+  const Mapping mapping{a.system.chips / stages, stages, std::max<int64_t>(1, a.system.parallelism.ep)};
   Simulated run;
   double tokens = 0;
   if (mapping.pp > 1) {
@@ -519,7 +524,7 @@ Report run(const arch::Arch& a, const RunSpec& spec, const RunOptions& options) 
     }
     run = simulate(a, compiled, options, true);
   }
-  r.tp = mapping.tp, r.pp = mapping.pp;
+  r.tp = mapping.tp, r.pp = mapping.pp, r.ep = mapping.ep;
   const Breakdown& b = run.b;
   r.stats = std::move(run.stats);
   r.seconds = b.seconds;
@@ -595,7 +600,7 @@ nlohmann::json Report::to_json(bool with_stats) const {
     return j;
   }
   j["chips"] = chips;
-  j["parallelism"] = {{"tp", tp}, {"pp", pp}};
+  j["parallelism"] = {{"tp", tp}, {"pp", pp}, {"ep", ep}};
   if (pp > 1) {
     j["parallelism"]["microbatches"] = microbatches;
     j["parallelism"]["stage_seconds"] = stage_seconds;
@@ -604,7 +609,7 @@ nlohmann::json Report::to_json(bool with_stats) const {
   if (!mapping_search.empty()) {
     nlohmann::json tried = nlohmann::json::array();
     for (const Tried& t : mapping_search) {
-      nlohmann::json o = {{"tp", t.tp}, {"pp", t.pp}, {"estimate_seconds", t.estimate}};
+      nlohmann::json o = {{"tp", t.tp}, {"pp", t.pp}, {"ep", t.ep}, {"estimate_seconds", t.estimate}};
       if (t.error.empty()) o["seconds"] = t.seconds;
       else o["error"] = t.error;
       tried.push_back(std::move(o));

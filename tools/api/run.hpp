@@ -62,9 +62,10 @@ struct Report {
   // stages; a pipeline's microbatches, each stage's seconds per microbatch and each boundary's
   // transfer. When the system left the mapping open, every candidate the search simulated.
   int64_t tp = 1, pp = 1, microbatches = 1;
+  int64_t ep = 1;  // an MoE's experts dealt over ep groups of a stage's chips
   std::vector<double> stage_seconds, transfer_seconds;
   struct Tried {
-    int64_t tp = 1, pp = 1;
+    int64_t tp = 1, pp = 1, ep = 1;
     double estimate = 0, seconds = 0;
     std::string error;  // why it did not run
   };

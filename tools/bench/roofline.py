@@ -10,10 +10,11 @@ peak: fp8 weights do not make attention faster.
 FLOPs: every Linear (2 x in x out per token row), attention as two matrix products per head
 (QK^T and PV), causal prefill attention counted as S^2/2 keys per sequence, decode attention over
 context + 1 keys; the LM head on the rows whose logits are computed (the last token of each
-sequence, what serving needs); MoE experts with the FLOPs the compiler does (every expert on every
-token, weighted by the routing: it has no sparse gather).
-Minimal HBM bytes: every weight the step multiplies by, read once (all experts, as above); the
-embedding rows gathered; the KV cache read (decode) and written; the logits written (fp32).
+sequence, what serving needs); an MoE's experts on the tokens routed to them (k of E a token),
+and its router.
+Minimal HBM bytes: every weight the step multiplies by, read once (an MoE's experts: those some
+token chose, E x (1 - (1 - k/E)^tokens) under uniform routing); the embedding rows gathered; the
+KV cache read (decode) and written; the logits written (fp32).
 Activations between ops are assumed to stay on chip, so this is a lower bound.
 """
 import json
@@ -53,22 +54,26 @@ class Shapes:
         self.head_dim = c.get("head_dim") or self.hidden // self.heads
         self.vocab = c["vocab_size"]
         self.experts = c.get("num_local_experts", 0) or 0
+        self.top_k = c.get("num_experts_per_tok", 0) or 0
 
-    def layer_matrices(self):
-        """Parameters of one layer's matrices (multiplied per token)."""
+    def layer_matrices(self, tokens=1):
+        """Parameters of one layer's matrices: those a token multiplies by, and those a step of
+        `tokens` tokens reads (an MoE's experts that some token chose, under uniform routing)."""
         q, kv = self.heads * self.head_dim, self.kv_heads * self.head_dim
         attn = self.hidden * (q + 2 * kv) + q * self.hidden
         mlp = (3 if self.gated else 2) * self.hidden * self.inter
-        if self.experts:
-            mlp = self.experts * mlp + self.experts * self.hidden  # experts and router
-        return attn, mlp
+        if not self.experts:
+            return attn, mlp, mlp
+        router = self.experts * self.hidden
+        chosen = self.experts * (1 - (1 - self.top_k / self.experts) ** tokens)
+        return attn, self.top_k * mlp + router, chosen * mlp + router
 
 
 def step(model, phase, batch, length, dtype="bf16", kv_dtype="bf16"):
     """FLOPs and minimal HBM bytes of one step. length: prompt tokens (prefill) or context (decode)."""
     m = model if isinstance(model, Shapes) else Shapes(model)
     tokens = batch * (length if phase == "prefill" else 1)
-    attn, mlp = m.layer_matrices()
+    attn, mlp, mlp_read = m.layer_matrices(tokens)
     wb, kvb = DTYPE_BYTES[dtype], DTYPE_BYTES[kv_dtype]
     per_token_kv = 2 * m.kv_heads * m.head_dim  # K and V elements per token per layer
     kv_read = 0 if phase == "prefill" else batch * length * per_token_kv * kvb
@@ -76,7 +81,7 @@ def step(model, phase, batch, length, dtype="bf16", kv_dtype="bf16"):
     logits_rows = batch
     flops += 2 * logits_rows * m.hidden * m.vocab
     norms = m.layers * 2 * m.hidden * 2 + m.hidden * 2
-    weights = m.layers * (attn + mlp) * wb + m.vocab * m.hidden * wb + norms
+    weights = m.layers * (attn + mlp_read) * wb + m.vocab * m.hidden * wb + norms
     bytes_ = (weights
               + tokens * m.hidden * 2                                # embedding rows
               + m.layers * (kv_read + tokens * per_token_kv * kvb)   # KV cache read and written

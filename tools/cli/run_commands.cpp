@@ -52,7 +52,7 @@ void add_workload_options(CLI::App* c, WorkloadOptions& o) {
       ->check(CLI::PositiveNumber);
   c->add_option("--ep", o.ep,
                 "MoE: groups of a stage's chips the experts are dealt over, dividing tp (-s system.parallelism.ep=N; "
-                "default 1: every chip a slice of every expert)")
+                "1: every chip a slice of every expert; default: searched with tp and pp)")
       ->check(CLI::PositiveNumber);
   c->add_option("--capacity-factor", o.spec.capacity_factor,
                 "MoE: an expert takes at most this x tokens x k / experts of a routed block, the rest dropped "
@@ -118,7 +118,8 @@ void print_report(const api::Report& r) {
   t.add({"system", r.system});
   t.add({"workload", r.workload});
   if (r.chips > 1) {
-    std::string mapping = fmt::format("{} chips: tp {} x pp {}", r.chips, r.tp, r.pp);
+    std::string mapping =
+        fmt::format("{} chips: tp {} x pp {}{}", r.chips, r.tp, r.pp, r.ep > 1 ? fmt::format(", ep {}", r.ep) : "");
     if (r.pp > 1) mapping += fmt::format(", {} microbatches", r.microbatches);
     if (!r.mapping_search.empty()) mapping += fmt::format(" (fastest of {} simulated)", r.mapping_search.size());
     t.add({"mapping", mapping});
@@ -223,7 +224,8 @@ void print_comparison(const api::Comparison& c, bool csv) {
       const double tpj = 1 / r.joules_per_token, tpj0 = 1 / first.joules_per_token;
       const int64_t replicas = api::replicas_for(first, r);
       std::vector<std::string> row{
-          r.workload, r.system, r.pp > 1 ? fmt::format("{} (tp {} x pp {})", r.chips, r.tp, r.pp) : std::to_string(r.chips),
+          r.workload, r.system, r.pp > 1 || r.ep > 1 ? fmt::format("{} (tp {} x pp {}{})", r.chips, r.tp, r.pp, r.ep > 1 ? fmt::format(", ep {}", r.ep) : "")
+                               : std::to_string(r.chips),
           latency(r.seconds), fmt::format("{:.1f}", r.tokens_per_s),
           vs(r.tokens_per_s, first.tokens_per_s), fmt::format("{:.0f}", r.avg_power_w),
           fmt::format("{:.2f}", tpj), vs(tpj, tpj0), fmt::format("{:.3f}", r.usd_per_million_tokens),
