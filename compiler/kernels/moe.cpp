@@ -491,8 +491,6 @@ class MoeStream {
 struct Scratch {
   uint64_t x = 0, gu = 0, h = 0, y = 0;
 };
-// Slot rows of each expert in y_e: its capacity rounded up to whole GEMM blocks.
-int64_t slot_rows(const MoeSpec& s, const MoePlan& p) { return dispatch_stride(s, p.route_rows, p.mb); }
 Scratch scratch_of(const MoeSpec& s, const MoePlan& p, uint64_t base) {
   const int64_t xe = esize(s.x.dtype);
   Scratch r;
@@ -504,7 +502,9 @@ Scratch scratch_of(const MoeSpec& s, const MoePlan& p, uint64_t base) {
 }
 uint64_t scratch_bytes(const MoeSpec& s, const MoePlan& p) {
   const Scratch sc = scratch_of(s, p, 0);
-  return sc.y + align4k(uint64_t(s.experts * slot_rows(s, p) * s.hidden * esize(s.y.dtype)));
+  // y_e: each expert's slot rows, its capacity in whole GEMM blocks (a shorter last routed block
+  // lays them closer).
+  return sc.y + align4k(uint64_t(s.experts * dispatch_stride(s, p.route_rows, p.mb) * s.hidden * esize(s.y.dtype)));
 }
 
 // h = silu(g) * u over one block's mb rows: [g | u] [mb, 2I] and h [mb, I] in the x dtype.
@@ -555,14 +555,15 @@ GemmSpec gate_up_gemm(const MoeSpec& s, const MoePlan& p, int64_t e, const Scrat
   return g;
 }
 
-// Into block j of expert e's slot rows: `row` holds j * mb rows' bytes.
-GemmSpec down_gemm(const MoeSpec& s, const MoePlan& p, int64_t e, const Scratch& sc, uint8_t row) {
+// Into block j of expert e's slot rows (a routed block of `rows` tokens): `row` holds j * mb
+// rows' bytes.
+GemmSpec down_gemm(const MoeSpec& s, const MoePlan& p, int64_t e, int64_t rows, const Scratch& sc, uint8_t row) {
   GemmSpec g;
   g.m = p.mb, g.k = s.inter, g.n = s.hidden;
   g.dtype = s.wdt, g.out = s.y.dtype, g.a_dtype = s.x.dtype;
   g.a = hbm(int64_t(sc.h));
   g.b = advance(s.w2, e * s.hidden * s.inter * esize(s.wdt));
-  g.c = hbm(int64_t(sc.y) + e * slot_rows(s, p) * s.hidden * esize(s.y.dtype), row);  // the last block's rows
+  g.c = hbm(int64_t(sc.y) + e * dispatch_stride(s, rows, p.mb) * s.hidden * esize(s.y.dtype), row);
   g.b_transposed = true;
   return g;
 }
@@ -668,7 +669,7 @@ void emit_moe_gemm(KernelContext& op, int half, const MoeSpec& s, const MoePlan&
       pb.barrier_all();
       {
         KernelContext ctx = in_expert();
-        emit_gemm(ctx, down_gemm(s, p, e, sc, row), p.down);
+        emit_gemm(ctx, down_gemm(s, p, e, rows, sc, row), p.down);
       }
       pb.barrier_all();  // x_e and h are rewritten by the next block
       for (int t = 0; t < pb.tiles(); ++t) {
@@ -729,7 +730,7 @@ MoePlan plan_moe(const arch::Arch& a, const MoeSpec& s, uint64_t budget, uint64_
     const int64_t share = ceil_div(int64_t(std::ceil(1.25 * even)), rows_unit) * rows_unit;
     p.mb = std::clamp<int64_t>(share, std::min(cap, rows_unit), std::min(cap, int64_t(whole.gr) * whole.bm));
     p.gate_up = plan_gemm(a, gate_up_gemm(s, p, 0, sc), left, shared_budget);
-    p.down = plan_gemm(a, down_gemm(s, p, 0, sc, 0), left, shared_budget);
+    p.down = plan_gemm(a, down_gemm(s, p, 0, p.route_rows, sc, 0), left, shared_budget);
     p.act.per_tile = ceil_div(p.mb, a.tiles());
     p.act.tiles = ceil_div(p.mb, p.act.per_tile);
     const int64_t row = act_row_bytes(s);

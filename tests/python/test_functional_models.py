@@ -443,6 +443,13 @@ def test_mixtral_expert_parallel_match_numpy(tmp_path, chips, ep, seq):
                              f"system.parallelism.ep={ep}"])
 
 
+def test_mixtral_gemm_experts_in_routed_blocks_match_numpy(tmp_path):
+    """Where a tile's SRAM holds the routing tables of fewer tokens than the prefill has (an H100
+    with 40 KiB per SM), tokens are routed, run through the experts and combined 100 at a time."""
+    check_mixtral(tmp_path, "h100-sxm", B=2, S=100, seed=1, expect="tokens routed 100 at a time",
+                  overrides=["chip.tile.sram.capacity=40KiB"])
+
+
 @pytest.mark.parametrize("seq", [8, 128])
 def test_mixtral_capacity_factor_drops_tokens_as_numpy_does(tmp_path, seq):
     """A capacity factor of 0.5: an expert takes at most ceil(0.5 x tokens x 2 / 4) of a prefill's
