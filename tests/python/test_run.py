@@ -33,6 +33,25 @@ def test_run_reports_the_figures_users_compare(model):
     assert "system.chip0.hbm.read_bytes" in tessera.run(arch, model=model, phase="decode", batch=8, context=256, stats=True)["stats"]
 
 
+def test_moe_options_reach_the_run(tmp_path):
+    """Expert parallelism, the mapping search over it, a routing skew and a capacity factor from
+    Python: ep 2 on 2 chips is reported; a skewed routing leaves experts unread at batch 8."""
+    path = os.path.join(tmp_path, "small-mixtral.json")
+    with open(path, "w") as f:
+        json.dump(dict(SMALL_LLAMA, model_type="mixtral", num_local_experts=8, num_experts_per_tok=2), f)
+    two = tessera.Arch.load("maia100-class", ["system.chips=2", "system.topology=fully_connected", "system.link.count=1"])
+    r = tessera.run(two, model=path, phase="decode", batch=8, context=256, tp=2, ep=2)
+    assert r["parallelism"] == {"tp": 2, "pp": 1, "ep": 2}
+    searched = tessera.run(two, model=path, phase="decode", batch=8, context=256)
+    assert {t["ep"] for t in searched["mapping_search"]} <= {1, 2} and searched["parallelism"]["ep"] in (1, 2)
+    one = tessera.Arch.load("maia100-class")
+    uniform = tessera.run(one, model=path, phase="decode", batch=8, context=256)
+    skewed = tessera.run(one, model=path, phase="decode", batch=8, context=256, routing_skew=3.0, routing_seed=2)
+    assert skewed["hbm_bytes"] < uniform["hbm_bytes"]
+    dropping = tessera.run(one, model=path, phase="prefill", batch=1, seq=256, capacity_factor=0.5)
+    assert dropping["flops"] < tessera.run(one, model=path, phase="prefill", batch=1, seq=256)["flops"]
+
+
 def test_a_derived_design_changes_the_result(model):
     base = tessera.Arch.load("maia100-class")
     faster = base.with_(**{"hbm.data_rate": "7Gbps"})
