@@ -857,12 +857,12 @@ class Disassembler {
     if (in.base[i] != 0) body = "r" + std::to_string(in.base[i]);
     if (const Symbol* sym = symbol_at(space, owner, imm)) {
       body += (body.empty() ? "" : "+") + sym->name;
-      imm -= static_cast<int64_t>(sym->addr);
-      if (imm > 0) body += "+" + hex(uint64_t(imm));
+      const uint64_t offset = uint64_t(imm) - sym->addr;  // within the symbol (symbol_at)
+      if (offset > 0) body += "+" + hex(offset);
     } else if (body.empty()) {
-      body = imm < 0 ? "-" + hex(uint64_t(-imm)) : hex(uint64_t(imm));
+      body = imm < 0 ? "-" + hex(0 - uint64_t(imm)) : hex(uint64_t(imm));
     } else if (imm != 0) {
-      body += imm < 0 ? "-" + hex(uint64_t(-imm)) : "+" + hex(uint64_t(imm));
+      body += imm < 0 ? "-" + hex(0 - uint64_t(imm)) : "+" + hex(uint64_t(imm));
     }
     return prefix + "[" + body + "]";
   }
@@ -873,7 +873,8 @@ class Disassembler {
     const Symbol* best = nullptr;
     for (const Symbol& s : p_.symbols) {
       if (s.space != space || (space == Space::Sram && s.tile != tile)) continue;
-      if (addr < static_cast<int64_t>(s.addr) || uint64_t(addr) >= s.addr + std::max<uint64_t>(s.bytes(), 1)) continue;
+      // Unsigned offsets: a decoded symbol may lie anywhere in 64 bits without overflowing.
+      if (addr < 0 || uint64_t(addr) < s.addr || uint64_t(addr) - s.addr >= std::max<uint64_t>(s.bytes(), 1)) continue;
       if (!best || s.addr > best->addr) best = &s;
     }
     return best;
