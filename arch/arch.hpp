@@ -365,6 +365,10 @@ struct PowerParams {
   double vector_energy = 0;      // per element operation
   double static_power = 0;
   double tdp = 0;
+  double limit = 0;  // 0: the TDP
+
+  // The power the clock is lowered to hold.
+  double power_limit() const { return limit > 0 ? limit : tdp; }
 
   template <class V>
   void visit(V& v) {
@@ -378,6 +382,8 @@ struct PowerParams {
     v.field("vector_energy", vector_energy, {"energy per vector element operation", Dim::Energy});
     v.field("static_power", static_power, {"leakage and always-on power of one chip", Dim::Power});
     v.field("tdp", tdp, {"thermal design power of one chip", Dim::Power});
+    v.field("limit", limit, {"power one chip's clock is lowered to hold over a step (a power cap); 0: the TDP",
+                             Dim::Power, 0.0, {}, Bound::NonNegative});
   }
 };
 

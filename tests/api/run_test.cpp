@@ -291,6 +291,37 @@ TEST(Pipeline, TheSearchKeepsTheFastestMapping) {
   }
 }
 
+// The power limit, derived by hand: a step whose average power would exceed the limit L runs
+// its work (dynamic energy D, unchanged) at the clock that holds L with the static power S, so
+// it takes D / (L - S); a limit above its power changes nothing.
+TEST(PowerLimit, AStepAboveTheLimitTakesItsDynamicEnergyOverTheHeadroom) {
+  const RunSpec gemm = op("gemm", {4096, 4096, 4096});
+  const Report free = run(arch::load_arch("h100-sxm", {"power.limit=2000W"}), gemm);
+  EXPECT_EQ(free.throttled_seconds, 0.0);
+  const double S = arch::load_arch("h100-sxm").power.static_power;
+  const double dynamic = free.energy.total() - S * free.seconds;
+  ASSERT_GT(dynamic / free.seconds + S, 300.0);
+  const Report capped = run(arch::load_arch("h100-sxm", {"power.limit=300W"}), gemm);
+  const double expected = dynamic / (300.0 - S);
+  EXPECT_NEAR(capped.seconds, expected, 1e-9 * expected);
+  EXPECT_NEAR(capped.throttled_seconds, expected - free.seconds, 1e-9 * expected);
+  EXPECT_NEAR(capped.avg_power_w, 300.0, 1e-6);
+  EXPECT_NEAR(capped.energy.total() - S * capped.seconds, dynamic, 1e-9 * dynamic);
+  EXPECT_EQ(capped.bound, "power");
+  EXPECT_LT(capped.peak_power_w, free.peak_power_w);
+  double rows = 0;
+  for (const Report::Row& r : capped.ops) rows += r.share.seconds;
+  EXPECT_NEAR(rows, capped.seconds, 1e-9 * capped.seconds);  // a power_throttle row completes the step
+  try {
+    arch::load_arch("h100-sxm", {"power.limit=50W"});
+    ADD_FAILURE() << "a limit below the static power was accepted";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("power.limit: a power limit (50W) must be above the static power"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(GpuCalibration, MeasuredValuesMatchTheCalibrationFile) {
   const std::filesystem::path file =
       std::filesystem::path(TESSERA_SOURCE_DIR) / "../shared/calibration/gpu-peaks.json";

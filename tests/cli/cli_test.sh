@@ -145,6 +145,10 @@ check "an ep that does not divide a stage's chips is an error" 1 \
   "$tessera" run --arch hgx-h100x8 "${moe[@]}" --tp 8 --ep 3
 check "ep on a model without experts is an error" 1 "has no experts to split \(ep 2\)" -- \
   "$tessera" run --arch maia100-class --chips 2 --tp 2 --ep 2 "${small[@]}"
+check "a power limit below a step's power stretches it" 0 "power-throttled .* of it" -- \
+  "$tessera" run --arch h100-sxm --op gemm --shape 2048,2048,2048 -s power.limit=250W
+check "a power limit below the static power is an error" 1 "power.limit: a power limit \(50W\) must be above" -- \
+  "$tessera" run --arch h100-sxm --op gemm --shape 64,64,64 -s power.limit=50W
 check "an operator on several chips is refused" 1 "an operator runs on one" -- "$tessera" run --arch hgx-h100x8 --op gemm --shape 64,64,64
 check "cloud pricing needs a cloud price" 1 "cloud_price" -- "$tessera" run --arch maia100-class "${small[@]}" --pricing cloud
 check "compare with an unknown system is an error" 1 "no such preset or file" -- "$tessera" compare --systems maia100-class,gpu9000 "${small[@]}"

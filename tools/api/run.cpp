@@ -528,6 +528,21 @@ Report run(const arch::Arch& a, const RunSpec& spec, const RunOptions& options) 
   const Breakdown& b = run.b;
   r.stats = std::move(run.stats);
   r.seconds = b.seconds;
+  // The power limit (power.limit, default the TDP): a step whose average power would exceed the
+  // chips' limit runs at a lower clock c = (limit - static) / dynamic power (at a fixed voltage
+  // dynamic power follows the clock: the same work's energy over a longer time) and takes its
+  // time / c. Over the whole step, a first-order rule: a power controller averages over about a
+  // millisecond, and a step's phases draw differently.
+  const sim::EnergyPrices prices = sim::EnergyPrices::from(a);
+  const double dynamic = sim::price(prices, b.total, 0.0, a.system.chips).total();
+  const double limit = a.power.power_limit() * double(a.system.chips),
+               idle = prices.static_power * double(a.system.chips);
+  double clock = 1.0;
+  if (r.seconds > 0 && dynamic / r.seconds + idle > limit) {
+    clock = (limit - idle) / (dynamic / r.seconds);
+    r.throttled_seconds = r.seconds / clock - r.seconds;
+    r.seconds += r.throttled_seconds;
+  }
   r.instructions = b.total.instructions;
   r.layers_simulated = run.simulated;
   r.rounds_sampled = run.rounds_sampled;
@@ -542,6 +557,10 @@ Report run(const arch::Arch& a, const RunSpec& spec, const RunOptions& options) 
     return out;
   };
   for (const Share& s : b.ops) r.ops.push_back(row(s));
+  if (r.throttled_seconds > 0) {
+    r.ops.push_back({{"power_throttle", "power", 0, false, r.throttled_seconds, r.throttled_seconds, {}}, 0, 0, {},
+                     "power"});
+  }
   for (const Share& s : b.layers) r.layer_rows.push_back(row(s));
 
   r.system = a.name;
@@ -555,12 +574,11 @@ Report run(const arch::Arch& a, const RunSpec& spec, const RunOptions& options) 
   r.hbm_bytes = b.total.hbm_read + b.total.hbm_write;
   r.utilization = utilization(b.total, r.seconds * chips, d, run.slots);
   r.utilization["capacity"] = run.hbm_used / d.hbm_capacity;
-  r.bound = bound_of(r.utilization);
+  r.bound = r.throttled_seconds > 0 ? "power" : bound_of(r.utilization);
 
-  const sim::EnergyPrices prices = sim::EnergyPrices::from(a);
   r.energy = sim::price(prices, b.total, r.seconds, r.chips);
   r.avg_power_w = r.energy.total() / r.seconds;
-  r.peak_power_w = run.peak_power_w;
+  r.peak_power_w = (run.peak_power_w - idle) * clock + idle;  // every window at the lowered clock
   r.tdp_w = a.power.tdp * double(r.chips);
   if (tokens > 0) r.joules_per_token = r.energy.total() / tokens;
   if (r.avg_power_w > r.tdp_w) {
@@ -665,6 +683,7 @@ nlohmann::json Report::to_json(bool with_stats) const {
   j["breakdown"] = {{"ops", rows(ops)}, {"layers", rows(layer_rows)}};
   j["warnings"] = warnings;
   j["host_seconds"] = host_seconds;
+  j["throttled_seconds"] = throttled_seconds;
   if (with_stats) j["stats"] = stats.to_json();
   return j;
 }

@@ -84,6 +84,8 @@ struct Report {
   // Energy and power.
   sim::Energy energy;
   double avg_power_w = 0, peak_power_w = 0, tdp_w = 0;
+  // Time the power limit added: the clock lowered to hold power.limit (then bound "power").
+  double throttled_seconds = 0;
   double joules_per_token = 0;
   // Cost.
   double capex_usd = 0;  // chips x (chip + board share)

@@ -125,6 +125,10 @@ void print_report(const api::Report& r) {
     t.add({"mapping", mapping});
   }
   t.add({"latency", latency(r.seconds)});
+  if (r.throttled_seconds > 0) {
+    t.add({"power-throttled", fmt::format("{} of it (the clock lowered to hold the power limit)",
+                                          latency(r.throttled_seconds))});
+  }
   if (r.tokens > 0) t.add({"tokens/s", fmt::format("{:.1f}", r.tokens_per_s)});
   t.add({"throughput", si(r.flops / r.seconds, "FLOP/s")});
   t.add({"HBM traffic",
