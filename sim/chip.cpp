@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "sim/functional.hpp"
+
 namespace tessera::sim {
 
 using sc_core::sc_module_name;
@@ -162,6 +164,13 @@ void Chip::collect_hbm_stats() {
   }
   hbm_read_ = reads, hbm_write_ = writes, hbm_hits_ = hits, hbm_misses_ = misses;
   hbm_conflicts_ = conflicts, hbm_refreshes_ = refreshes, hbm_busy_ = busy;
+}
+
+const std::vector<int32_t>& Chip::routing_draw(uint64_t n, int64_t rows, int64_t experts, int64_t k) {
+  if (routing_draws_.size() <= n) routing_draws_.resize(n + 1);
+  std::vector<int32_t>& d = routing_draws_[n];
+  if (d.size() != size_t(rows * k)) d = draw_routing(rows, experts, k, opt_.routing_skew, opt_.routing_seed, n);
+  return d;
 }
 
 }  // namespace tessera::sim

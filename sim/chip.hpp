@@ -290,7 +290,7 @@ class Tile : public sc_core::sc_module {
     int64_t remaining;
   };
   std::vector<Loop> loops_;
-  Memory control_;         // performance mode: the routing tables
+  Memory control_;         // performance mode: moe.route's counts (ld reads them)
   uint64_t routes_ = 0;    // moe.route instructions executed (seeds the n-th one's draw)
   std::array<int64_t, isa::kNumSems> sems_{};
   bool halted_ = false;
@@ -337,6 +337,9 @@ class Chip : public sc_core::sc_module {
 
   const arch::Arch& arch() const { return arch_; }
   const SimOptions& options() const { return opt_; }
+  // Performance mode: the experts of a tile's n-th moe.route (sim::draw_routing), drawn once for
+  // all the chip's tiles, which route alike.
+  const std::vector<int32_t>& routing_draw(uint64_t n, int64_t rows, int64_t experts, int64_t k);
   Stats& stats() { return stats_; }
   Scheduler& scheduler() { return scheduler_; }
   Noc& noc() { return noc_; }
@@ -383,6 +386,7 @@ class Chip : public sc_core::sc_module {
   int index_;
   std::string prefix_;
   const SimOptions& opt_;
+  std::vector<std::vector<int32_t>> routing_draws_;  // by call
   Stats& stats_;
   ChipMemory* memory_;
   Trace* trace_;

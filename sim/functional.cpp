@@ -213,57 +213,69 @@ void store_array(Memory& m, int64_t addr, const std::vector<T>& x) {
 }
 }  // namespace
 
-void functional_route(Memory& sram, const int64_t* v, const std::vector<int32_t>* drawn) {
+// A moe.route's fields.
+struct Route {
+  int64_t rows, experts, k, e0, ne, cap, block;
+  int64_t stride() const { return (cap + block - 1) / block * block; }  // of the dispatch table
+  explicit Route(const int64_t* v) {
+    constexpr Opcode R = Opcode::MoeRoute;
+    rows = v[isa::field_index(R, "rows")], experts = v[isa::field_index(R, "cols")];
+    k = v[isa::field_index(R, "k")], e0 = v[isa::field_index(R, "e0")];
+    ne = v[isa::field_index(R, "ne")] ? v[isa::field_index(R, "ne")] : experts;
+    cap = v[isa::field_index(R, "cap")], block = std::max<int64_t>(1, v[isa::field_index(R, "block")]);
+  }
+  // cnt: each of this chip's experts' blocks of slots, from the tokens routed to it.
+  std::vector<int32_t> counts(const std::vector<int64_t>& routed) const {
+    std::vector<int32_t> cnt(routed.size());
+    for (size_t i = 0; i < routed.size(); ++i) cnt[i] = int32_t((std::min(routed[i], cap) + block - 1) / block);
+    return cnt;
+  }
+};
+
+void functional_route(Memory& sram, const int64_t* v) {
   constexpr Opcode R = Opcode::MoeRoute;
-  const int64_t rows = v[isa::field_index(R, "rows")], experts = v[isa::field_index(R, "cols")];
-  const int64_t k = v[isa::field_index(R, "k")], e0 = v[isa::field_index(R, "e0")];
-  const int64_t ne = v[isa::field_index(R, "ne")] ? v[isa::field_index(R, "ne")] : experts;
-  const int64_t cap = v[isa::field_index(R, "cap")], block = std::max<int64_t>(1, v[isa::field_index(R, "block")]);
+  const Route rt(v);
+  const int64_t rows = rt.rows, experts = rt.experts, k = rt.k, stride = rt.stride();
   std::vector<int32_t> chosen(size_t(rows * k));
-  std::vector<float> weight(size_t(rows * k), 1.0f / float(k));
-  if (drawn != nullptr) {
-    chosen = *drawn;
-  } else {
-    const std::vector<float> logits = load_matrix(sram, Dtype::Fp32, uint64_t(v[isa::field_index(R, "src0")]),
-                                                  v[isa::field_index(R, "lds0")], rows, experts);
-    const bool renorm = v[isa::field_index(R, "renorm")] != 0;
-    std::vector<float> p(static_cast<size_t>(experts));
-    std::vector<bool> taken(static_cast<size_t>(experts));
-    for (int64_t r = 0; r < rows; ++r) {
-      const float* l = &logits[size_t(r * experts)];
-      const float mx = *std::max_element(l, l + experts);
-      float sum = 0.0f;
-      for (int64_t e = 0; e < experts; ++e) sum += p[size_t(e)] = std::exp(l[e] - mx);
-      std::fill(taken.begin(), taken.end(), false);
-      float kept = 0.0f;
-      for (int64_t j = 0; j < k; ++j) {
-        int64_t best = -1;  // the largest left; a tie keeps the lower expert
-        for (int64_t e = 0; e < experts; ++e) {
-          if (!taken[size_t(e)] && (best < 0 || p[size_t(e)] > p[size_t(best)])) best = e;
-        }
-        taken[size_t(best)] = true;
-        chosen[size_t(r * k + j)] = int32_t(best);
-        kept += weight[size_t(r * k + j)] = p[size_t(best)] / sum;
+  std::vector<float> weight(size_t(rows * k));
+  const std::vector<float> logits = load_matrix(sram, Dtype::Fp32, uint64_t(v[isa::field_index(R, "src0")]),
+                                                v[isa::field_index(R, "lds0")], rows, experts);
+  const bool renorm = v[isa::field_index(R, "renorm")] != 0;
+  std::vector<float> p(static_cast<size_t>(experts));
+  std::vector<bool> taken(static_cast<size_t>(experts));
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* l = &logits[size_t(r * experts)];
+    const float mx = *std::max_element(l, l + experts);
+    float sum = 0.0f;
+    for (int64_t e = 0; e < experts; ++e) sum += p[size_t(e)] = std::exp(l[e] - mx);
+    std::fill(taken.begin(), taken.end(), false);
+    float kept = 0.0f;
+    for (int64_t j = 0; j < k; ++j) {
+      int64_t best = -1;  // the largest left; a tie keeps the lower expert
+      for (int64_t e = 0; e < experts; ++e) {
+        if (!taken[size_t(e)] && (best < 0 || p[size_t(e)] > p[size_t(best)])) best = e;
       }
-      if (renorm) {
-        for (int64_t j = 0; j < k; ++j) weight[size_t(r * k + j)] /= kept;
-      }
+      taken[size_t(best)] = true;
+      chosen[size_t(r * k + j)] = int32_t(best);
+      kept += weight[size_t(r * k + j)] = p[size_t(best)] / sum;
+    }
+    if (renorm) {
+      for (int64_t j = 0; j < k; ++j) weight[size_t(r * k + j)] /= kept;
     }
   }
   std::vector<float> dense(size_t(rows * experts), 0.0f);
-  std::vector<int64_t> routed(static_cast<size_t>(ne), 0);
-  const int64_t stride = (cap + block - 1) / block * block;  // of the dispatch table
-  std::vector<int32_t> cnt(static_cast<size_t>(ne), 0), disp(size_t(ne * stride), -1), comb(size_t(k * rows), -1);
+  std::vector<int64_t> routed(static_cast<size_t>(rt.ne), 0);
+  std::vector<int32_t> disp(size_t(rt.ne * stride), -1), comb(size_t(k * rows), -1);
   std::vector<float> cw(size_t(k * rows), 0.0f);
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t j = 0; j < k; ++j) {
       const int64_t e = chosen[size_t(r * k + j)];
       const float w = weight[size_t(r * k + j)];
       dense[size_t(r * experts + e)] = w;
-      const int64_t i = e - e0;
-      if (i < 0 || i >= ne) continue;  // dispatched elsewhere
+      const int64_t i = e - rt.e0;
+      if (i < 0 || i >= rt.ne) continue;  // dispatched elsewhere
       const int64_t slot = routed[size_t(i)]++;
-      if (slot >= cap) {  // over capacity: dropped
+      if (slot >= rt.cap) {  // over capacity: dropped
         dense[size_t(r * experts + e)] = 0.0f;
         continue;
       }
@@ -272,13 +284,21 @@ void functional_route(Memory& sram, const int64_t* v, const std::vector<int32_t>
       cw[size_t(j * rows + r)] = w;
     }
   }
-  for (int64_t i = 0; i < ne; ++i) cnt[size_t(i)] = int32_t((std::min(routed[size_t(i)], cap) + block - 1) / block);
   store_matrix(sram, Dtype::Fp32, uint64_t(v[isa::field_index(R, "dst")]), v[isa::field_index(R, "ldd")], rows,
                experts, dense.data());
-  store_array(sram, v[isa::field_index(R, "cnt")], cnt);
+  store_array(sram, v[isa::field_index(R, "cnt")], rt.counts(routed));
   store_array(sram, v[isa::field_index(R, "disp")], disp);
   store_array(sram, v[isa::field_index(R, "comb")], comb);
   store_array(sram, v[isa::field_index(R, "cw")], cw);
+}
+
+void route_counts(Memory& store, const int64_t* v, const std::vector<int32_t>& drawn) {
+  const Route rt(v);
+  std::vector<int64_t> routed(static_cast<size_t>(rt.ne), 0);
+  for (const int32_t e : drawn) {
+    if (e >= rt.e0 && e < rt.e0 + rt.ne) ++routed[size_t(e - rt.e0)];
+  }
+  store_array(store, v[isa::field_index(Opcode::MoeRoute, "cnt")], rt.counts(routed));
 }
 
 std::vector<int32_t> draw_routing(int64_t rows, int64_t experts, int64_t k, double skew, uint64_t seed,
@@ -289,9 +309,11 @@ std::vector<int32_t> draw_routing(int64_t rows, int64_t experts, int64_t k, doub
   std::vector<int64_t> rank(static_cast<size_t>(experts));
   for (int64_t e = 0; e < experts; ++e) rank[size_t(e)] = e;
   for (int64_t e = experts - 1; e > 0; --e) std::swap(rank[size_t(e)], rank[size_t(gen() % uint64_t(e + 1))]);
+  std::vector<double> base(static_cast<size_t>(experts));
+  for (int64_t e = 0; e < experts; ++e) base[size_t(e)] = std::pow(double(rank[size_t(e)] + 1), -skew);
   std::vector<int32_t> out(size_t(rows * k));
   for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t e = 0; e < experts; ++e) p[size_t(e)] = std::pow(double(rank[size_t(e)] + 1), -skew);
+    p = base;
     for (int64_t j = 0; j < k; ++j) {
       double total = 0.0;
       for (double q : p) total += q;

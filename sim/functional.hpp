@@ -16,9 +16,12 @@ void functional_matmul(Memory& sram, const isa::Instr& in, const int64_t* v);
 // A vector instruction with its fields resolved.
 void functional_vector(Memory& sram, const isa::Instr& in, const int64_t* v);
 
-// moe.route with its fields resolved (`v`): from the logits in `sram`, or, when `drawn` is given
-// (performance mode), from those experts (rows x k, each row's distinct) with weights 1/k.
-void functional_route(Memory& sram, const int64_t* v, const std::vector<int32_t>* drawn);
+// moe.route with its fields resolved (`v`), from the logits in `sram`: every table.
+void functional_route(Memory& sram, const int64_t* v);
+
+// Performance mode's moe.route: only the table control flow reads (cnt, which ld loads), for the
+// experts `drawn` (rows x k, each row's distinct), into `store`.
+void route_counts(Memory& store, const int64_t* v, const std::vector<int32_t>& drawn);
 
 // Performance mode's routing: k distinct experts for each of `rows` tokens, expert e drawn with
 // probability proportional to 1 / rank(e)^skew over the experts left (ranks shuffled per call),

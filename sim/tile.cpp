@@ -352,15 +352,13 @@ Memory& Tile::control_memory() { return memory() ? *memory() : control_; }
 void Tile::route(const int64_t* v) {
   const uint64_t n = routes_++;
   if (memory()) {
-    functional_route(*memory(), v, nullptr);
+    functional_route(*memory(), v);
     return;
   }
-  const int64_t rows = v[isa::field_index(Opcode::MoeRoute, "rows")];
-  const int64_t experts = v[isa::field_index(Opcode::MoeRoute, "cols")];
-  const int64_t k = v[isa::field_index(Opcode::MoeRoute, "k")];
-  const SimOptions& opt = chip_.options();
-  const std::vector<int32_t> drawn = draw_routing(rows, experts, k, opt.routing_skew, opt.routing_seed, n);
-  functional_route(control_, v, &drawn);
+  constexpr Opcode R = Opcode::MoeRoute;
+  route_counts(control_, v,
+               chip_.routing_draw(n, v[isa::field_index(R, "rows")], v[isa::field_index(R, "cols")],
+                                  v[isa::field_index(R, "k")]));
 }
 
 void Tile::complete(Op* op) {
