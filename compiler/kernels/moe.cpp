@@ -354,9 +354,11 @@ class MoeStream {
   }
 
   void compute_block(int64_t r0, int64_t rows) {
-    // Counts of blocks of `cap` slots: 1 for an expert with tokens.
+    // Counts of blocks of `cap` slots: 1 for an expert with tokens. The tiles that read them: those
+    // with runs, and with two passes every tile (each streams its columns of W2 per expert).
     const int64_t cap = moe_capacity(s_, rows);
-    for (int t = 0; t < pb_.tiles(); ++t) emit_route(pb_, t, s_, route_, r0, rows, cap, rsem_);
+    const int routing_tiles = p_.two_pass ? pb_.tiles() : int(p_.tiles);
+    for (int t = 0; t < routing_tiles; ++t) emit_route(pb_, t, s_, route_, r0, rows, cap, rsem_);
     load_x(r0, rows);
     for (int t = 0; t < p_.tiles; ++t) {
       const std::vector<Segment> segs = segments(s_, p_, t);
