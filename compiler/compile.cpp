@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
 #include <set>
 #include <stdexcept>
 
@@ -14,6 +15,10 @@ namespace {
 
 // The passes up to code generation; records the intermediate texts.
 Lowering lower(Graph g, const arch::Arch& a, const CompileOptions& o, CompileResult& r) {
+  if (!(o.capacity_factor >= 0.0 && std::isfinite(o.capacity_factor))) {
+    throw CompileError(fmt::format("capacity_factor must be a finite number >= 0 (0: dropless), got {}",
+                                   o.capacity_factor));
+  }
   infer_shapes(g);
   fuse(g);
   assign_dtypes(g, o);

@@ -386,6 +386,18 @@ TEST(RunErrors, BadRequestsAreClearErrors) {
   bogus.pricing = "free";
   EXPECT_NE(message(decode(small_llama(), 1, 16), bogus).find("pricing"), std::string::npos);
   EXPECT_NE(message(decode("no-such-model", 1, 16)).find("no-such-model"), std::string::npos);
+  // MoE options: a negative or NaN capacity factor or routing skew is named, not taken as dropless
+  // or as some other distribution.
+  for (const double bad : {-1.0, std::nan("")}) {
+    RunSpec moe = decode(small_mixtral(), 1, 16);
+    moe.capacity_factor = bad;
+    EXPECT_NE(message(moe).find("capacity_factor must be a finite number >= 0"), std::string::npos) << bad;
+    RunOptions skew;
+    skew.routing_skew = bad;
+    EXPECT_NE(message(decode(small_mixtral(), 1, 16), skew).find("routing_skew must be a finite number >= 0"),
+              std::string::npos)
+        << bad;
+  }
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <chrono>
+#include <cmath>
 #include <fstream>
 #include <optional>
 #include <stdexcept>
@@ -132,6 +133,10 @@ double hbm_capacity_used(const compiler::CompileResult& c) {
 void check_options(const RunOptions& options) {
   if (options.pricing != "owned" && options.pricing != "cloud") {
     throw std::runtime_error("pricing must be owned or cloud, got '" + options.pricing + "'");
+  }
+  if (!(options.routing_skew >= 0.0 && std::isfinite(options.routing_skew))) {
+    throw std::runtime_error(fmt::format("routing_skew must be a finite number >= 0 (0: uniform), got {}",
+                                         options.routing_skew));
   }
 }
 
