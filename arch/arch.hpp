@@ -148,6 +148,7 @@ struct SharedMemoryParams {
   double capacity = 0;  // per instance
   int64_t banks = 0;
   double bandwidth = 0;  // per instance
+  double hbm_cache = 0;  // share of a chip-wide instance that also caches HBM (0..1)
 
   template <class V>
   void visit(V& v) {
@@ -157,6 +158,10 @@ struct SharedMemoryParams {
     v.field("capacity", capacity, {"capacity of one instance", Dim::Bytes});
     v.field("banks", banks, {"independently accessible banks of one instance"});
     v.field("bandwidth", bandwidth, {"read+write bandwidth of one instance", Dim::Bandwidth});
+    v.field("hbm_cache", hbm_cache,
+            {"share of a chip-wide instance's capacity that also caches what tiles read from and write to HBM, as a "
+             "GPU's L2 does (reads that hit are served at its bandwidth), 0..1; 0: not a cache",
+             Dim::Ratio, 0.0, {}, Bound::NonNegative});
   }
 };
 
@@ -286,6 +291,26 @@ struct TileParams {
   }
 };
 
+// How a chip runs a program that is a sequence of kernels (a GPU: each kernel a grid launched
+// after the previous one ends). Accelerators whose tiles run their own instruction streams
+// leave both 0. See the isa barrier's `kernel` flag.
+struct LaunchParams {
+  double gap = 0;   // seconds from one kernel's end to the next's start, launched from a CUDA graph
+  double host = 0;  // seconds of host time to issue one kernel under eager launch
+
+  template <class V>
+  void visit(V& v) {
+    v.field("gap", gap,
+            {"time from one kernel's end to the next kernel's start when the kernels are launched back to back "
+             "(a CUDA graph): grid launch, block scheduling and ramp; 0: no kernels",
+             Dim::Time, 0.0, {}, Bound::NonNegative});
+    v.field("host", host,
+            {"host time to issue one kernel under eager launch (framework, dispatcher and driver): the device "
+             "cannot start kernel n before n + 1 of these have passed; 0: the host keeps ahead",
+             Dim::Time, 0.0, {}, Bound::NonNegative});
+  }
+};
+
 struct ChipParams {
   double clock = 0;
   MeshParams mesh;
@@ -293,6 +318,7 @@ struct ChipParams {
   SharedMemoryParams shared_memory;
   NocParams noc;
   TileParams tile;
+  LaunchParams launch;
 
   template <class V>
   void visit(V& v) {
@@ -302,6 +328,7 @@ struct ChipParams {
     v.group("shared_memory", "cluster or chip-wide SRAM (L2)", [&] { shared_memory.visit(v); });
     v.group("noc", "the on-chip network", [&] { noc.visit(v); });
     v.group("tile", "one tile (all tiles are identical)", [&] { tile.visit(v); });
+    v.group("launch", "kernel launch, for chips that run programs as kernels (GPUs)", [&] { launch.visit(v); });
   }
 };
 

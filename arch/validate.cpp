@@ -120,6 +120,10 @@ void validate(const Arch& a, const ConfigNode& root, std::vector<Problem>& probl
   // Shared memory
   check.require(divides(chip.shared_memory.capacity, double(chip.shared_memory.banks)),
                 "chip.shared_memory.banks", "banks do not divide the capacity");
+  check.require(chip.shared_memory.hbm_cache <= 1, "chip.shared_memory.hbm_cache",
+                "a share of the capacity, at most 1");
+  check.require(chip.shared_memory.hbm_cache == 0 || chip.shared_memory.scope == SharedScope::Chip,
+                "chip.shared_memory.hbm_cache", "only a chip-wide shared memory caches HBM");
 
   // HBM
   const HbmParams& h = a.hbm;

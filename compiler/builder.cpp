@@ -53,9 +53,9 @@ int ProgramBuilder::barrier_id() {
   return id;
 }
 
-void ProgramBuilder::barrier_all() {
+void ProgramBuilder::barrier_all(bool kernel) {
   const int id = barrier_id();
-  for (int t = 0; t < tiles_; ++t) emit(t, barrier(id, tiles_));
+  for (int t = 0; t < tiles_; ++t) emit(t, barrier(id, tiles_, kernel));
 }
 
 uint8_t ProgramBuilder::reg_alloc() {

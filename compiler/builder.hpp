@@ -44,8 +44,8 @@ class ProgramBuilder {
   int sem_alloc();
   void sem_reset() { sem_next_ = 0; }
 
-  // Every tile waits for every other.
-  void barrier_all();
+  // Every tile waits for every other; `kernel`: the barrier also ends a kernel (isa barrier).
+  void barrier_all(bool kernel = false);
   // A barrier id for a kernel that places its barriers itself, tile by tile (each tile then
   // emits barrier(id, tiles()) at the same point of its work).
   int barrier_id();

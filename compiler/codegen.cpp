@@ -112,6 +112,11 @@ isa::Program codegen(const Lowering& l, const arch::Arch& a, std::vector<size_t>
     }
     mark_all(i, pending_op == int(i));  // a prefetched op began with its prefetch
     try {
+      for (const Traffic& t : plan.eager) {  // what PyTorch launches besides the op (kernels/eager.hpp)
+        KernelContext ctx(pb);
+        emit_traffic(ctx, plan.eager_scratch, t);
+        pb.barrier_all(/*kernel=*/true);
+      }
       KernelContext ctx(pb, plan.half);
       ctx.mark_id = mark_of.at(i), ctx.sample_rounds = sample_rounds;
       switch (plan.strategy) {
@@ -166,7 +171,7 @@ isa::Program codegen(const Lowering& l, const arch::Arch& a, std::vector<size_t>
     } catch (const CompileError& e) {
       throw CompileError(fmt::format("op {} ({}): {}", op.name, op_kind_name(op.kind), e.what()));
     }
-    pb.barrier_all();
+    pb.barrier_all(/*kernel=*/true);
     const bool loop_ends = in_loop && (k + 1 == order.size() || layer(size_t(order[k + 1])) != 0);
     if (loop_ends) {
       for (int t = 0; t < pb.tiles(); ++t) {

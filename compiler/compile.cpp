@@ -20,10 +20,10 @@ Lowering lower(Graph g, const arch::Arch& a, const CompileOptions& o, CompileRes
                                    o.capacity_factor));
   }
   infer_shapes(g);
-  fuse(g);
+  fuse(g, o.framework);
   assign_dtypes(g, o);
   r.graph_text = print(g);
-  Lowering l = partition(std::move(g), a);
+  Lowering l = partition(std::move(g), a, o.framework);
   l.capacity_factor = o.capacity_factor;
   tile(l, a, o);
   place(l, a);

@@ -215,10 +215,11 @@ Instr recv(Addr dst, int64_t bytes, int64_t peer, int64_t tag, int64_t sem) {
   return comm<Opcode::Recv>(dst, bytes, peer, tag, sem);
 }
 
-Instr barrier(int64_t id, int64_t count) {
+Instr barrier(int64_t id, int64_t count, bool kernel) {
   Instr in = Instr::make(Opcode::Barrier);
   in.f[0] = id;
   in.f[1] = count;
+  in.f[isa::field_index(Opcode::Barrier, "kernel")] = kernel ? 1 : 0;
   return in;
 }
 

@@ -102,7 +102,7 @@ Instr send(Addr src, int64_t bytes, int64_t peer, int64_t tag, int64_t sem = int
 // `bytes` from chip `peer` (its send of the same tag) into dst; `sem` (own) when they are written.
 Instr recv(Addr dst, int64_t bytes, int64_t peer, int64_t tag, int64_t sem = int64_t(isa::kSemNone));
 Instr sem_wait(int64_t sem, int64_t count = 1);
-Instr barrier(int64_t id, int64_t count);
+Instr barrier(int64_t id, int64_t count, bool kernel = false);
 Instr loop(int64_t count, uint8_t reg = 0);
 Instr end_loop();
 Instr li(uint8_t rd, int64_t value);

@@ -11,11 +11,17 @@
 #include "arch/arch.hpp"
 #include "compiler/graph.hpp"
 #include "compiler/kernels/attention.hpp"
+#include "compiler/kernels/eager.hpp"
 #include "compiler/kernels/gemm.hpp"
 #include "compiler/kernels/moe.hpp"
 #include "compiler/kernels/stream.hpp"
 
 namespace tessera::compiler {
+
+// Whose kernels the program is: the compiler's own (element-wise work fused into the kernels
+// around it, sibling Linear layers stacked), or those plain PyTorch launches for the model's
+// reference code (kernels/eager.hpp): every torch op a kernel, nothing fused.
+enum class Framework { Fused, PyTorch };
 
 struct CompileOptions {
   isa::Dtype weight_dtype = isa::Dtype::Bf16;
@@ -32,6 +38,7 @@ struct CompileOptions {
   // MoE: > 0 caps the tokens an expert takes from a routed block at factor x tokens x k /
   // experts (GShard's capacity; the rest are dropped); 0: dropless (Mixtral's rule).
   double capacity_factor = 0.0;
+  Framework framework = Framework::Fused;
 };
 
 // How an op's work is spread over the tiles.
@@ -56,6 +63,10 @@ struct OpPlan {
   AttentionPlan attention;   // Heads
   uint64_t collective_scratch = 0, collective_scratch_bytes = 0;  // Collective: a received part
   bool prefetch = false;     // Stream: weight loads issued before the previous op's barrier
+  // Framework::PyTorch: the kernels launched before the op's own, over scratch of
+  // eager_scratch_bytes at eager_scratch.
+  std::vector<Traffic> eager;
+  uint64_t eager_scratch = 0, eager_scratch_bytes = 0;
   int half = -1;             // scratch half (SRAM, shared memory, semaphores); -1: all of it
 };
 

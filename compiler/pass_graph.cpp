@@ -350,10 +350,12 @@ void infer_shapes(Graph& g) {
   check(g);
 }
 
-void fuse(Graph& g) {
-  while (fuse_sibling_linears(g)) {}
-  while (fuse_swiglu(g)) {}
-  while (fuse_activation(g)) {}
+void fuse(Graph& g, Framework framework) {
+  if (framework == Framework::Fused) {
+    while (fuse_sibling_linears(g)) {}
+    while (fuse_swiglu(g)) {}
+    while (fuse_activation(g)) {}
+  }
   while (fuse_expert_weights(g)) {}
   check(g);
 }

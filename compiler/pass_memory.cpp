@@ -292,10 +292,14 @@ void plan_memory(Lowering& l, const arch::Arch& a, const CompileOptions& o) {
         : plan.strategy == Strategy::Stream ? std::pair{plan.stream.scratch_bytes, &plan.stream.scratch}
         : plan.strategy == Strategy::Collective ? std::pair{plan.collective_scratch_bytes, &plan.collective_scratch}
                                             : std::pair{uint64_t(0), static_cast<uint64_t*>(nullptr)};
-    uint64_t scratch_at = 0;
+    uint64_t scratch_at = 0, eager_at = 0;
     if (scratch_bytes > 0) {
       scratch_at = arena.take(scratch_bytes);
       *scratch_addr = act_base + scratch_at;
+    }
+    if (plan.eager_scratch_bytes > 0) {
+      eager_at = arena.take(plan.eager_scratch_bytes);
+      plan.eager_scratch = act_base + eager_at;
     }
     // Free what no later op reads.
     for (int in : op.inputs) {
@@ -311,6 +315,7 @@ void plan_memory(Lowering& l, const arch::Arch& a, const CompileOptions& o) {
       }
     }
     if (scratch_bytes > 0) arena.give(scratch_at, scratch_bytes);
+    if (plan.eager_scratch_bytes > 0) arena.give(eager_at, plan.eager_scratch_bytes);
   }
   // Values of the other layers use layer 0's memory.
   for (const auto& [v, r] : layers.rep) {

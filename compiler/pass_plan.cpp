@@ -78,11 +78,12 @@ std::string_view strategy_name(Strategy s) {
   return "?";
 }
 
-Lowering partition(Graph g, const arch::Arch& a) {
+Lowering partition(Graph g, const arch::Arch& a, Framework framework) {
   Lowering l;
   l.graph = std::move(g);
   l.plans.resize(l.graph.ops.size());
   int prev = -1;
+  int64_t rope_tables_built = -2;  // the layer whose RoPE tables were built last
   for (size_t i = 0; i < l.graph.ops.size(); ++i) {
     Op& op = l.graph.ops[i];
     OpPlan& p = l.plans[i];
@@ -146,9 +147,17 @@ Lowering partition(Graph g, const arch::Arch& a) {
                                        op_kind_name(op.kind)));
     }
     if (!has_work(p.strategy)) continue;
+    if (framework == Framework::PyTorch) {
+      const bool rebuilds = op.kind == OpKind::Rope && op.i("layer", -1) != rope_tables_built;
+      if (rebuilds) rope_tables_built = op.i("layer", -1);
+      p.eager = pytorch_kernels(l.graph, op, rebuilds);
+      for (const Traffic& t : p.eager) p.eager_scratch_bytes = std::max({p.eager_scratch_bytes, t.read, t.write});
+      if (!p.eager.empty()) op.notes["pytorch"] = fmt::format("{} kernels before the op's own", p.eager.size());
+    }
     // A weight stream of a few tokens may start loading while the previous op of the same
     // layer finishes (each then has half the SRAM); with many tokens its own buffers need it all.
-    if (p.strategy == Strategy::Stream && prev >= 0 && l.graph.v(op.inputs[0]).shape[0] < kStreamTokens &&
+    // Not on a chip that runs kernels: a kernel begins only after the previous one has ended.
+    if (p.strategy == Strategy::Stream && prev >= 0 && a.chip.launch.gap == 0 && framework == Framework::Fused && l.graph.v(op.inputs[0]).shape[0] < kStreamTokens &&
         l.graph.ops[size_t(prev)].i("layer", -1) == op.i("layer", -1)) {
       p.prefetch = true;
       OpPlan& before = l.plans[size_t(prev)];

@@ -17,14 +17,17 @@ void infer_shapes(Graph& g);
 //    concatenated weights (a Concat the memory planner resolves by placement), then a Split;
 //  - silu(gate) * up over the two halves of one Linear becomes SwiGlu;
 //  - an activation right after a Linear moves into the Linear (the MATMUL epilogue).
-void fuse(Graph& g);
+// Framework::PyTorch fuses none of these (plain PyTorch launches each op), only an MoE's
+// expert weights are stacked (a layout).
+void fuse(Graph& g, Framework framework = Framework::Fused);
 
 // Weights, activations and KV caches take the requested dtypes (norm weights, biases and
 // tables stay as they are; logits are fp32).
 void assign_dtypes(Graph& g, const CompileOptions& o);
 
-// Chooses how each op's work spreads over the tiles (Strategy) and which ops prefetch.
-Lowering partition(Graph g, const arch::Arch& a);
+// Chooses how each op's work spreads over the tiles (Strategy) and which ops prefetch, and
+// under Framework::PyTorch the kernels PyTorch launches besides each op (OpPlan::eager).
+Lowering partition(Graph g, const arch::Arch& a, Framework framework = Framework::Fused);
 
 // Cuts each op to fit the arrays and its share of SRAM (GEMM blocks, weight chunks, row
 // chunks, query blocks).

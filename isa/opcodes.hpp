@@ -136,6 +136,7 @@ inline constexpr FieldDef kSemWait[] = {
 inline constexpr FieldDef kBarrier[] = {
     {"id", K::U, 8, 0, Sp::None, {}, {}, "barrier index, 0..15", true},
     {"count", K::U, 16, 1, Sp::None, {}, {}, "tiles that must arrive before all proceed", true},
+    {"kernel", K::Flag, 1, 0, Sp::None, {}, {}, "the barrier ends a kernel (see chip.launch)"},
 };
 inline constexpr FieldDef kDma[] = {
     {"dst", K::Addr, 44, 0, Sp::None, "dst_space", "dst_tile", "destination address", true},
@@ -286,7 +287,10 @@ inline constexpr FieldDef kRecv[] = {
     "subtracts `count`.", "")                                                                    \
   X(Barrier, "barrier", Sync, kBarrier, "chip-wide barrier",                                     \
     "Stalls until `count` tiles have reached barrier `id`; then all of them proceed and the "    \
-    "barrier resets. Every participant must give the same count.", "")                           \
+    "barrier resets. Every participant must give the same count. With `kernel` the barrier "     \
+    "ends one kernel and begins the next: on a chip that runs programs as a sequence of "        \
+    "kernels (a GPU: chip.launch.gap > 0) the tiles proceed that gap after the last arrival, "   \
+    "and under eager launch not before the host has issued the next kernel.", "")                           \
   X(Dma, "dma", Dma, kDma, "strided copy between HBM, SRAM and shared memory",                   \
     "Copies a d3 x d2 x d1 x d0 block. Element (i3,i2,i1,i0) is read at src + i3*ss3 + i2*ss2 + " \
     "i1*ss1 + i0*size(sdt) and written at dst + i3*ds3 + i2*ds2 + i1*ds1 + i0*size(ddt); with " \

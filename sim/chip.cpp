@@ -55,6 +55,7 @@ Chip::Chip(sc_module_name name, const arch::Arch& a, int index, const SimOptions
       scheduler_("scheduler"),
       noc_(a, stats, prefix_ + ".noc", slots_, &meter_),
       hbm_(a),
+      hbm_cache_(uint64_t(a.chip.shared_memory.hbm_cache * a.chip.shared_memory.capacity)),
       hbm_read_(stats.add(prefix_ + ".hbm.read_bytes", "bytes", "bytes read from HBM")),
       hbm_write_(stats.add(prefix_ + ".hbm.write_bytes", "bytes", "bytes written to HBM")),
       hbm_hits_(stats.add(prefix_ + ".hbm.row_hits", "count", "accesses to an open row")),
@@ -94,8 +95,12 @@ void Chip::region_began(int r) {
   snapshots_.push_back(std::move(s));
 }
 
+Tick Chip::issued(int64_t kernel) const {
+  return opt_.eager_launch ? Tick(kernel + 1) * seconds_to_ticks(arch_.chip.launch.host) : 0;
+}
+
 void Chip::load(const isa::Program& p) {
-  for (auto& t : tiles_) t->load(p.find_stream(uint32_t(index_), uint32_t(t->index())));
+  for (auto& t : tiles_) t->load(p.find_stream(uint32_t(index_), uint32_t(t->index())), issued(0));
 }
 
 int64_t Chip::shared_instance(int64_t tile) const {
@@ -112,15 +117,22 @@ Tick Chip::shared_access(int64_t instance, Tick t, uint64_t bytes, bool /*write*
   return start + d;
 }
 
-void Chip::barrier_arrive(int id, int count, Tile& tile) {
+void Chip::barrier_arrive(int id, int count, bool kernel, Tile& tile) {
   Barrier& b = barriers_[size_t(id)];
   if (b.waiting.empty()) b.first_arrival = now_ticks();
   b.waiting.push_back(&tile);
   if (int(b.waiting.size()) < count) return;
   // Arrivals gather at a central point and the release fans out: twice the mesh diameter.
+  // A kernel boundary on a chip that launches kernels takes the launch gap instead, and under
+  // eager launch the next kernel starts no earlier than the host issues it.
   const int diameter = noc_.hops(0, int(tiles() - 1));
-  const Tick latency = Tick(2 * std::max(diameter, 1)) * noc_.hop_time();
-  if (trace_) trace_->slice(barrier_track_, "barrier", b.first_arrival, now_ticks() + latency);
+  Tick latency = Tick(2 * std::max(diameter, 1)) * noc_.hop_time();
+  if (kernel) {
+    ++kernels_ended_;
+    if (arch_.chip.launch.gap > 0) latency = seconds_to_ticks(arch_.chip.launch.gap);
+    if (opt_.eager_launch) latency = std::max(latency, issued(kernels_ended_) - now_ticks());
+  }
+  if (trace_) trace_->slice(barrier_track_, kernel ? "kernel boundary" : "barrier", b.first_arrival, now_ticks() + latency);
   std::vector<Tile*> release;
   release.swap(b.waiting);
   scheduler_.at(now_ticks() + latency, [release] {

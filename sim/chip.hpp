@@ -69,6 +69,9 @@ struct SimOptions {
   // every moe.route), from a generator seeded with routing_seed.
   double routing_skew = 0.0;
   uint64_t routing_seed = 1;
+  // Kernels are issued one by one by the host as they are reached (eager PyTorch), each taking
+  // chip.launch.host; otherwise all at once (a CUDA graph). Only barriers with `kernel` count.
+  bool eager_launch = false;
 };
 
 // Runs callbacks at future times (signal deliveries, DMA chunk stages).
@@ -237,7 +240,8 @@ class Tile : public sc_core::sc_module {
  public:
   SC_HAS_PROCESS(Tile);
   Tile(sc_core::sc_module_name name, Chip& chip, int index);
-  void load(const isa::Stream* stream);
+  // Starts the tile's stream at `start`.
+  void load(const isa::Stream* stream, Tick start);
 
   // Called by units when an op completes; frees its scoreboard entry.
   void complete(Op* op);
@@ -334,6 +338,8 @@ class Chip : public sc_core::sc_module {
   Chip(sc_core::sc_module_name name, const arch::Arch& a, int index, const SimOptions& opt, Stats& stats,
        ChipMemory* memory, Trace* trace);
   void load(const isa::Program& p);
+  // Under eager launch, when the host has issued kernel n (0 first) of the program; else 0.
+  Tick issued(int64_t kernel) const;
 
   const arch::Arch& arch() const { return arch_; }
   const SimOptions& options() const { return opt_; }
@@ -344,6 +350,7 @@ class Chip : public sc_core::sc_module {
   Scheduler& scheduler() { return scheduler_; }
   Noc& noc() { return noc_; }
   Hbm& hbm() { return hbm_; }
+  HbmCache& hbm_cache() { return hbm_cache_; }
   ChipMemory* memory() { return memory_; }
   Trace* trace() { return trace_; }
   Tile& tile(int64_t i) { return *tiles_[size_t(i)]; }
@@ -371,7 +378,8 @@ class Chip : public sc_core::sc_module {
     return seconds_to_ticks(double(bytes) / arch_.chip.shared_memory.bandwidth);
   }
 
-  void barrier_arrive(int id, int count, Tile& tile);
+  // `kernel`: the barrier ends a kernel (chip.launch: the gap, and under eager launch the host).
+  void barrier_arrive(int id, int count, bool kernel, Tile& tile);
   bool all_halted() const;
   std::string deadlock_report() const;
   // Drops reservations that ended before now from every timeline, at most once per simulated
@@ -396,6 +404,7 @@ class Chip : public sc_core::sc_module {
   Slots slots_;
   Noc noc_;
   Hbm hbm_;
+  HbmCache hbm_cache_;
   std::vector<std::unique_ptr<Timeline>> shared_ports_;
   std::vector<double*> shared_bytes_;
   std::vector<int> shared_slots_;
@@ -413,6 +422,7 @@ class Chip : public sc_core::sc_module {
     Tick first_arrival = 0;
   };
   std::array<Barrier, isa::kNumBarriers> barriers_;
+  int64_t kernels_ended_ = 0;
   CommUnit comm_;
   std::vector<std::unique_ptr<Tile>> tiles_;
   std::vector<int> hbm_tracks_;

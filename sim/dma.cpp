@@ -232,7 +232,7 @@ void DmaEngine::issue_chunk(Transfer& t) {
       Hbm& hbm = chip.hbm();
       PowerMeter& meter = chip.meter();
       Trace* tr = chip.trace();
-      runs(true, [&](uint64_t addr, uint64_t n) {
+      auto from_hbm = [&](uint64_t addr, uint64_t n) {
         hbm.split(addr, n, [&](int64_t pc, uint64_t local, uint64_t k) {
           const int node = noc.hbm_node(pc);
           const Tick done = hbm.channel(pc).access(t0 + noc.latency(here, node), local, k, false);
@@ -241,9 +241,30 @@ void DmaEngine::issue_chunk(Transfer& t) {
           meter.add(start, done, double(k) * meter.prices().hbm);
           add_hbm_part(sources, part_of_port_, noc.hbm_port(pc), node, start, done, k);
         });
+      };
+      HbmCache& cache = chip.hbm_cache();
+      uint64_t cached = 0;  // bytes the cache serves
+      runs(true, [&](uint64_t addr, uint64_t n) {
+        if (!cache.enabled()) return from_hbm(addr, n);
+        uint64_t miss = 0, miss_bytes = 0;  // a run of misses goes to HBM as one access
+        cache.walk(addr, n, [&](uint64_t a, uint64_t k, bool held) {
+          if (held) {
+            if (miss_bytes > 0) from_hbm(miss, miss_bytes), miss_bytes = 0;
+            cached += k;
+          } else {
+            if (miss_bytes == 0) miss = a;
+            miss_bytes += k;
+          }
+        });
+        if (miss_bytes > 0) from_hbm(miss, miss_bytes);
       });
       std::fill(part_of_port_.begin(), part_of_port_.end(), -1);
-      act.hbm_read += double(bytes);
+      act.hbm_read += double(bytes - cached);
+      if (cached > 0) {
+        const int node = noc.shared_node(0);
+        const Tick done = chip.shared_access(0, t0 + noc.latency(here, node), cached, false, act);
+        sources.push_back({node, done - chip.shared_duration(cached), done, cached});
+      }
       break;
     }
     case Space::Sram: {
@@ -287,6 +308,7 @@ void DmaEngine::issue_chunk(Transfer& t) {
     std::vector<Write> writes;
     std::vector<Part> dests;
     runs(false, [&](uint64_t addr, uint64_t n) {
+      if (chip.hbm_cache().enabled()) chip.hbm_cache().walk(addr, n, [](uint64_t, uint64_t, bool) {});
       chip.hbm().split(addr, n, [&](int64_t pc, uint64_t local, uint64_t k) {
         writes.push_back({pc, local, k, add_hbm_part(dests, part_of_port_, noc.hbm_port(pc), noc.hbm_node(pc), 0, 0, k)});
       });

@@ -29,7 +29,10 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
+#include <list>
+#include <unordered_map>
 #include <vector>
 
 #include "arch/arch.hpp"
@@ -231,5 +234,61 @@ void Hbm::split(uint64_t addr, uint64_t bytes, F&& fn) const {
     fn(int64_t(pc), b, e - b);
   }
 }
+
+// A chip-wide memory that also caches HBM (a GPU's L2: chip.shared_memory.hbm_cache of its
+// capacity): which 32-byte sectors of HBM it holds, in granules of 16 KiB, the least recently
+// used granule out first. A read of held sectors is served by the shared memory instead of
+// HBM; sectors read or written whole are held afterwards (writes still go to HBM: write-
+// through). A run that covers a sector in part is a miss, so that two tiles reading either
+// side of a boundary inside a sector both count their bytes as HBM traffic. Granules coarser
+// than a GPU's 128-byte lines keep the lookups per DMA chunk few.
+class HbmCache {
+ public:
+  static constexpr uint64_t kGranule = 16 << 10, kSector = 32;
+  explicit HbmCache(uint64_t bytes) : capacity_(bytes / kGranule) {}
+  bool enabled() const { return capacity_ > 0; }
+  // Bytes [a, a + n) of one granule are used now: whether all of them were held.
+  bool touch(uint64_t a, uint64_t n) {
+    const uint64_t off = a % kGranule, s0 = (off + kSector - 1) / kSector, s1 = (off + n) / kSector;
+    const bool whole = off % kSector == 0 && (off + n) % kSector == 0;
+    auto it = where_.find(a / kGranule);
+    if (it == where_.end()) {
+      order_.push_front(a / kGranule);
+      it = where_.emplace(a / kGranule, Entry{order_.begin(), {}}).first;
+      if (where_.size() > capacity_) {
+        where_.erase(order_.back());
+        order_.pop_back();
+      }
+    } else {
+      order_.splice(order_.begin(), order_, it->second.at);
+    }
+    bool held = whole && s1 > s0;
+    for (uint64_t w = s0 / 64; s1 > s0 && w <= (s1 - 1) / 64; ++w) {  // sectors [s0, s1) word by word
+      const uint64_t lo = std::max(s0, w * 64) - w * 64, hi = std::min(s1, w * 64 + 64) - w * 64;
+      const uint64_t bits = (hi == 64 ? ~0ull : (1ull << hi) - 1) & ~((1ull << lo) - 1);
+      held = held && (it->second.sectors[w] & bits) == bits;
+      it->second.sectors[w] |= bits;
+    }
+    return held;
+  }
+  // Calls fn(address, bytes, held) for the runs of [a, a + n) split at granule boundaries.
+  template <class F>
+  void walk(uint64_t a, uint64_t n, F&& fn) {
+    for (const uint64_t end = a + n; a < end;) {
+      const uint64_t k = std::min(end, (a / kGranule + 1) * kGranule) - a;
+      fn(a, k, touch(a, k));
+      a += k;
+    }
+  }
+
+ private:
+  struct Entry {
+    std::list<uint64_t>::iterator at;                   // in order_
+    std::array<uint64_t, kGranule / kSector / 64> sectors;  // held, one bit each
+  };
+  uint64_t capacity_;
+  std::list<uint64_t> order_;  // granules, most recently used first
+  std::unordered_map<uint64_t, Entry> where_;
+};
 
 }  // namespace tessera::sim

@@ -73,13 +73,13 @@ Trace* Tile::trace() { return chip_.trace(); }
 Memory* Tile::memory() { return chip_.memory() ? &chip_.memory()->sram[size_t(index_)] : nullptr; }
 Activity& Tile::activity(const Op& op) { return chip_.attribution()[op.region].activity; }
 
-void Tile::load(const isa::Stream* stream) {
+void Tile::load(const isa::Stream* stream, Tick start) {
   stream_ = stream;
   if (stream_ == nullptr || stream_->code.empty()) {
     halted_ = true;
     return;
   }
-  wake_.notify(sc_core::SC_ZERO_TIME);
+  wake_.notify(ticks(start - now_ticks()));
 }
 
 Op* Tile::new_op() {
@@ -299,7 +299,7 @@ void Tile::step() {
         block(Block::Barrier);
         instructions_ += 1;
         chip_.attribution()[region_].activity.instructions += 1;
-        chip_.barrier_arrive(int(in[0]), int(in[1]), *this);
+        chip_.barrier_arrive(int(in[0]), int(in[1]), in[2] != 0, *this);
         return;
       default: {
         const Unit u = unit_of(in);

@@ -576,10 +576,13 @@ GemmPlan plan_on_grid(const arch::Arch& a, const GemmSpec& s, uint64_t budget, u
 
 namespace {
 
-// The times staged_cost takes the largest of.
+// The times staged_cost takes the largest of. `power`: the time at which the plan's energy
+// (MACs, HBM and shared-memory traffic) fits under the chip's TDP: a chip that reaches it (a
+// GPU in a large GEMM) runs only as fast as it can pay for its traffic. (The TDP, not a power
+// cap a run sets: the plan is the chip's, as a library's kernel choice is.)
 struct StagedTimes {
-  double hbm, shared, arrays;
-  double cost() const { return std::max({hbm, shared, arrays}); }
+  double hbm, shared, arrays, power;
+  double cost() const { return std::max({hbm, shared, arrays, power}); }
 };
 
 StagedTimes staged_times(const arch::Arch& a, const GemmSpec& s, const GemmPlan& p) {
@@ -593,7 +596,13 @@ StagedTimes staged_times(const arch::Arch& a, const GemmSpec& s, const GemmPlan&
   const double arrays =
       double(chunks) * double(arch::matmul_timing(a.chip.tile.systolic, isa::array_dtype_class(s.dtype), p.bm, p.bk, p.bn).occupancy) /
       a.chip.clock;
-  return {hbm / d.hbm_bandwidth, (staged + reads) / a.chip.shared_memory.bandwidth, arrays};
+  const std::string_view cls = isa::array_dtype_class(s.dtype);
+  const double mac = a.power.mac_energy.has(cls) ? a.power.mac_energy.at(cls) : 0.0;
+  const double energy = double(s.m) * double(s.n) * double(s.k) * mac + hbm * a.hbm.energy_per_bit * 8 +
+                        (staged + reads) * a.power.shared_memory_energy;
+  const double headroom = a.power.tdp - a.power.static_power;
+  return {hbm / d.hbm_bandwidth, (staged + reads) / a.chip.shared_memory.bandwidth, arrays,
+          headroom > 0 ? energy / headroom : 0.0};
 }
 
 }  // namespace

@@ -322,6 +322,37 @@ TEST(PowerLimit, AStepAboveTheLimitTakesItsDynamicEnergyOverTheHeadroom) {
   }
 }
 
+TEST(PowerLimit, EachOperatorAboveTheLimitRunsAtTheClockItCanPayFor) {
+  // A prefill's operators draw differently: under a limit of 450 W its GEMMs slow down to it and
+  // its element-wise ops do not. The step takes, over the operators of the same run without a
+  // limit, the sum of max(0, dynamic energy / (limit - static) - time).
+  RunSpec prefill;
+  prefill.model = "llama-3-8b", prefill.phase = "prefill", prefill.batch = 1, prefill.seq = 256;
+  const Report free = run(arch::load_arch("h100-sxm", {"power.limit=2000W"}), prefill);
+  const arch::Arch capped_arch = arch::load_arch("h100-sxm", {"power.limit=450W"});
+  const sim::EnergyPrices prices = sim::EnergyPrices::from(capped_arch);
+  const double S = prices.static_power, limit = 450.0;
+  double expected = 0;
+  int throttled = 0, not_throttled = 0;
+  for (const Report::Row& r : free.ops) {
+    const double dynamic = sim::price(prices, r.share.activity, 0.0, 1).total();
+    if (r.share.seconds <= 0) continue;
+    if (dynamic / r.share.seconds + S > limit) {
+      expected += dynamic / (limit - S) - r.share.seconds;
+      ++throttled;
+    } else {
+      ++not_throttled;
+    }
+  }
+  ASSERT_GT(throttled, 0);
+  ASSERT_GT(not_throttled, 0);
+  const Report capped = run(capped_arch, prefill);
+  EXPECT_NEAR(capped.throttled_seconds, expected, 1e-9 * expected);
+  EXPECT_NEAR(capped.seconds, free.seconds + expected, 1e-9 * capped.seconds);
+  EXPECT_NEAR(capped.energy.total() - S * capped.seconds, free.energy.total() - S * free.seconds,
+              1e-9 * free.energy.total());
+}
+
 TEST(GpuCalibration, MeasuredValuesMatchTheCalibrationFile) {
   const std::filesystem::path file =
       std::filesystem::path(TESSERA_SOURCE_DIR) / "../shared/calibration/gpu-peaks.json";

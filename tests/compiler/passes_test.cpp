@@ -797,27 +797,67 @@ TEST(Tile, LargeStreamCutsKInItsHalfOfTheSram) {
 }
 
 TEST(Tile, LongContextAttentionWalksKeysInBlocks) {
-  // Llama-3-8B decode at 4000 tokens of context on h100-sxm. The attention runs before o_proj,
-  // which prefetches, so it plans in half of the 512 KiB: 262,144 x 15/16 = 245,760 bytes. One
-  // query token a unit, 8 KV heads: 8 units on 132 SMs, so each splits its 4001 keys in
-  // min(132 / 8, 4001 / 512) = 7 ranges of 572. With 4 query rows (4 query heads a KV head), a
-  // block of kb keys takes 2 x 2 x kb x 128 x 2 (K, V) + 2 x 4 x 128 x 2 (Q) + 4 x kb x 6
-  // (S, P) + 4 x 128 x 6 (O) + 4 x 20 + 4096 = 1048 kb + 9296 bytes: 572 and 256 are too
-  // many, 128 fit. 56 units.
+  // Llama-3-8B decode at 4000 tokens of context on h100-sxm. A GPU runs one kernel at a time
+  // (o_proj after it does not prefetch), so the attention plans in all of the 512 KiB:
+  // 524,288 x 15/16 = 491,520 bytes. One query token a unit, 8 KV heads: 8 units on 132 SMs,
+  // so each splits its 4001 keys in min(132 / 8, 4001 / 512) = 7 ranges of 572. With 4 query
+  // rows (4 query heads a KV head), a block of kb keys takes 2 x 2 x kb x 128 x 2 (K, V) +
+  // 2 x 4 x 128 x 2 (Q) + 4 x kb x 6 (S, P) + 4 x 128 x 6 (O) + 4 x 20 + 4096 = 1048 kb + 9296
+  // bytes: 572 are too many (608,752), 256 fit (277,584). 56 units.
   const ModelConfig m = load_model_config("llama-3-8b");
   EXPECT_CHECKS(text_after(m, decode(1, 4000), Stage::Placed, {}, arch::load_arch("h100-sxm")), R"(
     CHECK: %l0.attention = attention
     CHECK-NEXT: place: units (causal query blocks paired early with late) round-robin on tiles 0..55
     CHECK-NEXT: strategy: heads
-    CHECK-NEXT: tiles: query blocks of 1 tokens, keys in blocks of 128, 56 units (keys split in 7 ranges, combined after a barrier)
+    CHECK-NEXT: tiles: query blocks of 1 tokens, keys in blocks of 256, 56 units (keys split in 7 ranges, combined after a barrier)
     CHECK-NEXT: %l0.o_proj = linear
     CHECK-NEXT: place:
-    CHECK-NEXT: strategy: stream, prefetching
+    CHECK-NEXT: strategy: stream
+    CHECK-NEXT: tiles:
   )");
   // Short contexts take all keys in one block, unsplit (101 < 512).
   EXPECT_CHECKS(text_after(m, decode(1, 100), Stage::Tiled, {}, arch::load_arch("h100-sxm")),
                 "CHECK: %l0.attention = attention\nCHECK-NEXT: strategy: heads\nCHECK-NEXT: tiles: "
                 "query blocks of 1 tokens, keys in blocks of 101, 8 units\n");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Framework::PyTorch: the kernels plain PyTorch launches
+
+// Barriers that end a kernel in tile 0's stream (the layer loop's body once).
+int64_t kernels(const CompileResult& r) {
+  int64_t n = 0;
+  for (const isa::Instr& in : r.program.find_stream(0, 0)->code)
+    n += in.op == isa::Opcode::Barrier && in[isa::field_index(isa::Opcode::Barrier, "kernel")] != 0;
+  return n;
+}
+
+TEST(Framework, PyTorchLaunchesEveryTorchOpOfTheReferenceCode) {
+  const arch::Arch a = arch::load_arch("h100-sxm");
+  const ModelConfig m = load_model_config("llama-3-8b");
+  CompileOptions o;
+  o.verify = true;
+  // Fused, per layer: norm, qkv, two ropes, attention, o_proj, add, norm, gate_up, swiglu,
+  // down, add = 12; outside: embedding, final norm, lm_head.
+  EXPECT_EQ(kernels(compile_model(m, decode(1, 1024), a, o)), 12 + 3);
+  // PyTorch, per layer: each norm 1 + 7 (to fp32, pow, mean, + eps, rsqrt, * rsqrt, to bf16);
+  // q, k, v, o, gate, up and down on their own (7); q rope 1 + 6 (tables) + 4, k rope 1 + 4;
+  // attention 1 + 3 (two cache copies, the output's transpose); two residual adds; silu and the
+  // product (2): 16 + 7 + 16 + 4 + 2 + 2 = 47. Outside: embedding 1, final norm 8, lm_head 1 +
+  // the logits' to(float32) 1.
+  o.framework = Framework::PyTorch;
+  const CompileResult eager = compile_model(m, decode(1, 1024), a, o);
+  EXPECT_EQ(kernels(eager), 47 + 11);
+  EXPECT_NE(eager.tiled_text.find("pytorch: 7 kernels before the op's own"), std::string::npos);
+  // The norm's kernels move 18 and 14 bytes an element (read, written) besides its own.
+  Graph g;
+  const int x = g.value("x", {8, 4096}, Dtype::Bf16, Role::Input);
+  const int w = g.value("w", {4096}, Dtype::Bf16, Role::Weight);
+  g.op(OpKind::RmsNorm, "norm", {x, w}, "y", {8, 4096});
+  uint64_t read = 0, written = 0;
+  for (const Traffic& t : pytorch_kernels(g, g.ops[0], false)) read += t.read, written += t.write;
+  EXPECT_EQ(read, 18u * 8 * 4096);
+  EXPECT_EQ(written, 14u * 8 * 4096);
 }
 
 // ---------------------------------------------------------------------------------------------

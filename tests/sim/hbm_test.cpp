@@ -212,5 +212,26 @@ TEST(Hbm, SplitMatchesTheByteByByteMap) {
   }
 }
 
+TEST(HbmCache, HoldsWholeSectorsOfRecentGranules) {
+  HbmCache c(2 * HbmCache::kGranule);  // two granules
+  const uint64_t G = HbmCache::kGranule;
+  EXPECT_FALSE(c.touch(0, G));
+  EXPECT_TRUE(c.touch(0, G));
+  EXPECT_TRUE(c.touch(64, 256));   // whole sectors, held
+  EXPECT_FALSE(c.touch(64, 100));  // ends inside a sector: a miss (its bytes come from HBM)
+  EXPECT_FALSE(c.touch(G, 32));    // granule 1, one sector
+  EXPECT_FALSE(c.touch(G, 64));    // its second sector was not held
+  EXPECT_TRUE(c.touch(G + 32, 32));
+  // Least recently used out: granules 0, 1, then 0 again, then 2 evicts 1.
+  EXPECT_TRUE(c.touch(0, 32));
+  EXPECT_FALSE(c.touch(2 * G, 32));
+  EXPECT_TRUE(c.touch(0, 32));
+  EXPECT_FALSE(c.touch(G, 32));
+  // walk() splits at granule boundaries.
+  std::vector<std::pair<uint64_t, uint64_t>> runs;
+  c.walk(G - 64, 128, [&](uint64_t a, uint64_t n, bool) { runs.push_back({a, n}); });
+  EXPECT_EQ(runs, (std::vector<std::pair<uint64_t, uint64_t>>{{G - 64, 64}, {G, 64}}));
+}
+
 }  // namespace
 }  // namespace tessera::sim

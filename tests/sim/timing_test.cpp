@@ -133,11 +133,58 @@ TEST(SyncTiming, BarrierReleasesAfterTheLastArrival) {
   EXPECT_EQ(run(text).time, std::llround(400 * kPsPerCycle) + 2 * 14 * kHop);
 }
 
+TEST(SyncTiming, KernelBoundaryTakesTheLaunchGap) {
+  // With chip.launch.gap = 3 us, a barrier that ends a kernel releases 3 us after the last
+  // arrival; a barrier inside a kernel keeps the NoC's latency.
+  auto program = [](const char* flag) {
+    std::string text;
+    for (int t = 0; t < 4; ++t)
+      text += ".stream tile=" + std::to_string(t) + "\n  nop " + std::to_string(100 * (t + 1)) +
+              "\n  barrier id=0, count=4" + flag + "\n  halt\n";
+    return text;
+  };
+  const arch::Arch a = maia({"chip.launch.gap=3us"});
+  EXPECT_EQ(run(program(", kernel"), a).time, std::llround(400 * kPsPerCycle) + 3'000'000);
+  EXPECT_EQ(run(program(""), a).time, std::llround(400 * kPsPerCycle) + 2 * 14 * kHop);
+}
+
+TEST(SyncTiming, EagerLaunchWaitsForTheHost) {
+  // Three kernels of 1000 cycles on one tile, 1 us apart when launched together (a graph). Under
+  // eager launch the host issues kernel n at (n + 1) x host: with 10 us a kernel the device
+  // waits for every kernel (start at 10, 20 and 30 us); with 0.1 us the host keeps ahead and
+  // only the first kernel waits for it.
+  const std::string text =
+      ".stream tile=0\n  nop 1000\n  barrier id=0, count=1, kernel\n  nop 1000\n  barrier id=1, count=1, kernel\n"
+      "  nop 1000\n  halt\n";
+  const Tick kernel = std::llround(1000 * kPsPerCycle), us = 1'000'000;
+  SimOptions eager;
+  eager.eager_launch = true;
+  const arch::Arch slow_host = maia({"chip.launch.gap=1us", "chip.launch.host=10us"});
+  EXPECT_EQ(run(text, slow_host).time, 3 * kernel + 2 * us);
+  EXPECT_EQ(run(text, slow_host, eager).time, 30 * us + kernel);
+  const arch::Arch fast_host = maia({"chip.launch.gap=1us", "chip.launch.host=0.1us"});
+  EXPECT_EQ(run(text, fast_host, eager).time, us / 10 + 3 * kernel + 2 * us);
+}
+
 TEST(SyncTiming, RemoteSemaphoreTakesTheNocLatency) {
   // Tile 0 (0,0) signals tile 63 (7,7): 14 hops.
   const RunResult r = run(".stream tile=0\n  sem.signal tile=63, sem=5, after=none\n  halt\n"
                           ".stream tile=63\n  sem.wait sem=5\n  halt\n");
   EXPECT_EQ(r.time, 14 * kHop);
+}
+
+TEST(HbmCacheTiming, ARereadComesFromTheL2) {
+  // h100-sxm's L2 caches HBM: the second read of 256 KiB is served by it, at its bandwidth (the
+  // first comes from HBM); without the cache both reads go to HBM.
+  const std::string text =
+      ".stream tile=0\n  dma dst=sram[0x0], src=hbm[0x100000], d0=262144, sdt=int8, sem=0\n  sem.wait sem=0\n"
+      "  dma dst=sram[0x0], src=hbm[0x100000], d0=262144, sdt=int8, sem=0\n  sem.wait sem=0\n  halt\n";
+  const RunResult cached = run(text, arch::load_arch("h100-sxm"));
+  const RunResult direct = run(text, arch::load_arch("h100-sxm", {"chip.shared_memory.hbm_cache=0"}));
+  EXPECT_EQ(cached.stats.value("system.chip0.hbm.read_bytes"), 262144.0);
+  EXPECT_EQ(cached.stats.value("system.chip0.shared0.bytes"), 262144.0);
+  EXPECT_EQ(direct.stats.value("system.chip0.hbm.read_bytes"), 2 * 262144.0);
+  EXPECT_LT(cached.time, direct.time);
 }
 
 TEST(SramTiming, BankConflictsFollowTheFormula) {

@@ -134,16 +134,22 @@ void check_options(const RunOptions& options) {
   if (options.pricing != "owned" && options.pricing != "cloud") {
     throw std::runtime_error("pricing must be owned or cloud, got '" + options.pricing + "'");
   }
+  if (options.launch != "graph" && options.launch != "eager") {
+    throw std::runtime_error("launch must be graph or eager, got '" + options.launch + "'");
+  }
   if (!(options.routing_skew >= 0.0 && std::isfinite(options.routing_skew))) {
     throw std::runtime_error(fmt::format("routing_skew must be a finite number >= 0 (0: uniform), got {}",
                                          options.routing_skew));
   }
 }
 
+compiler::CompileOptions compile_options(const RunSpec& spec, const RunOptions& options);
+
 // The request's own mistakes, which every system would report alike (run() finds them too, one
 // system at a time).
 void check_request(const RunSpec& spec, const RunOptions& options) {
   check_options(options);
+  compile_options(spec, options);
   const isa::Dtype dtype = parse_dtype("dtype", spec.dtype);
   parse_dtype("kv_dtype", spec.kv_dtype);
   if (!spec.model.empty()) {
@@ -162,8 +168,9 @@ void check_request(const RunSpec& spec, const RunOptions& options) {
 
 std::string RunSpec::describe() const {
   if (!model.empty()) {
-    return phase == "prefill" ? fmt::format("{} prefill b{} seq{}", model, batch, seq)
-                              : fmt::format("{} decode b{} ctx{}", model, batch, context);
+    const std::string kernels = framework == "fused" ? "" : " (" + framework + ")";
+    return phase == "prefill" ? fmt::format("{} prefill b{} seq{}{}", model, batch, seq, kernels)
+                              : fmt::format("{} decode b{} ctx{}{}", model, batch, context, kernels);
   }
   if (op == "gemm" && shape.size() == 3)
     return fmt::format("gemm {}x{}x{}", shape[0], shape[1], shape[2]);
@@ -196,6 +203,9 @@ compiler::CompileOptions compile_options(const RunSpec& spec, const RunOptions& 
   co.kv_dtype = parse_dtype("kv_dtype", spec.kv_dtype);
   co.sample_rounds = options.sample_rounds;
   co.capacity_factor = spec.capacity_factor;
+  if (spec.framework != "fused" && spec.framework != "pytorch")
+    throw std::runtime_error("framework must be fused or pytorch, got '" + spec.framework + "'");
+  co.framework = spec.framework == "pytorch" ? compiler::Framework::PyTorch : compiler::Framework::Fused;
   co.verify = false;  // the program simulated is verified in simulate(): the layers it runs
   return co;
 }
@@ -206,6 +216,7 @@ Simulated simulate(const arch::Arch& a, compiler::CompileResult& compiled, const
   sim::SimOptions so;
   so.power_window = sim::seconds_to_ticks(options.power_window);
   so.routing_skew = options.routing_skew, so.routing_seed = options.routing_seed;
+  so.eager_launch = options.launch == "eager";
   std::unique_ptr<sim::Trace> trace;
   if (traced && !options.trace.empty()) trace = std::make_unique<sim::Trace>();
   Simulated out;
@@ -533,21 +544,24 @@ Report run(const arch::Arch& a, const RunSpec& spec, const RunOptions& options) 
   const Breakdown& b = run.b;
   r.stats = std::move(run.stats);
   r.seconds = b.seconds;
-  // The power limit (power.limit, default the TDP): a step whose average power would exceed the
-  // chips' limit runs at a lower clock c = (limit - static) / dynamic power (at a fixed voltage
-  // dynamic power follows the clock: the same work's energy over a longer time) and takes its
-  // time / c. Over the whole step, a first-order rule: a power controller averages over about a
-  // millisecond, and a step's phases draw differently.
+  // The power limit (power.limit, default the TDP): an operator whose average power would
+  // exceed the chips' limit runs at a lower clock c = (limit - static) / its dynamic power (at a
+  // fixed voltage dynamic power follows the clock: the same work's energy over a longer time)
+  // and takes its time / c. Per operator, a first-order rule: a GPU's power controller acts
+  // within a few hundred microseconds, about an operator's length in the steps that reach the
+  // limit, so a step's GEMMs slow down while its element-wise kernels and launch gaps do not.
   const sim::EnergyPrices prices = sim::EnergyPrices::from(a);
-  const double dynamic = sim::price(prices, b.total, 0.0, a.system.chips).total();
   const double limit = a.power.power_limit() * double(a.system.chips),
                idle = prices.static_power * double(a.system.chips);
-  double clock = 1.0;
-  if (r.seconds > 0 && dynamic / r.seconds + idle > limit) {
-    clock = (limit - idle) / (dynamic / r.seconds);
-    r.throttled_seconds = r.seconds / clock - r.seconds;
-    r.seconds += r.throttled_seconds;
+  double clock = 1.0;  // the lowest of the operators'
+  for (const Share& s : b.ops) {
+    const double dynamic = sim::price(prices, s.activity, 0.0, a.system.chips).total();
+    if (s.seconds <= 0 || dynamic / s.seconds + idle <= limit) continue;
+    const double c = (limit - idle) / (dynamic / s.seconds);
+    r.throttled_seconds += s.seconds / c - s.seconds;
+    clock = std::min(clock, c);
   }
+  r.seconds += r.throttled_seconds;
   r.instructions = b.total.instructions;
   r.layers_simulated = run.simulated;
   r.rounds_sampled = run.rounds_sampled;
@@ -586,7 +600,7 @@ Report run(const arch::Arch& a, const RunSpec& spec, const RunOptions& options) 
   r.peak_power_w = (run.peak_power_w - idle) * clock + idle;  // every window at the lowered clock
   r.tdp_w = a.power.tdp * double(r.chips);
   if (tokens > 0) r.joules_per_token = r.energy.total() / tokens;
-  if (r.avg_power_w > r.tdp_w) {
+  if (r.avg_power_w > r.tdp_w * (1 + 1e-9)) {  // (a step held at a limit of the TDP draws it exactly)
     r.warnings.push_back(
         fmt::format("average power {:.0f} W exceeds the TDP of {:.0f} W", r.avg_power_w, r.tdp_w));
   } else if (r.peak_power_w > r.tdp_w) {

@@ -34,6 +34,9 @@ struct RunSpec {
   // MoE: > 0 caps the tokens an expert takes at factor x tokens x k / experts (the rest are
   // dropped); 0: dropless.
   double capacity_factor = 0.0;
+  // Whose kernels: "fused" (the compiler's) or "pytorch" (plain PyTorch's: every torch op of the
+  // model's reference code a kernel of its own; compiler::Framework).
+  std::string framework = "fused";
 
   std::string describe() const;  // "llama-3-8b decode b32 ctx1024", "gemm 4096x4096x4096"
 };
@@ -50,6 +53,9 @@ struct RunOptions {
   // probability proportional to 1 / rank^skew (0: uniform), seeded.
   double routing_skew = 0.0;
   uint64_t routing_seed = 1;
+  // How the host launches the program's kernels on chips that run kernels (chip.launch):
+  // "graph" all at once (a CUDA graph), "eager" one by one as the framework reaches them.
+  std::string launch = "graph";
 };
 
 struct Report {

@@ -62,6 +62,14 @@ void add_workload_options(CLI::App* c, WorkloadOptions& o) {
                 "MoE in performance mode: experts drawn with probability ~ 1 / rank^SKEW (default 0: uniform)")
       ->check(CLI::NonNegativeNumber);
   c->add_option("--routing-seed", o.run.routing_seed, "MoE in performance mode: seed of the routing draws");
+  c->add_option("--framework", o.spec.framework,
+                "whose kernels: fused (the compiler's, default) or pytorch (plain PyTorch's: every torch op of the "
+                "model's reference code a kernel, nothing fused)")
+      ->check(CLI::IsMember({"fused", "pytorch"}));
+  c->add_option("--launch", o.run.launch,
+                "how the host launches kernels on chips that run kernels (GPUs): graph (a CUDA graph, default) or "
+                "eager (one by one, chip.launch.host each)")
+      ->check(CLI::IsMember({"graph", "eager"}));
   c->add_option("-s,--set", o.overrides,
                 "override an architecture parameter: key.path=value (every system)");
   c->add_option("--pricing", o.run.pricing, "owned (capex amortised + energy) or cloud ($/hour)")

@@ -192,9 +192,9 @@ PYBIND11_MODULE(_tessera, m) {
          const std::string& phase, int64_t batch, int64_t seq, int64_t context, const std::string& dtype,
          const std::string& kv_dtype, bool full, const std::string& trace, const std::string& pricing, int64_t chips,
          bool stats, int64_t tp, int64_t pp, int64_t ep, double capacity_factor, double routing_skew,
-         uint64_t routing_seed) {
+         uint64_t routing_seed, const std::string& launch, const std::string& framework) {
         api::RunSpec s = run_spec(model, op, shape, phase, batch, seq, context, dtype, kv_dtype);
-        s.capacity_factor = capacity_factor;
+        s.capacity_factor = capacity_factor, s.framework = framework;
         std::vector<std::string> overrides;
         if (chips != 0) overrides.push_back(fmt::format("system.chips={}", chips));
         if (tp != 0) overrides.push_back(fmt::format("system.parallelism.tp={}", tp));
@@ -202,7 +202,7 @@ PYBIND11_MODULE(_tessera, m) {
         if (ep != 0) overrides.push_back(fmt::format("system.parallelism.ep={}", ep));
         const arch::Arch system = a.with(overrides).arch;
         api::RunOptions o = run_options(full, trace, pricing);
-        o.routing_skew = routing_skew, o.routing_seed = routing_seed;
+        o.routing_skew = routing_skew, o.routing_seed = routing_seed, o.launch = launch;
         nlohmann::json j;
         {
           py::gil_scoped_release release;
@@ -215,12 +215,14 @@ PYBIND11_MODULE(_tessera, m) {
       py::arg("dtype") = "bf16", py::arg("kv_dtype") = "bf16", py::arg("full") = false, py::arg("trace") = "",
       py::arg("pricing") = "owned", py::arg("chips") = 0, py::arg("stats") = false, py::arg("tp") = 0,
       py::arg("pp") = 0, py::arg("ep") = 0, py::arg("capacity_factor") = 0.0, py::arg("routing_skew") = 0.0,
-      py::arg("routing_seed") = 1,
+      py::arg("routing_seed") = 1, py::arg("launch") = "graph", py::arg("framework") = "fused",
       "Compile, simulate and price a model step (model=..., phase, batch, seq or context) or an operator "
       "(op='gemm'|'attention'|'copy', shape=[...]) on the system's chips (chips=N: N of them, as -s system.chips=N; "
       "a model is split across them, tp x pp: tensor parallelism and pipeline stages, searched when not given; ep: "
       "MoE experts dealt over ep groups of a stage's chips); MoE: capacity_factor (0: dropless), and in performance "
-      "mode the routing drawn with probability ~ 1 / rank^routing_skew from routing_seed; returns the report as a "
+      "mode the routing drawn with probability ~ 1 / rank^routing_skew from routing_seed; launch: 'graph' or 'eager' "
+      "(kernels issued one by one by the host, on chips that run kernels); framework: 'fused' or 'pytorch' (plain "
+      "PyTorch's kernels); returns the report as a "
       "dict (with every stat if stats=True)");
 
   m.def(

@@ -1,0 +1,86 @@
+#include "compiler/kernels/eager.hpp"
+
+#include <array>
+
+#include "compiler/emit.hpp"
+#include "compiler/error.hpp"
+
+namespace tessera::compiler {
+
+std::vector<Traffic> pytorch_kernels(const Graph& g, const Op& op, bool rebuilds_rope) {
+  const Value& x = g.v(op.inputs.at(0));
+  const uint64_t e = uint64_t(x.elements()), a = uint64_t(esize(x.dtype)), f32 = 4;
+  std::vector<Traffic> k;
+  switch (op.kind) {
+    case OpKind::RmsNorm:
+      k = {{"to(float32)", a * e, f32 * e},
+           {"pow", f32 * e, f32 * e},
+           {"mean", f32 * e, 0},
+           {"add eps", 0, 0},
+           {"rsqrt", 0, 0},
+           {"mul rsqrt", f32 * e, f32 * e},
+           {"to(bfloat16)", f32 * e, a * e}};
+      break;
+    case OpKind::Rope: {
+      if (rebuilds_rope) {
+        const uint64_t table = uint64_t(x.shape.at(0) * op.i("head_dim")) * f32;  // [tokens, head_dim] fp32
+        k = {{"inv_freq @ positions", 0, table / 2},
+             {"cat", table / 2, table},
+             {"cos", table, table},
+             {"sin", table, table},
+             {"cos to(bfloat16)", table, table / 2},
+             {"sin to(bfloat16)", table, table / 2}};
+      }
+      const std::vector<Traffic> apply = {
+          {"mul cos", a * e, a * e}, {"neg", a * e / 2, a * e / 2}, {"cat", a * e, a * e}, {"mul sin", a * e, a * e}};
+      k.insert(k.end(), apply.begin(), apply.end());
+      break;
+    }
+    case OpKind::Attention: {
+      const uint64_t kv = uint64_t(g.v(op.inputs.at(1)).bytes()), out = uint64_t(g.v(op.outputs.at(0)).bytes());
+      k = {{"k cache index_copy", kv, kv}, {"v cache index_copy", kv, kv}, {"transpose contiguous", out, out}};
+      break;
+    }
+    case OpKind::Linear: {
+      const Value& y = g.v(op.outputs.at(0));
+      if (y.dtype == Dtype::Fp32 && y.role == Role::Output) {
+        k = {{"logits to(float32)", uint64_t(y.elements()) * 2, y.bytes()}};
+      }
+      break;
+    }
+    default: break;
+  }
+  return k;
+}
+
+void emit_traffic(KernelContext& ctx, uint64_t scratch, const Traffic& t) {
+  constexpr uint64_t kPerTile = 8 << 10, kPiece = 64 << 10;
+  const uint64_t total = t.read + t.write;
+  const int64_t tiles = std::clamp<int64_t>(ceil_div(int64_t(total), int64_t(kPerTile)), 1, ctx.tiles());
+  // Reads land in four buffers in turn and writes leave from a fifth, so that pieces in flight
+  // do not wait on one another's SRAM.
+  constexpr int kInFlight = 4;
+  const uint64_t piece = std::min<uint64_t>(kPiece, ctx.sram_left() / (kInFlight + 1) / 64 * 64);
+  if (piece == 0) throw CompileError("no SRAM left for an element-wise kernel's buffers");
+  std::array<uint64_t, kInFlight + 1> buf{};
+  for (uint64_t& b : buf) b = ctx.sram(piece);
+  const int sem = ctx.sem();
+  for (int64_t tile = 0; tile < tiles; ++tile) {
+    int64_t issued = 0;
+    for (const bool write : {false, true}) {
+      const uint64_t bytes = write ? t.write : t.read;
+      const uint64_t b0 = bytes * uint64_t(tile) / uint64_t(tiles), b1 = bytes * uint64_t(tile + 1) / uint64_t(tiles);
+      for (uint64_t at = b0; at < b1; at += piece, ++issued) {
+        if (issued >= kInFlight) ctx.pb.emit(int(tile), sem_wait(sem));
+        Block blk;
+        blk.d0 = int64_t(std::min(piece, b1 - at));
+        const Addr mem = hbm(int64_t(scratch + at)), local = sram(int64_t(write ? buf[kInFlight] : buf[size_t(issued % kInFlight)]));
+        ctx.pb.emit(int(tile), write ? dma(mem, local, blk, Dtype::Int8, Dtype::None, {sem, int64_t(isa::kTileSelf)})
+                                     : dma(local, mem, blk, Dtype::Int8, Dtype::None, {sem, int64_t(isa::kTileSelf)}));
+      }
+    }
+    if (issued > 0) ctx.pb.emit(int(tile), sem_wait(sem, std::min<int64_t>(issued, kInFlight)));
+  }
+}
+
+}  // namespace tessera::compiler
