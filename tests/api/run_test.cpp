@@ -327,7 +327,7 @@ TEST(PowerLimit, EachOperatorAboveTheLimitRunsAtTheClockItCanPayFor) {
   // its element-wise ops do not. The step takes, over the operators of the same run without a
   // limit, the sum of max(0, dynamic energy / (limit - static) - time).
   RunSpec prefill;
-  prefill.model = "llama-3-8b", prefill.phase = "prefill", prefill.batch = 1, prefill.seq = 256;
+  prefill.model = small_llama(), prefill.phase = "prefill", prefill.batch = 4, prefill.seq = 512;
   const Report free = run(arch::load_arch("h100-sxm", {"power.limit=2000W"}), prefill);
   const arch::Arch capped_arch = arch::load_arch("h100-sxm", {"power.limit=450W"});
   const sim::EnergyPrices prices = sim::EnergyPrices::from(capped_arch);
