@@ -417,6 +417,13 @@ TEST(RunErrors, BadRequestsAreClearErrors) {
   bogus.pricing = "free";
   EXPECT_NE(message(decode(small_llama(), 1, 16), bogus).find("pricing"), std::string::npos);
   EXPECT_NE(message(decode("no-such-model", 1, 16)).find("no-such-model"), std::string::npos);
+  RunOptions launch;
+  launch.launch = "lazy";
+  EXPECT_NE(message(decode(small_llama(), 1, 16), launch).find("launch must be graph or eager, got 'lazy'"),
+            std::string::npos);
+  RunSpec framework = decode(small_llama(), 1, 16);
+  framework.framework = "jax";
+  EXPECT_NE(message(framework).find("framework must be fused or pytorch, got 'jax'"), std::string::npos);
   // MoE options: a negative or NaN capacity factor or routing skew is named, not taken as dropless
   // or as some other distribution.
   for (const double bad : {-1.0, std::nan("")}) {

@@ -151,6 +151,15 @@ TEST_F(LoaderTest, ClusterSizeMustDivideTiles) {
   EXPECT_THAT(e, HasSubstr("chip.cluster_size: cluster size 3 does not divide the 64 tiles"));
 }
 
+TEST_F(LoaderTest, HbmCacheIsAShareOfAChipWideMemory) {
+  EXPECT_THAT(error_of("h100-sxm", {"chip.shared_memory.hbm_cache=1.5"}),
+              HasSubstr("chip.shared_memory.hbm_cache: a share of the capacity, at most 1"));
+  // maia100-class's shared memory is one per cluster: not a cache of HBM.
+  EXPECT_THAT(error_of("maia100-class", {"chip.shared_memory.hbm_cache=0.5"}),
+              HasSubstr("chip.shared_memory.hbm_cache: only a chip-wide shared memory caches HBM"));
+  EXPECT_THAT(error_of("h100-sxm", {"chip.launch.gap=-1us"}), HasSubstr("chip.launch.gap"));
+}
+
 TEST_F(LoaderTest, ScaleOutDomainsMustDivideTheChipsAndHaveLinks) {
   EXPECT_THAT(error_of("maia100-class", {"system.chips=12", "system.scale_out.domain=8"}),
               HasSubstr("system.scale_out.domain: domains of 8 chips do not divide the system's 12"));

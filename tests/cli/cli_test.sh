@@ -102,6 +102,10 @@ check "run prints the report" 0 "tokens/s .*cost per million tokens|bound by" --
 check "run --json has the report's keys" 0 '"usd_per_million_tokens"' -- "$tessera" run --arch maia100-class "${small[@]}" --json
 check "run --json has stats" 0 '"system.chip0.hbm.read_bytes"' -- "$tessera" run --arch maia100-class "${small[@]}" --json
 check "run an operator" 0 "throughput" -- "$tessera" run --arch h100-sxm --op gemm --shape 512,512,512
+check "run plain PyTorch's kernels, launched eagerly" 0 "\(pytorch\)" -- \
+  "$tessera" run --arch h100-sxm "${small[@]}" --framework pytorch --launch eager
+check "an unknown --launch is a usage error" 105 "--launch: lazy not in" -- \
+  "$tessera" run --arch h100-sxm --op gemm --shape 512,512,512 --launch lazy
 check "run writes a trace" 0 "" -- "$tessera" run --arch maia100-class "${small[@]}" --trace "$tmp/run_trace.json"
 check "the trace is Chrome trace JSON" 0 "traceEvents" -- head -c 200 "$tmp/run_trace.json"
 check "compare prints ratios to the first system" 0 "h100-sxm .*x" -- "$tessera" compare --systems maia100-class,h100-sxm "${small[@]}"
