@@ -104,6 +104,8 @@ check "run --json has stats" 0 '"system.chip0.hbm.read_bytes"' -- "$tessera" run
 check "run an operator" 0 "throughput" -- "$tessera" run --arch h100-sxm --op gemm --shape 512,512,512
 check "run plain PyTorch's kernels, launched eagerly" 0 "\(pytorch\)" -- \
   "$tessera" run --arch h100-sxm "${small[@]}" --framework pytorch --launch eager
+check "--breakdown shows the time a power limit adds" 0 "power_throttle .* power" -- \
+  "$tessera" run --arch h100-sxm --op gemm --shape 8192,8192,8192 --breakdown
 check "an unknown --launch is a usage error" 105 "--launch: lazy not in" -- \
   "$tessera" run --arch h100-sxm --op gemm --shape 512,512,512 --launch lazy
 check "run writes a trace" 0 "" -- "$tessera" run --arch maia100-class "${small[@]}" --trace "$tmp/run_trace.json"

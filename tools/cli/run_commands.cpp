@@ -174,7 +174,10 @@ void print_breakdown(const api::Report& r) {
         name = fmt::format("layers {}-{} (extrapolated), each", i, rows.size() - 1);
         i = rows.size();
       }
-      auto pct = [&](const char* k) { return fmt::format("{:.0f}%", x.utilization.at(k) * 100); };
+      auto pct = [&](const char* k) {  // the power_throttle row has no utilisation
+        const auto u = x.utilization.find(k);
+        return u == x.utilization.end() ? std::string("-") : fmt::format("{:.0f}%", u->second * 100);
+      };
       t.add({name, latency(s), fmt::format("{:.1f}%", s / r.seconds * 100),
              fmt::format("{:.1f}", active > 0 ? x.flops / active / 1e12 : 0.0),
              fmt::format("{:.0f}", active > 0 ? x.hbm_bytes / active / 1e9 : 0.0), pct("compute"),
