@@ -120,6 +120,8 @@ void validate(const Arch& a, const ConfigNode& root, std::vector<Problem>& probl
   // Shared memory
   check.require(divides(chip.shared_memory.capacity, double(chip.shared_memory.banks)),
                 "chip.shared_memory.banks", "banks do not divide the capacity");
+  check.require(chip.launch.gap <= 1e-3, "chip.launch.gap", "a launch gap of at most 1 ms");
+  check.require(chip.launch.host <= 1e-3, "chip.launch.host", "a host time per kernel of at most 1 ms");
   check.require(chip.shared_memory.hbm_cache <= 1, "chip.shared_memory.hbm_cache",
                 "a share of the capacity, at most 1");
   check.require(chip.shared_memory.hbm_cache == 0 || chip.shared_memory.scope == SharedScope::Chip,

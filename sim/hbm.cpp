@@ -74,4 +74,87 @@ double Hbm::peak_bandwidth() const {
   return double(g_.pcs) * double(g_.burst_bytes) / (g_.burst_ps * 1e-12);
 }
 
+HbmCache::HbmCache(uint64_t bytes) {
+  const uint64_t n = bytes / kGranule;
+  if (n == 0) return;
+  slots_.resize(n);
+  size_t size = 2;
+  int bits = 1;
+  while (size < 2 * n) size <<= 1, ++bits;  // at most half full
+  keys_.assign(size, 0);
+  values_.assign(size, 0);
+  shift_ = 64 - bits;
+}
+
+uint32_t HbmCache::find(uint64_t granule) const {
+  const size_t mask = keys_.size() - 1;
+  for (size_t i = home(granule);; i = (i + 1) & mask) {
+    if (keys_[i] == 0) return kNone;
+    if (keys_[i] == granule + 1) return values_[i];
+  }
+}
+
+void HbmCache::erase_key(uint64_t granule) {
+  const size_t mask = keys_.size() - 1;
+  size_t i = home(granule);
+  while (keys_[i] != granule + 1) i = (i + 1) & mask;
+  keys_[i] = 0;
+  // Backward shift: a later key of the probe run moves into the hole unless its home lies
+  // cyclically in (hole, its place].
+  for (size_t j = (i + 1) & mask; keys_[j] != 0; j = (j + 1) & mask) {
+    const size_t h = home(keys_[j] - 1);
+    const bool stays = i <= j ? (i < h && h <= j) : (i < h || h <= j);
+    if (stays) continue;
+    keys_[i] = keys_[j], values_[i] = values_[j], keys_[j] = 0;
+    i = j;
+  }
+}
+
+void HbmCache::unlink(uint32_t i) {
+  Slot& s = slots_[i];
+  (s.newer != kNone ? slots_[s.newer].older : newest_) = s.older;
+  (s.older != kNone ? slots_[s.older].newer : oldest_) = s.newer;
+}
+
+void HbmCache::push_newest(uint32_t i) {
+  slots_[i].newer = kNone, slots_[i].older = newest_;
+  if (newest_ != kNone) slots_[newest_].newer = i;
+  newest_ = i;
+  if (oldest_ == kNone) oldest_ = i;
+}
+
+bool HbmCache::touch(uint64_t a, uint64_t n) {
+  const uint64_t g = a / kGranule, off = a % kGranule;
+  uint32_t i = find(g);
+  if (i == kNone) {
+    if (used_ < slots_.size()) {
+      i = used_++;
+    } else {  // the least recently used granule makes room
+      i = oldest_;
+      unlink(i);
+      erase_key(slots_[i].granule);
+    }
+    slots_[i].granule = g, slots_[i].sectors = {};
+    const size_t mask = keys_.size() - 1;
+    size_t k = home(g);
+    while (keys_[k] != 0) k = (k + 1) & mask;
+    keys_[k] = g + 1, values_[k] = i;
+    push_newest(i);
+  } else if (i != newest_) {
+    unlink(i);
+    push_newest(i);
+  }
+  // Sectors [s0, s1) lie wholly inside the bytes; a sector they cover in part is not held.
+  const uint64_t s0 = (off + kSector - 1) / kSector, s1 = (off + n) / kSector;
+  bool held = off % kSector == 0 && (off + n) % kSector == 0 && s1 > s0;
+  std::array<uint64_t, kGranule / kSector / 64>& sectors = slots_[i].sectors;
+  for (uint64_t w = s0 / 64; s1 > s0 && w <= (s1 - 1) / 64; ++w) {
+    const uint64_t lo = std::max(s0, w * 64) - w * 64, hi = std::min(s1, w * 64 + 64) - w * 64;
+    const uint64_t bits = (hi == 64 ? ~0ull : (1ull << hi) - 1) & ~((1ull << lo) - 1);
+    held = held && (sectors[w] & bits) == bits;
+    sectors[w] |= bits;
+  }
+  return held;
+}
+
 }  // namespace tessera::sim

@@ -31,8 +31,6 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
-#include <list>
-#include <unordered_map>
 #include <vector>
 
 #include "arch/arch.hpp"
@@ -245,32 +243,10 @@ void Hbm::split(uint64_t addr, uint64_t bytes, F&& fn) const {
 class HbmCache {
  public:
   static constexpr uint64_t kGranule = 16 << 10, kSector = 32;
-  explicit HbmCache(uint64_t bytes) : capacity_(bytes / kGranule) {}
-  bool enabled() const { return capacity_ > 0; }
+  explicit HbmCache(uint64_t bytes);
+  bool enabled() const { return !slots_.empty(); }
   // Bytes [a, a + n) of one granule are used now: whether all of them were held.
-  bool touch(uint64_t a, uint64_t n) {
-    const uint64_t off = a % kGranule, s0 = (off + kSector - 1) / kSector, s1 = (off + n) / kSector;
-    const bool whole = off % kSector == 0 && (off + n) % kSector == 0;
-    auto it = where_.find(a / kGranule);
-    if (it == where_.end()) {
-      order_.push_front(a / kGranule);
-      it = where_.emplace(a / kGranule, Entry{order_.begin(), {}}).first;
-      if (where_.size() > capacity_) {
-        where_.erase(order_.back());
-        order_.pop_back();
-      }
-    } else {
-      order_.splice(order_.begin(), order_, it->second.at);
-    }
-    bool held = whole && s1 > s0;
-    for (uint64_t w = s0 / 64; s1 > s0 && w <= (s1 - 1) / 64; ++w) {  // sectors [s0, s1) word by word
-      const uint64_t lo = std::max(s0, w * 64) - w * 64, hi = std::min(s1, w * 64 + 64) - w * 64;
-      const uint64_t bits = (hi == 64 ? ~0ull : (1ull << hi) - 1) & ~((1ull << lo) - 1);
-      held = held && (it->second.sectors[w] & bits) == bits;
-      it->second.sectors[w] |= bits;
-    }
-    return held;
-  }
+  bool touch(uint64_t a, uint64_t n);
   // Calls fn(address, bytes, held) for the runs of [a, a + n) split at granule boundaries.
   template <class F>
   void walk(uint64_t a, uint64_t n, F&& fn) {
@@ -282,13 +258,26 @@ class HbmCache {
   }
 
  private:
-  struct Entry {
-    std::list<uint64_t>::iterator at;                   // in order_
-    std::array<uint64_t, kGranule / kSector / 64> sectors;  // held, one bit each
+  static_assert(kGranule / kSector % 64 == 0, "a granule's sectors fill whole words");
+  static constexpr uint32_t kNone = ~0u;
+  // Slots in a fixed array, in a recency list by index, found through an open-addressing table
+  // of granule + 1 (0: empty): no allocation per access on the DMA path.
+  struct Slot {
+    uint64_t granule = 0;
+    uint32_t newer = kNone, older = kNone;
+    std::array<uint64_t, kGranule / kSector / 64> sectors{};  // held, one bit each
   };
-  uint64_t capacity_;
-  std::list<uint64_t> order_;  // granules, most recently used first
-  std::unordered_map<uint64_t, Entry> where_;
+  uint32_t find(uint64_t granule) const;
+  void unlink(uint32_t i);
+  void push_newest(uint32_t i);
+  void erase_key(uint64_t granule);
+  size_t home(uint64_t granule) const { return size_t((granule * 0x9E3779B97F4A7C15ull) >> shift_); }
+
+  std::vector<Slot> slots_;
+  uint32_t used_ = 0, newest_ = kNone, oldest_ = kNone;
+  std::vector<uint64_t> keys_;    // granule + 1, or 0
+  std::vector<uint32_t> values_;  // the slot of keys_[i]
+  int shift_ = 64;
 };
 
 }  // namespace tessera::sim

@@ -158,6 +158,8 @@ TEST_F(LoaderTest, HbmCacheIsAShareOfAChipWideMemory) {
   EXPECT_THAT(error_of("maia100-class", {"chip.shared_memory.hbm_cache=0.5"}),
               HasSubstr("chip.shared_memory.hbm_cache: only a chip-wide shared memory caches HBM"));
   EXPECT_THAT(error_of("h100-sxm", {"chip.launch.gap=-1us"}), HasSubstr("chip.launch.gap"));
+  EXPECT_THAT(error_of("h100-sxm", {"chip.launch.host=1e300s"}),
+              HasSubstr("chip.launch.host: a host time per kernel of at most 1 ms"));
 }
 
 TEST_F(LoaderTest, ScaleOutDomainsMustDivideTheChipsAndHaveLinks) {
