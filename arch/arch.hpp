@@ -391,6 +391,7 @@ struct PowerParams {
   double noc_energy = 0;         // per bit per hop
   double vector_energy = 0;      // per element operation
   double static_power = 0;
+  double active_power = 0;  // on top of static_power while the chip runs a program
   double tdp = 0;
   double limit = 0;  // 0: the TDP
 
@@ -408,6 +409,10 @@ struct PowerParams {
     v.field("noc_energy", noc_energy, {"energy per bit per NoC hop", Dim::Energy});
     v.field("vector_energy", vector_energy, {"energy per vector element operation", Dim::Energy});
     v.field("static_power", static_power, {"leakage and always-on power of one chip", Dim::Power});
+    v.field("active_power", active_power,
+            {"power of one chip while it runs a program, on top of the static power (clocks, caches, "
+             "interconnect and memory PHYs out of idle); it follows the clock as the events' energy does",
+             Dim::Power, 0.0, {}, Bound::NonNegative});
     v.field("tdp", tdp, {"thermal design power of one chip", Dim::Power});
     v.field("limit", limit, {"power one chip's clock is lowered to hold over a step (a power cap); 0: the TDP",
                              Dim::Power, 0.0, {}, Bound::NonNegative});

@@ -151,6 +151,10 @@ void validate(const Arch& a, const ConfigNode& root, std::vector<Problem>& probl
   check.require(a.power.static_power < a.power.tdp, "power.static_power",
                 "static power (" + fmt(a.power.static_power, Dim::Power) + ") must be below the TDP (" +
                     fmt(a.power.tdp, Dim::Power) + ")");
+  check.require(a.power.static_power + a.power.active_power < a.power.power_limit(), "power.active_power",
+                "active power (" + fmt(a.power.active_power, Dim::Power) +
+                    ") with the static power must be below the power limit (" +
+                    fmt(a.power.power_limit(), Dim::Power) + ")");
   check.require(a.power.limit == 0 || a.power.limit > a.power.static_power, "power.limit",
                 "a power limit (" + fmt(a.power.limit, Dim::Power) + ") must be above the static power (" +
                     fmt(a.power.static_power, Dim::Power) + ")");

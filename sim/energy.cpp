@@ -19,6 +19,7 @@ EnergyPrices EnergyPrices::from(const arch::Arch& a) {
   p.link = a.system.link.energy_per_bit;
   p.scale_out = a.system.scale_out.energy_per_bit;
   p.static_power = a.power.static_power;
+  p.active_power = a.power.active_power;
   return p;
 }
 
@@ -47,6 +48,7 @@ Energy price(const EnergyPrices& p, const Activity& a, double seconds, int64_t c
   e.joules["noc"] = a.noc_bit_hops * p.noc;
   e.joules["vector"] = a.vector_elements * p.vector;
   e.joules["link"] = a.link_bits * p.link + a.scale_out_bits * p.scale_out;
+  e.joules["active"] = p.active_power * seconds * double(chips);
   e.joules["static"] = p.static_power * seconds * double(chips);
   return e;
 }

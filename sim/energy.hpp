@@ -31,18 +31,20 @@ struct EnergyPrices {
   double link = 0;                             // per bit over a chip-to-chip link
   double scale_out = 0;                        // per bit over a scale-out link
   double static_power = 0;                     // watts per chip
+  double active_power = 0;                     // watts per chip while it runs
 
   static EnergyPrices from(const arch::Arch& a);
 };
 
-// Joules by component: "mac", "sram", "shared_memory", "hbm", "noc", "vector", "link", "static".
+// Joules by component: "mac", "sram", "shared_memory", "hbm", "noc", "vector", "link", "active",
+// "static".
 struct Energy {
   std::map<std::string, double> joules;
   double dynamic() const;  // everything but static
   double total() const;
 };
 
-// Prices the events counted in `a` and `chips` chips' static power over `seconds`.
+// Prices the events counted in `a` and `chips` chips' active and static power over `seconds`.
 Energy price(const EnergyPrices& prices, const Activity& a, double seconds, int64_t chips);
 
 // Dynamic energy of one chip over time, in windows of `window` ticks.

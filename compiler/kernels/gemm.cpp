@@ -600,7 +600,7 @@ StagedTimes staged_times(const arch::Arch& a, const GemmSpec& s, const GemmPlan&
   const double mac = a.power.mac_energy.has(cls) ? a.power.mac_energy.at(cls) : 0.0;
   const double energy = double(s.m) * double(s.n) * double(s.k) * mac + hbm * a.hbm.energy_per_bit * 8 +
                         (staged + reads) * a.power.shared_memory_energy;
-  const double headroom = a.power.tdp - a.power.static_power;
+  const double headroom = a.power.tdp - a.power.static_power - a.power.active_power;
   return {hbm / d.hbm_bandwidth, (staged + reads) / a.chip.shared_memory.bandwidth, arrays,
           headroom > 0 ? energy / headroom : 0.0};
 }

@@ -162,6 +162,15 @@ TEST_F(LoaderTest, HbmCacheIsAShareOfAChipWideMemory) {
               HasSubstr("chip.launch.host: a host time per kernel of at most 1 ms"));
 }
 
+TEST_F(LoaderTest, ActivePowerIsNonNegativeAndBelowTheLimitWithTheStatic) {
+  EXPECT_THAT(error_of("h100-sxm", {"power.active_power=-1W"}), HasSubstr("power.active_power"));
+  // 70.4 W static + 630 W active reach the 700 W TDP: the chip could not run at its clock at all.
+  EXPECT_THAT(error_of("h100-sxm", {"power.active_power=630W"}),
+              HasSubstr("power.active_power: active power (630W) with the static power must be below the power limit (700W)"));
+  EXPECT_THAT(error_of("h100-sxm", {"power.limit=200W"}), HasSubstr("power.active_power"));
+  EXPECT_NO_THROW(load_arch("h100-sxm", {"power.active_power=0W"}));
+}
+
 TEST_F(LoaderTest, ScaleOutDomainsMustDivideTheChipsAndHaveLinks) {
   EXPECT_THAT(error_of("maia100-class", {"system.chips=12", "system.scale_out.domain=8"}),
               HasSubstr("system.scale_out.domain: domains of 8 chips do not divide the system's 12"));

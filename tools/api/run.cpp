@@ -236,7 +236,7 @@ Simulated simulate(const arch::Arch& a, compiler::CompileResult& compiled, const
   out.slots = last.slots;
   const sim::EnergyPrices prices = sim::EnergyPrices::from(a);
   out.peak_power_w = sim::peak_power(last.energy_windows, last.power_window, last.time,
-                                     prices.static_power * double(a.system.chips));
+                                     (prices.static_power + prices.active_power) * double(a.system.chips));
   out.hbm_used = hbm_capacity_used(compiled);
   for (const compiler::MarkedOp& m : compiled.marks) {
     if (m.instance_weights.empty()) continue;
@@ -545,9 +545,9 @@ Report run(const arch::Arch& a, const RunSpec& spec, const RunOptions& options) 
   r.stats = std::move(run.stats);
   r.seconds = b.seconds;
   // The power limit (power.limit, default the TDP): an operator whose average power would
-  // exceed the chips' limit runs at a lower clock c = (limit - static) / its dynamic power (at a
-  // fixed voltage dynamic power follows the clock: the same work's energy over a longer time)
-  // and takes its time / c. Per operator, a first-order rule: a GPU's power controller acts
+  // exceed the chips' limit runs at a lower clock c = (limit - static) / its dynamic power, its
+  // events' and the active power's (at a fixed voltage dynamic power follows the clock: the
+  // same work's energy over a longer time) and takes its time / c. Per operator, a first-order rule: a GPU's power controller acts
   // within a few hundred microseconds, about an operator's length in the steps that reach the
   // limit, so a step's GEMMs slow down while its element-wise kernels and launch gaps do not.
   const sim::EnergyPrices prices = sim::EnergyPrices::from(a);
@@ -555,7 +555,7 @@ Report run(const arch::Arch& a, const RunSpec& spec, const RunOptions& options) 
                idle = prices.static_power * double(a.system.chips);
   double clock = 1.0;  // the lowest of the operators'
   for (const Share& s : b.ops) {
-    const double dynamic = sim::price(prices, s.activity, 0.0, a.system.chips).total();
+    const double dynamic = sim::price(prices, s.activity, s.seconds, a.system.chips).dynamic();
     if (s.seconds <= 0 || dynamic / s.seconds + idle <= limit) continue;
     const double c = (limit - idle) / (dynamic / s.seconds);
     r.throttled_seconds += s.seconds / c - s.seconds;
@@ -571,14 +571,16 @@ Report run(const arch::Arch& a, const RunSpec& spec, const RunOptions& options) 
   const double chips = double(a.system.chips);
   auto row = [&](const Share& s) {
     Report::Row out{s, 2 * s.activity.total_macs(), s.activity.hbm_read + s.activity.hbm_write,
+                    sim::price(prices, s.activity, s.seconds, a.system.chips),
                     utilization(s.activity, s.active * chips, d, run.slots), ""};
     out.bound = bound_of(out.utilization);
+    out.energy.joules.erase("static");
     return out;
   };
   for (const Share& s : b.ops) r.ops.push_back(row(s));
   if (r.throttled_seconds > 0) {
     r.ops.push_back({{"power_throttle", "power", 0, false, r.throttled_seconds, r.throttled_seconds, {}}, 0, 0, {},
-                     "power"});
+                     {}, "power"});
   }
   for (const Share& s : b.layers) r.layer_rows.push_back(row(s));
 
@@ -595,7 +597,10 @@ Report run(const arch::Arch& a, const RunSpec& spec, const RunOptions& options) 
   r.utilization["capacity"] = run.hbm_used / d.hbm_capacity;
   r.bound = r.throttled_seconds > 0 ? "power" : bound_of(r.utilization);
 
-  r.energy = sim::price(prices, b.total, r.seconds, r.chips);
+  // The lowered clock does the same work (events and active power) over a longer time: only
+  // the static power runs on through the throttled time.
+  r.energy = sim::price(prices, b.total, b.seconds, r.chips);
+  r.energy.joules["static"] += idle * r.throttled_seconds;
   r.avg_power_w = r.energy.total() / r.seconds;
   r.peak_power_w = (run.peak_power_w - idle) * clock + idle;  // every window at the lowered clock
   r.tdp_w = a.power.tdp * double(r.chips);
@@ -691,6 +696,7 @@ nlohmann::json Report::to_json(bool with_stats) const {
                           {"seconds", x.share.seconds}, {"active_seconds", x.share.active},
                           {"flops", x.flops},
                           {"hbm_bytes", x.hbm_bytes}, {"instructions", x.share.activity.instructions},
+                          {"energy_j", x.energy.total()}, {"energy_breakdown_j", x.energy.joules},
                           {"utilization", x.utilization},
                           {"bound", x.bound}};
       if (x.share.kind != "layer") o["layers"] = x.share.layers;

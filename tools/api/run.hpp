@@ -108,6 +108,7 @@ struct Report {
   struct Row {
     Share share;
     double flops = 0, hbm_bytes = 0;
+    sim::Energy energy;  // its events' and the active power's energy by component (static power is the run's)
     std::map<std::string, double> utilization;
     std::string bound;
   };
