@@ -112,13 +112,14 @@ isa::Program codegen(const Lowering& l, const arch::Arch& a, std::vector<size_t>
     }
     mark_all(i, pending_op == int(i));  // a prefetched op began with its prefetch
     try {
-      for (const Traffic& t : plan.eager) {  // what PyTorch launches besides the op (kernels/eager.hpp)
-        KernelContext ctx(pb);
-        emit_traffic(ctx, plan.eager_scratch, t);
-        pb.barrier_all(/*kernel=*/true);
-      }
       KernelContext ctx(pb, plan.half);
       ctx.mark_id = mark_of.at(i), ctx.sample_rounds = sample_rounds;
+      for (const Traffic& t : plan.eager) {  // what PyTorch launches besides the op (kernels/eager.hpp)
+        KernelContext traffic(pb);
+        traffic.nest_in(ctx, 0);
+        emit_traffic(traffic, plan.eager_scratch, t);
+        pb.barrier_all(/*kernel=*/true);
+      }
       switch (plan.strategy) {
         case Strategy::Gather: {
           const Operand2 table = operand(l, op.inputs[0], regs);

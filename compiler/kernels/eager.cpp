@@ -1,5 +1,6 @@
 #include "compiler/kernels/eager.hpp"
 
+#include <algorithm>
 #include <array>
 
 #include "compiler/emit.hpp"
@@ -65,21 +66,53 @@ void emit_traffic(KernelContext& ctx, uint64_t scratch, const Traffic& t) {
   std::array<uint64_t, kInFlight + 1> buf{};
   for (uint64_t& b : buf) b = ctx.sram(piece);
   const int sem = ctx.sem();
+
+  // Each tile's pieces of its share, reads then writes.
+  struct Piece {
+    uint64_t at, bytes;
+    bool write;
+  };
+  std::vector<std::vector<Piece>> pieces(size_t(ctx.tiles()));
+  size_t most = 0;
   for (int64_t tile = 0; tile < tiles; ++tile) {
-    int64_t issued = 0;
+    std::vector<Piece>& mine = pieces[size_t(tile)];
     for (const bool write : {false, true}) {
       const uint64_t bytes = write ? t.write : t.read;
       const uint64_t b0 = bytes * uint64_t(tile) / uint64_t(tiles), b1 = bytes * uint64_t(tile + 1) / uint64_t(tiles);
-      for (uint64_t at = b0; at < b1; at += piece, ++issued) {
-        if (issued >= kInFlight) ctx.pb.emit(int(tile), sem_wait(sem));
+      for (uint64_t at = b0; at < b1; at += piece) mine.push_back({at, std::min(piece, b1 - at), write});
+    }
+    most = std::max(most, mine.size());
+  }
+  // Rounds of kRound pieces a tile, every tile of the chip in step (a barrier between them), so
+  // that a long kernel may be sampled (KernelContext::plan_rounds); each round drains its pieces.
+  constexpr int64_t kRound = 16;
+  const int64_t rounds = std::max<int64_t>(ceil_div(int64_t(most), kRound), 1);
+  const int64_t emitted = ctx.plan_rounds(rounds);
+  std::vector<int> round_barrier(size_t(emitted), -1);
+  for (int64_t e = 1; e < emitted; ++e) round_barrier[size_t(e)] = ctx.pb.barrier_id();
+
+  for (int t = 0; t < ctx.tiles(); ++t) {
+    const std::vector<Piece>& mine = pieces[size_t(t)];
+    for (int64_t e = 0; e < emitted; ++e) {
+      if (e > 0) {
+        ctx.pb.emit(t, barrier(round_barrier[size_t(e)], ctx.tiles()));
+        ctx.begin_round(t, e);
+      }
+      const int64_t r = ctx.round_at(e);
+      const size_t first = size_t(std::min<int64_t>(r * kRound, int64_t(mine.size())));
+      const size_t last = std::min(mine.size(), first + size_t(kRound));
+      int64_t issued = 0;
+      for (size_t i = first; i < last; ++i, ++issued) {
+        if (issued >= kInFlight) ctx.pb.emit(t, sem_wait(sem));
         Block blk;
-        blk.d0 = int64_t(std::min(piece, b1 - at));
-        const Addr mem = hbm(int64_t(scratch + at)), local = sram(int64_t(write ? buf[kInFlight] : buf[size_t(issued % kInFlight)]));
-        ctx.pb.emit(int(tile), write ? dma(mem, local, blk, Dtype::Int8, Dtype::None, {sem, int64_t(isa::kTileSelf)})
+        blk.d0 = int64_t(mine[i].bytes);
+        const Addr mem = hbm(int64_t(scratch + mine[i].at));
+        const Addr local = sram(int64_t(mine[i].write ? buf[kInFlight] : buf[size_t(issued % kInFlight)]));
+        ctx.pb.emit(t, mine[i].write ? dma(mem, local, blk, Dtype::Int8, Dtype::None, {sem, int64_t(isa::kTileSelf)})
                                      : dma(local, mem, blk, Dtype::Int8, Dtype::None, {sem, int64_t(isa::kTileSelf)}));
       }
+      if (issued > 0) ctx.pb.emit(t, sem_wait(sem, std::min<int64_t>(issued, kInFlight)));
     }
-    if (issued > 0) ctx.pb.emit(int(tile), sem_wait(sem, std::min<int64_t>(issued, kInFlight)));
   }
 }
 

@@ -37,7 +37,8 @@ std::vector<Traffic> pytorch_kernels(const Graph& g, const Op& op, bool rebuilds
 
 // One such kernel on the chip: tiles read and write `t`'s bytes of the scratch at `scratch` (at
 // least max(read, write) bytes), one tile per 8 KiB of traffic (as an element-wise kernel's
-// grid grows with its tensor), at most all of them.
+// grid grows with its tensor), at most all of them. Its rounds may be sampled: `ctx` is nested
+// in the op's context (KernelContext::nest_in), whose region instances its rounds extend.
 void emit_traffic(KernelContext& ctx, uint64_t scratch, const Traffic& t);
 
 }  // namespace tessera::compiler

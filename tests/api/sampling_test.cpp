@@ -46,6 +46,20 @@ TEST(SampledRounds, AgreeWithSimulatingEverythingAt8kTokens) {
   }
 }
 
+// Plain PyTorch's element-wise kernels of a long prefill (RMSNorm's seven over 8,192 tokens move
+// 200 MB each) run in rounds of sixteen 64 KiB pieces a tile: a sampled run simulates four.
+TEST(SampledRounds, PyTorchElementWiseKernelsAgreeWithSimulatingEveryRound) {
+  RunSpec s;
+  s.model = mid_llama(), s.phase = "prefill", s.batch = 1, s.seq = 8192, s.framework = "pytorch";
+  RunOptions full;
+  full.sample_layers = 0, full.sample_rounds = 0;
+  const arch::Arch a = arch::load_arch("h100-sxm");
+  const Report sampled = run(a, s), every = run(a, s, full);
+  EXPECT_NEAR(sampled.seconds / every.seconds, 1.0, 0.01);
+  EXPECT_NEAR(sampled.energy.total() / every.energy.total(), 1.0, 0.01);
+  EXPECT_NEAR(sampled.hbm_bytes / every.hbm_bytes, 1.0, 0.01);
+}
+
 // Mixtral-style experts through per-expert GEMMs (a long prompt): under uniform routing every
 // expert takes about as many tokens, so the experts are rounds of like cost and a sampled run
 // simulates four of the eight in each routed block of tokens (two blocks of 1,024 here), and of
