@@ -394,6 +394,7 @@ struct PowerParams {
   double active_power = 0;  // on top of static_power while the chip runs a program
   double tdp = 0;
   double limit = 0;  // 0: the TDP
+  double limit_window = 0;  // seconds the power controller averages over; 0: each operator's own
 
   // The power the clock is lowered to hold.
   double power_limit() const { return limit > 0 ? limit : tdp; }
@@ -416,6 +417,10 @@ struct PowerParams {
     v.field("tdp", tdp, {"thermal design power of one chip", Dim::Power});
     v.field("limit", limit, {"power one chip's clock is lowered to hold over a step (a power cap); 0: the TDP",
                              Dim::Power, 0.0, {}, Bound::NonNegative});
+    v.field("limit_window", limit_window,
+            {"time the power controller averages the power over: a run that starts from idle holds its "
+             "clock until that window's average reaches the limit; 0: each operator is held to the limit",
+             Dim::Time, 0.0, {}, Bound::NonNegative});
   }
 };
 

@@ -151,6 +151,7 @@ void validate(const Arch& a, const ConfigNode& root, std::vector<Problem>& probl
   check.require(a.power.static_power < a.power.tdp, "power.static_power",
                 "static power (" + fmt(a.power.static_power, Dim::Power) + ") must be below the TDP (" +
                     fmt(a.power.tdp, Dim::Power) + ")");
+  check.require(a.power.limit_window <= 10, "power.limit_window", "a power limit's window of at most 10 s");
   check.require(a.power.static_power + a.power.active_power < a.power.power_limit(), "power.active_power",
                 "active power (" + fmt(a.power.active_power, Dim::Power) +
                     ") with the static power must be below the power limit (" +

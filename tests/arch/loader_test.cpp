@@ -162,12 +162,15 @@ TEST_F(LoaderTest, HbmCacheIsAShareOfAChipWideMemory) {
               HasSubstr("chip.launch.host: a host time per kernel of at most 1 ms"));
 }
 
-TEST_F(LoaderTest, ActivePowerIsNonNegativeAndBelowTheLimitWithTheStatic) {
+TEST_F(LoaderTest, ActivePowerAndLimitWindowAreBounded) {
   EXPECT_THAT(error_of("h100-sxm", {"power.active_power=-1W"}), HasSubstr("power.active_power"));
   // 70.4 W static + 630 W active reach the 700 W TDP: the chip could not run at its clock at all.
   EXPECT_THAT(error_of("h100-sxm", {"power.active_power=630W"}),
               HasSubstr("power.active_power: active power (630W) with the static power must be below the power limit (700W)"));
-  EXPECT_THAT(error_of("h100-sxm", {"power.limit=200W"}), HasSubstr("power.active_power"));
+  EXPECT_THAT(error_of("h100-sxm", {"power.limit=120W"}), HasSubstr("power.active_power"));  // 70.4 + 50 W
+  EXPECT_THAT(error_of("h100-sxm", {"power.limit_window=-1ms"}), HasSubstr("power.limit_window"));
+  EXPECT_THAT(error_of("h100-sxm", {"power.limit_window=1e300s"}),
+              HasSubstr("power.limit_window: a power limit's window of at most 10 s"));
   EXPECT_NO_THROW(load_arch("h100-sxm", {"power.active_power=0W"}));
 }
 

@@ -105,7 +105,10 @@ check "run an operator" 0 "throughput" -- "$tessera" run --arch h100-sxm --op ge
 check "run plain PyTorch's kernels, launched eagerly" 0 "\(pytorch\)" -- \
   "$tessera" run --arch h100-sxm "${small[@]}" --framework pytorch --launch eager
 check "--breakdown shows the time a power limit adds" 0 "power_throttle .* power" -- \
-  "$tessera" run --arch h100-sxm --op gemm --shape 8192,8192,8192 --breakdown
+  "$tessera" run --arch h100-sxm --op gemm --shape 32768,8192,8192 --breakdown
+check "a GEMM called alone runs above the TDP within the power limit's window, and says so" 0 \
+  "exceeds the TDP of 700 W: starting from idle.*power.limit_window \\(2 ms\\)" -- \
+  "$tessera" run --arch h100-sxm --op gemm --shape 8192,8192,8192
 check "an unknown --launch is a usage error" 105 "--launch: lazy not in" -- \
   "$tessera" run --arch h100-sxm --op gemm --shape 512,512,512 --launch lazy
 check "run writes a trace" 0 "" -- "$tessera" run --arch maia100-class "${small[@]}" --trace "$tmp/run_trace.json"
@@ -152,7 +155,7 @@ check "an ep that does not divide a stage's chips is an error" 1 \
 check "ep on a model without experts is an error" 1 "has no experts to split \(ep 2\)" -- \
   "$tessera" run --arch maia100-class --chips 2 --tp 2 --ep 2 "${small[@]}"
 check "a power limit below a step's power stretches it" 0 "power-throttled .* of it" -- \
-  "$tessera" run --arch h100-sxm --op gemm --shape 2048,2048,2048 -s power.limit=250W
+  "$tessera" run --arch h100-sxm --op gemm --shape 2048,2048,2048 -s power.limit=250W -s power.limit_window=0s
 check "a power limit below the static power is an error" 1 "power.limit: a power limit \(50W\) must be above" -- \
   "$tessera" run --arch h100-sxm --op gemm --shape 64,64,64 -s power.limit=50W
 check "an operator on several chips is refused" 1 "an operator runs on one" -- "$tessera" run --arch hgx-h100x8 --op gemm --shape 64,64,64

@@ -550,6 +550,11 @@ Report run(const arch::Arch& a, const RunSpec& spec, const RunOptions& options) 
   // same work's energy over a longer time) and takes its time / c. Per operator, a first-order rule: a GPU's power controller acts
   // within a few hundred microseconds, about an operator's length in the steps that reach the
   // limit, so a step's GEMMs slow down while its element-wise kernels and launch gaps do not.
+  // It holds the limit on the power averaged over power.limit_window, though: a run that starts
+  // from idle keeps its clock until that average reaches the limit, for
+  // tau = window x (limit - static) / (run's dynamic power), and only the rest of the run is
+  // throttled (its operators' stretch scaled by 1 - tau / time): a GEMM called alone, shorter
+  // than the window, runs at full clock above the limit; back to back, it would not.
   const sim::EnergyPrices prices = sim::EnergyPrices::from(a);
   const double limit = a.power.power_limit() * double(a.system.chips),
                idle = prices.static_power * double(a.system.chips);
@@ -560,6 +565,13 @@ Report run(const arch::Arch& a, const RunSpec& spec, const RunOptions& options) 
     const double c = (limit - idle) / (dynamic / s.seconds);
     r.throttled_seconds += s.seconds / c - s.seconds;
     clock = std::min(clock, c);
+  }
+  double full_clock = 0;  // tau: the run's start, before the window's average reaches the limit
+  if (r.throttled_seconds > 0 && a.power.limit_window > 0) {
+    const double dynamic = sim::price(prices, b.total, b.seconds, a.system.chips).dynamic();
+    full_clock = std::min(b.seconds, a.power.limit_window * (limit - idle) / (dynamic / b.seconds));
+    r.throttled_seconds *= 1 - full_clock / b.seconds;
+    clock = 1.0;  // its first windows run at full clock: the peak is theirs
   }
   r.seconds += r.throttled_seconds;
   r.instructions = b.total.instructions;
@@ -605,7 +617,13 @@ Report run(const arch::Arch& a, const RunSpec& spec, const RunOptions& options) 
   r.peak_power_w = (run.peak_power_w - idle) * clock + idle;  // every window at the lowered clock
   r.tdp_w = a.power.tdp * double(r.chips);
   if (tokens > 0) r.joules_per_token = r.energy.total() / tokens;
-  if (r.avg_power_w > r.tdp_w * (1 + 1e-9)) {  // (a step held at a limit of the TDP draws it exactly)
+  if (r.avg_power_w > r.tdp_w * (1 + 1e-9) && full_clock > 0) {
+    r.warnings.push_back(fmt::format(
+        "average power {:.0f} W exceeds the TDP of {:.0f} W: starting from idle, the first {:.3g} ms of the run "
+        "keep the full clock until the power averaged over power.limit_window ({:g} ms) reaches the limit; "
+        "run back to back, it would be held to the limit",
+        r.avg_power_w, r.tdp_w, full_clock * 1e3, a.power.limit_window * 1e3));
+  } else if (r.avg_power_w > r.tdp_w * (1 + 1e-9)) {  // (a step held at a limit of the TDP draws it exactly)
     r.warnings.push_back(
         fmt::format("average power {:.0f} W exceeds the TDP of {:.0f} W", r.avg_power_w, r.tdp_w));
   } else if (r.peak_power_w > r.tdp_w) {

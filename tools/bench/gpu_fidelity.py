@@ -34,7 +34,7 @@ GPU_BOUND_SECONDS = 110e-6
 AIMS = {"gemm": 8.0, "attention": 8.0, "decode step": 6.0, "prefill": 6.0, "J/token": 10.0}
 # What --check holds the MAPE to: the aim where the model meets it, else a little above what it
 # reaches today (so that it does not get worse unnoticed) until it does.
-GUARDS = {"gemm": 9.0, "attention": 35.0, "decode step": 6.0, "prefill": 6.0, "J/token": 11.0}
+GUARDS = {"gemm": 8.0, "attention": 35.0, "decode step": 6.0, "prefill": 6.0, "J/token": 10.0}
 LLAMA_3_8B = {"H": 4096, "nh": 32, "nkv": 8, "hd": 128, "I": 14336, "layers": 32, "vocab": 128256}
 
 
