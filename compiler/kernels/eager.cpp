@@ -91,27 +91,27 @@ void emit_traffic(KernelContext& ctx, uint64_t scratch, const Traffic& t) {
   std::vector<int> round_barrier(size_t(emitted), -1);
   for (int64_t e = 1; e < emitted; ++e) round_barrier[size_t(e)] = ctx.pb.barrier_id();
 
-  for (int t = 0; t < ctx.tiles(); ++t) {
-    const std::vector<Piece>& mine = pieces[size_t(t)];
+  for (int tile = 0; tile < ctx.tiles(); ++tile) {
+    const std::vector<Piece>& mine = pieces[size_t(tile)];
     for (int64_t e = 0; e < emitted; ++e) {
       if (e > 0) {
-        ctx.pb.emit(t, barrier(round_barrier[size_t(e)], ctx.tiles()));
-        ctx.begin_round(t, e);
+        ctx.pb.emit(tile, barrier(round_barrier[size_t(e)], ctx.tiles()));
+        ctx.begin_round(tile, e);
       }
       const int64_t r = ctx.round_at(e);
       const size_t first = size_t(std::min<int64_t>(r * kRound, int64_t(mine.size())));
       const size_t last = std::min(mine.size(), first + size_t(kRound));
       int64_t issued = 0;
       for (size_t i = first; i < last; ++i, ++issued) {
-        if (issued >= kInFlight) ctx.pb.emit(t, sem_wait(sem));
+        if (issued >= kInFlight) ctx.pb.emit(tile, sem_wait(sem));
         Block blk;
         blk.d0 = int64_t(mine[i].bytes);
         const Addr mem = hbm(int64_t(scratch + mine[i].at));
         const Addr local = sram(int64_t(mine[i].write ? buf[kInFlight] : buf[size_t(issued % kInFlight)]));
-        ctx.pb.emit(t, mine[i].write ? dma(mem, local, blk, Dtype::Int8, Dtype::None, {sem, int64_t(isa::kTileSelf)})
+        ctx.pb.emit(tile, mine[i].write ? dma(mem, local, blk, Dtype::Int8, Dtype::None, {sem, int64_t(isa::kTileSelf)})
                                      : dma(local, mem, blk, Dtype::Int8, Dtype::None, {sem, int64_t(isa::kTileSelf)}));
       }
-      if (issued > 0) ctx.pb.emit(t, sem_wait(sem, std::min<int64_t>(issued, kInFlight)));
+      if (issued > 0) ctx.pb.emit(tile, sem_wait(sem, std::min<int64_t>(issued, kInFlight)));
     }
   }
 }
