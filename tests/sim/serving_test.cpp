@@ -1,0 +1,147 @@
+// The serving scheduler against schedules worked out by hand, with iteration costs that make
+// the arithmetic easy (a fixed time per iteration, or one linear in the tokens).
+#include "sim/serving/scheduler.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace tessera::sim::serving {
+namespace {
+
+using workloads::Request;
+
+// Every iteration takes `seconds` and 2 J; the batches are kept for inspection.
+struct FixedCost : IterationCost {
+  double seconds = 1.0;
+  std::vector<std::vector<SequenceWork>> batches;
+  IterationCostResult cost(const std::vector<SequenceWork>& batch) override {
+    batches.push_back(batch);
+    return {seconds, 2.0};
+  }
+};
+
+SchedulerConfig roomy() {
+  SchedulerConfig c;
+  c.max_running = 8, c.max_batched_tokens = 100, c.block_tokens = 4, c.blocks = 100;
+  return c;
+}
+
+// A (t = 0, prompt 4, output 3) and B (t = 0.5, prompt 2, output 2), 1 s per iteration:
+//   [0, 1) A's prompt: A's first token at 1.  B arrives at 0.5 and waits.
+//   [1, 2) A decodes (token 2), B's prompt joins: B's first token at 2.
+//   [2, 3) both decode: A's token 3 and B's token 2, both done at 3.
+TEST(Serving, TimesOfTwoRequestsByHand) {
+  FixedCost cost;
+  const ServeResult r = serve({{0, 0.0, 4, 3}, {1, 0.5, 2, 2}}, roomy(), cost);
+  ASSERT_EQ(r.iterations.size(), 3u);
+  const RequestResult &a = r.requests[0], &b = r.requests[1];
+  EXPECT_DOUBLE_EQ(a.ttft(), 1.0);
+  EXPECT_DOUBLE_EQ(a.latency(), 3.0);
+  EXPECT_DOUBLE_EQ(a.tpot(), 1.0);  // (3 - 1) s over 2 tokens
+  EXPECT_DOUBLE_EQ(a.queueing(), 0.0);
+  EXPECT_DOUBLE_EQ(b.ttft(), 1.5);
+  EXPECT_DOUBLE_EQ(b.latency(), 2.5);
+  EXPECT_DOUBLE_EQ(b.tpot(), 1.0);
+  EXPECT_DOUBLE_EQ(b.queueing(), 0.5);
+  EXPECT_DOUBLE_EQ(r.seconds, 3.0);
+  EXPECT_DOUBLE_EQ(r.joules, 6.0);
+  // The second iteration mixes A's decode (context 4) with B's prompt.
+  ASSERT_EQ(cost.batches[1].size(), 2u);
+  EXPECT_FALSE(cost.batches[1][0].prefill);
+  EXPECT_EQ(cost.batches[1][0].context, 4);
+  EXPECT_EQ(cost.batches[1][0].tokens, 1);
+  EXPECT_TRUE(cost.batches[1][1].prefill);
+  EXPECT_EQ(cost.batches[1][1].tokens, 2);
+  EXPECT_EQ(r.iterations[1].prefill_tokens, 2);
+  EXPECT_EQ(r.iterations[1].decode_tokens, 1);
+}
+
+// Idle time: a request arriving later starts at its arrival.
+TEST(Serving, AnIdleReplicaWaitsForTheNextArrival) {
+  FixedCost cost;
+  cost.seconds = 0.25;
+  const ServeResult r = serve({{0, 0.0, 4, 1}, {1, 10.0, 4, 2}}, roomy(), cost);
+  EXPECT_DOUBLE_EQ(r.requests[0].finished, 0.25);
+  EXPECT_DOUBLE_EQ(r.requests[1].first_token, 10.25);
+  EXPECT_DOUBLE_EQ(r.requests[1].finished, 10.5);
+  EXPECT_DOUBLE_EQ(r.iterations[1].start, 10.0);
+}
+
+// A prompt of 7 tokens under a budget of 3 batched tokens: chunks of 3, 3 and 1 at contexts 0,
+// 3 and 6; its first token comes with the last chunk. Without chunking it is an error.
+TEST(Serving, ChunkedPrefillSplitsAsConfigured) {
+  FixedCost cost;
+  SchedulerConfig c = roomy();
+  c.max_batched_tokens = 3;
+  const ServeResult r = serve({{0, 0.0, 7, 2}}, c, cost);
+  ASSERT_EQ(cost.batches.size(), 4u);
+  for (size_t i = 0; i < 3; ++i) {
+    ASSERT_EQ(cost.batches[i].size(), 1u);
+    EXPECT_TRUE(cost.batches[i][0].prefill);
+    EXPECT_EQ(cost.batches[i][0].context, int64_t(3 * i));
+    EXPECT_EQ(cost.batches[i][0].tokens, i < 2 ? 3 : 1);
+  }
+  EXPECT_FALSE(cost.batches[3][0].prefill);
+  EXPECT_DOUBLE_EQ(r.requests[0].first_token, 3.0);
+  EXPECT_DOUBLE_EQ(r.requests[0].finished, 4.0);
+  c.chunked_prefill = false;
+  EXPECT_THROW(serve({{0, 0.0, 7, 2}}, c, cost), std::runtime_error);
+}
+
+// A KV cache of 3 blocks of 4 tokens. A (prompt 4, output 6) and B (prompt 4, output 2) arrive
+// together; each prompt takes a block. In iteration 2 A's fifth token needs a second block
+// (the last free one) and B's its second too: none left, so B, admitted last, is preempted.
+// B's prompt and first token (5 tokens, 2 blocks) wait for A to finish (A's 9th KV token takes
+// the freed block in iteration 6), then B recomputes them and yields its second token.
+TEST(Serving, KvExhaustionPreemptsTheLatestAdmittedWhenTheBlocksRunOut) {
+  FixedCost cost;
+  SchedulerConfig c = roomy();
+  c.blocks = 3;
+  const ServeResult r = serve({{0, 0.0, 4, 6}, {1, 0.0, 4, 2}}, c, cost);
+  ASSERT_EQ(r.iterations.size(), 7u);
+  EXPECT_EQ(r.iterations[0].preempted, 0);
+  EXPECT_EQ(r.iterations[1].preempted, 1);
+  EXPECT_EQ(r.iterations[0].blocks_used, 2);
+  EXPECT_EQ(r.iterations[1].blocks_used, 2);  // A's two
+  EXPECT_EQ(r.iterations[4].blocks_used, 2);
+  EXPECT_EQ(r.requests[1].preemptions, 1);
+  EXPECT_EQ(r.requests[0].preemptions, 0);
+  EXPECT_DOUBLE_EQ(r.requests[0].finished, 6.0);
+  EXPECT_DOUBLE_EQ(r.requests[1].first_token, 1.0);  // delivered before the preemption
+  EXPECT_DOUBLE_EQ(r.requests[1].finished, 7.0);
+  ASSERT_EQ(cost.batches[6].size(), 1u);
+  EXPECT_TRUE(cost.batches[6][0].prefill);  // the recompute: prompt and the token out
+  EXPECT_EQ(cost.batches[6][0].tokens, 5);
+  for (size_t i = 1; i < 6; ++i) EXPECT_EQ(cost.batches[i].size(), 1u) << i;  // A alone
+}
+
+TEST(Serving, RunningSequencesAreLimited) {
+  FixedCost cost;
+  SchedulerConfig c = roomy();
+  c.max_running = 2;
+  const ServeResult r = serve({{0, 0.0, 4, 2}, {1, 0.0, 4, 2}, {2, 0.0, 4, 2}}, c, cost);
+  EXPECT_DOUBLE_EQ(r.requests[0].finished, 2.0);
+  EXPECT_DOUBLE_EQ(r.requests[1].finished, 2.0);
+  EXPECT_DOUBLE_EQ(r.requests[2].scheduled, 2.0);
+  EXPECT_DOUBLE_EQ(r.requests[2].finished, 4.0);
+  EXPECT_EQ(r.iterations[0].waiting, 1);
+}
+
+TEST(Serving, BadInputIsAClearError) {
+  FixedCost cost;
+  SchedulerConfig c = roomy();
+  c.blocks = 2;
+  try {
+    serve({{0, 0.0, 4, 2}, {41, 0.5, 8, 4}}, c, cost);
+    ADD_FAILURE() << "a request larger than the KV cache was served";
+  } catch (const std::exception& e) {
+    EXPECT_THAT(std::string(e.what()), ::testing::HasSubstr("request 41 (8 prompt and 4 output tokens) needs 3 KV-cache blocks of 4 tokens; the replica has 2"));
+  }
+  EXPECT_THROW(serve({{0, 1.0, 4, 2}, {1, 0.5, 4, 2}}, roomy(), cost), std::runtime_error);  // unsorted
+  c = roomy();
+  c.max_running = 0;
+  EXPECT_THROW(serve({{0, 0.0, 4, 2}}, c, cost), std::runtime_error);
+}
+
+}  // namespace
+}  // namespace tessera::sim::serving
