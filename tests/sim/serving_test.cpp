@@ -1,6 +1,7 @@
 // The serving scheduler against schedules worked out by hand, with iteration costs that make
 // the arithmetic easy (a fixed time per iteration, or one linear in the tokens).
 #include "sim/serving/scheduler.hpp"
+#include "sim/serving/metrics.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -141,6 +142,55 @@ TEST(Serving, BadInputIsAClearError) {
   c = roomy();
   c.max_running = 0;
   EXPECT_THROW(serve({{0, 0.0, 4, 2}}, c, cost), std::runtime_error);
+}
+
+// The metrics of the two-request schedule above, by hand: TTFTs 1.0 and 1.5 s (p50 1.25, p90
+// 1.45, p99 1.495 by linear interpolation), TPOT 1 s each, 5 output and 6 prompt tokens over 3 s;
+// with a 1.2 s TTFT target only A meets the SLO. KV blocks held after each iteration: A's 1;
+// A's 2 and B's 1; none: a mean of 4/300 of the 100 blocks, a peak of 3/100. The replica is
+// never idle: 6 J.
+TEST(ServingMetrics, TwoRequestsByHand) {
+  FixedCost cost;
+  const ServeResult r = serve({{0, 0.0, 4, 3}, {1, 0.5, 2, 2}}, roomy(), cost);
+  const ServeMetrics m = summarize(r, roomy(), parse_slo("ttft=1200ms"), 100.0);
+  EXPECT_DOUBLE_EQ(m.seconds, 3.0);
+  EXPECT_DOUBLE_EQ(m.ttft.p50, 1.25);
+  EXPECT_DOUBLE_EQ(m.ttft.p90, 1.45);
+  EXPECT_DOUBLE_EQ(m.ttft.p99, 1.495);
+  EXPECT_DOUBLE_EQ(m.ttft.mean, 1.25);
+  EXPECT_DOUBLE_EQ(m.tpot.p99, 1.0);
+  EXPECT_DOUBLE_EQ(m.latency.p50, 2.75);
+  EXPECT_DOUBLE_EQ(m.queueing.mean, 0.25);
+  EXPECT_DOUBLE_EQ(m.output_tokens_per_s, 5.0 / 3.0);
+  EXPECT_DOUBLE_EQ(m.tokens_per_s, 11.0 / 3.0);
+  EXPECT_DOUBLE_EQ(m.slo_attainment, 0.5);
+  EXPECT_DOUBLE_EQ(m.goodput, 1.0 / 3.0);
+  EXPECT_NEAR(m.kv_occupancy_mean, 4.0 / 300.0, 1e-15);
+  EXPECT_DOUBLE_EQ(m.kv_occupancy_peak, 0.03);
+  EXPECT_DOUBLE_EQ(m.joules, 6.0);
+  EXPECT_DOUBLE_EQ(m.joules_per_output_token, 6.0 / 5.0);
+  // With a gap of idle time, the idle power fills it: 9 s idle at 100 W (busy 0-1 s and 10-11 s).
+  const ServeResult gap = serve({{0, 0.0, 4, 1}, {1, 10.0, 4, 1}}, roomy(), cost);
+  EXPECT_DOUBLE_EQ(summarize(gap, roomy(), Slo{}, 100.0).joules, 4.0 + 100.0 * 9.0);
+}
+
+TEST(ServingMetrics, SloTargetsParseWithUnitsAndNameBadKeys) {
+  const Slo s = parse_slo("ttft=0.5s,tpot=50ms");
+  EXPECT_DOUBLE_EQ(s.ttft, 0.5);
+  EXPECT_DOUBLE_EQ(s.tpot, 0.05);
+  EXPECT_DOUBLE_EQ(parse_slo("tpot=250us").tpot, 250e-6);
+  auto message = [](const std::string& spec) {
+    try {
+      parse_slo(spec);
+    } catch (const std::exception& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_THAT(message("ttft=fast"), ::testing::HasSubstr("--slo ttft: 'fast' is not a time above 0"));
+  EXPECT_THAT(message("ttft=5"), ::testing::HasSubstr("--slo ttft: '5' is not a time"));
+  EXPECT_THAT(message("itl=5ms"), ::testing::HasSubstr("--slo itl: unknown target"));
+  EXPECT_THAT(message("ttft=-5ms"), ::testing::HasSubstr("--slo ttft"));
 }
 
 }  // namespace
