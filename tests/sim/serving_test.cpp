@@ -1,6 +1,7 @@
 // The serving scheduler against schedules worked out by hand, with iteration costs that make
 // the arithmetic easy (a fixed time per iteration, or one linear in the tokens).
 #include "sim/serving/scheduler.hpp"
+#include "sim/serving/bucketed_cost.hpp"
 #include "sim/serving/metrics.hpp"
 
 #include <gmock/gmock.h>
@@ -191,6 +192,36 @@ TEST(ServingMetrics, SloTargetsParseWithUnitsAndNameBadKeys) {
   EXPECT_THAT(message("ttft=5"), ::testing::HasSubstr("--slo ttft: '5' is not a time"));
   EXPECT_THAT(message("itl=5ms"), ::testing::HasSubstr("--slo itl: unknown target"));
   EXPECT_THAT(message("ttft=-5ms"), ::testing::HasSubstr("--slo ttft"));
+}
+
+// Buckets of 64 tokens and 256 positions: a 100-token chunk is costed as 96 (the middle of
+// [65, 128]) at context 0 (a first chunk stays at 0); decodes at contexts 300 and 500 as two at
+// the middle of their mean's bucket, 400 in [257, 512]: 384. Another iteration with the same
+// canonical form reuses the cost.
+TEST(BucketedCost, IterationsOfOneShapeShareOneSimulation) {
+  FixedCost exact;
+  BucketedCost cached(exact, Buckets{64, 256});
+  const std::vector<SequenceWork> a = {{0, 300, 1, false}, {1, 0, 100, true}, {2, 500, 1, false}};
+  const std::vector<SequenceWork> c = cached.canonical(a);
+  ASSERT_EQ(c.size(), 3u);
+  EXPECT_TRUE(c[0].prefill);
+  EXPECT_EQ(c[0].tokens, 96);
+  EXPECT_EQ(c[0].context, 0);
+  EXPECT_FALSE(c[1].prefill);
+  EXPECT_EQ(c[1].context, 384);
+  EXPECT_EQ(c[2].context, 384);
+  cached.cost(a);
+  cached.cost({{5, 270, 1, false}, {6, 530, 1, false}, {7, 0, 70, true}});  // the same canonical form
+  cached.cost({{5, 270, 1, false}, {7, 0, 70, true}});                      // one decode fewer
+  EXPECT_EQ(cached.lookups(), 3);
+  EXPECT_EQ(cached.simulated(), 2);
+  ASSERT_EQ(exact.batches.size(), 2u);
+  EXPECT_EQ(exact.batches[0].size(), 3u);
+  // Widths of 1 keep every length; a lone decode is its own mean.
+  BucketedCost fine(exact, Buckets{1, 1});
+  const std::vector<SequenceWork> f = fine.canonical({{0, 0, 100, true}, {1, 77, 1, false}});
+  EXPECT_EQ(f[0].tokens, 100);
+  EXPECT_EQ(f[1].context, 77);
 }
 
 }  // namespace
