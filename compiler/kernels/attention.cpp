@@ -24,12 +24,18 @@ Block head_rows(int64_t D, int64_t tokens, int64_t G, int64_t ld, int64_t hbm_e,
   return b;
 }
 
-// SRAM bytes with query blocks of `q_block` tokens and key blocks of `kb`: three K/V buffer
+// K/V buffer pairs: keys load three blocks ahead, into the set the block before this one read,
+// so that the load (held back until that block's P V is done) never stalls the sequencer ahead
+// of the next block's softmax; with three sets it would wait for this block's P V, and the
+// softmax of the next block could not start under it.
+constexpr int kKvSets = 4;
+
+// SRAM bytes with query blocks of `q_block` tokens and key blocks of `kb`: the K/V buffer
 // pairs and two Q buffers (bf16), S (fp32) and P (bf16) of two blocks, O (fp32 and output
 // dtype), five per-row vectors.
 uint64_t unit_bytes(const AttentionSpec& s, int64_t q_block, int64_t kb) {
   const int64_t rows = s.heads / s.kv_heads * q_block, d = s.head_dim;
-  return uint64_t(3 * 2 * kb * d * 2 + 2 * rows * d * 2 + 2 * rows * kb * (4 + 2) +
+  return uint64_t(kKvSets * 2 * kb * d * 2 + 2 * rows * d * 2 + 2 * rows * kb * (4 + 2) +
                   rows * d * (4 + esize(s.out.dtype)) + rows * 4 * 5 + 4096);
 }
 
@@ -136,7 +142,7 @@ class AttentionKernel {
       kbuf_[0] = a.k, kbuf_[1] = a.v, mbuf_[0] = a.m, mbuf_[1] = b.m, lbuf_ = a.l, alpha_ = b.l;
       bmax_ = groups_[1][0].m, obuf_ = a.o, obf_ = a.out;
     } else {
-      for (int i = 0; i < 3; ++i) kbuf_[i] = ctx_.sram(uint64_t(Lb * D_ * 2)), vbuf_[i] = ctx_.sram(uint64_t(Lb * D_ * 2));
+      for (int i = 0; i < kKvSets; ++i) kbuf_[i] = ctx_.sram(uint64_t(Lb * D_ * 2)), vbuf_[i] = ctx_.sram(uint64_t(Lb * D_ * 2));
       for (int i = 0; i < 2; ++i) {
         qbuf_[i] = ctx_.sram(uint64_t(R_ * D_ * 2)), q_sem_[i] = ctx_.sem();
       }
@@ -343,7 +349,7 @@ class AttentionKernel {
 
   void load(TileWork& w, size_t i) {
     const Step& st = w.steps[i];
-    w.issued[i] = load_keys(w.t, w.xs[st.unit], st.k0, st.k1, int(i % 3));
+    w.issued[i] = load_keys(w.t, w.xs[st.unit], st.k0, st.k1, int(i % kKvSets));
   }
 
   TileWork start_tile(int t, std::vector<std::pair<int64_t, int64_t>> work) {
@@ -365,10 +371,10 @@ class AttentionKernel {
     if (w.appends > 0) pb_.emit(w.t, sem_wait(append_sem_, w.appends));
   }
 
-  // S = Q K^T of step i (Q is scaled) into S buffer i % 2, once its keys (set i % 3) are in.
+  // S = Q K^T of step i (Q is scaled) into S buffer i % 2, once its keys (set i % kKvSets) are in.
   void issue_qk(TileWork& w, size_t i) {
     const Step& st = w.steps[i];
-    const int set = int(i % 3);
+    const int set = int(i % kKvSets);
     pb_.emit(w.t, sem_wait(kv_sem_[set], w.issued[i]));
     MatmulOperands qk;
     qk.acc = sram(int64_t(sbuf_[i % 2])), qk.a = sram(int64_t(qbuf_[st.unit % 2])), qk.b = sram(int64_t(kbuf_[set]));
@@ -385,7 +391,7 @@ class AttentionKernel {
       const size_t i = w.next;
       const Step& st = w.steps[i];
       const Unit& x = w.xs[st.unit];
-      const int qset = int(st.unit % 2), set = int(i % 3), sp = int(i % 2);  // K/V set, S/P buffers
+      const int qset = int(st.unit % 2), set = int(i % kKvSets), sp = int(i % 2);  // K/V set, S/P buffers
       const bool first = i == 0 || w.steps[i - 1].unit != st.unit;
       const bool last = i + 1 == w.steps.size() || w.steps[i + 1].unit != st.unit;
       const int64_t rows = x.rows, kb = st.k1 - st.k0, j = (st.k0 - x.k0) / Lb;
@@ -432,7 +438,7 @@ class AttentionKernel {
         pv.accumulate = true;
       }
       pb_.emit(t, matmul(pv));
-      if (i + 3 < w.steps.size()) load(w, i + 3);  // waits for this block's MATMULs (scoreboard)
+      if (i + 3 < w.steps.size()) load(w, i + 3);  // into the set of the block before (kKvSets)
       if (!last) continue;
       if (p_.splits > 1) {  // the partial O, m and l to the scratch
         const uint64_t at = scratch_of(w.work[st.unit].first);
@@ -624,8 +630,8 @@ class AttentionKernel {
   int64_t G_, D_, blocks_, R_, e_, oe_, ce_, ldq_, ldk_, ldv_, ldo_;
   bool kv_staged_ = false;         // this step's keys and values are in shared memory
   uint64_t kv_shared_[2] = {};     // where: keys, values
-  uint64_t kbuf_[3] = {}, vbuf_[3] = {}, qbuf_[2] = {};
-  int kv_sem_[3] = {}, q_sem_[2] = {};
+  uint64_t kbuf_[kKvSets] = {}, vbuf_[kKvSets] = {}, qbuf_[2] = {};
+  int kv_sem_[kKvSets] = {}, q_sem_[2] = {};
   uint64_t sbuf_[2] = {}, pbuf_[2] = {}, obuf_ = 0, obf_ = 0, mbuf_[2] = {}, lbuf_ = 0, bmax_ = 0, alpha_ = 0;
   int out_sem_ = 0, append_sem_ = 0;
   std::vector<Member> groups_[2];  // emit_groups: two groups' buffers

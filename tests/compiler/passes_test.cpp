@@ -801,15 +801,15 @@ TEST(Tile, LongContextAttentionWalksKeysInBlocks) {
   // (o_proj after it does not prefetch), so the attention plans in all of the 512 KiB:
   // 524,288 x 15/16 = 491,520 bytes. One query token a unit, 8 KV heads: 8 units on 132 SMs,
   // so each splits its 4001 keys in min(132 / 8, 4001 / 512) = 7 ranges of 572. With 4 query
-  // rows (4 query heads a KV head), a block of kb keys takes 2 x 2 x kb x 128 x 2 (K, V) +
-  // 2 x 4 x 128 x 2 (Q) + 4 x kb x 6 (S, P) + 4 x 128 x 6 (O) + 4 x 20 + 4096 = 1048 kb + 9296
-  // bytes: 572 are too many (608,752), 256 fit (277,584). 56 units.
+  // rows (4 query heads a KV head), a block of kb keys takes 4 x 2 x kb x 128 x 2 (four K/V
+  // sets) + 2 x 4 x 128 x 2 (Q) + 2 x 4 x kb x 6 (S, P) + 4 x 128 x 6 (O) + 4 x 20 + 4096 =
+  // 2096 kb + 9296 bytes: 572 are too many, 256 too (545,872), 128 fit (277,584). 56 units.
   const ModelConfig m = load_model_config("llama-3-8b");
   EXPECT_CHECKS(text_after(m, decode(1, 4000), Stage::Placed, {}, arch::load_arch("h100-sxm")), R"(
     CHECK: %l0.attention = attention
     CHECK-NEXT: place: units (causal query blocks paired early with late) round-robin on tiles 0..55
     CHECK-NEXT: strategy: heads
-    CHECK-NEXT: tiles: query blocks of 1 tokens, keys in blocks of 256, 56 units (keys split in 7 ranges, combined after a barrier)
+    CHECK-NEXT: tiles: query blocks of 1 tokens, keys in blocks of 128, 56 units (keys split in 7 ranges, combined after a barrier)
     CHECK-NEXT: %l0.o_proj = linear
     CHECK-NEXT: place:
     CHECK-NEXT: strategy: stream
