@@ -547,9 +547,10 @@ Report run(const arch::Arch& a, const RunSpec& spec, const RunOptions& options) 
   // The power limit (power.limit, default the TDP): an operator whose average power would
   // exceed the chips' limit runs at a lower clock c = (limit - static) / its dynamic power, its
   // events' and the active power's (at a fixed voltage dynamic power follows the clock: the
-  // same work's energy over a longer time) and takes its time / c. Per operator, a first-order rule: a GPU's power controller acts
-  // within a few hundred microseconds, about an operator's length in the steps that reach the
-  // limit, so a step's GEMMs slow down while its element-wise kernels and launch gaps do not.
+  // same work's energy over a longer time) and takes its time / c. Per operator, a first-order
+  // rule: a GPU's power controller acts within a few hundred microseconds, about an operator's
+  // length in the steps that reach the limit, so a step's GEMMs slow down while its element-wise
+  // kernels and launch gaps do not.
   // It holds the limit on the power averaged over power.limit_window, though: a run that starts
   // from idle keeps its clock until that average reaches the limit, for
   // tau = window x (limit - static) / (run's dynamic power), and only the rest of the run is
