@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <numbers>
 #include <tuple>
@@ -15,6 +16,11 @@
 namespace tessera::workloads {
 
 namespace {
+
+// Bounds that keep a request's token counts and a generated trace's size far from overflow and
+// from exhausting memory.
+constexpr int64_t kMaxTokens = int64_t(1) << 30;
+constexpr double kMaxRequests = 1e7;
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -62,7 +68,7 @@ bool parse_time(std::string_view s, double& seconds) {
   if (!parse_number(s.substr(0, 4), y) || !parse_number(s.substr(5, 2), mo) || !parse_number(s.substr(8, 2), d) ||
       !parse_number(s.substr(11, 2), h) || !parse_number(s.substr(14, 2), mi) || !parse_number(s.substr(17), sec))
     return false;
-  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec < 0 || sec >= 61) return false;
+  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || !(sec >= 0 && sec < 61)) return false;
   seconds = double(days_from_civil(y, mo, d)) * 86400.0 + double(h * 3600 + mi * 60) + sec;
   return true;
 }
@@ -115,6 +121,9 @@ int64_t draw(const Lengths& l, Random& r) {
 }  // namespace
 
 std::vector<Request> read_trace(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec))  // a directory or a device would read forever
+    throw std::runtime_error(path + ": not a trace file (no such file, or not a regular file)");
   std::ifstream in(path);
   if (!in) throw std::runtime_error(path + ": cannot open the trace");
   auto fail = [&](int64_t line, const std::string& what) {
@@ -161,6 +170,7 @@ std::vector<Request> read_trace(const std::string& path) {
       if (!parse_number(f[size_t(col)], *value))
         throw fail(line_no, fmt::format("{} '{}' is not a whole number", name, f[size_t(col)]));
       if (*value < 1) throw fail(line_no, fmt::format("{} {} is below 1", name, *value));
+      if (*value > kMaxTokens) throw fail(line_no, fmt::format("{} {} is above {} tokens", name, *value, kMaxTokens));
     }
     if (out.empty()) {
       first = last = t;
@@ -204,6 +214,10 @@ std::vector<Request> synthesize(const Synthetic& s) {
   if (!(s.rate > 0) || !std::isfinite(s.rate)) throw std::runtime_error("synthetic traffic needs a rate above 0");
   if (s.count <= 0 && !(s.duration > 0)) throw std::runtime_error("synthetic traffic needs a count or a duration");
   if (s.arrivals == Synthetic::Arrivals::Gamma && !(s.cv > 0)) throw std::runtime_error("gamma arrivals need a cv above 0");
+  const double expected = s.count > 0 ? double(s.count) : s.rate * s.duration;
+  if (!(expected <= kMaxRequests))
+    throw std::runtime_error(fmt::format("synthetic traffic of {:g} requests: at most {:g} (count, or rate x duration)",
+                                         expected, kMaxRequests));
   Random gaps(s.seed), lengths(s.seed ^ 0x5eed5eed5eed5eedULL);
   const double mean = 1.0 / s.rate, shape = 1.0 / (s.cv * s.cv);
   std::vector<Request> out;
@@ -238,7 +252,8 @@ Synthetic parse_synthetic(const std::string& spec, const std::vector<Request>& t
     }
     auto integer = [&](std::string_view p) {
       int64_t x = 0;
-      if (!parse_number(p, x) || x < 1) throw bad(key, fmt::format("'{}' is not a whole number of at least 1", p));
+      if (!parse_number(p, x) || x < 1 || x > kMaxTokens)
+        throw bad(key, fmt::format("'{}' is not a whole number of tokens from 1 to {}", p, kMaxTokens));
       return x;
     };
     auto real = [&](std::string_view p) {

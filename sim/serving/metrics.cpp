@@ -1,9 +1,10 @@
 #include "sim/serving/metrics.hpp"
 
+#include "arch/quantity.hpp"
+
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <numeric>
 #include <stdexcept>
@@ -23,13 +24,14 @@ Slo parse_slo(const std::string& spec) {
     if (eq == std::string_view::npos) throw std::runtime_error(fmt::format("--slo {}: expected KEY=TIME", key));
     const std::string_view value = item.substr(eq + 1);
     double x = 0;
-    const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), x);
-    const std::string_view unit(end, size_t(value.data() + value.size() - end));
-    const double scale = unit == "s" ? 1.0 : unit == "ms" ? 1e-3 : unit == "us" ? 1e-6 : 0.0;
-    if (ec != std::errc() || scale == 0 || !(x > 0) || !std::isfinite(x))
-      throw std::runtime_error(fmt::format("--slo {}: '{}' is not a time above 0 (500ms, 0.5s, 50us)", key, value));
-    if (key == "ttft") s.ttft = x * scale;
-    else if (key == "tpot") s.tpot = x * scale;
+    try {
+      x = arch::parse_quantity(value, arch::Dim::Time);
+    } catch (const arch::QuantityError& e) {
+      throw std::runtime_error(fmt::format("--slo {}: {}", key, e.what()));
+    }
+    if (!(x > 0)) throw std::runtime_error(fmt::format("--slo {}: '{}' is not a time above 0", key, value));
+    if (key == "ttft") s.ttft = x;
+    else if (key == "tpot") s.tpot = x;
     else throw std::runtime_error(fmt::format("--slo {}: unknown target (ttft, tpot)", key));
   }
   return s;

@@ -17,7 +17,7 @@ struct Slo {
   double tpot = std::numeric_limits<double>::infinity();
 };
 
-// "ttft=500ms,tpot=50ms" (units s, ms, us; either key may be left out). Errors name the key.
+// "ttft=500ms,tpot=50ms" (times as in arch files; either key may be left out). Errors name the key.
 Slo parse_slo(const std::string& spec);
 
 // Linear interpolation between closest ranks, as numpy.percentile's default.

@@ -84,12 +84,13 @@ ServeResult serve(const std::vector<workloads::Request>& requests, const Schedul
     return true;
   };
 
+  auto arrive = [&] {  // requests that have arrived by now join the queue
+    for (; next < requests.size() && requests[next].arrival <= now; ++next)
+      waiting.push_back({next, requests[next].prompt_tokens, requests[next].output_tokens, 0, 0, 0, true});
+  };
+
   while (finished < int64_t(requests.size())) {
-    while (next < requests.size() && requests[next].arrival <= now) {
-      const workloads::Request& r = requests[next];
-      waiting.push_back({next, r.prompt_tokens, r.output_tokens, 0, 0, 0, true});
-      ++next;
-    }
+    arrive();
     if (running.empty() && waiting.empty()) {  // idle until the next arrival
       now = requests[next].arrival;
       continue;
@@ -166,11 +167,7 @@ ServeResult serve(const std::vector<workloads::Request>& requests, const Schedul
     }
     now = end;
     out.joules += c.joules;
-    while (next < requests.size() && requests[next].arrival <= now) {  // counted as waiting
-      const workloads::Request& r = requests[next];
-      waiting.push_back({next, r.prompt_tokens, r.output_tokens, 0, 0, 0, true});
-      ++next;
-    }
+    arrive();  // counted as waiting after the iteration
     rec.waiting = int64_t(waiting.size());
     rec.blocks_used = config.blocks - free_blocks;
     out.iterations.push_back(rec);

@@ -3,7 +3,7 @@
 // mixed with decodes in one iteration, a paged KV cache of fixed-size blocks, admission while
 // blocks last, and preemption by recompute when they run out. Each iteration's time and energy
 // come from an IterationCost (the facade's: the simulator); the scheduler only keeps time.
-// Depends on workloads/ (requests), nothing else of ours.
+// Depends on workloads/ (requests).
 #pragma once
 
 #include <cstdint>

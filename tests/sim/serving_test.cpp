@@ -188,10 +188,12 @@ TEST(ServingMetrics, SloTargetsParseWithUnitsAndNameBadKeys) {
     }
     return std::string("no error");
   };
-  EXPECT_THAT(message("ttft=fast"), ::testing::HasSubstr("--slo ttft: 'fast' is not a time above 0"));
-  EXPECT_THAT(message("ttft=5"), ::testing::HasSubstr("--slo ttft: '5' is not a time"));
+  EXPECT_THAT(message("ttft=fast"), ::testing::HasSubstr("--slo ttft: expected a quantity with a unit such as '3ns'"));
+  EXPECT_THAT(message("ttft=5"), ::testing::HasSubstr("--slo ttft: missing unit"));
+  EXPECT_THAT(message("tpot=2min"), ::testing::HasSubstr("--slo tpot: unknown unit 'min'"));
   EXPECT_THAT(message("itl=5ms"), ::testing::HasSubstr("--slo itl: unknown target"));
-  EXPECT_THAT(message("ttft=-5ms"), ::testing::HasSubstr("--slo ttft"));
+  EXPECT_THAT(message("ttft=-5ms"), ::testing::HasSubstr("--slo ttft: '-5ms' is not a time above 0"));
+  EXPECT_THAT(message("ttft=0s"), ::testing::HasSubstr("--slo ttft: '0s' is not a time above 0"));
 }
 
 // Buckets of 64 tokens and 256 positions: a 100-token chunk is costed as 96 (the middle of

@@ -20,9 +20,11 @@ std::string write(const std::string& name, const std::string& text) {
   return path.string();
 }
 
-std::string error_of(const std::string& path) {
+// The message of what `f` throws, or "no error".
+template <class F>
+std::string error_of(F&& f) {
   try {
-    read_trace(path);
+    f();
   } catch (const std::exception& e) {
     return e.what();
   }
@@ -62,25 +64,31 @@ TEST(Trace, ColumnsInAnyOrderAndSecondsAsNumbers) {
 
 TEST(Trace, BadTracesNameTheFileAndLine) {
   const std::string header = "TIMESTAMP,ContextTokens,GeneratedTokens\n";
-  const std::string missing = write("missing.csv", "TIMESTAMP,ContextTokens\n1,2\n");
-  EXPECT_THAT(error_of(missing), HasSubstr(missing + ":1: the header lacks the column(s) GeneratedTokens"));
-  const std::string unsorted = write("unsorted.csv", header + "5,10,10\n4,10,10\n");
-  EXPECT_THAT(error_of(unsorted), HasSubstr(unsorted + ":3: time goes backwards"));
-  const std::string negative = write("negative.csv", header + "-5,10,10\n");
-  EXPECT_THAT(error_of(negative), HasSubstr(negative + ":2: a negative TIMESTAMP"));
-  const std::string text = write("text.csv", header + "1,ten,10\n");
-  EXPECT_THAT(error_of(text), HasSubstr(text + ":2: ContextTokens 'ten' is not a whole number"));
-  const std::string time = write("time.csv", header + "yesterday,10,10\n");
-  EXPECT_THAT(error_of(time), HasSubstr(time + ":2: TIMESTAMP 'yesterday' is neither a date and time"));
-  const std::string zero = write("zero.csv", header + "1,10,0\n");
-  EXPECT_THAT(error_of(zero), HasSubstr(zero + ":2: GeneratedTokens 0 is below 1"));
-  const std::string fields = write("fields.csv", header + "1,10\n");
-  EXPECT_THAT(error_of(fields), HasSubstr(fields + ":2: 2 fields where the header has 3"));
-  const std::string empty = write("empty.csv", "");
-  EXPECT_THAT(error_of(empty), HasSubstr(empty + ":1: an empty trace"));
-  const std::string only_header = write("header.csv", header);
-  EXPECT_THAT(error_of(only_header), HasSubstr(only_header + ":1: a trace without requests"));
-  EXPECT_THAT(error_of("/nonexistent/trace.csv"), HasSubstr("/nonexistent/trace.csv: cannot open"));
+  const struct {
+    const char* name;
+    std::string text, error;
+  } cases[] = {
+      {"missing.csv", "TIMESTAMP,ContextTokens\n1,2\n", ":1: the header lacks the column(s) GeneratedTokens"},
+      {"unsorted.csv", header + "5,10,10\n4,10,10\n", ":3: time goes backwards"},
+      {"negative.csv", header + "-5,10,10\n", ":2: a negative TIMESTAMP"},
+      {"text.csv", header + "1,ten,10\n", ":2: ContextTokens 'ten' is not a whole number"},
+      {"time.csv", header + "yesterday,10,10\n", ":2: TIMESTAMP 'yesterday' is neither a date and time"},
+      {"nan.csv", header + "2023-11-16 18:17:nan,10,10\n", ":2: TIMESTAMP '2023-11-16 18:17:nan' is neither"},
+      {"zero.csv", header + "1,10,0\n", ":2: GeneratedTokens 0 is below 1"},
+      {"huge.csv", header + "1,4000000000,10\n", ":2: ContextTokens 4000000000 is above 1073741824 tokens"},
+      {"fields.csv", header + "1,10\n", ":2: 2 fields where the header has 3"},
+      {"empty.csv", "", ":1: an empty trace"},
+      {"header.csv", header, ":1: a trace without requests"},
+  };
+  for (const auto& c : cases) {
+    const std::string path = write(c.name, c.text);
+    EXPECT_THAT(error_of([&] { read_trace(path); }), HasSubstr(path + c.error)) << c.name;
+  }
+  EXPECT_THAT(error_of([] { read_trace("/nonexistent/trace.csv"); }), HasSubstr("/nonexistent/trace.csv: not a trace file"));
+  // A device or a directory would be read forever or as nothing.
+  EXPECT_THAT(error_of([] { read_trace("/dev/zero"); }), HasSubstr("/dev/zero: not a trace file"));
+  const std::string dir = std::filesystem::temp_directory_path().string();
+  EXPECT_THAT(error_of([&] { read_trace(dir); }), HasSubstr(dir + ": not a trace file"));
 }
 
 TEST(Replay, WindowRebasesAndScalingStretchesTime) {
@@ -155,14 +163,7 @@ TEST(Synthetic, ResamplesATracesLengths) {
 }
 
 TEST(Synthetic, BadSpecsNameTheKey) {
-  auto message = [](const std::string& spec) {
-    try {
-      parse_synthetic(spec);
-    } catch (const std::exception& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
+  auto message = [](const std::string& spec) { return error_of([&] { parse_synthetic(spec); }); };
   EXPECT_THAT(message("prompt=8,output=8,count=1"), HasSubstr("--synthetic rate: missing"));
   EXPECT_THAT(message("rate=-1,prompt=8,output=8,count=1"), HasSubstr("--synthetic rate: '-1' is not a number above 0"));
   EXPECT_THAT(message("rate=1,prompt=uniform:9:3,output=8,count=1"), HasSubstr("--synthetic prompt: uniform:LO:HI needs LO <= HI"));
@@ -171,6 +172,10 @@ TEST(Synthetic, BadSpecsNameTheKey) {
   EXPECT_THAT(message("rate=1,prompt=8,output=8"), HasSubstr("--synthetic count: missing"));
   EXPECT_THAT(message("rate=1,prompt=8,output=8,count=1,speed=2"), HasSubstr("--synthetic speed: unknown key"));
   EXPECT_THAT(message("rate=1,prompt=8,output=8,count=1,arrivals=weibull"), HasSubstr("--synthetic arrivals: 'weibull'"));
+  EXPECT_THAT(message("rate=1,prompt=0,output=8,count=1"), HasSubstr("--synthetic prompt: '0' is not a whole number of tokens"));
+  // Traffic too large to hold: an error, not an hour of generating.
+  EXPECT_THAT(error_of([] { synthesize(parse_synthetic("rate=1e9,prompt=8,output=8,duration=1e9")); }),
+              HasSubstr("synthetic traffic of 1e+18 requests: at most 1e+07"));
 }
 
 // The real traces (read where they are; not copied): their sizes and spans.
