@@ -1,5 +1,6 @@
 #include "arch/validate.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -152,10 +153,12 @@ void validate(const Arch& a, const ConfigNode& root, std::vector<Problem>& probl
                 "static power (" + fmt(a.power.static_power, Dim::Power) + ") must be below the TDP (" +
                     fmt(a.power.tdp, Dim::Power) + ")");
   check.require(a.power.limit_window <= 10, "power.limit_window", "a power limit's window of at most 10 s");
-  check.require(a.power.static_power + a.power.active_power < a.power.power_limit(), "power.active_power",
+  // Below the TDP as well as a higher limit: GEMM plans weigh their energy over the TDP's headroom.
+  const double active_bound = std::min(a.power.tdp, a.power.power_limit());
+  check.require(a.power.static_power + a.power.active_power < active_bound, "power.active_power",
                 "active power (" + fmt(a.power.active_power, Dim::Power) +
-                    ") with the static power must be below the power limit (" +
-                    fmt(a.power.power_limit(), Dim::Power) + ")");
+                    ") with the static power must be below the TDP and the power limit (" +
+                    fmt(active_bound, Dim::Power) + ")");
   check.require(a.power.limit == 0 || a.power.limit > a.power.static_power, "power.limit",
                 "a power limit (" + fmt(a.power.limit, Dim::Power) + ") must be above the static power (" +
                     fmt(a.power.static_power, Dim::Power) + ")");

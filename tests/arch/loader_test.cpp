@@ -166,7 +166,10 @@ TEST_F(LoaderTest, ActivePowerAndLimitWindowAreBounded) {
   EXPECT_THAT(error_of("h100-sxm", {"power.active_power=-1W"}), HasSubstr("power.active_power"));
   // 70.4 W static + 630 W active reach the 700 W TDP: the chip could not run at its clock at all.
   EXPECT_THAT(error_of("h100-sxm", {"power.active_power=630W"}),
-              HasSubstr("power.active_power: active power (630W) with the static power must be below the power limit (700W)"));
+              HasSubstr("power.active_power: active power (630W) with the static power must be below the TDP and the power limit (700W)"));
+  // A limit above the TDP does not lift it: the TDP bounds it too.
+  EXPECT_THAT(error_of("h100-sxm", {"power.limit=2000W", "power.active_power=650W"}),
+              HasSubstr("must be below the TDP and the power limit (700W)"));
   EXPECT_THAT(error_of("h100-sxm", {"power.limit=120W"}), HasSubstr("power.active_power"));  // 70.4 + 50 W
   EXPECT_THAT(error_of("h100-sxm", {"power.limit_window=-1ms"}), HasSubstr("power.limit_window"));
   EXPECT_THAT(error_of("h100-sxm", {"power.limit_window=1e300s"}),
