@@ -559,29 +559,10 @@ Report run(const arch::Arch& a, const RunSpec& spec, const RunOptions& options) 
   const sim::EnergyPrices prices = sim::EnergyPrices::from(a);
   const double limit = a.power.power_limit() * double(a.system.chips),
                idle = prices.static_power * double(a.system.chips);
-  double clock = 1.0;  // the lowest of the operators'
-  for (const Share& s : b.ops) {
-    const double dynamic = sim::price(prices, s.activity, s.seconds, a.system.chips).dynamic();
-    if (s.seconds <= 0 || dynamic / s.seconds + idle <= limit) continue;
-    const double c = (limit - idle) / (dynamic / s.seconds);
-    r.throttled_seconds += s.seconds / c - s.seconds;
-    clock = std::min(clock, c);
-  }
-  double full_clock = 0;  // tau: the run's start, before the window's average reaches the limit
-  if (r.throttled_seconds > 0 && a.power.limit_window > 0) {
-    const double dynamic = sim::price(prices, b.total, b.seconds, a.system.chips).dynamic();
-    full_clock = std::min(b.seconds, a.power.limit_window * (limit - idle) / (dynamic / b.seconds));
-    r.throttled_seconds *= 1 - full_clock / b.seconds;
-    clock = 1.0;  // its first windows run at full clock: the peak is theirs
-  }
-  r.seconds += r.throttled_seconds;
-  r.instructions = b.total.instructions;
-  r.layers_simulated = run.simulated;
-  r.rounds_sampled = run.rounds_sampled;
-
   const arch::Derived d = arch::derive(a);
   // Activity is summed over the chips, the peaks are a chip's: utilisation is the chips' mean.
   const double chips = double(a.system.chips);
+  // An operator's or a layer's row: its events' and the active power's energy over its time.
   auto row = [&](const Share& s) {
     Report::Row out{s, 2 * s.activity.total_macs(), s.activity.hbm_read + s.activity.hbm_write,
                     sim::price(prices, s.activity, s.seconds, a.system.chips),
@@ -591,6 +572,30 @@ Report run(const arch::Arch& a, const RunSpec& spec, const RunOptions& options) 
     return out;
   };
   for (const Share& s : b.ops) r.ops.push_back(row(s));
+  // The lowered clock does the same work (events and active power) over a longer time: only
+  // the static power runs on through the throttled time (added below).
+  r.energy = sim::price(prices, b.total, b.seconds, a.system.chips);
+
+  double clock = 1.0;  // the lowest of the operators'
+  for (const Report::Row& x : r.ops) {
+    const double t = x.share.seconds, dynamic = x.energy.dynamic();
+    if (t <= 0 || dynamic / t + idle <= limit) continue;
+    const double c = (limit - idle) / (dynamic / t);
+    r.throttled_seconds += t / c - t;
+    clock = std::min(clock, c);
+  }
+  double full_clock = 0;  // tau: the run's start, before the window's average reaches the limit
+  if (r.throttled_seconds > 0 && a.power.limit_window > 0) {
+    full_clock = std::min(b.seconds, a.power.limit_window * (limit - idle) / (r.energy.dynamic() / b.seconds));
+    r.throttled_seconds *= 1 - full_clock / b.seconds;
+    clock = 1.0;  // its first windows run at full clock: the peak is theirs
+  }
+  r.seconds += r.throttled_seconds;
+  r.energy.joules["static"] += idle * r.throttled_seconds;
+  r.instructions = b.total.instructions;
+  r.layers_simulated = run.simulated;
+  r.rounds_sampled = run.rounds_sampled;
+
   if (r.throttled_seconds > 0) {
     r.ops.push_back({{"power_throttle", "power", 0, false, r.throttled_seconds, r.throttled_seconds, {}}, 0, 0, {},
                      {}, "power"});
@@ -610,10 +615,6 @@ Report run(const arch::Arch& a, const RunSpec& spec, const RunOptions& options) 
   r.utilization["capacity"] = run.hbm_used / d.hbm_capacity;
   r.bound = r.throttled_seconds > 0 ? "power" : bound_of(r.utilization);
 
-  // The lowered clock does the same work (events and active power) over a longer time: only
-  // the static power runs on through the throttled time.
-  r.energy = sim::price(prices, b.total, b.seconds, r.chips);
-  r.energy.joules["static"] += idle * r.throttled_seconds;
   r.avg_power_w = r.energy.total() / r.seconds;
   r.peak_power_w = (run.peak_power_w - idle) * clock + idle;  // every window at the lowered clock
   r.tdp_w = a.power.tdp * double(r.chips);
