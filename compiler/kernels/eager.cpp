@@ -67,51 +67,50 @@ void emit_traffic(KernelContext& ctx, uint64_t scratch, const Traffic& t) {
   for (uint64_t& b : buf) b = ctx.sram(piece);
   const int sem = ctx.sem();
 
-  // Each tile's pieces of its share, reads then writes.
-  struct Piece {
-    uint64_t at, bytes;
-    bool write;
+  // A tile's share of the reads and of the writes, cut in pieces: reads first, then writes.
+  struct Share {
+    uint64_t r0, r1, w0, w1;
+    int64_t reads, writes;  // pieces
   };
-  std::vector<std::vector<Piece>> pieces(size_t(ctx.tiles()));
-  size_t most = 0;
-  for (int64_t tile = 0; tile < tiles; ++tile) {
-    std::vector<Piece>& mine = pieces[size_t(tile)];
-    for (const bool write : {false, true}) {
-      const uint64_t bytes = write ? t.write : t.read;
-      const uint64_t b0 = bytes * uint64_t(tile) / uint64_t(tiles), b1 = bytes * uint64_t(tile + 1) / uint64_t(tiles);
-      for (uint64_t at = b0; at < b1; at += piece) mine.push_back({at, std::min(piece, b1 - at), write});
-    }
-    most = std::max(most, mine.size());
-  }
+  auto share = [&](int64_t tile) {
+    Share sh{};
+    if (tile >= tiles) return sh;
+    sh.r0 = t.read * uint64_t(tile) / uint64_t(tiles), sh.r1 = t.read * uint64_t(tile + 1) / uint64_t(tiles);
+    sh.w0 = t.write * uint64_t(tile) / uint64_t(tiles), sh.w1 = t.write * uint64_t(tile + 1) / uint64_t(tiles);
+    sh.reads = ceil_div(int64_t(sh.r1 - sh.r0), int64_t(piece)), sh.writes = ceil_div(int64_t(sh.w1 - sh.w0), int64_t(piece));
+    return sh;
+  };
+  int64_t most = 0;
+  for (int64_t tile = 0; tile < tiles; ++tile) most = std::max(most, share(tile).reads + share(tile).writes);
   // Rounds of kRound pieces a tile, every tile of the chip in step (a barrier between them), so
   // that a long kernel may be sampled (KernelContext::plan_rounds); each round drains its pieces.
   constexpr int64_t kRound = 16;
-  const int64_t rounds = std::max<int64_t>(ceil_div(int64_t(most), kRound), 1);
-  const int64_t emitted = ctx.plan_rounds(rounds);
+  const int64_t emitted = ctx.plan_rounds(std::max<int64_t>(ceil_div(most, kRound), 1));
   std::vector<int> round_barrier(size_t(emitted), -1);
   for (int64_t e = 1; e < emitted; ++e) round_barrier[size_t(e)] = ctx.pb.barrier_id();
 
   for (int tile = 0; tile < ctx.tiles(); ++tile) {
-    const std::vector<Piece>& mine = pieces[size_t(tile)];
+    const Share sh = share(tile);
     for (int64_t e = 0; e < emitted; ++e) {
       if (e > 0) {
         ctx.pb.emit(tile, barrier(round_barrier[size_t(e)], ctx.tiles()));
         ctx.begin_round(tile, e);
       }
-      const int64_t r = ctx.round_at(e);
-      const size_t first = size_t(std::min<int64_t>(r * kRound, int64_t(mine.size())));
-      const size_t last = std::min(mine.size(), first + size_t(kRound));
-      int64_t issued = 0;
-      for (size_t i = first; i < last; ++i, ++issued) {
+      const int64_t first = std::min(ctx.round_at(e) * kRound, sh.reads + sh.writes);
+      const int64_t last = std::min(first + kRound, sh.reads + sh.writes);
+      for (int64_t i = first; i < last; ++i) {
+        const int64_t issued = i - first;
         if (issued >= kInFlight) ctx.pb.emit(tile, sem_wait(sem));
+        const bool write = i >= sh.reads;
+        const uint64_t at = write ? sh.w0 + uint64_t(i - sh.reads) * piece : sh.r0 + uint64_t(i) * piece;
         Block blk;
-        blk.d0 = int64_t(mine[i].bytes);
-        const Addr mem = hbm(int64_t(scratch + mine[i].at));
-        const Addr local = sram(int64_t(mine[i].write ? buf[kInFlight] : buf[size_t(issued % kInFlight)]));
-        ctx.pb.emit(tile, mine[i].write ? dma(mem, local, blk, Dtype::Int8, Dtype::None, {sem, int64_t(isa::kTileSelf)})
-                                     : dma(local, mem, blk, Dtype::Int8, Dtype::None, {sem, int64_t(isa::kTileSelf)}));
+        blk.d0 = int64_t(std::min(piece, (write ? sh.w1 : sh.r1) - at));
+        const Addr mem = hbm(int64_t(scratch + at));
+        const Addr local = sram(int64_t(write ? buf[kInFlight] : buf[size_t(issued % kInFlight)]));
+        ctx.pb.emit(tile, write ? dma(mem, local, blk, Dtype::Int8, Dtype::None, {sem, int64_t(isa::kTileSelf)})
+                                : dma(local, mem, blk, Dtype::Int8, Dtype::None, {sem, int64_t(isa::kTileSelf)}));
       }
-      if (issued > 0) ctx.pb.emit(tile, sem_wait(sem, std::min<int64_t>(issued, kInFlight)));
+      if (last > first) ctx.pb.emit(tile, sem_wait(sem, std::min<int64_t>(last - first, kInFlight)));
     }
   }
 }
