@@ -1,6 +1,7 @@
 #include "sim/hbm.hpp"
 
 #include <algorithm>
+#include <bit>
 
 namespace tessera::sim {
 
@@ -74,16 +75,22 @@ double Hbm::peak_bandwidth() const {
   return double(g_.pcs) * double(g_.burst_bytes) / (g_.burst_ps * 1e-12);
 }
 
-HbmCache::HbmCache(uint64_t bytes) {
-  const uint64_t n = bytes / kGranule;
-  if (n == 0) return;
-  slots_.resize(n);
-  size_t size = 2;
-  int bits = 1;
-  while (size < 2 * n) size <<= 1, ++bits;  // at most half full
-  keys_.assign(size, 0);
-  values_.assign(size, 0);
-  shift_ = 64 - bits;
+HbmCache::HbmCache(uint64_t bytes) : capacity_(std::min<uint64_t>(bytes / kGranule, kNone - 1)) {
+  if (capacity_ > 0) rehash(16);
+}
+
+void HbmCache::rehash(size_t size) {
+  std::vector<uint64_t> keys(size, 0);
+  std::vector<uint32_t> values(size, 0);
+  keys.swap(keys_), values.swap(values_);
+  shift_ = 64 - std::countr_zero(size);
+  const size_t mask = size - 1;
+  for (size_t j = 0; j < keys.size(); ++j) {
+    if (keys[j] == 0) continue;
+    size_t k = home(keys[j] - 1);
+    while (keys_[k] != 0) k = (k + 1) & mask;
+    keys_[k] = keys[j], values_[k] = values[j];
+  }
 }
 
 uint32_t HbmCache::find(uint64_t granule) const {
@@ -127,8 +134,10 @@ bool HbmCache::touch(uint64_t a, uint64_t n) {
   const uint64_t g = a / kGranule, off = a % kGranule;
   uint32_t i = find(g);
   if (i == kNone) {
-    if (used_ < slots_.size()) {
-      i = used_++;
+    if (slots_.size() < capacity_) {  // slots and table grow with the granules used, not the capacity
+      i = uint32_t(slots_.size());
+      slots_.emplace_back();
+      if (2 * slots_.size() > keys_.size()) rehash(2 * keys_.size());  // at most half full
     } else {  // the least recently used granule makes room
       i = oldest_;
       unlink(i);

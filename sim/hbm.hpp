@@ -244,7 +244,7 @@ class HbmCache {
  public:
   static constexpr uint64_t kGranule = 16 << 10, kSector = 32;
   explicit HbmCache(uint64_t bytes);
-  bool enabled() const { return !slots_.empty(); }
+  bool enabled() const { return capacity_ > 0; }
   // Bytes [a, a + n) of one granule are used now: whether all of them were held.
   bool touch(uint64_t a, uint64_t n);
   // Calls fn(address, bytes, held) for the runs of [a, a + n) split at granule boundaries.
@@ -260,8 +260,9 @@ class HbmCache {
  private:
   static_assert(kGranule / kSector % 64 == 0, "a granule's sectors fill whole words");
   static constexpr uint32_t kNone = ~0u;
-  // Slots in a fixed array, in a recency list by index, found through an open-addressing table
-  // of granule + 1 (0: empty): no allocation per access on the DMA path.
+  // Slots in an array, in a recency list by index, found through an open-addressing table of
+  // granule + 1 (0: empty): no allocation per access on the DMA path once the working set is
+  // in; both grow with the granules used, up to the capacity.
   struct Slot {
     uint64_t granule = 0;
     uint32_t newer = kNone, older = kNone;
@@ -271,10 +272,12 @@ class HbmCache {
   void unlink(uint32_t i);
   void push_newest(uint32_t i);
   void erase_key(uint64_t granule);
+  void rehash(size_t size);  // a table of `size` (a power of two) entries
   size_t home(uint64_t granule) const { return size_t((granule * 0x9E3779B97F4A7C15ull) >> shift_); }
 
+  uint64_t capacity_ = 0;  // granules
   std::vector<Slot> slots_;
-  uint32_t used_ = 0, newest_ = kNone, oldest_ = kNone;
+  uint32_t newest_ = kNone, oldest_ = kNone;
   std::vector<uint64_t> keys_;    // granule + 1, or 0
   std::vector<uint32_t> values_;  // the slot of keys_[i]
   int shift_ = 64;

@@ -237,35 +237,38 @@ TEST(HbmCache, HoldsWholeSectorsOfRecentGranules) {
 }
 
 TEST(HbmCache, MatchesAListAndMapReference) {
-  // 8 granules over accesses to 40 of them, random ranges within a granule: the
-  // answers of an obviously-correct LRU (a list in recency order, a set of held sectors per
-  // granule) and the cache's fixed slots, recency links and open-addressing table agree.
+  // 8 granules over accesses to 40 of them, and 100 over 400 (the slots and the table grow as
+  // granules come in), random ranges within a granule: the answers of an obviously-correct LRU
+  // (a list in recency order, a set of held sectors per granule) and the cache's slots, recency
+  // links and open-addressing table agree.
   constexpr uint64_t G = HbmCache::kGranule, S = HbmCache::kSector;
-  HbmCache c(8 * G);
-  std::list<uint64_t> order;  // most recent first
-  std::map<uint64_t, std::set<uint64_t>> held;
-  std::mt19937_64 rng(7);
-  int hits = 0;
-  for (int step = 0; step < 20000; ++step) {
-    // Mostly whole sectors (as DMAs of tensor rows), one access in four anywhere.
-    const bool aligned = rng() % 4 != 0;
-    const uint64_t g = rng() % 40, off = aligned ? rng() % (G / S) * S : rng() % G;
-    const uint64_t n = aligned ? S * (1 + rng() % ((G - off) / S)) : 1 + rng() % (G - off);
-    auto it = std::find(order.begin(), order.end(), g);
-    if (it != order.end()) {
-      order.erase(it);
-    } else if (order.size() == 8) {
-      held.erase(order.back());
-      order.pop_back();
+  for (const auto& [capacity, granules] : {std::pair<size_t, uint64_t>{8, 40}, {100, 400}}) {
+    HbmCache c(capacity * G);
+    std::list<uint64_t> order;  // most recent first
+    std::map<uint64_t, std::set<uint64_t>> held;
+    std::mt19937_64 rng(7);
+    int hits = 0;
+    for (int step = 0; step < 20000; ++step) {
+      // Mostly whole sectors (as DMAs of tensor rows), one access in four anywhere.
+      const bool aligned = rng() % 4 != 0;
+      const uint64_t g = rng() % granules, off = aligned ? rng() % (G / S) * S : rng() % G;
+      const uint64_t n = aligned ? S * (1 + rng() % ((G - off) / S)) : 1 + rng() % (G - off);
+      auto it = std::find(order.begin(), order.end(), g);
+      if (it != order.end()) {
+        order.erase(it);
+      } else if (order.size() == capacity) {
+        held.erase(order.back());
+        order.pop_back();
+      }
+      order.push_front(g);
+      const uint64_t s0 = (off + S - 1) / S, s1 = (off + n) / S;
+      bool want = off % S == 0 && (off + n) % S == 0 && s1 > s0;
+      for (uint64_t x = s0; x < s1; ++x) want = want && held[g].count(x), held[g].insert(x);
+      ASSERT_EQ(c.touch(g * G + off, n), want) << capacity << " granules, step " << step;
+      hits += want;
     }
-    order.push_front(g);
-    const uint64_t s0 = (off + S - 1) / S, s1 = (off + n) / S;
-    bool want = off % S == 0 && (off + n) % S == 0 && s1 > s0;
-    for (uint64_t x = s0; x < s1; ++x) want = want && held[g].count(x), held[g].insert(x);
-    ASSERT_EQ(c.touch(g * G + off, n), want) << "step " << step;
-    hits += want;
+    EXPECT_GT(hits, 100) << capacity;  // the sequence exercises hits, not only misses
   }
-  EXPECT_GT(hits, 100);  // the sequence exercises hits, not only misses
 }
 
 }  // namespace
