@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <numbers>
 #include <sstream>
@@ -281,6 +282,24 @@ struct Cut {
 
 }  // namespace
 
+std::vector<SequenceStep> Workload::steps() const {
+  if (!sequences.empty()) return sequences;
+  const SequenceStep one = phase == Phase::Prefill ? SequenceStep{0, seq} : SequenceStep{context, 1};
+  return std::vector<SequenceStep>(size_t(std::max<int64_t>(batch, 0)), one);
+}
+
+int64_t Workload::tokens() const {
+  int64_t n = 0;
+  for (const SequenceStep& s : steps()) n += s.tokens;
+  return n;
+}
+
+int64_t Workload::capacity() const {
+  int64_t most = 0;
+  for (const SequenceStep& s : steps()) most = std::max(most, s.past + s.tokens);
+  return std::max(cache_capacity, most);
+}
+
 std::string tensor_parallel_problem(const ModelConfig& m, int64_t n) {
   if (m.heads % n != 0) return fmt::format("{} attention heads do not split evenly over {} chips", m.heads, n);
   if (m.intermediate % n != 0) {
@@ -300,14 +319,21 @@ namespace {
 class GraphBuilder {
  public:
   GraphBuilder(const ModelConfig& m, const Workload& w, const TensorParallel& tp, const PipelineStage& stage)
-      : m_(m), w_(w), tp_(tp), stage_(stage) {
-    tokens_ = w.batch * w.tokens_per_sequence();
+      : m_(m), w_(w), tp_(tp), stage_(stage), steps_(w.steps()) {
+    tokens_ = w.tokens();
+    ragged_ = std::adjacent_find(steps_.begin(), steps_.end(), std::not_equal_to<>()) != steps_.end();
     g_.name = m.name;
     g_.meta["model"] = m.name;
     g_.meta["family"] = m.family;
-    g_.meta["phase"] = w.phase == Phase::Prefill ? "prefill" : "decode";
-    g_.meta["batch"] = std::to_string(w.batch);
-    g_.meta[w.phase == Phase::Prefill ? "seq" : "context"] = std::to_string(w.phase == Phase::Prefill ? w.seq : w.context);
+    if (!w.sequences.empty()) {
+      g_.meta["phase"] = "mixed";
+      g_.meta["sequences"] = std::to_string(steps_.size());
+      g_.meta["tokens"] = std::to_string(tokens_);
+    } else {
+      g_.meta["phase"] = w.phase == Phase::Prefill ? "prefill" : "decode";
+      g_.meta["batch"] = std::to_string(w.batch);
+      g_.meta[w.phase == Phase::Prefill ? "seq" : "context"] = std::to_string(w.phase == Phase::Prefill ? w.seq : w.context);
+    }
     g_.meta["layers"] = std::to_string(m.layers);
     if (tp.chips > 1) g_.meta["tensor_parallel"] = fmt::format("{} of {}", tp.rank, tp.chips);
     if (stage.stages > 1) {
@@ -318,9 +344,17 @@ class GraphBuilder {
 
   Graph build() {
     split_heads_and_features();
-    if (w_.batch <= 0) throw CompileError("batch must be at least 1");
-    if (w_.phase == Phase::Prefill && w_.seq <= 0) throw CompileError("the prompt must have at least 1 token");
-    if (w_.phase == Phase::Decode && w_.context < 0) throw CompileError("the context cannot be negative");
+    if (w_.sequences.empty()) {
+      if (w_.batch <= 0) throw CompileError("batch must be at least 1");
+      if (w_.phase == Phase::Prefill && w_.seq <= 0) throw CompileError("the prompt must have at least 1 token");
+      if (w_.phase == Phase::Decode && w_.context < 0) throw CompileError("the context cannot be negative");
+    }
+    for (size_t b = 0; b < w_.sequences.size(); ++b) {
+      const SequenceStep& s = w_.sequences[b];
+      if (s.tokens < 1 || s.past < 0) {
+        throw CompileError(fmt::format("sequence {}: {} tokens after {} (at least 1 after 0 or more)", b, s.tokens, s.past));
+      }
+    }
     const int64_t positions = w_.capacity();
     if (positions > m_.max_positions) {
       throw CompileError(fmt::format("{} tokens per sequence exceed {}'s {} positions", positions, m_.name, m_.max_positions));
@@ -354,10 +388,11 @@ class GraphBuilder {
     }
     const std::string final_norm = m_.family == "gpt2" ? "transformer.ln_f" : m_.family == "opt" ? "model.decoder.final_layer_norm" : "model.norm";
     int64_t rows = tokens_;
-    if (w_.phase == Phase::Prefill && !w_.all_logits && w_.seq > 1) {
+    if (!w_.all_logits && tokens_ > int64_t(steps_.size())) {
       std::vector<int64_t> last;
-      for (int64_t b = 0; b < w_.batch; ++b) last.push_back((b + 1) * w_.seq - 1);
-      rows = w_.batch;
+      int64_t row = 0;
+      for (const SequenceStep& s : steps_) last.push_back((row += s.tokens) - 1);
+      rows = int64_t(last.size());
       x = add_op(OpKind::Embedding, "last_tokens", {x}, {rows, m_.hidden}, -1, {{"rows", last}});
     }
     const int h = norm(final_norm, x, -1, "final_norm");
@@ -448,9 +483,13 @@ class GraphBuilder {
     return g_.op(kind, name, std::move(in), name, std::move(shape), std::move(attrs));
   }
 
-  std::vector<int64_t> positions() const {
+  // Every token's position, sequence after sequence; `one`: a uniform step's first sequence's
+  // (which every sequence shares).
+  std::vector<int64_t> positions(bool one = false) const {
     std::vector<int64_t> p;
-    for (int64_t s = 0; s < w_.tokens_per_sequence(); ++s) p.push_back(w_.past() + s + m_.position_offset);
+    for (size_t b = 0; b < (one && !ragged_ ? std::min<size_t>(1, steps_.size()) : steps_.size()); ++b) {
+      for (int64_t s = 0; s < steps_[b].tokens; ++s) p.push_back(steps_[b].past + s + m_.position_offset);
+    }
     return p;
   }
 
@@ -470,11 +509,8 @@ class GraphBuilder {
     if (!m_.rope) {
       const std::string pos_name = m_.family == "gpt2" ? "transformer.wpe.weight" : "model.decoder.embed_positions.weight";
       const int pos_table = weight(pos_name, {m_.max_positions + m_.position_offset, m_.hidden});
-      std::vector<int64_t> rows;
-      for (int64_t b = 0; b < w_.batch; ++b) {
-        for (int64_t p : positions()) rows.push_back(p);
-      }
-      const int pos = add_op(OpKind::Embedding, "embed_positions", {pos_table}, {tokens_, m_.hidden}, -1, {{"rows", rows}});
+      const int pos =
+          add_op(OpKind::Embedding, "embed_positions", {pos_table}, {tokens_, m_.hidden}, -1, {{"rows", positions()}});
       x = add_op(OpKind::Add, "embed_sum", {x, pos}, {tokens_, m_.hidden}, -1);
     }
     return x;
@@ -555,20 +591,27 @@ class GraphBuilder {
       k = proj(attn + "k_proj", n + "k_proj", h, m_.kv_heads * d, m_.hidden, m_.qkv_bias, l, kv_cut);
       v = proj(attn + "v_proj", n + "v_proj", h, m_.kv_heads * d, m_.hidden, m_.qkv_bias, l, kv_cut);
     }
-    const std::map<std::string, AttrValue> shape_attrs{{"batch", w_.batch}, {"seq", w_.tokens_per_sequence()},
-                                                       {"past", w_.past()}, {"head_dim", m_.head_dim}};
+    const int64_t batch = int64_t(steps_.size());
     if (m_.rope) {
       if (rope_cos_ < 0) rope_tables();
-      auto rope_attrs = shape_attrs;
+      // Token t takes table row t % seq: a uniform step's tables hold one sequence's positions.
+      std::map<std::string, AttrValue> rope_attrs{{"seq", g_.v(rope_cos_).shape[0]}, {"head_dim", m_.head_dim}};
       rope_attrs["heads"] = heads_;
       q = add_op(OpKind::Rope, n + "q_rope", {q, rope_cos_, rope_sin_}, {tokens_, q_dim}, l, rope_attrs);
       rope_attrs["heads"] = kv_heads_;
       k = add_op(OpKind::Rope, n + "k_rope", {k, rope_cos_, rope_sin_}, {tokens_, kv_dim}, l, rope_attrs);
     }
     const int64_t cache_len = w_.capacity();
-    const int kc = g_.value(fmt::format("kv_cache.{}.k", model_layer), {w_.batch, kv_heads_, cache_len, d}, Dtype::Bf16, Role::KvCache);
-    const int vc = g_.value(fmt::format("kv_cache.{}.v", model_layer), {w_.batch, kv_heads_, cache_len, d}, Dtype::Bf16, Role::KvCache);
-    auto attn_attrs = shape_attrs;
+    const int kc = g_.value(fmt::format("kv_cache.{}.k", model_layer), {batch, kv_heads_, cache_len, d}, Dtype::Bf16, Role::KvCache);
+    const int vc = g_.value(fmt::format("kv_cache.{}.v", model_layer), {batch, kv_heads_, cache_len, d}, Dtype::Bf16, Role::KvCache);
+    std::map<std::string, AttrValue> attn_attrs{{"batch", batch}, {"head_dim", m_.head_dim}};
+    if (ragged_) {
+      std::vector<int64_t> seq_lens, past_lens;
+      for (const SequenceStep& s : steps_) seq_lens.push_back(s.tokens), past_lens.push_back(s.past);
+      attn_attrs["seq_lens"] = seq_lens, attn_attrs["past_lens"] = past_lens;
+    } else {
+      attn_attrs["seq"] = steps_.at(0).tokens, attn_attrs["past"] = steps_.at(0).past;
+    }
     attn_attrs["heads"] = heads_;
     attn_attrs["kv_heads"] = kv_heads_;
     attn_attrs["causal"] = int64_t(1);
@@ -620,7 +663,7 @@ class GraphBuilder {
   // cos and sin of position * inv_freq[i] for the positions of this step, i < D/2.
   void rope_tables() {
     const int64_t half = m_.head_dim / 2;
-    const std::vector<int64_t> pos = positions();
+    const std::vector<int64_t> pos = positions(true);
     const std::vector<double> inv_freq = m_.rope_inv_freq();
     auto cos = std::make_shared<std::vector<float>>(), sin = std::make_shared<std::vector<float>>();
     for (int64_t p : pos) {
@@ -644,6 +687,8 @@ class GraphBuilder {
   int64_t heads_ = 0, kv_heads_ = 0, kv_first_ = 0, intermediate_ = 0;  // this chip's
   int64_t local_experts_ = 0, expert_first_ = 0, expert_rank_ = 0, expert_inter_ = 0;  // its experts
   Graph g_;
+  const std::vector<SequenceStep> steps_;
+  bool ragged_ = false;  // sequences of unlike steps
   int64_t tokens_ = 0;
   int embed_table_ = -1;
   int rope_cos_ = -1, rope_sin_ = -1;

@@ -53,6 +53,13 @@ std::vector<std::string> model_names();
 
 enum class Phase { Prefill, Decode };
 
+// One sequence of a ragged iteration: `tokens` new tokens after the `past` ones its KV cache
+// holds (a prompt's chunk, or 1: a decode step).
+struct SequenceStep {
+  int64_t past = 0, tokens = 1;
+  bool operator==(const SequenceStep&) const = default;
+};
+
 struct Workload {
   Phase phase = Phase::Prefill;
   int64_t batch = 1;
@@ -66,9 +73,15 @@ struct Workload {
   // Prefill: logits of every prompt token. Serving needs only each sequence's last one (the
   // next token), so by default the final norm and the LM head see only those rows.
   bool all_logits = false;
-  int64_t tokens_per_sequence() const { return phase == Phase::Prefill ? seq : 1; }
-  int64_t past() const { return phase == Phase::Prefill ? 0 : context; }
-  int64_t capacity() const { return std::max(cache_capacity, past() + tokens_per_sequence()); }
+  // A ragged iteration (continuous batching: some sequences in prefill, some decoding, each
+  // its own length); when given, phase, batch, seq and context are not used. Sequence b holds
+  // slot b of the KV cache.
+  std::vector<SequenceStep> sequences;
+  // Every sequence's step, ragged or not.
+  std::vector<SequenceStep> steps() const;
+  int64_t tokens() const;  // in all sequences
+  // Positions each sequence's cache holds: cache_capacity, or enough for the longest step.
+  int64_t capacity() const;
 };
 
 // Tensor parallelism (Megatron-LM): a model split over `chips` chips, each holding a part of

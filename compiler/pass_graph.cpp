@@ -89,11 +89,22 @@ std::vector<std::vector<int64_t>> output_shapes(const Graph& g, const Op& op) {
       return {{x[0], x[1] / 2}};
     }
     case OpKind::Attention: {
-      const int64_t b = op.i("batch"), s = op.i("seq"), past = op.i("past"), hq = op.i("heads"), hkv = op.i("kv_heads"),
-                    d = op.i("head_dim");
+      const int64_t b = op.i("batch"), hq = op.i("heads"), hkv = op.i("kv_heads"), d = op.i("head_dim");
       if (hq % hkv != 0) bad(op, "query heads must be a multiple of key/value heads");
-      const std::vector<int64_t> q{b * s, hq * d}, kv{b * s, hkv * d}, cache{b, hkv, op.i("capacity", past + s), d};
-      if (cache[2] < past + s) bad(op, fmt::format("a cache of {} positions cannot hold {} + {}", cache[2], past, s));
+      // Per sequence (a ragged step) or one length and past for all.
+      const bool ragged = op.attrs.count("seq_lens") > 0;
+      const std::vector<int64_t> seqs = ragged ? op.ints("seq_lens") : std::vector<int64_t>(size_t(b), op.i("seq"));
+      const std::vector<int64_t> pasts = ragged ? op.ints("past_lens") : std::vector<int64_t>(size_t(b), op.i("past"));
+      if (int64_t(seqs.size()) != b || int64_t(pasts.size()) != b) {
+        bad(op, fmt::format("{} sequences with {} lengths and {} pasts", b, seqs.size(), pasts.size()));
+      }
+      const int64_t tokens = std::accumulate(seqs.begin(), seqs.end(), int64_t(0));
+      const std::vector<int64_t> q{tokens, hq * d}, kv{tokens, hkv * d}, cache{b, hkv, op.i("capacity"), d};
+      for (int64_t i = 0; i < b; ++i) {
+        const int64_t s = seqs[size_t(i)], past = pasts[size_t(i)];
+        if (s < 1 || past < 0) bad(op, fmt::format("sequence {}: {} tokens after {}", i, s, past));
+        if (cache[2] < past + s) bad(op, fmt::format("a cache of {} positions cannot hold {} + {}", cache[2], past, s));
+      }
       if (shape(g, op, 0) != q) bad(op, fmt::format("q is {}, expected {}", shape_text(shape(g, op, 0)), shape_text(q)));
       if (shape(g, op, 1) != kv || shape(g, op, 2) != kv) bad(op, fmt::format("k and v must be {}", shape_text(kv)));
       if (shape(g, op, 3) != cache || shape(g, op, 4) != cache) bad(op, fmt::format("caches must be {}", shape_text(cache)));

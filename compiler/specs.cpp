@@ -95,10 +95,15 @@ RowsSpec rows_spec(const Lowering& l, const Op& op, LayerRegs regs) {
 
 AttentionSpec attention_spec(const Lowering& l, const Op& op, LayerRegs regs) {
   AttentionSpec s;
-  s.batch = op.i("batch"), s.seq = op.i("seq"), s.past = op.i("past");
+  s.batch = op.i("batch");
+  if (op.attrs.count("seq_lens")) {
+    s.seq_lens = op.ints("seq_lens"), s.past_lens = op.ints("past_lens");
+  } else {
+    s.seq = op.i("seq"), s.past = op.i("past");
+  }
   s.heads = op.i("heads"), s.kv_heads = op.i("kv_heads"), s.head_dim = op.i("head_dim");
   s.causal = op.i("causal", 1) != 0;
-  s.capacity = op.i("capacity", s.past + s.seq);
+  s.capacity = op.i("capacity");
   s.q = operand(l, op.inputs[0], regs);
   s.k = operand(l, op.inputs[1], regs);
   s.v = operand(l, op.inputs[2], regs);

@@ -6,6 +6,8 @@
 #include <array>
 #include <cmath>
 
+#include "arch/derived.hpp"
+
 namespace tessera::compiler {
 namespace {
 
@@ -47,9 +49,25 @@ uint64_t member_bytes(const AttentionSpec& s, int64_t q_block, int64_t kb) {
                   rows * 8 + 9 * 64);
 }
 
-// Keys that query block qb sees (causal: up to its last token).
-int64_t keys_for(const AttentionSpec& s, int64_t q_block, int64_t qb) {
-  return s.past + (s.causal ? std::min(s.seq, (qb + 1) * q_block) : s.seq);
+// Keys that query block qb of sequence b sees (causal: up to its last token).
+int64_t keys_for(const AttentionSpec& s, int64_t b, int64_t q_block, int64_t qb) {
+  return s.past_of(b) + (s.causal ? std::min(s.seq_of(b), (qb + 1) * q_block) : s.seq_of(b));
+}
+
+// The most and the fewest keys a sequence has, and its most tokens.
+struct Extent {
+  int64_t most_keys = 0, fewest_keys = 0, most_tokens = 0;
+  bool decode = true;  // one token each
+};
+Extent extent(const AttentionSpec& s) {
+  Extent e{0, INT64_MAX, 0, true};
+  for (int64_t b = 0; b < s.batch; ++b) {
+    const int64_t keys = s.past_of(b) + s.seq_of(b);
+    e.most_keys = std::max(e.most_keys, keys), e.fewest_keys = std::min(e.fewest_keys, keys);
+    e.most_tokens = std::max(e.most_tokens, s.seq_of(b));
+    e.decode = e.decode && s.seq_of(b) == 1;
+  }
+  return e;
 }
 
 }  // namespace
@@ -57,17 +75,22 @@ int64_t keys_for(const AttentionSpec& s, int64_t q_block, int64_t qb) {
 AttentionPlan plan_attention(const arch::Arch& a, const AttentionSpec& s, uint64_t budget,
                              int64_t key_block) {
   AttentionPlan p;
-  const int64_t G = s.heads / s.kv_heads, keys = s.past + s.seq, tiles = a.tiles();
+  if (s.ragged() && (int64_t(s.seq_lens.size()) != s.batch || int64_t(s.past_lens.size()) != s.batch)) {
+    throw CompileError(fmt::format("attention: {} sequences with {} lengths and {} pasts", s.batch, s.seq_lens.size(),
+                                   s.past_lens.size()));
+  }
+  const Extent ext = extent(s);
+  const int64_t G = s.heads / s.kv_heads, keys = ext.most_keys, tiles = a.tiles();
   // Split keys when a decode step has fewer units than tiles, in ranges of at least 512 keys.
   const int64_t units = s.batch * s.kv_heads;
-  if (s.seq == 1 && units < tiles) {
-    p.splits = std::clamp<int64_t>(std::min(tiles / units, keys / 512), 1, 64);
+  if (ext.decode && units < tiles) {
+    p.splits = std::clamp<int64_t>(std::min(tiles / units, ext.fewest_keys / 512), 1, 64);
   }
   const int64_t per_unit = ceil_div(keys, p.splits);
   auto round_keys = [&](int64_t kb) { return std::min(per_unit, kb >= 64 ? kb / 64 * 64 : kb); };
   // Up to 512 query rows (fewer re-reads of K and V) with key blocks of at least 256 (or all
   // of them); then fewer keys, then fewer rows.
-  p.q_block = std::clamp<int64_t>(512 / G, 1, s.seq);
+  p.q_block = std::clamp<int64_t>(512 / G, 1, ext.most_tokens);
   p.key_block = round_keys(key_block > 0 ? key_block : 4096);
   auto fits = [&] { return unit_bytes(s, p.q_block, p.key_block) <= budget; };
   const int64_t enough = std::min<int64_t>(per_unit, 256);
@@ -100,10 +123,13 @@ AttentionPlan plan_attention(const arch::Arch& a, const AttentionSpec& s, uint64
   if (unit_keys <= p.key_block && key_block == 0) {
     p.group = std::clamp<int64_t>(int64_t(budget / (2 * member_bytes(s, p.q_block, unit_keys))), 1, 16);
   }
-  const int64_t blocks = ceil_div(s.seq, p.q_block);
-  p.units = units * blocks * p.splits;
-  // Causal query blocks go in pairs (see AttentionKernel::assign).
-  const int64_t items = units * (s.causal ? ceil_div(blocks, 2) : blocks) * p.splits;
+  int64_t items = 0;
+  for (int64_t b = 0; b < s.batch; ++b) {
+    const int64_t blocks = ceil_div(s.seq_of(b), p.q_block);
+    p.units += s.kv_heads * blocks * p.splits;
+    // Causal query blocks go in pairs (see AttentionKernel::assign).
+    items += s.kv_heads * (s.causal ? ceil_div(blocks, 2) : blocks) * p.splits;
+  }
   p.tiles = std::min<int64_t>(tiles, items);
   if (p.splits > 1) p.scratch_bytes = uint64_t(p.units * G * (s.head_dim + 2) * 4);
   return p;
@@ -115,11 +141,17 @@ class AttentionKernel {
  public:
   AttentionKernel(KernelContext& ctx, const AttentionSpec& s, const AttentionPlan& p)
       : ctx_(ctx), pb_(ctx.pb), s_(s), p_(p), G_(s.heads / s.kv_heads), D_(s.head_dim),
-        blocks_(ceil_div(s.seq, p.q_block)), R_(G_ * p.q_block), e_(esize(s.q.dtype)),
+        R_(G_ * p.q_block), e_(esize(s.q.dtype)),
         oe_(esize(s.out.dtype)), ce_(esize(s.kv_dtype)),
         ldq_(s.q.ld ? s.q.ld : s.heads * D_ * e_), ldk_(s.k.ld ? s.k.ld : s.kv_heads * D_ * e_),
         ldv_(s.v.ld ? s.v.ld : s.kv_heads * D_ * e_),
-        ldo_(s.out.ld ? s.out.ld : s.heads * D_ * oe_) {}
+        ldo_(s.out.ld ? s.out.ld : s.heads * D_ * oe_), staged_row_(size_t(s.batch), -1) {
+    for (int64_t b = 0, row = 0, unit = 0; b < s.batch; ++b) {
+      row0_.push_back(row), base_.push_back(unit), blocks_.push_back(ceil_div(s.seq_of(b), p.q_block));
+      row += s.seq_of(b), unit += s.kv_heads * blocks_.back() * p.splits;
+    }
+    base_.push_back(p.units);
+  }
 
   void emit() {
     const int64_t Lb = p_.key_block;
@@ -178,15 +210,15 @@ class AttentionKernel {
     int64_t tokens, rows;
     int64_t k0, k1;  // the keys it walks
   };
+  // Units in order of sequence, head, query block and key range.
   Unit unit(int64_t u) const {
     Unit x;
-    x.split = u % p_.splits;
-    const int64_t v = u / p_.splits;
-    x.qb = v % blocks_;
-    const int64_t bh = v / blocks_;
-    x.b = bh / s_.kv_heads, x.h = bh % s_.kv_heads;
-    x.tokens = std::min(p_.q_block, s_.seq - x.qb * p_.q_block), x.rows = G_ * x.tokens;
-    const int64_t n = keys_for(s_, p_.q_block, x.qb);
+    x.b = int64_t(std::upper_bound(base_.begin(), base_.end(), u) - base_.begin()) - 1;
+    const int64_t r = u - base_[size_t(x.b)], blocks = blocks_[size_t(x.b)];
+    x.split = r % p_.splits;
+    x.qb = r / p_.splits % blocks, x.h = r / p_.splits / blocks;
+    x.tokens = std::min(p_.q_block, s_.seq_of(x.b) - x.qb * p_.q_block), x.rows = G_ * x.tokens;
+    const int64_t n = keys_for(s_, x.b, p_.q_block, x.qb);
     x.k0 = n * x.split / p_.splits, x.k1 = n * (x.split + 1) / p_.splits;
     return x;
   }
@@ -198,16 +230,23 @@ class AttentionKernel {
   // emitted.
   std::vector<std::vector<std::pair<int64_t, int64_t>>> assign() {
     std::vector<std::vector<int64_t>> items;
-    const bool pairs = s_.causal && blocks_ > 1;
-    for (int64_t v = 0; v < p_.units / p_.splits; ++v) {  // (sequence, head, query block)
-      const int64_t qb = v % blocks_, partner = blocks_ - 1 - qb;
-      if (pairs && qb > partner) continue;  // taken with its partner
-      for (int64_t sp = 0; sp < p_.splits; ++sp) {
-        std::vector<int64_t> item{v * p_.splits + sp};
-        if (pairs && partner != qb) item.push_back((v - qb + partner) * p_.splits + sp);
-        items.push_back(std::move(item));
+    for (int64_t b = 0; b < s_.batch; ++b) {
+      const int64_t blocks = blocks_[size_t(b)];
+      const bool pairs = s_.causal && blocks > 1;
+      for (int64_t h = 0; h < s_.kv_heads; ++h) {
+        for (int64_t qb = 0; qb < blocks; ++qb) {
+          const int64_t partner = blocks - 1 - qb;
+          if (pairs && qb > partner) continue;  // taken with its partner
+          for (int64_t sp = 0; sp < p_.splits; ++sp) {
+            auto at = [&](int64_t block) { return base_[size_t(b)] + (h * blocks + block) * p_.splits + sp; };
+            std::vector<int64_t> item{at(qb)};
+            if (pairs && partner != qb) item.push_back(at(partner));
+            items.push_back(std::move(item));
+          }
+        }
       }
     }
+    if (s_.ragged()) return longest_first(items);
     const int64_t tiles = std::min<int64_t>(ctx_.tiles(), int64_t(items.size()));
     // Rounds (with a barrier between them, so each is one stretch of the chip's time that a
     // sampled run can measure) only when units are long: 4 key blocks or more on average.
@@ -232,27 +271,63 @@ class AttentionKernel {
     return work;
   }
 
-  // Through a chip-wide shared memory (a GPU's L2), this step's keys and values are staged there
-  // once, [batch, kv_heads, seq, head_dim], when there is no cache to read and they fit: the
-  // units of a head (one a query block) then re-read them from it rather than from HBM.
+  // A ragged step's items cost unlike amounts: longest first, each to the tile least loaded, in
+  // one round (no sampling). A key costs a unit max(its rows, the FLOP per HBM byte at which
+  // the arrays and HBM take equal time): loads bound short units, products long ones.
+  std::vector<std::vector<std::pair<int64_t, int64_t>>> longest_first(const std::vector<std::vector<int64_t>>& items) {
+    const arch::Derived d = arch::derive(ctx_.arch());
+    double peak = 0;
+    for (const auto& [dtype, flops] : d.peak_flops) peak = std::max(peak, flops);
+    const double ridge = d.hbm_bandwidth > 0 ? peak / d.hbm_bandwidth * double(ce_) / 2 : 1;
+    std::vector<double> cost;
+    for (const auto& item : items) {
+      double c = 0;
+      for (int64_t u : item) c += double(unit(u).k1 - unit(u).k0) * std::max(double(unit(u).rows), ridge);
+      cost.push_back(c);
+    }
+    std::vector<size_t> order(items.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return cost[a] > cost[b]; });
+    const size_t tiles = std::min<size_t>(size_t(ctx_.tiles()), items.size());
+    std::vector<std::vector<std::pair<int64_t, int64_t>>> work(tiles);
+    std::vector<double> load(tiles, 0.0);
+    for (size_t i : order) {
+      const size_t t = size_t(std::min_element(load.begin(), load.end()) - load.begin());
+      for (int64_t u : items[i]) work[t].push_back({u, 0});
+      load[t] += cost[i];
+    }
+    ctx_.plan_rounds(1);
+    return work;
+  }
+
+  // Through a chip-wide shared memory (a GPU's L2), the step's keys and values of sequences with
+  // no cache to read are staged there once, [sequence, kv_heads, tokens, head_dim], when they
+  // fit: the units of a head (one a query block) then re-read them from it rather than from HBM.
   void stage_kv() {
-    if (ctx_.arch().chip.shared_memory.scope != arch::SharedScope::Chip || ctx_.tiles() < 2 || s_.past > 0) return;
-    const int64_t rows = s_.batch * s_.kv_heads * s_.seq;
+    if (ctx_.arch().chip.shared_memory.scope != arch::SharedScope::Chip || ctx_.tiles() < 2) return;
+    std::vector<int64_t> at(size_t(s_.batch), -1);
+    int64_t rows = 0;
+    for (int64_t b = 0; b < s_.batch; ++b) {
+      if (s_.past_of(b) == 0) at[size_t(b)] = rows, rows += s_.kv_heads * s_.seq_of(b);
+    }
     const uint64_t bytes = uint64_t(rows * D_ * 2);
-    if (2 * bytes > ctx_.shared_left()) return;
-    for (uint64_t& at : kv_shared_) at = ctx_.shared(bytes);
+    if (rows == 0 || 2 * bytes > ctx_.shared_left()) return;
+    for (uint64_t& shared_at : kv_shared_) shared_at = ctx_.shared(bytes);
     const int sem = ctx_.sem(), tiles = ctx_.tiles();
     for (int t = 0; t < tiles; ++t) {  // an even share of the rows (b, h, token) each
       const int64_t r1 = rows * (t + 1) / tiles;
       int loads = 0;
+      int64_t b = 0;
       for (int64_t r = rows * t / tiles; r < r1;) {
-        const int64_t bh = r / s_.seq, token = r % s_.seq, n = std::min(r1 - r, s_.seq - token);
+        while (at[size_t(b)] < 0 || r >= at[size_t(b)] + s_.kv_heads * s_.seq_of(b)) ++b;
+        const int64_t seq = s_.seq_of(b), local = r - at[size_t(b)], h = local / seq, token = local % seq,
+                      n = std::min(r1 - r, seq - token);
         for (int kv = 0; kv < 2; ++kv) {
           const Operand2& src = kv ? s_.v : s_.k;
           const int64_t ld = kv ? ldv_ : ldk_;
           Block blk;
           blk.d0 = D_, blk.d1 = n, blk.src_strides = {ld, 0, 0}, blk.dst_strides = {D_ * 2, 0, 0};
-          const Addr from = advance(src.addr, (bh / s_.kv_heads * s_.seq + token) * ld + bh % s_.kv_heads * D_ * e_);
+          const Addr from = advance(src.addr, (row0_[size_t(b)] + token) * ld + h * D_ * e_);
           pb_.emit(t, dma(shared(int64_t(kv_shared_[kv] + uint64_t(r * D_ * 2))), from, blk, src.dtype, Dtype::Bf16,
                           {sem, int64_t(isa::kTileSelf)}));
           ++loads;
@@ -262,7 +337,7 @@ class AttentionKernel {
       if (loads > 0) pb_.emit(t, sem_wait(sem, loads));
     }
     pb_.barrier_all();
-    kv_staged_ = true;
+    staged_row_ = std::move(at);
   }
 
   int64_t cache_row(const Unit& x) const { return (x.b * s_.kv_heads + x.h) * s_.capacity * D_ * ce_; }
@@ -274,30 +349,31 @@ class AttentionKernel {
   }
   int load_keys_into(int t, const Unit& x, int64_t k0, int64_t k1, uint64_t kbuf, uint64_t vbuf, int sem) {
     int loads = 0;
+    const int64_t past = s_.past_of(x.b);
     for (int kv = 0; kv < 2; ++kv) {
       const uint64_t buf = kv ? vbuf : kbuf;
-      if (k0 < s_.past) {
+      if (k0 < past) {
         Block old;
-        old.d0 = (std::min(k1, s_.past) - k0) * D_;
+        old.d0 = (std::min(k1, past) - k0) * D_;
         pb_.emit(t, dma(sram(int64_t(buf)), advance(kv ? s_.vcache : s_.kcache, cache_row(x) + k0 * D_ * ce_),
                         old, s_.kv_dtype, Dtype::Bf16, {sem, int64_t(isa::kTileSelf)}));
         ++loads;
       }
-      if (kv_staged_) {  // rows [k0, k1) of the unit's head, contiguous
+      if (staged_row_[size_t(x.b)] >= 0) {  // rows [k0, k1) of the unit's head, contiguous
         Block staged;
         staged.d0 = (k1 - k0) * D_;
-        const int64_t row = (x.b * s_.kv_heads + x.h) * s_.seq + k0;
+        const int64_t row = staged_row_[size_t(x.b)] + x.h * s_.seq_of(x.b) + k0;
         pb_.emit(t, dma(sram(int64_t(buf)), shared(int64_t(kv_shared_[kv] + uint64_t(row * D_ * 2))), staged,
                         Dtype::Bf16, Dtype::None, {sem, int64_t(isa::kTileSelf)}));
         ++loads;
-      } else if (k1 > s_.past) {
-        const int64_t f0 = std::max(k0, s_.past) - s_.past, ldx = kv ? ldv_ : ldk_;
+      } else if (k1 > past) {
+        const int64_t f0 = std::max(k0, past) - past, ldx = kv ? ldv_ : ldk_;
         const Operand2& src = kv ? s_.v : s_.k;
         Block now;
-        now.d0 = D_, now.d1 = k1 - s_.past - f0, now.src_strides = {ldx, 0, 0},
+        now.d0 = D_, now.d1 = k1 - past - f0, now.src_strides = {ldx, 0, 0},
         now.dst_strides = {D_ * 2, 0, 0};
-        pb_.emit(t, dma(sram(int64_t(buf) + (s_.past + f0 - k0) * D_ * 2),
-                        advance(src.addr, (x.b * s_.seq + f0) * ldx + x.h * D_ * e_), now, src.dtype,
+        pb_.emit(t, dma(sram(int64_t(buf) + (past + f0 - k0) * D_ * 2),
+                        advance(src.addr, (row0_[size_t(x.b)] + f0) * ldx + x.h * D_ * e_), now, src.dtype,
                         Dtype::Bf16, {sem, int64_t(isa::kTileSelf)}));
         ++loads;
       }
@@ -305,10 +381,12 @@ class AttentionKernel {
     return loads;
   }
 
+  // The unit's first query row.
+  int64_t q_row(const Unit& x) const { return row0_[size_t(x.b)] + x.qb * p_.q_block; }
+
   void load_q(int t, const Unit& x, int set) {
     const Block blk = head_rows(D_, x.tokens, G_, ldq_, e_, 2, false);
-    pb_.emit(t, dma(sram(int64_t(qbuf_[set])),
-                    advance(s_.q.addr, (x.b * s_.seq + x.qb * p_.q_block) * ldq_ + x.h * G_ * D_ * e_), blk,
+    pb_.emit(t, dma(sram(int64_t(qbuf_[set])), advance(s_.q.addr, q_row(x) * ldq_ + x.h * G_ * D_ * e_), blk,
                     s_.q.dtype, Dtype::Bf16, {q_sem_[set], int64_t(isa::kTileSelf)}));
   }
 
@@ -318,9 +396,9 @@ class AttentionKernel {
       const Operand2& src = kv ? s_.v : s_.k;
       const int64_t ldx = kv ? ldv_ : ldk_;
       Block blk;
-      blk.d0 = D_, blk.d1 = s_.seq, blk.src_strides = {ldx, 0, 0}, blk.dst_strides = {D_ * ce_, 0, 0};
-      pb_.emit(t, dma(advance(kv ? s_.vcache : s_.kcache, cache_row(x) + s_.past * D_ * ce_),
-                      advance(src.addr, x.b * s_.seq * ldx + x.h * D_ * e_), blk, src.dtype, s_.kv_dtype,
+      blk.d0 = D_, blk.d1 = s_.seq_of(x.b), blk.src_strides = {ldx, 0, 0}, blk.dst_strides = {D_ * ce_, 0, 0};
+      pb_.emit(t, dma(advance(kv ? s_.vcache : s_.kcache, cache_row(x) + s_.past_of(x.b) * D_ * ce_),
+                      advance(src.addr, row0_[size_t(x.b)] * ldx + x.h * D_ * e_), blk, src.dtype, s_.kv_dtype,
                       {append_sem_, int64_t(isa::kTileSelf)}));
     }
     return 2;
@@ -409,7 +487,7 @@ class AttentionKernel {
       if (!last) issue_qk(w, i + 1);
       const uint64_t m = mbuf_[j % 2], m_next = mbuf_[(j + 1) % 2];
       const Tensor2 sc{sram(int64_t(sbuf_[sp])), Lb * 4, Dtype::Fp32}, pr{sram(int64_t(pbuf_[sp])), Lb * 2, Dtype::Bf16};
-      const int64_t diag = s_.past + x.qb * p_.q_block;  // the block's first query position
+      const int64_t diag = s_.past_of(x.b) + x.qb * p_.q_block;  // the block's first query position
       if (s_.causal && st.k1 - 1 > diag) {
         for (int64_t g = 0; g < G_; ++g) {
           const Tensor2 part{sram(int64_t(sbuf_[sp]) + g * x.tokens * Lb * 4), Lb * 4, Dtype::Fp32};
@@ -478,7 +556,7 @@ class AttentionKernel {
         const Unit& x = xs[size_t(j * g + i)];
         const Member& b = groups_[j % 2][size_t(i)];
         const Block q = head_rows(D_, x.tokens, G_, ldq_, e_, 2, false);
-        pb_.emit(t, dma(sram(int64_t(b.q)), advance(s_.q.addr, (x.b * s_.seq + x.qb * p_.q_block) * ldq_ + x.h * G_ * D_ * e_),
+        pb_.emit(t, dma(sram(int64_t(b.q)), advance(s_.q.addr, q_row(x) * ldq_ + x.h * G_ * D_ * e_),
                         q, s_.q.dtype, Dtype::Bf16, {kv_sem_[j % 2], int64_t(isa::kTileSelf)}));
         loads[size_t(j)] += 1 + load_keys_into(t, x, x.k0, x.k1, b.k, b.v, kv_sem_[j % 2]);
       }
@@ -507,7 +585,7 @@ class AttentionKernel {
       });
       if (j + 1 < n) load(j + 1);  // waits for group j - 1's products (scoreboard)
       each([&](const Unit& x, const Member& b) {
-        const int64_t diag = s_.past + x.qb * p_.q_block;
+        const int64_t diag = s_.past_of(x.b) + x.qb * p_.q_block;
         if (!s_.causal || x.k1 - 1 <= diag) return;
         for (int64_t h = 0; h < G_; ++h) {
           const Tensor2 part = f32(b.s + uint64_t(h * x.tokens * kb * 4), kb * 4);
@@ -565,7 +643,7 @@ class AttentionKernel {
 
   void store(int t, const Unit& x, uint64_t from) {
     const Block out = head_rows(D_, x.tokens, G_, ldo_, oe_, oe_, true);
-    const Addr dst = advance(s_.out.addr, (x.b * s_.seq + x.qb * p_.q_block) * ldo_ + x.h * G_ * D_ * oe_);
+    const Addr dst = advance(s_.out.addr, q_row(x) * ldo_ + x.h * G_ * D_ * oe_);
     pb_.emit(t, dma(dst, sram(int64_t(from)), out, s_.out.dtype, Dtype::None, {out_sem_, int64_t(isa::kTileSelf)}));
   }
 
@@ -627,9 +705,11 @@ class AttentionKernel {
   ProgramBuilder& pb_;
   const AttentionSpec& s_;
   const AttentionPlan& p_;
-  int64_t G_, D_, blocks_, R_, e_, oe_, ce_, ldq_, ldk_, ldv_, ldo_;
-  bool kv_staged_ = false;         // this step's keys and values are in shared memory
-  uint64_t kv_shared_[2] = {};     // where: keys, values
+  int64_t G_, D_, R_, e_, oe_, ce_, ldq_, ldk_, ldv_, ldo_;
+  // Per sequence: its first row of q, k, v and the output; its query blocks; its first unit
+  // (and the units' count after the last); its first row in shared memory (-1: not staged).
+  std::vector<int64_t> row0_, blocks_, base_, staged_row_;
+  uint64_t kv_shared_[2] = {};     // the staged keys and values
   uint64_t kbuf_[kKvSets] = {}, vbuf_[kKvSets] = {}, qbuf_[2] = {};
   int kv_sem_[kKvSets] = {}, q_sem_[2] = {};
   uint64_t sbuf_[2] = {}, pbuf_[2] = {}, obuf_ = 0, obf_ = 0, mbuf_[2] = {}, lbuf_ = 0, bmax_ = 0, alpha_ = 0;

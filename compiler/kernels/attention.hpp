@@ -18,6 +18,11 @@
 // on the arrays and their softmax steps on the vector unit, instead of one unit's chain of
 // dependent instructions at a time; the next group loads while this one computes.
 //
+// A ragged step (continuous batching) gives each sequence its own tokens and past: rows of a
+// sequence follow the one before's, and a unit is a query block of one sequence. Its work items
+// then cost unlike amounts and go to tiles longest first, each to the tile least loaded (one
+// round: no sampling), an item's cost its keys x max(rows, the arrays' FLOP per HBM byte).
+//
 // Split keys (flash decoding): when there are fewer units than tiles (a decode step of a small
 // batch), each unit's keys are cut into `splits` ranges on different tiles. Each writes its
 // unnormalised O with its m and l (fp32) to an HBM scratch area; after a barrier, one tile per
@@ -25,6 +30,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "compiler/kernels/rows.hpp"
 
@@ -33,6 +39,11 @@ namespace tessera::compiler {
 struct AttentionSpec {
   int64_t batch = 1, seq = 1, past = 0, heads = 1, kv_heads = 1, head_dim = 64;
   int64_t capacity = 0;  // positions per sequence in the cache (>= past + seq)
+  // A ragged step: sequence b's tokens and past (both of size batch); empty: seq and past for all.
+  std::vector<int64_t> seq_lens, past_lens;
+  bool ragged() const { return !seq_lens.empty(); }
+  int64_t seq_of(int64_t b) const { return ragged() ? seq_lens[size_t(b)] : seq; }
+  int64_t past_of(int64_t b) const { return ragged() ? past_lens[size_t(b)] : past; }
   bool causal = true;
   Dtype kv_dtype = Dtype::Bf16;
   Operand2 q, k, v;      // [batch * seq, heads * head_dim] (k, v: kv_heads) in HBM

@@ -1145,9 +1145,7 @@ class Importer {
       if (!ct || !st || !commit(m, n)) continue;
       const auto [c, s] = rope_values(std::move(*ct), std::move(*st), seq_, half);
       const int out = emit(OpKind::Rope, n, {x->value, c, s}, g_.v(x->value).shape,
-                           {{"batch", batch_},
-                            {"seq", seq_},
-                            {"past", int64_t(0)},
+                           {{"seq", seq_},
                             {"heads", x->heads},
                             {"head_dim", dim}});
       bound_[nd.output(0)] = {out, x->heads, x->perm};

@@ -1095,7 +1095,9 @@ struct AttentionCase {
   std::string preset{};
   std::vector<std::string> overrides{};
   int64_t batch = 1, seq = 1, past = 0, heads = 1, kv_heads = 1, head_dim = 64;
-  int64_t spare = 0;  // cache positions beyond the step's
+  // A ragged step: (past, tokens) per sequence (batch, seq and past unused).
+  std::vector<std::pair<int64_t, int64_t>> ragged{};
+  int64_t spare = 0;  // cache positions beyond the longest step's
   bool causal = true;
   Dtype kv_dtype = Dtype::Bf16;
   bool fused_qkv = false;  // q, k, v as column views of one [tokens, (H + 2 Hkv) D] matrix
@@ -1117,13 +1119,22 @@ class Attention : public ::testing::TestWithParam<AttentionCase> {};
 TEST_P(Attention, MatchesReferenceAndAppendsToCache) {
   const AttentionCase& c = GetParam();
   KernelRun run(c.preset, c.overrides);
-  const int64_t B = c.batch, S = c.seq, P = c.past, H = c.heads, Hkv = c.kv_heads, D = c.head_dim,
-                G = H / Hkv;
-  const int64_t T = B * S, cap = P + S + c.spare;
+  const int64_t B = c.ragged.empty() ? c.batch : int64_t(c.ragged.size()), H = c.heads, Hkv = c.kv_heads,
+                D = c.head_dim, G = H / Hkv;
+  // Per sequence: past, tokens and first row.
+  std::vector<int64_t> Ps, Ss, row0;
+  int64_t T = 0, longest = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    Ps.push_back(c.ragged.empty() ? c.past : c.ragged[size_t(b)].first);
+    Ss.push_back(c.ragged.empty() ? c.seq : c.ragged[size_t(b)].second);
+    row0.push_back(T), T += Ss.back(), longest = std::max(longest, Ps.back() + Ss.back());
+  }
+  const int64_t cap = longest + c.spare;
   const int64_t qw = H * D, kw = Hkv * D, wide = qw + 2 * kw;
 
   AttentionSpec s;
-  s.batch = B, s.seq = S, s.past = P, s.heads = H, s.kv_heads = Hkv, s.head_dim = D;
+  s.batch = B, s.seq = c.seq, s.past = c.past, s.heads = H, s.kv_heads = Hkv, s.head_dim = D;
+  if (!c.ragged.empty()) s.seq_lens = Ss, s.past_lens = Ps;
   s.capacity = cap, s.causal = c.causal, s.kv_dtype = c.kv_dtype;
   // q, k, v: either three packed matrices or views of one.
   std::vector<float> q, k, v;
@@ -1142,12 +1153,12 @@ TEST_P(Attention, MatchesReferenceAndAppendsToCache) {
     s.k = {hbm(int64_t(run.input("k", Dtype::Bf16, k))), 0, Dtype::Bf16, false};
     s.v = {hbm(int64_t(run.input("v", Dtype::Bf16, v))), 0, Dtype::Bf16, false};
   }
-  // Caches [B, Hkv, cap, D]: positions before `past` hold earlier keys and values, the rest the
-  // sentinel.
+  // Caches [B, Hkv, cap, D]: positions before a sequence's past hold earlier keys and values,
+  // the rest the sentinel.
   auto cache_init = [&](uint64_t seed) {
     std::vector<float> cv = random_values(size_t(B * Hkv * cap * D), seed, -2, 2);
     for (int64_t bh = 0; bh < B * Hkv; ++bh) {
-      for (int64_t pos = P; pos < cap; ++pos) {
+      for (int64_t pos = Ps[size_t(bh / Hkv)]; pos < cap; ++pos) {
         for (int64_t d = 0; d < D; ++d) cv[size_t((bh * cap + pos) * D + d)] = kSentinel;
       }
     }
@@ -1168,11 +1179,11 @@ TEST_P(Attention, MatchesReferenceAndAppendsToCache) {
       p.q_block, p.units, p.tiles, p.splits, p.key_block, p.group));
   EXPECT_EQ(p.group > 1, c.grouped);
   if (c.key_blocks) {
-    EXPECT_LT(p.key_block * p.splits, P + S) << "the case must walk keys in several blocks";
+    EXPECT_LT(p.key_block * p.splits, longest) << "the case must walk keys in several blocks";
   } else {
-    EXPECT_GE(p.key_block * p.splits, P + S) << "the case must take each unit's keys in one block";
+    EXPECT_GE(p.key_block * p.splits, longest) << "the case must take each unit's keys in one block";
   }
-  EXPECT_GE((S + p.q_block - 1) / p.q_block, c.min_q_blocks);
+  EXPECT_GE((*std::max_element(Ss.begin(), Ss.end()) + p.q_block - 1) / p.q_block, c.min_q_blocks);
   EXPECT_EQ(p.splits, c.splits);
   if (c.several_heads_per_tile) {
     EXPECT_GT(B * Hkv, p.tiles);
@@ -1186,12 +1197,13 @@ TEST_P(Attention, MatchesReferenceAndAppendsToCache) {
   const auto kcr = rounded(kc0, c.kv_dtype), vcr = rounded(vc0, c.kv_dtype);
   std::vector<double> want(size_t(T * qw));
   for (int64_t b = 0; b < B; ++b) {
+    const int64_t P = Ps[size_t(b)], S = Ss[size_t(b)], r0 = row0[size_t(b)];
     for (int64_t hq = 0; hq < H; ++hq) {
       const int64_t h = hq / G;
       auto key = [&](const std::vector<double>& cache, const std::vector<double>& fresh, int64_t j,
                      int64_t d) {
         return j < P ? cache[size_t(((b * Hkv + h) * cap + j) * D + d)]
-                     : fresh[size_t((b * S + j - P) * kw + h * D + d)];
+                     : fresh[size_t((r0 + j - P) * kw + h * D + d)];
       };
       for (int64_t i = 0; i < S; ++i) {
         const int64_t n = c.causal ? P + i + 1 : P + S;
@@ -1200,7 +1212,7 @@ TEST_P(Attention, MatchesReferenceAndAppendsToCache) {
         for (int64_t j = 0; j < n; ++j) {
           double dot = 0;
           for (int64_t d = 0; d < D; ++d)
-            dot += qr[size_t((b * S + i) * qw + hq * D + d)] * key(kcr, kr, j, d);
+            dot += qr[size_t((r0 + i) * qw + hq * D + d)] * key(kcr, kr, j, d);
           score[size_t(j)] = dot / std::sqrt(double(D));
           mx = std::max(mx, score[size_t(j)]);
         }
@@ -1209,7 +1221,7 @@ TEST_P(Attention, MatchesReferenceAndAppendsToCache) {
         for (int64_t d = 0; d < D; ++d) {
           double o = 0;
           for (int64_t j = 0; j < n; ++j) o += score[size_t(j)] * key(vcr, vr, j, d);
-          want[size_t((b * S + i) * qw + hq * D + d)] = o / z;
+          want[size_t((r0 + i) * qw + hq * D + d)] = o / z;
         }
       }
     }
@@ -1225,13 +1237,14 @@ TEST_P(Attention, MatchesReferenceAndAppendsToCache) {
     const auto& fresh = kv ? vr : kr;
     int64_t wrong = 0;
     for (int64_t b = 0; b < B; ++b) {
+      const int64_t P = Ps[size_t(b)], S = Ss[size_t(b)];
       for (int64_t h = 0; h < Hkv; ++h) {
         for (int64_t pos = 0; pos < cap; ++pos) {
           for (int64_t d = 0; d < D; ++d) {
             const size_t at = size_t(((b * Hkv + h) * cap + pos) * D + d);
             const bool is_new = pos >= P && pos < P + S;
             const double expect =
-                is_new ? round_to(c.kv_dtype, fresh[size_t((b * S + pos - P) * kw + h * D + d)])
+                is_new ? round_to(c.kv_dtype, fresh[size_t((row0[size_t(b)] + pos - P) * kw + h * D + d)])
                        : before[at];
             wrong += double(got[at]) != expect;
           }
@@ -1392,6 +1405,50 @@ INSTANTIATE_TEST_SUITE_P(
                       .head_dim = 64,
                       .spare = 7,
                       .splits = 3,
+                      .grouped = true},
+        // Ragged steps (continuous batching): a decode after 37, a prompt's chunk of 20 after 12,
+        // a new prompt of 7 and a decode after 3 in one step; in short units, grouped.
+        AttentionCase{.name = "maia_ragged_prefill_and_decode",
+                      .preset = "maia100-class",
+                      .heads = 8,
+                      .kv_heads = 2,
+                      .head_dim = 64,
+                      .ragged = {{37, 1}, {12, 20}, {0, 7}, {3, 1}},
+                      .spare = 4,
+                      .grouped = true},
+        // ... and in key blocks of 32 (a chunk of 300 after 40: causal pairs; decodes after 90
+        // and 5; a new prompt of 33), longest first over two tiles.
+        AttentionCase{.name = "tpu_ragged_key_blocks",
+                      .preset = "tpu-v4-class",
+                      .heads = 8,
+                      .kv_heads = 2,
+                      .head_dim = 32,
+                      .ragged = {{90, 1}, {40, 300}, {5, 1}, {0, 33}},
+                      .min_q_blocks = 3,
+                      .key_block = 32,
+                      .key_blocks = true},
+        // On h100: the new prompts' keys and values staged in L2 (fused QKV), a chunk after a
+        // past read from the cache and its own k and v; fp8 cache.
+        AttentionCase{.name = "h100_ragged_staged_and_cached_fp8_cache",
+                      .preset = "h100-sxm",
+                      .heads = 8,
+                      .kv_heads = 2,
+                      .head_dim = 64,
+                      .ragged = {{0, 150}, {200, 64}, {700, 1}, {0, 9}},
+                      .spare = 2,
+                      .kv_dtype = Dtype::Fp8E4M3,
+                      .fused_qkv = true,
+                      .key_blocks = true},
+        // Decodes over unlike contexts (1300 and 2700) split their keys in two ranges (the
+        // shorter one's 1301 keys allow two of at least 512).
+        AttentionCase{.name = "maia_ragged_decodes_split_keys",
+                      .preset = "maia100-class",
+                      .heads = 8,
+                      .kv_heads = 2,
+                      .head_dim = 64,
+                      .ragged = {{1300, 1}, {2700, 1}},
+                      .spare = 3,
+                      .splits = 2,
                       .grouped = true}),
     [](const ::testing::TestParamInfo<AttentionCase>& i) { return i.param.name; });
 

@@ -19,8 +19,24 @@ isa::Program load_program(const std::string& path) {
 }
 
 compiler::Workload make_workload(const std::string& phase, int64_t batch, int64_t seq, int64_t context,
-                                 int64_t cache_capacity) {
+                                 int64_t cache_capacity, const std::vector<compiler::SequenceStep>& sequences) {
   compiler::Workload w;
+  w.cache_capacity = cache_capacity;
+  if ((phase == "mixed") != !sequences.empty()) {
+    throw std::runtime_error(phase == "mixed" ? "phase mixed needs the sequences' steps (past and tokens of each)"
+                                              : "sequences' steps are given for phase mixed only, not " + phase);
+  }
+  if (phase == "mixed") {
+    for (size_t b = 0; b < sequences.size(); ++b) {
+      const compiler::SequenceStep& s = sequences[b];
+      if (s.tokens < 1 || s.past < 0) {
+        throw std::runtime_error(
+            fmt::format("sequence {}: {} tokens after {} (at least 1 token after 0 or more)", b, s.tokens, s.past));
+      }
+    }
+    w.sequences = sequences;
+    return w;
+  }
   if (phase == "prefill") {
     w.phase = compiler::Phase::Prefill;
     if (seq <= 0) {
@@ -35,11 +51,10 @@ compiler::Workload make_workload(const std::string& phase, int64_t batch, int64_
     }
     w.context = context;
   } else {
-    throw std::runtime_error("phase must be prefill or decode, got '" + phase + "'");
+    throw std::runtime_error("phase must be prefill, decode or mixed, got '" + phase + "'");
   }
   if (batch <= 0) throw std::runtime_error(fmt::format("batch must be at least 1, got {}", batch));
   w.batch = batch;
-  w.cache_capacity = cache_capacity;
   return w;
 }
 

@@ -93,8 +93,16 @@ double estimate_seconds(const arch::Arch& a, const compiler::ModelConfig& m, con
                         const Mapping& mapping, double dtype_bytes) {
   const arch::Derived d = arch::derive(a);
   const double flops_peak = d.peak_flops.count("bf16") ? d.peak_flops.at("bf16") : d.peak_flops.begin()->second;
-  const int64_t mb = microbatches(w.batch, mapping.pp);
-  const double tokens = double(w.batch / mb * w.tokens_per_sequence()), tp = double(mapping.tp);
+  // A microbatch's tokens, the cache positions its sequences hold after the step and the
+  // (query, key) pairs its attention scores.
+  const std::vector<compiler::SequenceStep> steps = w.steps();
+  const int64_t mb = microbatches(int64_t(steps.size()), mapping.pp);
+  double tokens = 0, positions = 0, pairs = 0;
+  for (const compiler::SequenceStep& s : steps) {
+    tokens += double(s.tokens) / double(mb), positions += double(s.past + s.tokens) / double(mb);
+    pairs += double(s.tokens) * double(s.past + s.tokens) / double(mb);
+  }
+  const double tp = double(mapping.tp);
   const double head = double(m.vocab * m.hidden);
   const double per_layer = (double(m.parameters()) - head * (m.tie_embeddings ? 1 : 2)) / double(m.layers);
   // MoE: a token runs k of the E experts; an expert's weights are read when any token chose it
@@ -111,7 +119,6 @@ double estimate_seconds(const arch::Arch& a, const compiler::ModelConfig& m, con
   const double per_layer_read = per_layer - experts + experts * active * busiest;
   const double kv_per_token = 2.0 * double(m.kv_heads * m.head_dim) * 2.0;  // keys and values, bf16
   const double kv_split = std::min(tp, double(m.kv_heads));                   // more chips replicate heads
-  const double context = double(w.past() + w.tokens_per_sequence());
   const double bytes = tokens * double(m.hidden) * 2.0;  // a microbatch's hidden state, bf16
   const double all_reduce = all_reduce_seconds(a.system, mapping.tp, bytes);
   std::vector<double> stage;
@@ -120,9 +127,9 @@ double estimate_seconds(const arch::Arch& a, const compiler::ModelConfig& m, con
     const auto [first, end] = ps.layers(m.layers);
     const double layers = double(end - first);
     const double weights = (layers * per_layer_read + (ps.last() ? head : 0)) * dtype_bytes / tp;
-    const double kv = layers * kv_per_token * context * double(w.batch / mb) / kv_split;
+    const double kv = layers * kv_per_token * positions / kv_split;
     const double flops = 2 * tokens * (layers * per_layer_flops + (ps.last() ? head : 0)) / tp +
-                         4 * tokens * context * layers * double(m.heads * m.head_dim) / tp;
+                         4 * pairs * layers * double(m.heads * m.head_dim) / tp;
     stage.push_back(std::max(flops / flops_peak, (weights + kv) / d.hbm_bandwidth) + layers * 2 * all_reduce);
   }
   const double hop = bytes / (a.system.link.bandwidth > 0 ? a.system.link.bandwidth : 1) + a.system.link.latency;

@@ -44,7 +44,12 @@ compiler::Graph gemm_graph(const RunSpec& s, isa::Dtype dt) {
   return g;
 }
 
+compiler::Workload workload_of(const RunSpec& s) {
+  return make_workload(s.phase, s.batch, s.seq, s.context, 0, s.sequences);
+}
+
 compiler::Graph attention_graph(const RunSpec& s, const compiler::Workload& w) {
+  if (!w.sequences.empty()) throw std::runtime_error("--op attention runs a prefill or a decode, not a mixed step");
   if (s.shape.size() != 3 || *std::min_element(s.shape.begin(), s.shape.end()) <= 0 ||
       s.shape[0] % s.shape[1] != 0) {
     throw std::runtime_error(
@@ -52,7 +57,8 @@ compiler::Graph attention_graph(const RunSpec& s, const compiler::Workload& w) {
         "KV_HEADS)");
   }
   const int64_t heads = s.shape[0], kv_heads = s.shape[1], d = s.shape[2];
-  const int64_t tokens = w.batch * w.tokens_per_sequence(), capacity = w.capacity();
+  const int64_t tokens = w.tokens(), capacity = w.capacity();
+  const compiler::SequenceStep step = w.steps().at(0);
   compiler::Graph g;
   g.name = s.describe();
   g.meta = {{"model", "attention"}, {"phase", s.phase}};
@@ -66,8 +72,8 @@ compiler::Graph attention_graph(const RunSpec& s, const compiler::Workload& w) {
   const int out =
       g.op(OpKind::Attention, "attention", {q, k, v, kc, vc}, "out", {tokens, heads * d},
            {{"batch", w.batch},
-            {"seq", w.tokens_per_sequence()},
-            {"past", w.past()},
+            {"seq", step.tokens},
+            {"past", step.past},
             {"heads", heads},
             {"kv_heads", kv_heads},
             {"head_dim", d},
@@ -154,11 +160,11 @@ void check_request(const RunSpec& spec, const RunOptions& options) {
   parse_dtype("kv_dtype", spec.kv_dtype);
   if (!spec.model.empty()) {
     compiler::build_graph(compiler::load_model_config(spec.model),
-                          make_workload(spec.phase, spec.batch, spec.seq, spec.context));
+                          workload_of(spec));
   } else if (spec.op == "gemm") {
     gemm_graph(spec, dtype);
   } else if (spec.op == "attention") {
-    attention_graph(spec, make_workload(spec.phase, spec.batch, spec.seq, spec.context));
+    attention_graph(spec, workload_of(spec));
   } else if (spec.op == "copy") {
     copy_bytes(spec);
   }
@@ -169,6 +175,14 @@ void check_request(const RunSpec& spec, const RunOptions& options) {
 std::string RunSpec::describe() const {
   if (!model.empty()) {
     const std::string kernels = framework == "fused" ? "" : " (" + framework + ")";
+    if (phase == "mixed") {  // "llama-3-8b mixed 2 prefill (700 tokens) + 30 decode"
+      int64_t prefills = 0, prompt_tokens = 0;
+      for (const compiler::SequenceStep& s : sequences) {
+        if (s.tokens > 1) ++prefills, prompt_tokens += s.tokens;
+      }
+      return fmt::format("{} mixed {} prefill ({} tokens) + {} decode{}", model, prefills, prompt_tokens,
+                         int64_t(sequences.size()) - prefills, kernels);
+    }
     return phase == "prefill" ? fmt::format("{} prefill b{} seq{}{}", model, batch, seq, kernels)
                               : fmt::format("{} decode b{} ctx{}{}", model, batch, context, kernels);
   }
@@ -428,7 +442,7 @@ Simulated simulate_pipeline(const arch::Arch& a, const RunSpec& spec, const RunO
       out.b.layers.push_back(std::move(x));
     }
   }
-  const uint64_t bytes = uint64_t(w.batch * w.tokens_per_sequence() * cfg.hidden) * 2;  // bf16 hidden state
+  const uint64_t bytes = uint64_t(w.tokens() * cfg.hidden) * 2;  // bf16 hidden state
   Share wait{"pipeline_wait", "pipeline", 0, false, 0, 0, {}};
   // On a switch or a full mesh the boundaries whose chips sit alike in the scale-up domains are
   // alike (all of them in one domain): each kind is simulated once, and its stats moved to the
@@ -475,7 +489,7 @@ Report run(const arch::Arch& a, const RunSpec& spec, const RunOptions& options) 
   Report r;
   if (!spec.model.empty() && a.system.chips > 1) {
     const compiler::ModelConfig cfg = compiler::load_model_config(spec.model);
-    const compiler::Workload w = make_workload(spec.phase, spec.batch, spec.seq, spec.context);
+    const compiler::Workload w = workload_of(spec);
     const std::vector<Candidate> candidates =
         candidate_mappings(a, cfg, w, double(isa::dtype_bytes(parse_dtype("dtype", spec.dtype), 1)));
     const arch::ParallelismParams& given = a.system.parallelism;
@@ -517,20 +531,24 @@ Report run(const arch::Arch& a, const RunSpec& spec, const RunOptions& options) 
   Simulated run;
   double tokens = 0;
   if (mapping.pp > 1) {
+    if (spec.phase == "mixed") {
+      throw std::runtime_error(fmt::format("a mixed step runs on a tensor-parallel replica, not a {}-stage pipeline",
+                                           mapping.pp));
+    }
     run = simulate_pipeline(a, spec, options, mapping, r.stage_seconds, r.transfer_seconds, r.microbatches);
     tokens = double(spec.batch * (spec.phase == "prefill" ? spec.seq : 1));
   } else {
     const compiler::CompileOptions co = compile_options(spec, options);
     compiler::CompileResult compiled;
     if (!spec.model.empty()) {
-      const compiler::Workload w = make_workload(spec.phase, spec.batch, spec.seq, spec.context);
+      const compiler::Workload w = workload_of(spec);
       compiled = compiler::compile_model(compiler::load_model_config(spec.model), w, a, co);
-      tokens = double(w.batch * w.tokens_per_sequence());
+      tokens = double(w.tokens());
     } else if (spec.op == "gemm") {
       compiled = compiler::compile(gemm_graph(spec, co.weight_dtype), a, co);
     } else if (spec.op == "attention") {
       compiled = compiler::compile(
-          attention_graph(spec, make_workload(spec.phase, spec.batch, spec.seq, spec.context)), a, co);
+          attention_graph(spec, workload_of(spec)), a, co);
     } else if (spec.op == "copy") {
       compiled.program = copy_program(a, spec);
     } else {

@@ -14,21 +14,25 @@
 #include <vector>
 
 #include "arch/arch.hpp"
+#include "compiler/hf_frontend.hpp"
 #include "sim/energy.hpp"
 #include "tools/api/breakdown.hpp"
 #include "sim/stats.hpp"
 
 namespace tessera::api {
 
-// What to run: a model's prefill or decode step, or one operator.
+// What to run: a model's prefill or decode step, a ragged iteration of a serving engine, or one
+// operator.
 struct RunSpec {
   std::string model;             // shipped name or config.json path; empty for an operator
   std::string op;                // with no model: "gemm", "attention" or "copy"
   std::vector<int64_t> shape;    // gemm: M,K,N; attention: heads,kv_heads,head_dim; copy: bytes
-  std::string phase = "decode";  // prefill or decode (models and attention)
+  std::string phase = "decode";  // prefill or decode (models and attention), or mixed (models)
   int64_t batch = 1;
   int64_t seq = 0;             // prefill: prompt tokens per sequence
   int64_t context = -1;        // decode: tokens already in each sequence's KV cache
+  // mixed: each sequence's past and new tokens (continuous batching: prompts' chunks and decodes).
+  std::vector<compiler::SequenceStep> sequences;
   std::string dtype = "bf16";  // weights (and GEMM operands)
   std::string kv_dtype = "bf16";
   // MoE: > 0 caps the tokens an expert takes at factor x tokens x k / experts (the rest are

@@ -68,6 +68,13 @@ py::dict tensor_dict(const compiler::TensorPlacement& t) {
   return d;
 }
 
+// Python's (past, tokens) pairs.
+std::vector<compiler::SequenceStep> steps_of(const std::vector<std::pair<int64_t, int64_t>>& sequences) {
+  std::vector<compiler::SequenceStep> steps;
+  for (const auto& [past, tokens] : sequences) steps.push_back({past, tokens});
+  return steps;
+}
+
 api::RunSpec run_spec(const std::string& model, const std::string& op, const std::vector<int64_t>& shape,
                       const std::string& phase, int64_t batch, int64_t seq, int64_t context, const std::string& dtype,
                       const std::string& kv_dtype) {
@@ -148,8 +155,8 @@ PYBIND11_MODULE(_tessera, m) {
       [](const PyArch& a, const std::string& model, const std::string& phase, int64_t batch, int64_t seq,
          int64_t context, int64_t cache_capacity, const std::string& dtype, const std::string& kv_dtype,
          const std::vector<int64_t>& token_ids, int64_t attention_key_block, bool all_logits, int64_t stage,
-         int64_t stages, double capacity_factor) {
-        compiler::Workload w = api::make_workload(phase, batch, seq, context, cache_capacity);
+         int64_t stages, double capacity_factor, const std::vector<std::pair<int64_t, int64_t>>& sequences) {
+        compiler::Workload w = api::make_workload(phase, batch, seq, context, cache_capacity, steps_of(sequences));
         w.token_ids = token_ids;
         w.all_logits = all_logits;
         compiler::CompileOptions o;
@@ -165,7 +172,10 @@ PYBIND11_MODULE(_tessera, m) {
       py::arg("context") = -1, py::arg("cache_capacity") = 0, py::arg("dtype") = "bf16", py::arg("kv_dtype") = "bf16",
       py::arg("token_ids") = std::vector<int64_t>{}, py::arg("attention_key_block") = 0, py::arg("all_logits") = false,
       py::arg("stage") = 0, py::arg("stages") = 1, py::arg("capacity_factor") = 0.0,
-      "Compile a model (shipped name or config.json path) for a phase and shape. attention_key_block > 0 makes "
+      py::arg("sequences") = std::vector<std::pair<int64_t, int64_t>>{},
+      "Compile a model (shipped name or config.json path) for a phase and shape; phase 'mixed' takes sequences, "
+      "(past, tokens) of each (a serving engine's ragged iteration; sequence b holds slot b of the KV cache; "
+      "batch, seq and context unused). attention_key_block > 0 makes "
       "attention walk the keys in blocks of that many (online softmax); all_logits makes a prefill compute the "
       "logits of every prompt token instead of each sequence's last; stages > 1 compiles pipeline stage `stage` "
       "of that many (its layers; input and output 'hidden' between stages); capacity_factor > 0 caps the tokens "
