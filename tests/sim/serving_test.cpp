@@ -1,11 +1,13 @@
 // The serving scheduler against schedules worked out by hand, with iteration costs that make
 // the arithmetic easy (a fixed time per iteration, or one linear in the tokens).
 #include "sim/serving/scheduler.hpp"
-#include "sim/serving/bucketed_cost.hpp"
+#include "sim/serving/interpolated_cost.hpp"
 #include "sim/serving/metrics.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <fmt/format.h>
 
 namespace tessera::sim::serving {
 namespace {
@@ -196,34 +198,60 @@ TEST(ServingMetrics, SloTargetsParseWithUnitsAndNameBadKeys) {
   EXPECT_THAT(message("ttft=0s"), ::testing::HasSubstr("--slo ttft: '0s' is not a time above 0"));
 }
 
-// Buckets of 64 tokens and 256 positions: a 100-token chunk is costed as 96 (the middle of
-// [65, 128]) at context 0 (a first chunk stays at 0); decodes at contexts 300 and 500 as two at
-// the middle of their mean's bucket, 400 in [257, 512]: 384. Another iteration with the same
-// canonical form reuses the cost.
-TEST(BucketedCost, IterationsOfOneShapeShareOneSimulation) {
-  FixedCost exact;
-  BucketedCost cached(exact, Buckets{64, 256});
-  const std::vector<SequenceWork> a = {{0, 300, 1, false}, {1, 0, 100, true}, {2, 500, 1, false}};
-  const std::vector<SequenceWork> c = cached.canonical(a);
-  ASSERT_EQ(c.size(), 3u);
-  EXPECT_TRUE(c[0].prefill);
-  EXPECT_EQ(c[0].tokens, 96);
-  EXPECT_EQ(c[0].context, 0);
-  EXPECT_FALSE(c[1].prefill);
-  EXPECT_EQ(c[1].context, 384);
-  EXPECT_EQ(c[2].context, 384);
-  cached.cost(a);
-  cached.cost({{5, 270, 1, false}, {6, 530, 1, false}, {7, 0, 70, true}});  // the same canonical form
-  cached.cost({{5, 270, 1, false}, {7, 0, 70, true}});                      // one decode fewer
-  EXPECT_EQ(cached.lookups(), 3);
-  EXPECT_EQ(cached.simulated(), 2);
-  ASSERT_EQ(exact.batches.size(), 2u);
-  EXPECT_EQ(exact.batches[0].size(), 3u);
-  // Widths of 1 keep every length; a lone decode is its own mean.
-  BucketedCost fine(exact, Buckets{1, 1});
-  const std::vector<SequenceWork> f = fine.canonical({{0, 0, 100, true}, {1, 77, 1, false}});
-  EXPECT_EQ(f[0].tokens, 100);
-  EXPECT_EQ(f[1].context, 77);
+TEST(InterpolatedCost, GridHasEveryIntegerToTwoOctavesThenFourPerOctave) {
+  const std::vector<int64_t> p = Grid{4}.points();
+  const std::vector<int64_t> first(p.begin(), p.begin() + 22);
+  EXPECT_EQ(first, (std::vector<int64_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 13, 16, 19, 23, 27, 32, 38, 45, 54, 64, 76}));
+  EXPECT_THAT([] { Grid{0}.points(); }, ::testing::ThrowsMessage<std::runtime_error>(::testing::HasSubstr("per octave")));
+}
+
+// Parts with costs worked out by hand: body T^2 ms, head 1 ms per sequence, decodes d x c us,
+// a chunk t x (c + 1) us; each 3 J a second of its time. Evaluations are recorded.
+struct HandParts : PartCosts {
+  std::vector<std::string> calls;
+  static IterationCostResult of(double seconds) { return {seconds, 3 * seconds}; }
+  IterationCostResult body(int64_t t) override {
+    calls.push_back(fmt::format("body {}", t));
+    return of(double(t * t) * 1e-3);
+  }
+  IterationCostResult head(int64_t n) override {
+    calls.push_back(fmt::format("head {}", n));
+    return of(double(n) * 1e-3);
+  }
+  IterationCostResult decodes(int64_t d, int64_t c) override {
+    calls.push_back(fmt::format("decodes {} {}", d, c));
+    return of(double(d * c) * 1e-6);
+  }
+  IterationCostResult chunk(int64_t t, int64_t c) override {
+    calls.push_back(fmt::format("chunk {} {}", t, c));
+    return of(double(t * (c + 1)) * 1e-6);
+  }
+};
+
+// Decodes at contexts 300 and 500 and a chunk of 9 tokens after 16: T = 11, n = 3.
+//   body: 11 is a grid point: 121 ms.  head: 3 ms.
+//   decodes: 2 at their mean 400, between 362 and 431: bilinear in (d, c) of d x c is exact, 800 us.
+//   chunk (9, 16): t between 8 and 10 at c = 16 (a point): 8 x 17 and 10 x 17 us, halfway: 153 us.
+//   time 121 + 3 + 0.8 + 0.153 = 124.953 ms; energy 3 J/s of it plus 10 W static: 13 x 124.953 mJ.
+TEST(InterpolatedCost, IterationIsTheSumOfItsPartsInterpolatedOnTheGrid) {
+  HandParts parts;
+  InterpolatedCost cost(parts, Grid{4}, 10.0);
+  const std::vector<SequenceWork> it = {{0, 300, 1, false}, {1, 16, 9, true}, {2, 500, 1, false}};
+  const IterationCostResult r = cost.cost(it);
+  EXPECT_NEAR(r.seconds, 124.953e-3, 1e-12);
+  EXPECT_NEAR(r.joules, 13 * 124.953e-3, 1e-12);
+  EXPECT_THAT(parts.calls, ::testing::UnorderedElementsAre("chunk 8 16", "chunk 10 16", "decodes 2 362",
+                                                           "decodes 2 431", "body 11", "head 3"));
+  // Between grid points a non-linear part is interpolated: T = 12 between 11 and 13 costs
+  // (121 + 169) / 2 = 145 ms of body, not 144.
+  const IterationCostResult twelve = cost.cost({{0, 0, 12, true}});
+  EXPECT_NEAR(twelve.seconds, 145e-3 + 1e-3 + 12e-6, 1e-12);
+  // The same points again are not evaluated again.
+  const size_t calls = parts.calls.size();
+  EXPECT_EQ(cost.simulated(), int64_t(calls));
+  cost.cost(it);
+  EXPECT_EQ(parts.calls.size(), calls);
+  EXPECT_DOUBLE_EQ(cost.cost({}).seconds, 0.0);
 }
 
 }  // namespace
