@@ -31,23 +31,26 @@ std::pair<int64_t, int64_t> InterpolatedCost::bracket(int64_t v) const {
   return {*(hi - 1), *hi};
 }
 
-IterationCostResult InterpolatedCost::at(Part part, int64_t a, int64_t b) {
-  const auto key = std::make_tuple(int(part), a, b);
+AttentionPart InterpolatedCost::at(Part part, Point p) {
+  if (part == Decodes) p[2] = p[0] == 1 ? p[1] : std::max(p[1], p[2]);  // a corner's longest >= its mean
+  const auto key = std::make_pair(int(part), p);
   const auto it = cache_.find(key);
   if (it != cache_.end()) return it->second;
   ++simulated_;
-  const IterationCostResult r = part == Body      ? parts_.body(a)
-                                : part == Head    ? parts_.head(a)
-                                : part == Decodes ? parts_.decodes(a, b)
-                                                  : parts_.chunk(a, b);
+  auto whole = [](const IterationCostResult& r) { return AttentionPart{r.seconds, r.joules, 1.0}; };
+  const AttentionPart r = part == Body      ? whole(parts_.body(p[0]))
+                          : part == Head    ? whole(parts_.head(p[0]))
+                          : part == Decodes ? parts_.decodes(p[0], p[1], p[2])
+                                            : parts_.chunk(p[0], p[1]);
   cache_.emplace(key, r);
   return r;
 }
 
 namespace {
 
-IterationCostResult mix(const IterationCostResult& lo, const IterationCostResult& hi, double w) {
-  return {lo.seconds + (hi.seconds - lo.seconds) * w, lo.joules + (hi.joules - lo.joules) * w};
+AttentionPart mix(const AttentionPart& lo, const AttentionPart& hi, double w) {
+  return {lo.seconds + (hi.seconds - lo.seconds) * w, lo.joules + (hi.joules - lo.joules) * w,
+          lo.tiles + (hi.tiles - lo.tiles) * w};
 }
 
 double weight(int64_t v, std::pair<int64_t, int64_t> b) {
@@ -56,34 +59,39 @@ double weight(int64_t v, std::pair<int64_t, int64_t> b) {
 
 }  // namespace
 
-IterationCostResult InterpolatedCost::linear(Part part, int64_t v) {
-  const auto b = bracket(v);
-  return mix(at(part, b.first, 0), at(part, b.second, 0), weight(v, b));
-}
-
-IterationCostResult InterpolatedCost::bilinear(Part part, int64_t a, int64_t c) {
-  const auto ba = bracket(a), bc = bracket(c);
-  const double wc = weight(c, bc);
-  return mix(mix(at(part, ba.first, bc.first), at(part, ba.first, bc.second), wc),
-             mix(at(part, ba.second, bc.first), at(part, ba.second, bc.second), wc), weight(a, ba));
+AttentionPart InterpolatedCost::interpolate(Part part, Point p, int dims, int from) {
+  if (from == dims) return at(part, p);
+  const auto b = bracket(p[size_t(from)]);
+  Point lo = p, hi = p;
+  lo[size_t(from)] = b.first, hi[size_t(from)] = b.second;
+  const AttentionPart low = interpolate(part, lo, dims, from + 1);
+  if (b.first == b.second) return low;
+  return mix(low, interpolate(part, hi, dims, from + 1), weight(p[size_t(from)], b));
 }
 
 IterationCostResult InterpolatedCost::cost(const std::vector<SequenceWork>& batch) {
-  int64_t tokens = 0, decodes = 0, context = 0;
-  IterationCostResult sum;
-  auto add = [&](const IterationCostResult& r) { sum.seconds += r.seconds, sum.joules += r.joules; };
+  if (batch.empty()) return {};
+  int64_t tokens = 0, decodes = 0, context = 0, longest = 0;
+  std::vector<AttentionPart> attention;
   for (const SequenceWork& w : batch) {
     tokens += w.tokens;
     if (w.prefill) {
-      add(bilinear(Chunk, w.tokens, w.context));
+      attention.push_back(interpolate(Chunk, {w.tokens, w.context, 0}, 2));
     } else {
-      ++decodes, context += w.context;
+      ++decodes, context += w.context, longest = std::max(longest, w.context);
     }
   }
-  if (batch.empty()) return sum;
-  if (decodes > 0) add(bilinear(Decodes, decodes, (context + decodes / 2) / decodes));
-  add(linear(Body, tokens));
-  add(linear(Head, int64_t(batch.size())));
+  if (decodes > 0) attention.push_back(interpolate(Decodes, {decodes, (context + decodes / 2) / decodes, longest}, 3));
+  IterationCostResult sum;
+  double path = 0, spread = 0;  // attention: the longest part; all parts' tile-time over the tiles
+  for (const AttentionPart& a : attention) {
+    path = std::max(path, a.seconds), spread += a.tiles * a.seconds;
+    sum.joules += a.joules;
+  }
+  sum.seconds = std::max(path, spread);
+  for (const AttentionPart& p : {interpolate(Body, {tokens, 0, 0}, 1), interpolate(Head, {int64_t(batch.size()), 0, 0}, 1)}) {
+    sum.seconds += p.seconds, sum.joules += p.joules;
+  }
   sum.joules += static_watts_ * sum.seconds;
   return sum;
 }

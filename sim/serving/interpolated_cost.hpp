@@ -6,16 +6,20 @@
 // attention (projections, MLP, norms, collectives) and the embedding see only the iteration's
 // tokens T; the ones after the last layer (final norm, LM head) only its sequences n; attention
 // sees every sequence's tokens and past. So an iteration costs
-//   body(T) + head(n) + decodes(d, mean context of the d decodes) + sum over prefill chunks chunk(t, c)
-// (attention's time is linear in each decode's context while the decodes are bound by reading
-// the cache, so their mean stands for them). The parts are simulated at points of a grid and
-// interpolated between them (linearly; bilinearly in two dimensions): exact at the points,
-// within the curvature of the part between them. The attention parts, simulated apart, each
-// spread their units over the whole chip; together they share it, so small chunks beside many
-// decodes cost a little more here than in one kernel (the `exact` cost of a whole iteration
-// measures it: tests/api/serve_test.cpp).
+//   body(T) + head(n) + decodes(d, mean context, longest context) + sum over chunks chunk(t, c)
+// Attention's work grows linearly with each decode's context, so the decodes' mean stands for
+// their total; the longest sets the kernel's critical path and how many units share a tile's
+// buffers, so it is kept too (simulated as d - 1 decodes at one context and one at the longest,
+// with the mean's total). The parts are simulated at points of a grid and interpolated between
+// them (multilinearly): exact at the points, within the curvature of the part between them.
+// The attention parts, simulated apart, run as one kernel in the iteration, sharing the chip's
+// tiles: a chunk of a few query blocks keeps a share u of the tiles busy for its time t alone,
+// and leaves the rest to the others. So attention takes max(longest t, sum of u x t): the
+// critical path, or the work spread over all tiles (tests/api/serve_test.cpp holds iterations
+// costed so against simulating them whole).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <utility>
@@ -27,13 +31,18 @@ namespace tessera::sim::serving {
 
 // The parts' costs where the simulator evaluates them. Joules: the operators' events and active
 // power, without the static power (InterpolatedCost adds it over the whole iteration's time).
+// An attention part alone: time, energy and the share of the tiles it keeps busy (0, 1].
+struct AttentionPart {
+  double seconds = 0, joules = 0, tiles = 1;
+};
+
 class PartCosts {
  public:
   virtual ~PartCosts() = default;
   virtual IterationCostResult body(int64_t tokens) = 0;
   virtual IterationCostResult head(int64_t sequences) = 0;
-  virtual IterationCostResult decodes(int64_t count, int64_t context) = 0;  // count >= 1
-  virtual IterationCostResult chunk(int64_t tokens, int64_t context) = 0;   // a prefill chunk
+  virtual AttentionPart decodes(int64_t count, int64_t mean, int64_t longest) = 0;  // count >= 1
+  virtual AttentionPart chunk(int64_t tokens, int64_t context) = 0;   // a prefill chunk
 };
 
 // Grid points: every integer up to 2 x per_octave, then per_octave points per doubling
@@ -54,14 +63,15 @@ class InterpolatedCost : public IterationCost {
 
  private:
   enum Part { Body, Head, Decodes, Chunk };
-  IterationCostResult at(Part part, int64_t a, int64_t b);
-  IterationCostResult linear(Part part, int64_t v);
-  IterationCostResult bilinear(Part part, int64_t a, int64_t b);
+  using Point = std::array<int64_t, 3>;
+  AttentionPart at(Part part, Point p);
+  // Multilinear in the first `dims` coordinates of p.
+  AttentionPart interpolate(Part part, Point p, int dims, int from = 0);
 
   PartCosts& parts_;
   std::vector<int64_t> points_;
   double static_watts_;
-  std::map<std::tuple<int, int64_t, int64_t>, IterationCostResult> cache_;
+  std::map<std::pair<int, Point>, AttentionPart> cache_;
   int64_t simulated_ = 0;
 };
 

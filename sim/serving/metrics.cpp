@@ -51,7 +51,8 @@ Percentiles percentiles(std::vector<double> v) {
   return p;
 }
 
-ServeMetrics summarize(const ServeResult& r, const SchedulerConfig& config, const Slo& slo, double idle_watts) {
+ServeMetrics summarize(const ServeResult& r, const SchedulerConfig& config, const Slo& slo, double idle_watts,
+                       int64_t replicas) {
   ServeMetrics m;
   m.requests = int64_t(r.requests.size());
   if (r.requests.empty()) return m;
@@ -59,6 +60,10 @@ ServeMetrics summarize(const ServeResult& r, const SchedulerConfig& config, cons
   int64_t output = 0, prompt = 0, met = 0;
   double first = r.requests.front().arrival, last = 0;
   for (const RequestResult& x : r.requests) {
+    if (x.rejected) {
+      ++m.rejected;
+      continue;
+    }
     ttft.push_back(x.ttft());
     if (x.output_tokens > 1) tpot.push_back(x.tpot());
     latency.push_back(x.latency());
@@ -70,7 +75,7 @@ ServeMetrics summarize(const ServeResult& r, const SchedulerConfig& config, cons
   }
   m.seconds = last - first;
   const double span = m.seconds > 0 ? m.seconds : 1.0;
-  m.requests_per_s = double(m.requests) / span;
+  m.requests_per_s = double(m.requests - m.rejected) / span;
   m.output_tokens_per_s = double(output) / span;
   m.tokens_per_s = double(output + prompt) / span;
   m.ttft = percentiles(ttft), m.tpot = percentiles(tpot), m.latency = percentiles(latency);
@@ -85,8 +90,8 @@ ServeMetrics summarize(const ServeResult& r, const SchedulerConfig& config, cons
     m.kv_occupancy_peak = std::max(m.kv_occupancy_peak, occupancy);
   }
   m.kv_occupancy_mean = m.busy_seconds > 0 ? weighted / m.busy_seconds : 0.0;
-  m.joules = r.joules + idle_watts * std::max(0.0, m.seconds - m.busy_seconds);
-  m.joules_per_output_token = m.joules / double(output);
+  m.joules = r.joules + idle_watts * std::max(0.0, double(replicas) * m.seconds - m.busy_seconds);
+  m.joules_per_output_token = output > 0 ? m.joules / double(output) : 0.0;
   return m;
 }
 

@@ -36,13 +36,16 @@ struct ServeMetrics {
   double slo_attainment = 0;  // share of the requests meeting the SLO
   double goodput = 0;         // requests meeting the SLO per second
   int64_t preemptions = 0;
+  int64_t rejected = 0;  // requests longer than the model's context: in no other figure but SLO attainment
   double kv_occupancy_mean = 0, kv_occupancy_peak = 0;  // of the blocks, time-weighted over iterations
   double busy_seconds = 0;                              // in iterations
   double joules = 0;                                    // iterations, and idle power between them
   double joules_per_output_token = 0;
 };
 
-// `idle_watts`: the replica's power when it has no iteration to run.
-ServeMetrics summarize(const ServeResult& r, const SchedulerConfig& config, const Slo& slo, double idle_watts);
+// `idle_watts`: a replica's power when it has no iteration to run; `r` may hold the requests and
+// iterations of `replicas` replicas, each idle when it runs no iteration.
+ServeMetrics summarize(const ServeResult& r, const SchedulerConfig& config, const Slo& slo, double idle_watts,
+                       int64_t replicas = 1);
 
 }  // namespace tessera::sim::serving

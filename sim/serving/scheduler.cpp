@@ -35,6 +35,7 @@ ServeResult serve(const std::vector<workloads::Request>& requests, const Schedul
     const workloads::Request& r = requests[i];
     if (i > 0 && r.arrival < requests[i - 1].arrival)
       throw std::runtime_error(fmt::format("serving: request {} arrives before the one listed before it", r.id));
+    if (config.max_context > 0 && r.prompt_tokens + r.output_tokens > config.max_context) continue;  // rejected
     const int64_t need = ceil_div(r.prompt_tokens + r.output_tokens, config.block_tokens);
     if (need > config.blocks)
       throw std::runtime_error(fmt::format(
@@ -51,7 +52,7 @@ ServeResult serve(const std::vector<workloads::Request>& requests, const Schedul
   out.requests.resize(requests.size());
   for (size_t i = 0; i < requests.size(); ++i) {
     const workloads::Request& r = requests[i];
-    out.requests[i] = {r.id, r.arrival, -1, -1, -1, r.prompt_tokens, r.output_tokens, 0};
+    out.requests[i] = {r.id, r.arrival, -1, -1, -1, r.prompt_tokens, r.output_tokens, 0, false};
   }
   std::deque<Seq> waiting;  // arrived, not running: preempted ones at the front
   std::vector<Seq> running;  // in order of admission
@@ -85,8 +86,15 @@ ServeResult serve(const std::vector<workloads::Request>& requests, const Schedul
   };
 
   auto arrive = [&] {  // requests that have arrived by now join the queue
-    for (; next < requests.size() && requests[next].arrival <= now; ++next)
-      waiting.push_back({next, requests[next].prompt_tokens, requests[next].output_tokens, 0, 0, 0, true});
+    for (; next < requests.size() && requests[next].arrival <= now; ++next) {
+      const workloads::Request& r = requests[next];
+      if (config.max_context > 0 && r.prompt_tokens + r.output_tokens > config.max_context) {
+        out.requests[next].rejected = true;
+        ++finished;
+        continue;
+      }
+      waiting.push_back({next, r.prompt_tokens, r.output_tokens, 0, 0, 0, true});
+    }
   };
 
   while (finished < int64_t(requests.size())) {

@@ -41,6 +41,9 @@ struct SchedulerConfig {
   bool chunked_prefill = true;       // prompts split over iterations to fit the token budget
   int64_t block_tokens = 16;         // tokens per KV-cache block
   int64_t blocks = 0;                // KV-cache blocks of the replica (from the HBM left free)
+  // Positions a sequence may reach (the model's): a longer request is rejected on arrival, as
+  // engines refuse prompts beyond their max_model_len. 0: no limit.
+  int64_t max_context = 0;
 };
 
 // What happened to one request. Times in seconds from the start of the traffic.
@@ -52,6 +55,7 @@ struct RequestResult {
   double finished = -1;     // end of the iteration that produced its last token
   int64_t prompt_tokens = 0, output_tokens = 0;
   int64_t preemptions = 0;
+  bool rejected = false;  // longer than max_context: never served
   double ttft() const { return first_token - arrival; }
   double tpot() const { return output_tokens > 1 ? (finished - first_token) / double(output_tokens - 1) : 0.0; }
   double latency() const { return finished - arrival; }

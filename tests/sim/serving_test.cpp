@@ -198,6 +198,26 @@ TEST(ServingMetrics, SloTargetsParseWithUnitsAndNameBadKeys) {
   EXPECT_THAT(message("ttft=0s"), ::testing::HasSubstr("--slo ttft: '0s' is not a time above 0"));
 }
 
+// A model of 12 positions: B (10 + 5) is rejected on arrival and served by no iteration; A
+// runs as alone (prompt at 1, tokens at 2 and 3). The metrics count B apart.
+TEST(Serving, RequestsLongerThanTheModelAreRejected) {
+  FixedCost cost;
+  SchedulerConfig c = roomy();
+  c.max_context = 12;
+  const ServeResult r = serve({{0, 0.0, 4, 3}, {1, 0.5, 10, 5}}, c, cost);
+  ASSERT_EQ(r.iterations.size(), 3u);
+  EXPECT_FALSE(r.requests[0].rejected);
+  EXPECT_TRUE(r.requests[1].rejected);
+  EXPECT_DOUBLE_EQ(r.requests[0].finished, 3.0);
+  EXPECT_DOUBLE_EQ(r.requests[1].scheduled, -1.0);
+  const ServeMetrics m = summarize(r, c, Slo{}, 0.0);
+  EXPECT_EQ(m.requests, 2);
+  EXPECT_EQ(m.rejected, 1);
+  EXPECT_DOUBLE_EQ(m.requests_per_s, 1.0 / 3.0);  // A alone, over [0, 3]
+  EXPECT_DOUBLE_EQ(m.slo_attainment, 0.5);        // B missed it
+  EXPECT_DOUBLE_EQ(m.ttft.p99, 1.0);
+}
+
 TEST(InterpolatedCost, GridHasEveryIntegerToTwoOctavesThenFourPerOctave) {
   const std::vector<int64_t> p = Grid{4}.points();
   const std::vector<int64_t> first(p.begin(), p.begin() + 22);
@@ -206,9 +226,11 @@ TEST(InterpolatedCost, GridHasEveryIntegerToTwoOctavesThenFourPerOctave) {
 }
 
 // Parts with costs worked out by hand: body T^2 ms, head 1 ms per sequence, decodes d x c us,
-// a chunk t x (c + 1) us; each 3 J a second of its time. Evaluations are recorded.
+// a chunk t x (c + 1) us keeping `chunk_tiles` of the tiles busy; each 3 J a second of its time.
+// Evaluations are recorded.
 struct HandParts : PartCosts {
   std::vector<std::string> calls;
+  double chunk_tiles = 1.0;
   static IterationCostResult of(double seconds) { return {seconds, 3 * seconds}; }
   IterationCostResult body(int64_t t) override {
     calls.push_back(fmt::format("body {}", t));
@@ -218,19 +240,20 @@ struct HandParts : PartCosts {
     calls.push_back(fmt::format("head {}", n));
     return of(double(n) * 1e-3);
   }
-  IterationCostResult decodes(int64_t d, int64_t c) override {
-    calls.push_back(fmt::format("decodes {} {}", d, c));
-    return of(double(d * c) * 1e-6);
+  AttentionPart decodes(int64_t d, int64_t c, int64_t longest) override {
+    calls.push_back(fmt::format("decodes {} {} {}", d, c, longest));
+    return {double(d * c) * 1e-6, 3 * double(d * c) * 1e-6, 1.0};
   }
-  IterationCostResult chunk(int64_t t, int64_t c) override {
+  AttentionPart chunk(int64_t t, int64_t c) override {
     calls.push_back(fmt::format("chunk {} {}", t, c));
-    return of(double(t * (c + 1)) * 1e-6);
+    return {double(t * (c + 1)) * 1e-6, 3 * double(t * (c + 1)) * 1e-6, chunk_tiles};
   }
 };
 
 // Decodes at contexts 300 and 500 and a chunk of 9 tokens after 16: T = 11, n = 3.
 //   body: 11 is a grid point: 121 ms.  head: 3 ms.
-//   decodes: 2 at their mean 400, between 362 and 431: bilinear in (d, c) of d x c is exact, 800 us.
+//   decodes: 2 at their mean 400 (between 362 and 431), the longest 500 (between 431 and 512):
+//     multilinear in (d, c, longest) of d x c is exact, 800 us.
 //   chunk (9, 16): t between 8 and 10 at c = 16 (a point): 8 x 17 and 10 x 17 us, halfway: 153 us.
 //   time 121 + 3 + 0.8 + 0.153 = 124.953 ms; energy 3 J/s of it plus 10 W static: 13 x 124.953 mJ.
 TEST(InterpolatedCost, IterationIsTheSumOfItsPartsInterpolatedOnTheGrid) {
@@ -240,8 +263,9 @@ TEST(InterpolatedCost, IterationIsTheSumOfItsPartsInterpolatedOnTheGrid) {
   const IterationCostResult r = cost.cost(it);
   EXPECT_NEAR(r.seconds, 124.953e-3, 1e-12);
   EXPECT_NEAR(r.joules, 13 * 124.953e-3, 1e-12);
-  EXPECT_THAT(parts.calls, ::testing::UnorderedElementsAre("chunk 8 16", "chunk 10 16", "decodes 2 362",
-                                                           "decodes 2 431", "body 11", "head 3"));
+  EXPECT_THAT(parts.calls, ::testing::UnorderedElementsAre("chunk 8 16", "chunk 10 16", "decodes 2 362 431",
+                                                           "decodes 2 362 512", "decodes 2 431 431", "decodes 2 431 512",
+                                                           "body 11", "head 3"));
   // Between grid points a non-linear part is interpolated: T = 12 between 11 and 13 costs
   // (121 + 169) / 2 = 145 ms of body, not 144.
   const IterationCostResult twelve = cost.cost({{0, 0, 12, true}});
@@ -252,6 +276,25 @@ TEST(InterpolatedCost, IterationIsTheSumOfItsPartsInterpolatedOnTheGrid) {
   cost.cost(it);
   EXPECT_EQ(parts.calls.size(), calls);
   EXPECT_DOUBLE_EQ(cost.cost({}).seconds, 0.0);
+}
+
+// Attention parts share the tiles. A chunk of 32 after 99 (3.2 ms alone) keeping a quarter of
+// the tiles busy beside 4 decodes at 100 (0.4 ms): the chunk's path is the longer, 3.2 ms (not
+// 3.6). Beside 64 decodes at 100 (6.4 ms): the work over all tiles, 6.4 + 3.2 / 4 = 7.2 ms.
+TEST(InterpolatedCost, AttentionPartsShareTheTiles) {
+  HandParts parts;
+  parts.chunk_tiles = 0.25;
+  InterpolatedCost cost(parts, Grid{64}, 0.0);  // every integer to 128 is a point
+  auto iteration = [](int64_t decodes) {
+    std::vector<SequenceWork> b{{0, 99, 32, true}};
+    for (int64_t i = 0; i < decodes; ++i) b.push_back({i + 1, 100, 1, false});
+    return b;
+  };
+  const double body4 = 36.0 * 36.0 * 1e-3 + 5e-3, body64 = 96.0 * 96.0 * 1e-3 + 65e-3;  // and the head
+  EXPECT_NEAR(cost.cost(iteration(4)).seconds, body4 + 3.2e-3, 1e-9);
+  EXPECT_NEAR(cost.cost(iteration(64)).seconds, body64 + 7.2e-3, 1e-9);
+  // Energy adds up: every part's.
+  EXPECT_NEAR(cost.cost(iteration(4)).joules, 3 * (body4 + 3.2e-3 + 0.4e-3), 1e-9);
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <functional>
 #include <optional>
 #include <stdexcept>
 #include <tuple>
@@ -49,7 +50,6 @@ compiler::Workload workload_of(const RunSpec& s) {
 }
 
 compiler::Graph attention_graph(const RunSpec& s, const compiler::Workload& w) {
-  if (!w.sequences.empty()) throw std::runtime_error("--op attention runs a prefill or a decode, not a mixed step");
   if (s.shape.size() != 3 || *std::min_element(s.shape.begin(), s.shape.end()) <= 0 ||
       s.shape[0] % s.shape[1] != 0) {
     throw std::runtime_error(
@@ -58,7 +58,8 @@ compiler::Graph attention_graph(const RunSpec& s, const compiler::Workload& w) {
   }
   const int64_t heads = s.shape[0], kv_heads = s.shape[1], d = s.shape[2];
   const int64_t tokens = w.tokens(), capacity = w.capacity();
-  const compiler::SequenceStep step = w.steps().at(0);
+  const std::vector<compiler::SequenceStep> steps = w.steps();
+  const int64_t batch = int64_t(steps.size());
   compiler::Graph g;
   g.name = s.describe();
   g.meta = {{"model", "attention"}, {"phase", s.phase}};
@@ -66,19 +67,19 @@ compiler::Graph attention_graph(const RunSpec& s, const compiler::Workload& w) {
   const int k = g.value("k", {tokens, kv_heads * d}, isa::Dtype::Bf16, Role::Input);
   const int v = g.value("v", {tokens, kv_heads * d}, isa::Dtype::Bf16, Role::Input);
   const int kc =
-      g.value("kv_cache.k", {w.batch, kv_heads, capacity, d}, isa::Dtype::Bf16, Role::KvCache);
+      g.value("kv_cache.k", {batch, kv_heads, capacity, d}, isa::Dtype::Bf16, Role::KvCache);
   const int vc =
-      g.value("kv_cache.v", {w.batch, kv_heads, capacity, d}, isa::Dtype::Bf16, Role::KvCache);
-  const int out =
-      g.op(OpKind::Attention, "attention", {q, k, v, kc, vc}, "out", {tokens, heads * d},
-           {{"batch", w.batch},
-            {"seq", step.tokens},
-            {"past", step.past},
-            {"heads", heads},
-            {"kv_heads", kv_heads},
-            {"head_dim", d},
-            {"causal", int64_t(1)},
-            {"capacity", capacity}});
+      g.value("kv_cache.v", {batch, kv_heads, capacity, d}, isa::Dtype::Bf16, Role::KvCache);
+  std::map<std::string, compiler::AttrValue> attrs{{"batch", batch}, {"heads", heads},     {"kv_heads", kv_heads},
+                                                   {"head_dim", d},  {"causal", int64_t(1)}, {"capacity", capacity}};
+  if (std::adjacent_find(steps.begin(), steps.end(), std::not_equal_to<>()) == steps.end()) {
+    attrs["seq"] = steps[0].tokens, attrs["past"] = steps[0].past;
+  } else {  // a ragged step
+    std::vector<int64_t> seq_lens, past_lens;
+    for (const compiler::SequenceStep& step : steps) seq_lens.push_back(step.tokens), past_lens.push_back(step.past);
+    attrs["seq_lens"] = seq_lens, attrs["past_lens"] = past_lens;
+  }
+  const int out = g.op(OpKind::Attention, "attention", {q, k, v, kc, vc}, "out", {tokens, heads * d}, attrs);
   g.v(out).role = Role::Output;
   g.inputs = {q, k, v};
   g.outputs = {out};

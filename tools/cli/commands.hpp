@@ -14,6 +14,7 @@ void add_isa_commands(CLI::App& app);
 void add_sim_commands(CLI::App& app);
 void add_compile_commands(CLI::App& app);
 void add_run_commands(CLI::App& app);
+void add_serve_commands(CLI::App& app);
 
 
 }  // namespace tessera::cli

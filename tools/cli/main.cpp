@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   tessera::cli::add_sim_commands(app);
   tessera::cli::add_compile_commands(app);
   tessera::cli::add_run_commands(app);
+  tessera::cli::add_serve_commands(app);
 
   auto logger = spdlog::stderr_color_mt("tessera");
   spdlog::set_default_logger(logger);

@@ -7,6 +7,8 @@
 
 #include <fmt/format.h>
 
+#include <fstream>
+
 #include "arch/derived.hpp"
 #include "arch/describe.hpp"
 #include "arch/loader.hpp"
@@ -17,6 +19,7 @@
 #include "sim/simulation.hpp"
 #include "tools/api/api.hpp"
 #include "tools/api/run.hpp"
+#include "tools/api/serve.hpp"
 
 namespace py = pybind11;
 using namespace tessera;
@@ -234,6 +237,47 @@ PYBIND11_MODULE(_tessera, m) {
       "(kernels issued one by one by the host, on chips that run kernels); framework: 'fused' or 'pytorch' (plain "
       "PyTorch's kernels); returns the report as a "
       "dict (with every stat if stats=True)");
+
+  m.def(
+      "serve",
+      [](const PyArch& a, const std::string& model, const std::string& requests, const std::string& synthetic,
+         double from, double duration, double rate_scale, int64_t replicas, const std::string& slo,
+         int64_t max_running, int64_t max_batched_tokens, bool chunked_prefill, int64_t block_tokens,
+         int64_t kv_blocks, const std::string& dtype, const std::string& kv_dtype, int64_t grid, bool exact,
+         const std::string& pricing, const std::string& trace) {
+        api::Traffic t;
+        t.requests = requests, t.synthetic = synthetic, t.from = from, t.rate_scale = rate_scale;
+        if (duration > 0) t.duration = duration;
+        api::ServeSpec s;
+        s.model = model, s.dtype = dtype, s.kv_dtype = kv_dtype, s.replicas = replicas, s.slo = slo;
+        s.scheduler.max_running = max_running, s.scheduler.max_batched_tokens = max_batched_tokens;
+        s.scheduler.chunked_prefill = chunked_prefill, s.scheduler.block_tokens = block_tokens;
+        s.scheduler.blocks = kv_blocks, s.grid_per_octave = grid, s.exact = exact;
+        api::RunOptions o;
+        o.pricing = pricing;
+        nlohmann::json j;
+        {
+          py::gil_scoped_release release;
+          const api::ServeReport r = api::serve(a.arch, api::load_traffic(t), s, o);
+          if (!trace.empty()) {
+            std::ofstream out(trace);
+            if (!out) throw std::runtime_error(trace + ": cannot write");
+            r.write_trace(out);
+          }
+          j = r.to_json();
+        }
+        return json_to_python(j);
+      },
+      py::arg("arch"), py::arg("model"), py::arg("requests") = "", py::arg("synthetic") = "", py::arg("start") = 0.0,
+      py::arg("duration") = 0.0, py::arg("rate_scale") = 1.0, py::arg("replicas") = 1, py::arg("slo") = "",
+      py::arg("max_running") = 256, py::arg("max_batched_tokens") = 8192, py::arg("chunked_prefill") = true,
+      py::arg("block_tokens") = 16, py::arg("kv_blocks") = 0, py::arg("dtype") = "bf16", py::arg("kv_dtype") = "bf16",
+      py::arg("grid") = 4, py::arg("exact") = false, py::arg("pricing") = "owned", py::arg("trace") = "",
+      "Replay request traffic (requests: a trace CSV of Azure's schema; or synthetic: 'rate=..,prompt=..,output=..', "
+      "its lengths resampled from the trace with prompt=trace) on replicas of a system with continuous batching; a "
+      "window of it from `start` seconds for `duration` (0: to the end), at rate_scale x its rate. slo: "
+      "'ttft=500ms,tpot=50ms'. Returns the report as a dict with 'request_results' (every request's times; "
+      "tessera.to_dataframe makes a DataFrame of them); trace: a Perfetto timeline of the iterations");
 
   m.def(
       "compare",

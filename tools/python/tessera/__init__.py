@@ -8,6 +8,11 @@
     systems = [tessera.Arch.load(n) for n in ("maia100-class", "h100-sxm")]
     table = tessera.to_dataframe(tessera.compare(systems))  # the built-in Llama-3-8B comparison
 
+    served = tessera.serve(tessera.Arch.load("h100-sxm"), "llama-3-8b", requests="conv.csv", duration=300,
+                           slo="ttft=500ms,tpot=50ms")
+    print(served["ttft"]["p99"], served["slo_attainment"], served["usd_per_million_output_tokens"])
+    per_request = tessera.to_dataframe(served)  # one row per request
+
 Lower level: compile_model / compile_onnx give a Program; Simulation runs it (functional=True
 moves real numbers: write inputs, run, read results).
 """
@@ -23,6 +28,7 @@ from ._tessera import (  # noqa: F401
     compile_model,
     compile_onnx,
     run,
+    serve,
 )
 
 
@@ -45,11 +51,14 @@ def to_dataframe(reports):
 
     Takes a report from run(), a list of them, or what compare() returns (one row per workload
     and system, with the vs_first ratios, and an "error" column: None, or why that run failed,
-    its figures then NaN)."""
+    its figures then NaN); or what serve() returns: one row per request (arrival, TTFT, TPOT,
+    latency, queueing, preemptions, replica, ...)."""
     try:
         import pandas as pd
     except ImportError as e:  # pandas is optional: everything else works without it
         raise ImportError("tessera.to_dataframe needs pandas (Debian: python3-pandas)") from e
+    if isinstance(reports, dict) and "request_results" in reports:
+        return pd.DataFrame(reports["request_results"])
     if isinstance(reports, dict):
         reports = [reports]
     rows = []
