@@ -1,0 +1,134 @@
+// The serving facade: ragged steps through run(), the KV-cache blocks the HBM leaves, replicas,
+// the report and its timeline, and bad traffic. A small Llama keeps the simulations quick (the
+// grid against simulating iterations whole: serve_slow_test.cpp).
+#include "tools/api/serve.hpp"
+
+#include <fmt/format.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <unistd.h>  // getpid: each test process writes its own files
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "arch/derived.hpp"
+#include "arch/loader.hpp"
+#include "tools/api/api.hpp"
+
+namespace tessera::api {
+namespace {
+
+std::string temp(const std::string& name) {
+  return (std::filesystem::temp_directory_path() / fmt::format("tessera_serve_{}_{}", getpid(), name)).string();
+}
+
+// 2 layers, hidden 256, 4 heads over 2 KV heads of 64: 2 x 2 x 2 x 64 x 2 = 1,024 KV bytes a token.
+std::string small_llama() {
+  const std::string path = temp("llama.json");
+  std::ofstream(path) << R"({"model_type": "llama", "hidden_size": 256, "intermediate_size": 704,
+    "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 8192,
+    "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "max_position_embeddings": 4096})";
+  return path;
+}
+
+arch::Arch replica(const char* preset = "tpu-v4-class") {
+  arch::Arch a = arch::load_arch(preset, {});
+  a.system.parallelism.tp = a.system.parallelism.pp = a.system.parallelism.ep = 1;
+  return a;
+}
+
+// A mixed step of equal sequences is the uniform step: the same program, the same time.
+TEST(MixedStep, OfEqualSequencesIsTheUniformDecode) {
+  RunSpec mixed;
+  mixed.model = small_llama(), mixed.phase = "mixed";
+  mixed.sequences.assign(4, {100, 1});
+  RunSpec decode = mixed;
+  decode.phase = "decode", decode.batch = 4, decode.context = 100, decode.sequences.clear();
+  const Report a = run(replica(), mixed, {}), b = run(replica(), decode, {});
+  EXPECT_DOUBLE_EQ(a.seconds, b.seconds);
+  EXPECT_DOUBLE_EQ(a.tokens, 4.0);
+  mixed.sequences = {{0, 300}, {20, 1}, {7, 1}};
+  EXPECT_EQ(mixed.describe(), fmt::format("{} mixed 1 prefill (300 tokens) + 2 decode", mixed.model));
+  EXPECT_DOUBLE_EQ(run(replica(), mixed, {}).tokens, 302.0);
+  mixed.phase = "decode";
+  EXPECT_THAT([&] { run(replica(), mixed, {}); },
+              ::testing::ThrowsMessage<std::runtime_error>(::testing::HasSubstr("for phase mixed only")));
+  mixed.phase = "mixed", mixed.sequences = {{0, 0}};
+  EXPECT_THAT([&] { run(replica(), mixed, {}); },
+              ::testing::ThrowsMessage<std::runtime_error>(::testing::HasSubstr("sequence 0: 0 tokens after 0")));
+}
+
+// The blocks: the HBM left by the weights (2 x 8192 x 256 embedding and head, 2 layers of
+// 4 x 256^2 + 3 x 256 x 704, bf16: 11.3 MB) and the largest step's activations (a few MB) over
+// 16 tokens x 1,024 bytes.
+TEST(ReplicaCost, KvBlocksFillTheHbmTheModelLeaves) {
+  ServeSpec spec;
+  spec.model = small_llama();
+  const arch::Arch a = replica();
+  ReplicaCost cost(a, spec, {});
+  EXPECT_DOUBLE_EQ(cost.kv_bytes_per_token(), 1024.0);
+  const double capacity = arch::derive(a).hbm_capacity, weights = 2.0 * (2 * 8192 * 256 + 2 * (4 * 256 * 256 + 3 * 256 * 704));
+  const int64_t blocks = cost.kv_blocks(8192, 16);
+  EXPECT_LE(double(blocks) * 16 * 1024, capacity - weights);
+  EXPECT_GE(double(blocks) * 16 * 1024, capacity - weights - 64e6);
+}
+
+// Two replicas take the requests in turn and each idles at its static power between iterations.
+TEST(Serve, ReplicasTakeRequestsInTurn) {
+  Traffic t;
+  t.synthetic = "rate=20,prompt=64,output=uniform:2:6,count=8,seed=4";
+  const std::vector<workloads::Request> requests = load_traffic(t);
+  ServeSpec spec;
+  spec.model = small_llama(), spec.replicas = 2, spec.slo = "ttft=1s";
+  const arch::Arch a = replica();
+  const ServeReport r = serve(a, requests, spec, {});
+  ASSERT_EQ(r.results.size(), 2u);
+  EXPECT_EQ(r.results[0].requests.size(), 4u);
+  EXPECT_EQ(r.replica_of, (std::vector<int64_t>{0, 1, 0, 1, 0, 1, 0, 1}));
+  EXPECT_EQ(r.metrics.requests, 8);
+  EXPECT_DOUBLE_EQ(r.metrics.slo_attainment, 1.0);
+  double busy = 0, iteration_joules = 0;
+  for (const auto& x : r.results) {
+    for (const auto& it : x.iterations) busy += it.seconds, iteration_joules += it.joules;
+  }
+  const double idle_watts = sim::EnergyPrices::from(a).static_power;
+  EXPECT_NEAR(r.metrics.joules, iteration_joules + idle_watts * (2 * r.metrics.seconds - busy), 1e-9 * r.metrics.joules);
+  const nlohmann::json j = r.to_json();
+  ASSERT_EQ(j["request_results"].size(), 8u);
+  EXPECT_EQ(j["request_results"][3]["replica"], 1);
+  EXPECT_EQ(j["request_results"][3]["id"], requests[3].id);
+  EXPECT_TRUE(j["slo"]["tpot"].is_null());
+  // The timeline: an iteration slice and its counters for every iteration of each replica.
+  std::ostringstream trace;
+  r.write_trace(trace);
+  const nlohmann::json events = nlohmann::json::parse(trace.str())["traceEvents"];
+  int64_t slices = 0;
+  for (const auto& e : events) slices += e["ph"] == "X";
+  EXPECT_EQ(slices, int64_t(r.results[0].iterations.size() + r.results[1].iterations.size()));
+}
+
+TEST(Serve, BadTrafficIsAClearError) {
+  auto fails = [](Traffic t) {
+    try {
+      load_traffic(t);
+    } catch (const std::exception& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_THAT(fails({}), ::testing::HasSubstr("give a trace or synthetic traffic"));
+  EXPECT_THAT(fails({"", "rate=1,prompt=5,output=5,count=3", 0, 1, -2}), ::testing::HasSubstr("rate scale must be a number above 0"));
+  EXPECT_THAT(fails({"", "rate=1,prompt=5,output=5,count=3", -1, 1, 1}), ::testing::HasSubstr("a window from -1 s"));
+  EXPECT_THAT(fails({"", "rate=1,prompt=5,output=5,count=3", 100, 1, 1}), ::testing::HasSubstr("no requests arrive"));
+  const std::string bad = temp("bad.csv");
+  std::ofstream(bad) << "TIMESTAMP,ContextTokens,GeneratedTokens\n1,5,5\n0.5,5,5\n";
+  EXPECT_THAT(fails({bad, "", 0, 1, 1}), ::testing::HasSubstr(bad + ":3"));
+  ServeSpec spec;
+  spec.model = small_llama(), spec.replicas = 0;
+  EXPECT_THAT([&] { serve(replica(), {{0, 0, 5, 5}}, spec, {}); },
+              ::testing::ThrowsMessage<std::runtime_error>(::testing::HasSubstr("replicas must be at least 1")));
+}
+
+}  // namespace
+}  // namespace tessera::api
