@@ -22,11 +22,16 @@ std::vector<int64_t> Grid::points() const {
 }
 
 InterpolatedCost::InterpolatedCost(PartCosts& parts, Grid grid, double static_watts)
-    : parts_(parts), points_(grid.points()), static_watts_(static_watts) {}
+    : parts_(parts), points_(grid.points()), static_watts_(static_watts) {
+  size_t above = 0;
+  for (int64_t p : points_) {
+    if (p <= 1024 || above++ % 2 == 1) token_points_.push_back(p);
+  }
+}
 
-std::pair<int64_t, int64_t> InterpolatedCost::bracket(int64_t v) const {
-  if (v < 0 || v > points_.back()) throw std::runtime_error(fmt::format("serving: {} is off the cost grid", v));
-  const auto hi = std::lower_bound(points_.begin(), points_.end(), v);
+std::pair<int64_t, int64_t> InterpolatedCost::bracket(int64_t v, const std::vector<int64_t>& points) {
+  if (v < 0 || v > points.back()) throw std::runtime_error(fmt::format("serving: {} is off the cost grid", v));
+  const auto hi = std::lower_bound(points.begin(), points.end(), v);
   if (*hi == v) return {v, v};
   return {*(hi - 1), *hi};
 }
@@ -61,7 +66,7 @@ double weight(int64_t v, std::pair<int64_t, int64_t> b) {
 
 AttentionPart InterpolatedCost::interpolate(Part part, Point p, int dims, int from) {
   if (from == dims) return at(part, p);
-  const auto b = bracket(p[size_t(from)]);
+  const auto b = bracket(p[size_t(from)], part == Body ? token_points_ : points_);
   Point lo = p, hi = p;
   lo[size_t(from)] = b.first, hi[size_t(from)] = b.second;
   const AttentionPart low = interpolate(part, lo, dims, from + 1);

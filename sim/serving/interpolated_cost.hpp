@@ -12,6 +12,8 @@
 // buffers, so it is kept too (simulated as d - 1 decodes at one context and one at the longest,
 // with the mean's total). The parts are simulated at points of a grid and interpolated between
 // them (multilinearly): exact at the points, within the curvature of the part between them.
+// The body's whole-model steps cost the most to simulate, and above 1,024 tokens their GEMMs
+// are bound by the arrays, linear in the tokens: there the body takes every other grid point.
 // The attention parts, simulated apart, run as one kernel in the iteration, sharing the chip's
 // tiles: a chunk of a few query blocks keeps a share u of the tiles busy for its time t alone,
 // and leaves the rest to the others. So attention takes max(longest t, sum of u x t): the
@@ -58,8 +60,9 @@ class InterpolatedCost : public IterationCost {
   InterpolatedCost(PartCosts& parts, Grid grid, double static_watts);
   IterationCostResult cost(const std::vector<SequenceWork>& batch) override;
   int64_t simulated() const { return simulated_; }  // part evaluations so far
-  // The grid points below and above v (equal when v is one).
-  std::pair<int64_t, int64_t> bracket(int64_t v) const;
+  // The grid points below and above v (equal when v is one); of the body's, token counts.
+  std::pair<int64_t, int64_t> bracket(int64_t v) const { return bracket(v, points_); }
+  std::pair<int64_t, int64_t> bracket_tokens(int64_t v) const { return bracket(v, token_points_); }
 
  private:
   enum Part { Body, Head, Decodes, Chunk };
@@ -69,7 +72,8 @@ class InterpolatedCost : public IterationCost {
   AttentionPart interpolate(Part part, Point p, int dims, int from = 0);
 
   PartCosts& parts_;
-  std::vector<int64_t> points_;
+  static std::pair<int64_t, int64_t> bracket(int64_t v, const std::vector<int64_t>& points);
+  std::vector<int64_t> points_, token_points_;
   double static_watts_;
   std::map<std::pair<int, Point>, AttentionPart> cache_;
   int64_t simulated_ = 0;

@@ -223,6 +223,17 @@ TEST(InterpolatedCost, GridHasEveryIntegerToTwoOctavesThenFourPerOctave) {
   const std::vector<int64_t> first(p.begin(), p.begin() + 22);
   EXPECT_EQ(first, (std::vector<int64_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 13, 16, 19, 23, 27, 32, 38, 45, 54, 64, 76}));
   EXPECT_THAT([] { Grid{0}.points(); }, ::testing::ThrowsMessage<std::runtime_error>(::testing::HasSubstr("per octave")));
+  // The body's token counts take every other point above 1,024.
+  struct None : PartCosts {
+    IterationCostResult body(int64_t) override { return {}; }
+    IterationCostResult head(int64_t) override { return {}; }
+    AttentionPart decodes(int64_t, int64_t, int64_t) override { return {}; }
+    AttentionPart chunk(int64_t, int64_t) override { return {}; }
+  } none;
+  const InterpolatedCost cost(none, Grid{4}, 0.0);
+  EXPECT_EQ(cost.bracket(1500), (std::pair<int64_t, int64_t>{1448, 1722}));
+  EXPECT_EQ(cost.bracket_tokens(1500), (std::pair<int64_t, int64_t>{1448, 2048}));
+  EXPECT_EQ(cost.bracket_tokens(900), (std::pair<int64_t, int64_t>{861, 1024}));
 }
 
 // Parts with costs worked out by hand: body T^2 ms, head 1 ms per sequence, decodes d x c us,

@@ -45,21 +45,12 @@ class SimulatedParts : public sim::serving::PartCosts {
   }
 
   IterationCostResult body(int64_t tokens) override {
-    IterationCostResult r;
-    for (const Report::Row& row : step(tokens).ops) {
-      if (!head_op(row)) r.seconds += row.share.seconds, r.joules += row.energy.total();
-    }
+    const IterationCostResult r = step(tokens).body;
     const sim::serving::AttentionPart own = attention(step_sequences(tokens));
     return {r.seconds - own.seconds, r.joules - own.joules};
   }
 
-  IterationCostResult head(int64_t sequences) override {
-    IterationCostResult r;
-    for (const Report::Row& row : step(sequences).ops) {
-      if (head_op(row)) r.seconds += row.share.seconds, r.joules += row.energy.total();
-    }
-    return r;
-  }
+  IterationCostResult head(int64_t sequences) override { return step(sequences).head; }
 
   // count - 1 decodes at one context and one at the longest, `mean` on average.
   sim::serving::AttentionPart decodes(int64_t count, int64_t mean, int64_t longest) override {
@@ -79,15 +70,27 @@ class SimulatedParts : public sim::serving::PartCosts {
     return s;
   }
 
-  // The whole-model step `body(tokens)` reads (simulated once).
-  const Report& step(int64_t tokens) {
+  // What the whole-model step of `tokens` comes to: its operators but the head, the head's, and
+  // the HBM a chip uses.
+  struct Step {
+    IterationCostResult body, head;
+    double hbm_used = 0;
+  };
+  const Step& step(int64_t tokens) {
     const auto it = steps_.find(tokens);
     if (it != steps_.end()) return it->second;
     RunSpec s = base();
     s.phase = "mixed";
     s.sequences = step_sequences(tokens);
     ++runs_;
-    return steps_.emplace(tokens, run(system_, s, options_)).first->second;
+    const Report r = run(system_, s, options_);
+    Step out;
+    for (const Report::Row& row : r.ops) {
+      IterationCostResult& part = head_op(row) ? out.head : out.body;
+      part.seconds += row.share.seconds, part.joules += row.energy.total();
+    }
+    out.hbm_used = r.utilization.at("capacity") * arch::derive(system_).hbm_capacity;
+    return steps_.emplace(tokens, out).first->second;
   }
 
   int64_t runs() const { return runs_; }
@@ -125,7 +128,7 @@ class SimulatedParts : public sim::serving::PartCosts {
   const ServeSpec& spec_;
   RunOptions options_;
   int64_t head_limit_, tp_ = 1, runs_ = 0;
-  std::map<int64_t, Report> steps_;
+  std::map<int64_t, Step> steps_;
 };
 
 // Every iteration simulated whole, as the ragged step it is.
@@ -208,10 +211,9 @@ double ReplicaCost::kv_bytes_per_token() const { return impl_->kv_per_token_chip
 
 int64_t ReplicaCost::kv_blocks(int64_t tokens, int64_t block_tokens) {
   // The whole-model step at the grid point at or above `tokens`, less its own small KV cache.
-  const int64_t largest = impl_->grid.bracket(tokens).second;
-  const Report& r = impl_->parts.step(largest);
+  const int64_t largest = impl_->grid.bracket_tokens(tokens).second;
   const double capacity = arch::derive(impl_->system).hbm_capacity;
-  const double used = r.utilization.at("capacity") * capacity - double(largest) * impl_->kv_per_token_chip;
+  const double used = impl_->parts.step(largest).hbm_used - double(largest) * impl_->kv_per_token_chip;
   const int64_t blocks = int64_t((capacity - used) / (impl_->kv_per_token_chip * double(block_tokens)));
   if (blocks < 1) {
     throw std::runtime_error(fmt::format(
