@@ -175,17 +175,22 @@ check "compare --report writes the failed run" 1 "" -- "$tessera" "${tiny_hbm[@]
 check "... with its error" 0 '"error": "small needs' -- cat "$tmp/failed.json"
 check "a mistake in the request still fails before any run" 1 "^error: dtype: unknown dtype 'int3'$" -- "$tessera" "${tiny_hbm[@]}" --dtype int3
 
-# serve: request traffic on a replica (the small Llama; a few requests keep it quick).
-printf 'TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,374,44\n2023-11-16 18:15:50.9951690,396,109\n2023-11-16 18:15:51.4405350,879,4\n' > "$tmp/trace.csv"
-serve=(serve --arch tpu-v4-class --model "$tmp/small.json")
-check "serve replays a trace" 0 "traffic +3 requests over" -- "$tessera" "${serve[@]}" --requests "$tmp/trace.csv" --slo ttft=1s,tpot=100ms
+# serve: request traffic on a replica (a 2-layer Llama, a few short requests and a small token
+# budget keep it quick: the largest whole-model step simulated is the budget's).
+cat > "$tmp/tiny.json" <<'JSON'
+{"model_type": "llama", "hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 2,
+ "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 4096, "max_position_embeddings": 2048}
+JSON
+printf 'TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,174,14\n2023-11-16 18:15:50.9951690,96,9\n2023-11-16 18:15:51.4405350,279,4\n' > "$tmp/trace.csv"
+serve=(serve --arch tpu-v4-class --model "$tmp/tiny.json" --max-batched-tokens 512)
+check "serve replays a trace and writes a timeline" 0 "traffic +3 requests over" -- \
+  "$tessera" "${serve[@]}" --requests "$tmp/trace.csv" --slo ttft=1s,tpot=100ms --trace "$tmp/serve_trace.json"
+check "... of iterations and queue depth" 0 '"name":"queue"' -- cat "$tmp/serve_trace.json"
 check "serve --json has every request's times" 0 '"request_results"' -- "$tessera" "${serve[@]}" --requests "$tmp/trace.csv" --json
 check "serve synthetic traffic on two replicas" 0 "2 replicas of 1 chip" -- \
   "$tessera" "${serve[@]}" --synthetic rate=5,prompt=64,output=uniform:2:8,count=6,seed=2 --replicas 2
-check "serve writes a timeline" 0 "" -- "$tessera" "${serve[@]}" --requests "$tmp/trace.csv" --trace "$tmp/serve_trace.json"
-check "... of iterations and queue depth" 0 '"name":"queue"' -- cat "$tmp/serve_trace.json"
 check "serve needs traffic" 1 "give a trace or synthetic traffic" -- "$tessera" "${serve[@]}"
-check "serve names a bad trace's line" 1 "trace.bad.csv:3" -- sh -c "printf 'TIMESTAMP,ContextTokens,GeneratedTokens\n1,5,5\n2,x,5\n' > $tmp/trace.bad.csv; \"$tessera\" serve --arch tpu-v4-class --model $tmp/small.json --requests $tmp/trace.bad.csv"
+check "serve names a bad trace's line" 1 "trace.bad.csv:3" -- sh -c "printf 'TIMESTAMP,ContextTokens,GeneratedTokens\n1,5,5\n2,x,5\n' > $tmp/trace.bad.csv; \"$tessera\" serve --arch tpu-v4-class --model $tmp/tiny.json --requests $tmp/trace.bad.csv"
 check "serve with an empty window is an error" 1 "no requests arrive in the window" -- \
   "$tessera" "${serve[@]}" --requests "$tmp/trace.csv" --from 3600
 check "serve names a bad SLO key" 1 "--slo itl: unknown target" -- "$tessera" "${serve[@]}" --requests "$tmp/trace.csv" --slo itl=5ms
