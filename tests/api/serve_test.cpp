@@ -108,6 +108,20 @@ TEST(Serve, ReplicasTakeRequestsInTurn) {
   EXPECT_EQ(slices, int64_t(r.results[0].iterations.size() + r.results[1].iterations.size()));
 }
 
+// A request beyond the model's 4,096 positions is rejected: counted, and without times.
+TEST(Serve, RequestsBeyondTheModelArePassedOverAndReported) {
+  ServeSpec spec;
+  spec.model = small_llama();
+  const ServeReport r = serve(replica(), {{0, 0.0, 50, 5}, {1, 0.1, 4000, 200}, {2, 0.2, 30, 3}}, spec, {});
+  EXPECT_EQ(r.metrics.rejected, 1);
+  EXPECT_EQ(r.scheduler.max_context, 4096);
+  const nlohmann::json j = r.to_json();
+  EXPECT_TRUE(j["request_results"][1]["rejected"].get<bool>());
+  EXPECT_TRUE(j["request_results"][1]["ttft"].is_null());
+  EXPECT_GT(j["request_results"][2]["ttft"].get<double>(), 0.0);
+  EXPECT_EQ(j["rejected"], 1);
+}
+
 TEST(Serve, BadTrafficIsAClearError) {
   auto fails = [](Traffic t) {
     try {

@@ -306,6 +306,8 @@ nlohmann::json ServeReport::to_json(bool requests) const {
   auto pct = [](const sim::serving::Percentiles& p) {
     return json{{"mean", p.mean}, {"p50", p.p50}, {"p90", p.p90}, {"p99", p.p99}};
   };
+  int64_t iterations = 0;
+  for (const auto& r : results) iterations += int64_t(r.iterations.size());
   json j{{"system", system},
          {"model", model},
          {"replicas", replicas},
@@ -342,14 +344,11 @@ nlohmann::json ServeReport::to_json(bool requests) const {
          {"usd_per_hour", usd_per_hour},
          {"usd_per_million_tokens", usd_per_million_tokens},
          {"usd_per_million_output_tokens", usd_per_million_output_tokens},
-         {"iterations", 0},
+         {"iterations", iterations},
          {"simulations", simulations},
          {"exact", exact},
          {"grid_per_octave", grid_per_octave},
          {"host_seconds", host_seconds}};
-  int64_t iterations = 0;
-  for (const auto& r : results) iterations += int64_t(r.iterations.size());
-  j["iterations"] = iterations;
   // JSON has no infinity: a missing target is null.
   for (const char* k : {"ttft", "tpot"}) {
     if (!std::isfinite(j["slo"][k].get<double>())) j["slo"][k] = nullptr;
@@ -360,18 +359,20 @@ nlohmann::json ServeReport::to_json(bool requests) const {
   for (size_t i = 0; i < replica_of.size(); ++i) {
     const size_t rr = size_t(replica_of[i]);
     const sim::serving::RequestResult& x = results[rr].requests[next[rr]++];
+    // A rejected request has no times (null).
+    auto time = [&](double t) { return x.rejected ? json(nullptr) : json(t); };
     list.push_back({{"id", x.id},
                     {"replica", rr},
                     {"arrival", x.arrival},
                     {"prompt_tokens", x.prompt_tokens},
                     {"output_tokens", x.output_tokens},
-                    {"scheduled", x.scheduled},
-                    {"first_token", x.first_token},
-                    {"finished", x.finished},
-                    {"ttft", x.ttft()},
-                    {"tpot", x.tpot()},
-                    {"latency", x.latency()},
-                    {"queueing", x.queueing()},
+                    {"scheduled", time(x.scheduled)},
+                    {"first_token", time(x.first_token)},
+                    {"finished", time(x.finished)},
+                    {"ttft", time(x.ttft())},
+                    {"tpot", time(x.tpot())},
+                    {"latency", time(x.latency())},
+                    {"queueing", time(x.queueing())},
                     {"preemptions", x.preemptions},
                     {"rejected", x.rejected}});
   }
