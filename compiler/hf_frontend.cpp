@@ -487,7 +487,8 @@ class GraphBuilder {
   // (which every sequence shares).
   std::vector<int64_t> positions(bool one = false) const {
     std::vector<int64_t> p;
-    for (size_t b = 0; b < (one && !ragged_ ? std::min<size_t>(1, steps_.size()) : steps_.size()); ++b) {
+    const size_t sequences = one && !ragged_ ? 1 : steps_.size();
+    for (size_t b = 0; b < sequences; ++b) {
       for (int64_t s = 0; s < steps_[b].tokens; ++s) p.push_back(steps_[b].past + s + m_.position_offset);
     }
     return p;

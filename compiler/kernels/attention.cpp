@@ -282,7 +282,10 @@ class AttentionKernel {
     std::vector<double> cost;
     for (const auto& item : items) {
       double c = 0;
-      for (int64_t u : item) c += double(unit(u).k1 - unit(u).k0) * std::max(double(unit(u).rows), ridge);
+      for (int64_t u : item) {
+        const Unit x = unit(u);
+        c += double(x.k1 - x.k0) * std::max(double(x.rows), ridge);
+      }
       cost.push_back(c);
     }
     std::vector<size_t> order(items.size());

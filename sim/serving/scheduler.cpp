@@ -31,11 +31,14 @@ ServeResult serve(const std::vector<workloads::Request>& requests, const Schedul
   if (config.max_running < 1) throw std::runtime_error("serving: at least one running sequence (max_running)");
   if (config.max_batched_tokens < 1) throw std::runtime_error("serving: at least one batched token (max_batched_tokens)");
   if (config.block_tokens < 1 || config.blocks < 1) throw std::runtime_error("serving: the KV cache needs blocks of at least one token");
+  auto too_long = [&](const workloads::Request& r) {
+    return config.max_context > 0 && r.prompt_tokens + r.output_tokens > config.max_context;
+  };
   for (size_t i = 0; i < requests.size(); ++i) {
     const workloads::Request& r = requests[i];
     if (i > 0 && r.arrival < requests[i - 1].arrival)
       throw std::runtime_error(fmt::format("serving: request {} arrives before the one listed before it", r.id));
-    if (config.max_context > 0 && r.prompt_tokens + r.output_tokens > config.max_context) continue;  // rejected
+    if (too_long(r)) continue;  // rejected on arrival
     const int64_t need = ceil_div(r.prompt_tokens + r.output_tokens, config.block_tokens);
     if (need > config.blocks)
       throw std::runtime_error(fmt::format(
@@ -88,7 +91,7 @@ ServeResult serve(const std::vector<workloads::Request>& requests, const Schedul
   auto arrive = [&] {  // requests that have arrived by now join the queue
     for (; next < requests.size() && requests[next].arrival <= now; ++next) {
       const workloads::Request& r = requests[next];
-      if (config.max_context > 0 && r.prompt_tokens + r.output_tokens > config.max_context) {
+      if (too_long(r)) {
         out.requests[next].rejected = true;
         ++finished;
         continue;

@@ -46,5 +46,7 @@ def test_serve_errors(tmp_path):
     arch = tessera.Arch.load("tpu-v4-class")
     with pytest.raises(tessera.TesseraError, match="give a trace or synthetic traffic"):
         tessera.serve(arch, small_llama(tmp_path))
+    with pytest.raises(tessera.TesseraError, match="a window from 0 s for -5 s"):
+        tessera.serve(arch, small_llama(tmp_path), synthetic="rate=1,prompt=8,output=8,count=2", duration=-5)
     with pytest.raises(tessera.TesseraError, match="--slo ttft"):
         tessera.serve(arch, small_llama(tmp_path), synthetic="rate=1,prompt=8,output=8,count=2", slo="ttft=fast")

@@ -238,6 +238,7 @@ PYBIND11_MODULE(_tessera, m) {
       "PyTorch's kernels); returns the report as a "
       "dict (with every stat if stats=True)");
 
+  const api::ServeSpec serve_defaults;  // the keyword defaults are the facade's
   m.def(
       "serve",
       [](const PyArch& a, const std::string& model, const std::string& requests, const std::string& synthetic,
@@ -247,7 +248,7 @@ PYBIND11_MODULE(_tessera, m) {
          const std::string& pricing, const std::string& trace) {
         api::Traffic t;
         t.requests = requests, t.synthetic = synthetic, t.from = from, t.rate_scale = rate_scale;
-        if (duration > 0) t.duration = duration;
+        if (duration != 0) t.duration = duration;  // 0: to the end; below 0, load_traffic's error
         api::ServeSpec s;
         s.model = model, s.dtype = dtype, s.kv_dtype = kv_dtype, s.replicas = replicas, s.slo = slo;
         s.scheduler.max_running = max_running, s.scheduler.max_batched_tokens = max_batched_tokens;
@@ -270,9 +271,12 @@ PYBIND11_MODULE(_tessera, m) {
       },
       py::arg("arch"), py::arg("model"), py::arg("requests") = "", py::arg("synthetic") = "", py::arg("start") = 0.0,
       py::arg("duration") = 0.0, py::arg("rate_scale") = 1.0, py::arg("replicas") = 1, py::arg("slo") = "",
-      py::arg("max_running") = 256, py::arg("max_batched_tokens") = 8192, py::arg("chunked_prefill") = true,
-      py::arg("block_tokens") = 16, py::arg("kv_blocks") = 0, py::arg("dtype") = "bf16", py::arg("kv_dtype") = "bf16",
-      py::arg("grid") = 4, py::arg("exact") = false, py::arg("pricing") = "owned", py::arg("trace") = "",
+      py::arg("max_running") = serve_defaults.scheduler.max_running,
+      py::arg("max_batched_tokens") = serve_defaults.scheduler.max_batched_tokens,
+      py::arg("chunked_prefill") = serve_defaults.scheduler.chunked_prefill,
+      py::arg("block_tokens") = serve_defaults.scheduler.block_tokens, py::arg("kv_blocks") = serve_defaults.scheduler.blocks,
+      py::arg("dtype") = serve_defaults.dtype, py::arg("kv_dtype") = serve_defaults.kv_dtype,
+      py::arg("grid") = serve_defaults.grid_per_octave, py::arg("exact") = serve_defaults.exact, py::arg("pricing") = "owned", py::arg("trace") = "",
       "Replay request traffic (requests: a trace CSV of Azure's schema; or synthetic: 'rate=..,prompt=..,output=..', "
       "its lengths resampled from the trace with prompt=trace) on replicas of a system with continuous batching; a "
       "window of it from `start` seconds for `duration` (0: to the end), at rate_scale x its rate. slo: "
