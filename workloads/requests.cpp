@@ -323,4 +323,51 @@ Synthetic parse_synthetic(const std::string& spec, const std::vector<Request>& t
   return s;
 }
 
+std::vector<Request> assign_prefixes(std::vector<Request> requests, const PrefixSharing& p) {
+  Random random(p.seed);
+  for (Request& r : requests) {
+    const bool shares = random.uniform() < p.requests;
+    const int64_t group = random.integer(0, p.groups - 1);
+    const int64_t tokens = int64_t(std::floor(p.fraction * double(r.prompt_tokens)));
+    if (shares && tokens > 0) r.prefix_group = group, r.prefix_tokens = tokens;
+    else r.prefix_group = -1, r.prefix_tokens = 0;
+  }
+  return requests;
+}
+
+PrefixSharing parse_prefix_sharing(const std::string& spec) {
+  PrefixSharing p;
+  bool has_fraction = false;
+  auto bad = [](const std::string& key, const std::string& what) {
+    return std::runtime_error(fmt::format("--prefix-sharing {}: {}", key, what));
+  };
+  std::string_view rest = spec;
+  while (!rest.empty()) {
+    const size_t comma = rest.find(',');
+    const std::string_view item = trim(rest.substr(0, comma));
+    rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+    const size_t eq = item.find('=');
+    if (eq == std::string_view::npos) throw bad(std::string(item), "expected KEY=VALUE");
+    const std::string key(trim(item.substr(0, eq)));
+    const std::string_view value = trim(item.substr(eq + 1));
+    auto share = [&](double& out) {
+      if (!parse_number(value, out) || !(out >= 0 && out <= 1)) throw bad(key, fmt::format("'{}' is not a share from 0 to 1", value));
+    };
+    if (key == "fraction") {
+      share(p.fraction), has_fraction = true;
+    } else if (key == "requests") {
+      share(p.requests);
+    } else if (key == "groups") {
+      if (!parse_number(value, p.groups) || p.groups < 1 || p.groups > kMaxTokens)
+        throw bad(key, fmt::format("'{}' is not a whole number of at least 1", value));
+    } else if (key == "seed") {
+      if (!parse_number(value, p.seed)) throw bad(key, fmt::format("'{}' is not a whole number of at least 0", value));
+    } else {
+      throw bad(key, "unknown key (fraction, groups, requests, seed)");
+    }
+  }
+  if (!has_fraction) throw bad("fraction", "missing: the share of each prompt that is a shared prefix");
+  return p;
+}
+
 }  // namespace tessera::workloads

@@ -18,6 +18,11 @@ struct Request {
   double arrival = 0;         // seconds from the start of the traffic
   int64_t prompt_tokens = 0;  // >= 1
   int64_t output_tokens = 0;  // >= 1
+  // A prompt that begins with a prefix other requests share (a system prompt, a document): the
+  // first `prefix_tokens` tokens of group `prefix_group`'s prefix; -1: none (the traces carry
+  // no text, so this comes from a sharing model: assign_prefixes).
+  int64_t prefix_group = -1;
+  int64_t prefix_tokens = 0;
 };
 
 // Reads a CSV trace with (at least) the columns TIMESTAMP, ContextTokens and GeneratedTokens, in
@@ -68,5 +73,18 @@ std::vector<Request> synthesize(const Synthetic& s);
 // (the CLI's --synthetic): prompt and output are N, uniform:LO:HI, lognormal:MEDIAN:SIGMA[:LO:HI]
 // or trace (resampled from `trace`, which must then be non-empty). Errors name the key.
 Synthetic parse_synthetic(const std::string& spec, const std::vector<Request>& trace = {});
+
+// A prompt-sharing model: each request (of a share `requests` of them, drawn with `seed`)
+// begins with the first `fraction` of its prompt taken from one of `groups` shared prefixes,
+// drawn uniformly. Requests of a group with prefixes of different lengths share the shorter.
+struct PrefixSharing {
+  double fraction = 0;  // of each prompt, in [0, 1]
+  int64_t groups = 1;
+  double requests = 1.0;  // share of the requests that have a shared prefix, in [0, 1]
+  uint64_t seed = 0;
+};
+std::vector<Request> assign_prefixes(std::vector<Request> requests, const PrefixSharing& p);
+// Parses "fraction=0.5,groups=8[,requests=0.9][,seed=1]" (the CLI's --prefix-sharing).
+PrefixSharing parse_prefix_sharing(const std::string& spec);
 
 }  // namespace tessera::workloads

@@ -57,7 +57,7 @@ ServeMetrics summarize(const ServeResult& r, const SchedulerConfig& config, cons
   m.requests = int64_t(r.requests.size());
   if (r.requests.empty()) return m;
   std::vector<double> ttft, tpot, latency, queueing;
-  int64_t output = 0, prompt = 0, met = 0;
+  int64_t output = 0, prompt = 0, met = 0, met_ttft = 0, met_tpot = 0;
   double first = r.requests.front().arrival, last = 0;
   for (const RequestResult& x : r.requests) {
     if (x.rejected) {
@@ -69,7 +69,8 @@ ServeMetrics summarize(const ServeResult& r, const SchedulerConfig& config, cons
     latency.push_back(x.latency());
     queueing.push_back(x.queueing());
     output += x.output_tokens, prompt += x.prompt_tokens;
-    m.preemptions += x.preemptions;
+    m.preemptions += x.preemptions, m.swaps += x.swaps, m.cached_tokens += x.cached_tokens;
+    met_ttft += x.ttft() <= slo.ttft, met_tpot += x.tpot() <= slo.tpot;
     if (x.ttft() <= slo.ttft && x.tpot() <= slo.tpot) ++met;
     first = std::min(first, x.arrival), last = std::max(last, x.finished);
   }
@@ -80,7 +81,9 @@ ServeMetrics summarize(const ServeResult& r, const SchedulerConfig& config, cons
   m.tokens_per_s = double(output + prompt) / span;
   m.ttft = percentiles(ttft), m.tpot = percentiles(tpot), m.latency = percentiles(latency);
   m.queueing = percentiles(queueing);
+  m.prompt_tokens = prompt;
   m.slo_attainment = double(met) / double(m.requests);
+  m.ttft_attainment = double(met_ttft) / double(m.requests), m.tpot_attainment = double(met_tpot) / double(m.requests);
   m.goodput = double(met) / span;
   double weighted = 0;
   for (const IterationRecord& it : r.iterations) {

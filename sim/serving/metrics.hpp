@@ -34,8 +34,10 @@ struct ServeMetrics {
   double tokens_per_s = 0;  // prompt and output tokens
   Percentiles ttft, tpot, latency, queueing;
   double slo_attainment = 0;  // share of the requests meeting the SLO
+  double ttft_attainment = 0, tpot_attainment = 0;  // meeting each target
   double goodput = 0;         // requests meeting the SLO per second
-  int64_t preemptions = 0;
+  int64_t preemptions = 0, swaps = 0;
+  int64_t prompt_tokens = 0, cached_tokens = 0;  // prompt tokens of the served requests; found in the prefix cache
   int64_t rejected = 0;  // requests longer than the model's context: in no other figure but SLO attainment
   double kv_occupancy_mean = 0, kv_occupancy_peak = 0;  // of the blocks, time-weighted over iterations
   double busy_seconds = 0;                              // in iterations
