@@ -90,6 +90,24 @@ struct ScaleOutParams {
   }
 };
 
+// A chip's link to its host's memory (PCIe), which serving swaps preempted KV caches over.
+struct HostParams {
+  double bandwidth = 0;  // per chip, per direction
+  double latency = 0;
+  double energy_per_bit = 0;
+  double memory = 0;  // host memory a chip may swap KV caches into
+
+  template <class V>
+  void visit(V& v) {
+    v.field("bandwidth", bandwidth, {"a chip's host link bandwidth in one direction; 0: no host link", Dim::Bandwidth,
+                                     0.0, {}, Bound::NonNegative});
+    v.field("latency", latency, {"latency of one copy over the host link", Dim::Time, 0.0, {}, Bound::NonNegative});
+    v.field("energy_per_bit", energy_per_bit,
+            {"energy to move one bit over the host link", Dim::Energy, 0.0, {}, Bound::NonNegative});
+    v.field("memory", memory, {"host memory a chip may swap KV caches into", Dim::Bytes, 0.0, {}, Bound::NonNegative});
+  }
+};
+
 // How a model is mapped onto the system's chips: tensor parallelism within groups of `tp`
 // chips, a pipeline of `pp` such groups (tp x pp = chips). 0: chosen by a search for the
 // fastest step (or from the other when one is given).
@@ -114,6 +132,7 @@ struct SystemParams {
   Topology topology = Topology::Switch;
   LinkParams link;
   ScaleOutParams scale_out;
+  HostParams host;
   ParallelismParams parallelism;
 
   template <class V>
@@ -122,6 +141,7 @@ struct SystemParams {
     v.choice("topology", topology, {"how the chips of a scale-up domain are connected", Dim::Count, std::nullopt, "switch"});
     v.group("link", "chip-to-chip links within a scale-up domain", [&] { link.visit(v); });
     v.group("scale_out", "the network between scale-up domains", [&] { scale_out.visit(v); });
+    v.group("host", "each chip's link to host memory (PCIe)", [&] { host.visit(v); });
     v.group("parallelism", "how a model is mapped onto the chips", [&] { parallelism.visit(v); });
   }
   // Chips per scale-up domain.

@@ -64,7 +64,7 @@ struct SchedulerConfig {
   // (Request::prefix_group, prefix_tokens) in full blocks another request of its group computed
   // is reused, not computed again. Cached blocks no running sequence uses stay until the space
   // is needed (least recently used first).
-  bool prefix_caching = false;
+  bool prefix_caching = true;
   // Preemption frees a sequence's blocks: recompute drops its KV cache (its prompt and output
   // are prefilled again later); swap copies it to host memory over `swap` and back when it is
   // readmitted, falling back to recompute while the host space is full.

@@ -132,16 +132,128 @@ TEST(Serve, BadTrafficIsAClearError) {
     return std::string("no error");
   };
   EXPECT_THAT(fails({}), ::testing::HasSubstr("give a trace or synthetic traffic"));
-  EXPECT_THAT(fails({"", "rate=1,prompt=5,output=5,count=3", 0, 1, -2}), ::testing::HasSubstr("rate scale must be a number above 0"));
-  EXPECT_THAT(fails({"", "rate=1,prompt=5,output=5,count=3", -1, 1, 1}), ::testing::HasSubstr("a window from -1 s"));
-  EXPECT_THAT(fails({"", "rate=1,prompt=5,output=5,count=3", 100, 1, 1}), ::testing::HasSubstr("no requests arrive"));
+  EXPECT_THAT(fails({"", "rate=1,prompt=5,output=5,count=3", 0, 1, -2, ""}), ::testing::HasSubstr("rate scale must be a number above 0"));
+  EXPECT_THAT(fails({"", "rate=1,prompt=5,output=5,count=3", -1, 1, 1, ""}), ::testing::HasSubstr("a window from -1 s"));
+  EXPECT_THAT(fails({"", "rate=1,prompt=5,output=5,count=3", 100, 1, 1, ""}), ::testing::HasSubstr("no requests arrive"));
   const std::string bad = temp("bad.csv");
   std::ofstream(bad) << "TIMESTAMP,ContextTokens,GeneratedTokens\n1,5,5\n0.5,5,5\n";
-  EXPECT_THAT(fails({bad, "", 0, 1, 1}), ::testing::HasSubstr(bad + ":3"));
+  EXPECT_THAT(fails({bad, "", 0, 1, 1, ""}), ::testing::HasSubstr(bad + ":3"));
   ServeSpec spec;
   spec.model = small_llama(), spec.replicas = 0;
   EXPECT_THAT([&] { serve(replica(), {{0, 0, 5, 5}}, spec, {}); },
               ::testing::ThrowsMessage<std::runtime_error>(::testing::HasSubstr("replicas must be at least 1")));
+}
+
+}  // namespace
+}  // namespace tessera::api
+
+namespace tessera::api {
+namespace {
+
+// KV caches between replicas, by hand from the presets' links (1 MB from each chip):
+//   maia100-x8, tp 8: the next replica is in other servers: up and down the scale-out
+//     network (3 x 400 Gb/s = 150 GB/s a chip, 4 us through the switch, 10 pJ/bit a link).
+//   maia100-x8, tp 2: the next replica is in the same server: the 3-link bundle to the peer
+//     chip (150 GB/s, 2 us, 5 pJ/bit).
+//   hgx-h100x8, tp 4: through the NVSwitch: 18 x 25 GB/s = 450 GB/s, 1 us, two links of 5 pJ/bit.
+TEST(KvTransfer, TimeAndEnergyOverTheRouteByHand) {
+  const double mb = 1e6;
+  const auto maia = arch::load_arch("maia100-x8", {}), h100 = arch::load_arch("hgx-h100x8", {});
+  const auto far = kv_transfer(maia, 8, mb);
+  EXPECT_NEAR(far.seconds, 4e-6 + mb / 150e9, 1e-12);
+  EXPECT_NEAR(far.joules, 8 * mb * 8 * 20e-12, 1e-12);
+  const auto near = kv_transfer(maia, 2, mb);
+  EXPECT_NEAR(near.seconds, 2e-6 + mb / 150e9, 1e-12);
+  EXPECT_NEAR(near.joules, 2 * mb * 8 * 5e-12, 1e-12);
+  const auto nvlink = kv_transfer(h100, 4, mb);
+  EXPECT_NEAR(nvlink.seconds, 1e-6 + mb / 450e9, 1e-12);
+  EXPECT_NEAR(nvlink.joules, 4 * mb * 8 * 10e-12, 1e-12);
+}
+
+// Disaggregated pools: every request with more than one output token moves its prompt's KV
+// cache (1,024 bytes a token of the small Llama on one chip) once; the first token comes from
+// the prefill pool, the rest from the decode pool.
+TEST(Serve, DisaggregatedPoolsMoveEachPromptsKvCacheOnce) {
+  Traffic t;
+  t.synthetic = "rate=20,prompt=uniform:32:256,output=uniform:1:6,count=12,seed=9";
+  const std::vector<workloads::Request> requests = load_traffic(t);
+  ServeSpec spec;
+  spec.model = small_llama(), spec.prefill_replicas = 1, spec.decode_replicas = 2;
+  const arch::Arch a = arch::load_arch("maia100-class", {});
+  const ServeReport r = serve(a, requests, spec, {});
+  EXPECT_EQ(r.replicas, 3);
+  ASSERT_EQ(r.results.size(), 3u);
+  double expected = 0;
+  for (const workloads::Request& q : requests) {
+    if (q.output_tokens > 1) expected += kv_transfer(a, 1, 1024.0 * double(q.prompt_tokens)).seconds;
+  }
+  EXPECT_NEAR(r.transfer_seconds, expected, 1e-12);
+  for (size_t i = 0; i < requests.size(); ++i) {
+    EXPECT_EQ(r.replica_of[i] >= 1, requests[i].output_tokens > 1) << i;  // decode replicas are 1 and 2
+    EXPECT_GE(r.requests[i].finished, r.requests[i].first_token);
+  }
+  EXPECT_EQ(r.to_json()["pools"]["decode"], 2);
+  spec.decode_replicas = 0;
+  EXPECT_THAT([&] { serve(a, requests, spec, {}); },
+              ::testing::ThrowsMessage<std::runtime_error>(::testing::HasSubstr("a prefill and a decode replica at least")));
+}
+
+// Swap preemption needs the host link; prefix sharing saves prompt tokens in the report.
+TEST(Serve, SwapNeedsAHostLinkAndSharedPrefixesAreReported) {
+  Traffic t;
+  t.synthetic = "rate=5,prompt=256,output=4,count=6,arrivals=gamma,cv=0.01,seed=2";
+  t.prefix_sharing = "fraction=0.5,groups=1";
+  EXPECT_THAT([&] { Traffic u = t; u.prefix_sharing = "groups=2"; load_traffic(u); },
+              ::testing::ThrowsMessage<std::runtime_error>(::testing::HasSubstr("--prefix-sharing fraction: missing")));
+  const std::vector<workloads::Request> requests = load_traffic(t);
+  ServeSpec spec;
+  spec.model = small_llama();
+  const ServeReport r = serve(replica(), requests, spec, {});
+  // 128 shared tokens = 8 blocks, found by every request after the first (0.2 s apart).
+  EXPECT_EQ(r.metrics.cached_tokens, 5 * 128);
+  EXPECT_EQ(r.to_json()["cached_prompt_tokens"], 5 * 128);
+  spec.preemption = "swap";
+  EXPECT_NO_THROW(serve(replica(), requests, spec, {}));
+  arch::Arch no_host = replica();
+  no_host.system.host = {};
+  EXPECT_THAT([&] { serve(no_host, requests, spec, {}); },
+              ::testing::ThrowsMessage<std::runtime_error>(::testing::HasSubstr("needs system.host.bandwidth")));
+  spec.preemption = "evict";
+  EXPECT_THAT([&] { serve(replica(), requests, spec, {}); },
+              ::testing::ThrowsMessage<std::runtime_error>(::testing::HasSubstr("'evict' is not recompute or swap")));
+}
+
+// A plan on light traffic: one replica of each mapping meets the SLO; $ per user-month is the
+// fleet's $/hour over the requests it serves an hour, times a user's requests.
+TEST(Plan, PricesTheFewestReplicasAndPicksTheCheapest) {
+  Traffic t;
+  t.synthetic = "rate=4,prompt=128,output=8,count=16,seed=3";
+  const std::vector<workloads::Request> requests = load_traffic(t);
+  PlanSpec p;
+  p.serve.model = small_llama(), p.serve.slo = "ttft=1s,tpot=200ms";
+  p.loads = {1, 2}, p.requests_per_user_month = 500, p.max_replicas = 4;
+  const std::vector<arch::Arch> systems{arch::load_arch("maia100-class", {}), arch::load_arch("h100-sxm", {})};
+  const PlanReport r = plan(systems, requests, p, {});
+  ASSERT_EQ(r.rows.size(), 2u * 2u * 2u);  // systems x loads x modes (one chip: tp 1)
+  for (const PlanRow& row : r.rows) {
+    SCOPED_TRACE(row.system + (row.disaggregated ? " disaggregated" : " co-located"));
+    EXPECT_TRUE(row.fleet.feasible);
+    EXPECT_EQ(row.fleet.pools.replicas(), row.disaggregated ? 2 : 1);
+    const sim::serving::ServeMetrics& m = row.fleet.metrics;
+    EXPECT_NEAR(row.usd_per_user_month_owned, row.usd_per_hour_owned / (m.requests_per_s * 3600) * 500, 1e-9);
+    EXPECT_NEAR(row.usd_per_hour_owned, usd_per_hour(systems[row.system == "h100-sxm"], double(row.chips), row.avg_power_w, "owned"), 1e-12);
+  }
+  ASSERT_EQ(r.best.size(), 2u);
+  const PlanRow& best = r.rows[size_t(r.best[0])];
+  for (const PlanRow& row : r.rows) {
+    if (row.load == 1) {
+      EXPECT_LE(best.usd_per_hour_owned, row.usd_per_hour_owned);
+    }
+  }
+  EXPECT_EQ(r.to_json()["rows"].size(), 8u);
+  p.serve.slo = "";
+  EXPECT_THAT([&] { plan(systems, requests, p, {}); },
+              ::testing::ThrowsMessage<std::runtime_error>(::testing::HasSubstr("give an SLO to plan for")));
 }
 
 }  // namespace

@@ -61,9 +61,9 @@ struct PublishedSystem {
   double scale_up, scale_out;
 };
 const PublishedSystem kSystems[] = {
-    {"hgx-h100x8", 8, 8, 450e9, 0},       {"hgx-h100x16", 16, 8, 450e9, 50e9},
-    {"hgx-h200x8", 8, 8, 450e9, 0},       {"hgx-b200x8", 8, 8, 900e9, 0},
-    {"mi300x-x8", 8, 8, 448e9, 0},        {"maia100-server", 4, 4, 450e9, 150e9},
+    {"hgx-h100x8", 8, 8, 450e9, 50e9},    {"hgx-h100x16", 16, 8, 450e9, 50e9},
+    {"hgx-h200x8", 8, 8, 450e9, 50e9},    {"hgx-b200x8", 8, 8, 900e9, 50e9},
+    {"mi300x-x8", 8, 8, 448e9, 50e9},        {"maia100-server", 4, 4, 450e9, 150e9},
     {"maia100-x8", 8, 4, 450e9, 150e9},   {"maia100-x16", 16, 4, 450e9, 150e9},
     {"maia100-x32", 32, 4, 450e9, 150e9}, {"gb200-nvl72", 72, 72, 900e9, 0},
     {"tpu-v5p-x64", 64, 64, 600e9, 0},

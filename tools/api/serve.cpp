@@ -12,6 +12,7 @@
 #include "compiler/hf_frontend.hpp"
 #include "sim/energy.hpp"
 #include "sim/serving/interpolated_cost.hpp"
+#include "sim/topology.hpp"
 #include "tools/api/api.hpp"
 
 namespace tessera::api {
@@ -173,6 +174,7 @@ std::vector<workloads::Request> load_traffic(const Traffic& t) {
       t.synthetic.empty() ? trace : workloads::synthesize(workloads::parse_synthetic(t.synthetic, trace));
   r = workloads::window(r, t.from, t.duration);
   if (t.rate_scale != 1.0) r = workloads::scale_rate(r, t.rate_scale);
+  if (!t.prefix_sharing.empty()) r = workloads::assign_prefixes(std::move(r), workloads::parse_prefix_sharing(t.prefix_sharing));
   if (r.empty()) throw std::runtime_error(fmt::format("serve: no requests arrive in the window from {} s for {} s", t.from, t.duration));
   return r;
 }
@@ -223,74 +225,139 @@ int64_t ReplicaCost::kv_blocks(int64_t tokens, int64_t block_tokens) {
   return blocks;
 }
 
-ServeReport serve(const arch::Arch& a, const std::vector<workloads::Request>& traffic, const ServeSpec& spec,
-                  const RunOptions& options, const std::function<void(const ServeProgress&)>& progress) {
+sim::serving::IterationCostResult kv_transfer(const arch::Arch& a, int64_t tp, double bytes_per_chip) {
+  // The replica and the next one: in the system when it holds both, else in as many more of
+  // its scale-up domains as they take.
+  arch::SystemParams pair = a.system;
+  const int64_t domain = a.system.domain();
+  pair.chips = std::max(a.system.chips, 2 * tp);
+  if (a.system.scale_out.domain > 0) pair.chips = (pair.chips + domain - 1) / domain * domain;
+  const std::unique_ptr<sim::Topology> topology = sim::make_topology(pair);
+  sim::serving::IterationCostResult out;
+  for (int64_t i = 0; i < tp; ++i) {
+    double latency = 0, bandwidth = std::numeric_limits<double>::infinity(), pj = 0;
+    for (const int l : topology->route(int(i), int(tp + i))) {
+      const sim::LinkSpec& link = topology->links()[size_t(l)];
+      latency += link.latency, bandwidth = std::min(bandwidth, link.bandwidth);
+      pj += link.scale_out ? a.system.scale_out.energy_per_bit : a.system.link.energy_per_bit;
+    }
+    out.seconds = std::max(out.seconds, latency + bytes_per_chip / bandwidth);
+    out.joules += bytes_per_chip * 8.0 * pj;
+  }
+  return out;
+}
+
+double usd_per_hour(const arch::Arch& a, double chips, double avg_power_w, const std::string& pricing) {
+  if (pricing == "cloud") return a.cost.cloud_price ? *a.cost.cloud_price * chips : std::nan("");
+  return arch::derive(a).capex_per_chip * chips / (a.cost.amortization_years * arch::kHoursPerYear) +
+         avg_power_w * a.cost.pue * 3600.0 * a.cost.electricity_price;
+}
+
+struct Deployment::Impl {
+  Impl(const arch::Arch& a, int64_t chips, const ServeSpec& sp, const RunOptions& options)
+      : system(a), replica(replica_of(a, chips, sp)), spec(sp), pricing(options.pricing), cost(replica, spec, options) {
+    if (pricing == "cloud" && !a.cost.cloud_price) throw std::runtime_error(a.name + " has no cost.cloud_price for cloud pricing");
+    tp = replica.system.chips;
+    sim::serving::SchedulerConfig& sc = config;
+    sc = spec.scheduler;
+    sc.max_context = cost_model_positions();
+    if (sc.max_running < 1 || sc.max_batched_tokens < 1 || sc.block_tokens < 1 || sc.blocks < 0) {
+      throw std::runtime_error("serve: max running sequences, batched tokens and block tokens must be at least 1");
+    }
+    if (sc.blocks == 0) sc.blocks = cost.kv_blocks(std::max(sc.max_batched_tokens, sc.max_running), sc.block_tokens);
+    kv_per_token_chip = cost.kv_bytes_per_token() / double(tp);
+    const arch::HostParams& host = a.system.host;
+    if (spec.preemption == "swap") {
+      if (!(host.bandwidth > 0 && host.memory > 0)) {
+        throw std::runtime_error(fmt::format("serve: swap preemption on {} needs system.host.bandwidth and system.host.memory",
+                                             a.name));
+      }
+      sc.preemption = sim::serving::SchedulerConfig::Preemption::Swap;
+      // Each chip copies its share of a block over its own host link.
+      sc.swap.block_bytes = cost.kv_bytes_per_token() * double(sc.block_tokens);
+      sc.swap.bandwidth = host.bandwidth * double(tp);
+      sc.swap.latency = host.latency;
+      sc.swap.joules_per_byte = host.energy_per_bit * 8.0;
+      sc.swap.blocks = int64_t(host.memory * double(tp) / sc.swap.block_bytes);
+    } else if (spec.preemption != "recompute") {
+      throw std::runtime_error(fmt::format("serve: preemption '{}' is not recompute or swap", spec.preemption));
+    }
+    idle_watts = sim::EnergyPrices::from(a).static_power * double(tp);
+  }
+  // The replica: tp chips of the system, tensor parallel (a ragged step runs on no pipeline).
+  static arch::Arch replica_of(const arch::Arch& a, int64_t chips, const ServeSpec& spec) {
+    const compiler::ModelConfig cfg = compiler::load_model_config(spec.model);
+    const int64_t tp = chips > 0 ? chips : a.system.chips;
+    if (tp > a.system.chips || a.system.chips % tp != 0) {
+      throw std::runtime_error(fmt::format("serve: a replica of {} chips does not divide {}'s {}", tp, a.name, a.system.chips));
+    }
+    if (const std::string why = compiler::tensor_parallel_problem(cfg, tp); !why.empty()) {
+      throw std::runtime_error(fmt::format("serve: {} does not split over {} chips of {}: {}", cfg.name, tp, a.name, why));
+    }
+    arch::Arch r = a;
+    r.system.chips = tp;
+    r.system.parallelism.tp = tp, r.system.parallelism.pp = 1;
+    r.system.parallelism.ep = std::max<int64_t>(1, a.system.parallelism.ep);
+    if (r.system.scale_out.domain > tp || r.system.domain() == tp) r.system.scale_out.domain = 0;
+    return r;
+  }
+  int64_t cost_model_positions() const { return compiler::load_model_config(spec.model).max_positions; }
+
+  const arch::Arch system, replica;
+  const ServeSpec spec;
+  const std::string pricing;
+  ReplicaCost cost;
+  sim::serving::SchedulerConfig config;
+  int64_t tp = 1;
+  double kv_per_token_chip = 0, idle_watts = 0;
+};
+
+Deployment::Deployment(const arch::Arch& a, int64_t tp, const ServeSpec& spec, const RunOptions& options)
+    : impl_(std::make_unique<Impl>(a, tp, spec, options)) {}
+Deployment::~Deployment() = default;
+const arch::Arch& Deployment::system() const { return impl_->system; }
+const arch::Arch& Deployment::replica() const { return impl_->replica; }
+int64_t Deployment::tp() const { return impl_->tp; }
+const sim::serving::SchedulerConfig& Deployment::config() const { return impl_->config; }
+double Deployment::idle_watts() const { return impl_->idle_watts; }
+ReplicaCost& Deployment::cost() { return impl_->cost; }
+sim::serving::IterationCostResult Deployment::transfer(int64_t tokens) const {
+  return kv_transfer(impl_->system, impl_->tp, double(tokens) * impl_->kv_per_token_chip);
+}
+
+ServeReport Deployment::serve(const std::vector<workloads::Request>& traffic, const sim::serving::Pools& pools,
+                              const std::function<void(const ServeProgress&)>& progress) {
   const auto host_start = std::chrono::steady_clock::now();
   if (traffic.empty()) throw std::runtime_error("serve: no requests to replay");
-  if (spec.replicas < 1) throw std::runtime_error(fmt::format("serve: replicas must be at least 1, got {}", spec.replicas));
-  if (spec.model.empty()) throw std::runtime_error("serve: no model given");
-  const compiler::ModelConfig cfg = compiler::load_model_config(spec.model);
-  // A replica's chips split the model by tensor parallelism (a ragged step runs on no pipeline).
-  arch::Arch system = a;
-  const int64_t chips = a.system.chips;
-  if (const std::string why = compiler::tensor_parallel_problem(cfg, chips); !why.empty()) {
-    throw std::runtime_error(fmt::format("serve: a replica of {} splits {} over its {} chips: {}", a.name, cfg.name,
-                                         chips, why));
-  }
-  system.system.parallelism.tp = chips, system.system.parallelism.pp = 1;
-  system.system.parallelism.ep = std::max<int64_t>(1, a.system.parallelism.ep);
-
+  const ServeSpec& spec = impl_->spec;
   ServeReport rep;
-  rep.system = a.name, rep.model = cfg.name, rep.pricing = options.pricing;
-  rep.replicas = spec.replicas, rep.chips = chips, rep.tp = chips;
+  rep.system = impl_->system.name, rep.model = compiler::load_model_config(spec.model).name;
+  rep.pools = pools, rep.replicas = pools.replicas(), rep.chips = impl_->tp, rep.tp = impl_->tp;
   rep.exact = spec.exact, rep.grid_per_octave = spec.grid_per_octave;
   rep.slo = spec.slo.empty() ? sim::serving::Slo{} : sim::serving::parse_slo(spec.slo);
-  rep.scheduler = spec.scheduler;
-  sim::serving::SchedulerConfig& sc = rep.scheduler;
-  sc.max_context = cfg.max_positions;
-  if (sc.max_running < 1 || sc.max_batched_tokens < 1 || sc.block_tokens < 1 || sc.blocks < 0) {
-    throw std::runtime_error("serve: max running sequences, batched tokens and block tokens must be at least 1");
-  }
-
-  ReplicaCost cost(system, spec, options);
-  rep.kv_bytes_per_token = cost.kv_bytes_per_token();
-  if (sc.blocks == 0) sc.blocks = cost.kv_blocks(std::max(sc.max_batched_tokens, sc.max_running), sc.block_tokens);
-  const double static_watts = sim::EnergyPrices::from(a).static_power * double(chips);
-  auto simulations = [&] { return cost.simulations(); };
-
-  // Requests to replicas in turn.
-  std::vector<std::vector<workloads::Request>> shares(size_t(spec.replicas));
-  rep.replica_of.resize(traffic.size());
-  for (size_t i = 0; i < traffic.size(); ++i) {
-    rep.replica_of[i] = int64_t(i % size_t(spec.replicas));
-    shares[i % size_t(spec.replicas)].push_back(traffic[i]);
-  }
-  sim::serving::ServeResult all;
-  int64_t done = 0;
-  for (const auto& share : shares) {
-    rep.results.push_back(sim::serving::serve(share, sc, cost, [&](int64_t finished) {
-      if (progress) progress({done + finished, int64_t(traffic.size()), simulations()});
-    }));
-    const sim::serving::ServeResult& r = rep.results.back();
-    done += int64_t(share.size());
-    all.requests.insert(all.requests.end(), r.requests.begin(), r.requests.end());
-    all.iterations.insert(all.iterations.end(), r.iterations.begin(), r.iterations.end());
-    all.seconds = std::max(all.seconds, r.seconds), all.joules += r.joules;
-  }
-  rep.metrics = sim::serving::summarize(all, sc, rep.slo, static_watts, spec.replicas);
-  rep.simulations = simulations();
+  rep.scheduler = impl_->config;
+  rep.kv_bytes_per_token = impl_->cost.kv_bytes_per_token();
+  ReplicaCost& cost = impl_->cost;
+  const int64_t before = cost.simulations();
+  sim::serving::FleetResult f = sim::serving::serve_fleet(
+      traffic, rep.scheduler, pools, cost, [this](int64_t tokens) { return transfer(tokens); },
+      [&](int64_t finished) {
+        if (progress) progress({finished, int64_t(traffic.size()), cost.simulations()});
+      });
+  rep.metrics = sim::serving::summarize(f.all, rep.scheduler, rep.slo, impl_->idle_watts, pools.replicas());
+  rep.results = std::move(f.replicas);
+  rep.requests = std::move(f.all.requests);
+  rep.replica_of = std::move(f.replica_of);
+  rep.transfer_seconds = f.transfer_seconds, rep.transfer_joules = f.transfer_joules;
+  rep.simulations = cost.simulations() - before;
 
   // Cost of the replicas over the traffic's span.
   const sim::serving::ServeMetrics& m = rep.metrics;
-  const double chip_count = double(chips * spec.replicas);
+  const double chips = double(impl_->tp * pools.replicas());
   rep.avg_power_w = m.seconds > 0 ? m.joules / m.seconds : 0.0;
-  if (options.pricing == "cloud") {
-    if (!a.cost.cloud_price) throw std::runtime_error(a.name + " has no cost.cloud_price for cloud pricing");
-    rep.usd_per_hour = *a.cost.cloud_price * chip_count;
-  } else {
-    rep.usd_per_hour = arch::derive(a).capex_per_chip * chip_count / (a.cost.amortization_years * arch::kHoursPerYear) +
-                       rep.avg_power_w * a.cost.pue * 3600.0 * a.cost.electricity_price;
-  }
+  rep.utilization = m.seconds > 0 ? m.busy_seconds / (double(pools.replicas()) * m.seconds) : 0.0;
+  rep.pricing = impl_->pricing;
+  rep.usd_per_hour = usd_per_hour(impl_->system, chips, rep.avg_power_w, rep.pricing);
   const double usd = rep.usd_per_hour * m.seconds / 3600.0;
   if (m.tokens_per_s > 0) {
     rep.usd_per_million_tokens = usd / (m.tokens_per_s * m.seconds) * 1e6;
@@ -300,7 +367,29 @@ ServeReport serve(const arch::Arch& a, const std::vector<workloads::Request>& tr
   return rep;
 }
 
-nlohmann::json ServeReport::to_json(bool requests) const {
+ServeReport serve(const arch::Arch& a, const std::vector<workloads::Request>& traffic, const ServeSpec& spec,
+                  const RunOptions& options, const std::function<void(const ServeProgress&)>& progress) {
+  const auto host_start = std::chrono::steady_clock::now();
+  if (traffic.empty()) throw std::runtime_error("serve: no requests to replay");
+  if (spec.model.empty()) throw std::runtime_error("serve: no model given");
+  sim::serving::Pools pools{spec.replicas, 0, 0};
+  if (spec.prefill_replicas > 0 || spec.decode_replicas > 0) {
+    if (spec.prefill_replicas < 1 || spec.decode_replicas < 1) {
+      throw std::runtime_error(fmt::format("serve: disaggregated pools need a prefill and a decode replica at least, got {} and {}",
+                                           spec.prefill_replicas, spec.decode_replicas));
+    }
+    pools = {0, spec.prefill_replicas, spec.decode_replicas};
+  } else if (spec.replicas < 1) {
+    throw std::runtime_error(fmt::format("serve: replicas must be at least 1, got {}", spec.replicas));
+  }
+  Deployment d(a, spec.tp, spec, options);
+  ServeReport rep = d.serve(traffic, pools, progress);
+  rep.simulations = d.cost().simulations();
+  rep.host_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - host_start).count();
+  return rep;
+}
+
+nlohmann::json ServeReport::to_json(bool with_requests) const {
   using nlohmann::json;
   const sim::serving::ServeMetrics& m = metrics;
   auto pct = [](const sim::serving::Percentiles& p) {
@@ -311,6 +400,7 @@ nlohmann::json ServeReport::to_json(bool requests) const {
   json j{{"system", system},
          {"model", model},
          {"replicas", replicas},
+         {"pools", {{"colocated", pools.colocated}, {"prefill", pools.prefill}, {"decode", pools.decode}}},
          {"chips_per_replica", chips},
          {"tensor_parallel", tp},
          {"scheduler",
@@ -333,6 +423,11 @@ nlohmann::json ServeReport::to_json(bool requests) const {
          {"slo_attainment", m.slo_attainment},
          {"goodput", m.goodput},
          {"preemptions", m.preemptions},
+         {"swaps", m.swaps},
+         {"prompt_tokens", m.prompt_tokens},
+         {"cached_prompt_tokens", m.cached_tokens},
+         {"kv_transfer_seconds", transfer_seconds},
+         {"kv_transfer_joules", transfer_joules},
          {"rejected", m.rejected},
          {"kv_occupancy_mean", m.kv_occupancy_mean},
          {"kv_occupancy_peak", m.kv_occupancy_peak},
@@ -340,6 +435,7 @@ nlohmann::json ServeReport::to_json(bool requests) const {
          {"joules", m.joules},
          {"joules_per_output_token", m.joules_per_output_token},
          {"avg_power_w", avg_power_w},
+         {"utilization", utilization},
          {"pricing", pricing},
          {"usd_per_hour", usd_per_hour},
          {"usd_per_million_tokens", usd_per_million_tokens},
@@ -353,12 +449,11 @@ nlohmann::json ServeReport::to_json(bool requests) const {
   for (const char* k : {"ttft", "tpot"}) {
     if (!std::isfinite(j["slo"][k].get<double>())) j["slo"][k] = nullptr;
   }
-  if (!requests) return j;
+  if (!with_requests) return j;
   json list = json::array();
-  std::vector<size_t> next(results.size(), 0);
-  for (size_t i = 0; i < replica_of.size(); ++i) {
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const sim::serving::RequestResult& x = requests[i];
     const size_t rr = size_t(replica_of[i]);
-    const sim::serving::RequestResult& x = results[rr].requests[next[rr]++];
     // A rejected request has no times (null).
     auto time = [&](double t) { return x.rejected ? json(nullptr) : json(t); };
     list.push_back({{"id", x.id},
@@ -374,6 +469,7 @@ nlohmann::json ServeReport::to_json(bool requests) const {
                     {"latency", time(x.latency())},
                     {"queueing", time(x.queueing())},
                     {"preemptions", x.preemptions},
+                    {"cached_tokens", x.cached_tokens},
                     {"rejected", x.rejected}});
   }
   j["request_results"] = std::move(list);

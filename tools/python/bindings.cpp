@@ -94,6 +94,29 @@ api::RunOptions run_options(bool full, const std::string& trace, const std::stri
   return o;
 }
 
+// serve() and plan()'s traffic: a window from `from` for `duration` seconds (0: to the end;
+// below 0, load_traffic's error).
+api::Traffic traffic_of(const std::string& requests, const std::string& synthetic, double from, double duration,
+                        double rate_scale, const std::string& prefix_sharing) {
+  api::Traffic t;
+  t.requests = requests, t.synthetic = synthetic, t.from = from, t.rate_scale = rate_scale;
+  t.prefix_sharing = prefix_sharing;
+  if (duration != 0) t.duration = duration;
+  return t;
+}
+
+api::ServeSpec serve_spec(const std::string& model, const std::string& slo, int64_t max_running,
+                          int64_t max_batched_tokens, bool chunked_prefill, int64_t block_tokens, int64_t kv_blocks,
+                          const std::string& preemption, bool prefix_caching, const std::string& dtype,
+                          const std::string& kv_dtype, int64_t grid) {
+  api::ServeSpec s;
+  s.model = model, s.dtype = dtype, s.kv_dtype = kv_dtype, s.slo = slo, s.preemption = preemption;
+  s.scheduler.max_running = max_running, s.scheduler.max_batched_tokens = max_batched_tokens;
+  s.scheduler.chunked_prefill = chunked_prefill, s.scheduler.block_tokens = block_tokens;
+  s.scheduler.blocks = kv_blocks, s.scheduler.prefix_caching = prefix_caching, s.grid_per_octave = grid;
+  return s;
+}
+
 py::dict run_result(const sim::RunResult& r) {
   py::dict d;
   d["seconds"] = r.seconds();
@@ -239,21 +262,29 @@ PYBIND11_MODULE(_tessera, m) {
       "dict (with every stat if stats=True)");
 
   const api::ServeSpec serve_defaults;  // the keyword defaults are the facade's
+  const api::PlanSpec plan_defaults;
+  // The scheduler's keywords, shared by serve() and plan().
+#define SCHEDULER_ARGS                                                                                               \
+  py::arg("max_running") = serve_defaults.scheduler.max_running,                                                     \
+      py::arg("max_batched_tokens") = serve_defaults.scheduler.max_batched_tokens,                                   \
+      py::arg("chunked_prefill") = serve_defaults.scheduler.chunked_prefill,                                         \
+      py::arg("block_tokens") = serve_defaults.scheduler.block_tokens,                                               \
+      py::arg("kv_blocks") = serve_defaults.scheduler.blocks, py::arg("preemption") = serve_defaults.preemption,     \
+      py::arg("prefix_sharing") = "", py::arg("prefix_caching") = serve_defaults.scheduler.prefix_caching,           \
+      py::arg("dtype") = serve_defaults.dtype, py::arg("kv_dtype") = serve_defaults.kv_dtype
   m.def(
       "serve",
       [](const PyArch& a, const std::string& model, const std::string& requests, const std::string& synthetic,
-         double from, double duration, double rate_scale, int64_t replicas, const std::string& slo,
-         int64_t max_running, int64_t max_batched_tokens, bool chunked_prefill, int64_t block_tokens,
-         int64_t kv_blocks, const std::string& dtype, const std::string& kv_dtype, int64_t grid, bool exact,
-         const std::string& pricing, const std::string& trace) {
-        api::Traffic t;
-        t.requests = requests, t.synthetic = synthetic, t.from = from, t.rate_scale = rate_scale;
-        if (duration != 0) t.duration = duration;  // 0: to the end; below 0, load_traffic's error
-        api::ServeSpec s;
-        s.model = model, s.dtype = dtype, s.kv_dtype = kv_dtype, s.replicas = replicas, s.slo = slo;
-        s.scheduler.max_running = max_running, s.scheduler.max_batched_tokens = max_batched_tokens;
-        s.scheduler.chunked_prefill = chunked_prefill, s.scheduler.block_tokens = block_tokens;
-        s.scheduler.blocks = kv_blocks, s.grid_per_octave = grid, s.exact = exact;
+         double from, double duration, double rate_scale, int64_t replicas, int64_t tp, int64_t prefill_replicas,
+         int64_t decode_replicas, const std::string& slo, int64_t max_running, int64_t max_batched_tokens,
+         bool chunked_prefill, int64_t block_tokens, int64_t kv_blocks, const std::string& preemption,
+         const std::string& prefix_sharing, bool prefix_caching, const std::string& dtype, const std::string& kv_dtype,
+         int64_t grid, bool exact, const std::string& pricing, const std::string& trace) {
+        const api::Traffic t = traffic_of(requests, synthetic, from, duration, rate_scale, prefix_sharing);
+        api::ServeSpec s = serve_spec(model, slo, max_running, max_batched_tokens, chunked_prefill, block_tokens,
+                                      kv_blocks, preemption, prefix_caching, dtype, kv_dtype, grid);
+        s.replicas = replicas, s.tp = tp, s.prefill_replicas = prefill_replicas, s.decode_replicas = decode_replicas;
+        s.exact = exact;
         api::RunOptions o;
         o.pricing = pricing;
         nlohmann::json j;
@@ -270,18 +301,57 @@ PYBIND11_MODULE(_tessera, m) {
         return json_to_python(j);
       },
       py::arg("arch"), py::arg("model"), py::arg("requests") = "", py::arg("synthetic") = "", py::arg("start") = 0.0,
-      py::arg("duration") = 0.0, py::arg("rate_scale") = 1.0, py::arg("replicas") = 1, py::arg("slo") = "",
-      py::arg("max_running") = serve_defaults.scheduler.max_running,
-      py::arg("max_batched_tokens") = serve_defaults.scheduler.max_batched_tokens,
-      py::arg("chunked_prefill") = serve_defaults.scheduler.chunked_prefill,
-      py::arg("block_tokens") = serve_defaults.scheduler.block_tokens, py::arg("kv_blocks") = serve_defaults.scheduler.blocks,
-      py::arg("dtype") = serve_defaults.dtype, py::arg("kv_dtype") = serve_defaults.kv_dtype,
-      py::arg("grid") = serve_defaults.grid_per_octave, py::arg("exact") = serve_defaults.exact, py::arg("pricing") = "owned", py::arg("trace") = "",
+      py::arg("duration") = 0.0, py::arg("rate_scale") = 1.0, py::arg("replicas") = serve_defaults.replicas,
+      py::arg("tp") = serve_defaults.tp, py::arg("prefill_replicas") = 0, py::arg("decode_replicas") = 0,
+      py::arg("slo") = "", SCHEDULER_ARGS, py::arg("grid") = serve_defaults.grid_per_octave,
+      py::arg("exact") = serve_defaults.exact, py::arg("pricing") = "owned",
+      py::arg("trace") = "",
       "Replay request traffic (requests: a trace CSV of Azure's schema; or synthetic: 'rate=..,prompt=..,output=..', "
       "its lengths resampled from the trace with prompt=trace) on replicas of a system with continuous batching; a "
-      "window of it from `start` seconds for `duration` (0: to the end), at rate_scale x its rate. slo: "
-      "'ttft=500ms,tpot=50ms'. Returns the report as a dict with 'request_results' (every request's times; "
-      "tessera.to_dataframe makes a DataFrame of them); trace: a Perfetto timeline of the iterations");
+      "window of it from `start` seconds for `duration` (0: to the end), at rate_scale x its rate. A replica is tp "
+      "chips (0: all the system's); prefill_replicas and decode_replicas: disaggregated pools instead of `replicas`. "
+      "slo: 'ttft=500ms,tpot=50ms'; preemption: 'recompute' or 'swap'; prefix_sharing: "
+      "'fraction=0.5,groups=8[,requests=R][,seed=S]'. Returns the report as a dict with 'request_results' (every "
+      "request's times; tessera.to_dataframe makes a DataFrame of them); trace: a Perfetto timeline of the iterations");
+
+  m.def(
+      "plan",
+      [](const std::vector<PyArch>& systems, const std::string& model, const std::string& requests,
+         const std::string& synthetic, double from, double duration, double rate_scale, const std::string& slo,
+         double attainment, const std::vector<double>& loads, double requests_per_user_month,
+         const std::vector<int64_t>& tp, bool disaggregation, int64_t max_replicas, int64_t max_running,
+         int64_t max_batched_tokens, bool chunked_prefill, int64_t block_tokens, int64_t kv_blocks,
+         const std::string& preemption, const std::string& prefix_sharing, bool prefix_caching,
+         const std::string& dtype, const std::string& kv_dtype, int64_t grid, const std::string& pricing) {
+        std::vector<arch::Arch> archs;
+        for (const PyArch& a : systems) archs.push_back(a.arch);
+        const api::Traffic t = traffic_of(requests, synthetic, from, duration, rate_scale, prefix_sharing);
+        api::PlanSpec p;
+        p.serve = serve_spec(model, slo, max_running, max_batched_tokens, chunked_prefill, block_tokens, kv_blocks,
+                             preemption, prefix_caching, dtype, kv_dtype, grid);
+        p.attainment = attainment, p.loads = loads, p.requests_per_user_month = requests_per_user_month;
+        p.tp = tp, p.disaggregation = disaggregation, p.max_replicas = max_replicas;
+        api::RunOptions o;
+        o.pricing = pricing;
+        nlohmann::json j;
+        {
+          py::gil_scoped_release release;
+          j = api::plan(archs, api::load_traffic(t), p, o).to_json();
+        }
+        return json_to_python(j);
+      },
+      py::arg("systems"), py::arg("model"), py::arg("requests") = "", py::arg("synthetic") = "", py::arg("start") = 0.0,
+      py::arg("duration") = 0.0, py::arg("rate_scale") = 1.0, py::arg("slo") = "",
+      py::arg("attainment") = plan_defaults.attainment, py::arg("loads") = plan_defaults.loads,
+      py::arg("requests_per_user_month") = plan_defaults.requests_per_user_month, py::arg("tp") = plan_defaults.tp,
+      py::arg("disaggregation") = plan_defaults.disaggregation, py::arg("max_replicas") = plan_defaults.max_replicas,
+      SCHEDULER_ARGS, py::arg("grid") = plan_defaults.serve.grid_per_octave, py::arg("pricing") = "owned",
+      "Capacity planning: for each system, every mapping (tp: chips a replica spans; default every divisor of its "
+      "chips) and mode (co-located, and disaggregated prefill/decode pools unless disaggregation=False), the fewest "
+      "replicas whose replay of the traffic meets the SLO for `attainment` of the requests, at each of `loads` "
+      "(multiples of its rate); priced owned and cloud, with $ per user-month at requests_per_user_month. Returns a "
+      "dict: 'rows' (tessera.to_dataframe makes a DataFrame of them) and 'cheapest' per load (a row index, by pricing)");
+#undef SCHEDULER_ARGS
 
   m.def(
       "compare",

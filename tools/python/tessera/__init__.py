@@ -13,6 +13,10 @@
     print(served["ttft"]["p99"], served["slo_attainment"], served["usd_per_million_output_tokens"])
     per_request = tessera.to_dataframe(served)  # one row per request
 
+    plan = tessera.plan([tessera.Arch.load(n) for n in ("hgx-h100x8", "maia100-x8")], "llama-3-8b",
+                        requests="code.csv", duration=600, slo="ttft=500ms,tpot=50ms", loads=[1, 4])
+    rows = tessera.to_dataframe(plan)  # replicas, $/hour, $/M tokens, $ per user-month per system
+
 Lower level: compile_model / compile_onnx give a Program; Simulation runs it (functional=True
 moves real numbers: write inputs, run, read results).
 """
@@ -27,6 +31,7 @@ from ._tessera import (  # noqa: F401
     compare,
     compile_model,
     compile_onnx,
+    plan,
     run,
     serve,
 )
@@ -52,13 +57,16 @@ def to_dataframe(reports):
     Takes a report from run(), a list of them, or what compare() returns (one row per workload
     and system, with the vs_first ratios, and an "error" column: None, or why that run failed,
     its figures then NaN); or what serve() returns: one row per request (arrival, TTFT, TPOT,
-    latency, queueing, preemptions, replica, ...)."""
+    latency, queueing, preemptions, replica, ...); or what plan() returns: one row per system,
+    mapping, mode and load."""
     try:
         import pandas as pd
     except ImportError as e:  # pandas is optional: everything else works without it
         raise ImportError("tessera.to_dataframe needs pandas (Debian: python3-pandas)") from e
     if isinstance(reports, dict) and "request_results" in reports:
         return pd.DataFrame(reports["request_results"])
+    if isinstance(reports, dict) and "rows" in reports and "cheapest" in reports:
+        return pd.DataFrame(reports["rows"])
     if isinstance(reports, dict):
         reports = [reports]
     rows = []
