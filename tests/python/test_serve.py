@@ -50,3 +50,21 @@ def test_serve_errors(tmp_path):
         tessera.serve(arch, small_llama(tmp_path), synthetic="rate=1,prompt=8,output=8,count=2", duration=-5)
     with pytest.raises(tessera.TesseraError, match="--slo ttft"):
         tessera.serve(arch, small_llama(tmp_path), synthetic="rate=1,prompt=8,output=8,count=2", slo="ttft=fast")
+
+
+def test_plan_rows_and_the_cheapest(tmp_path):
+    systems = [tessera.Arch.load(n) for n in ("maia100-class", "h100-sxm")]
+    p = tessera.plan(systems, small_llama(tmp_path), synthetic="rate=20,prompt=uniform:16:400,output=uniform:2:20,"
+                     "count=40,seed=3", slo="ttft=1s,tpot=100ms", loads=[1, 8], requests_per_user_month=200,
+                     disaggregation=False, max_running=16, max_batched_tokens=512)
+    df = tessera.to_dataframe(p)
+    assert len(df) == 4 and set(df.system) == {"maia100-class", "h100-sxm"} and list(df.load) == [1, 1, 8, 8]
+    assert df.feasible.all() and (df.slo_attainment >= 0.9).all()
+    # $ per user-month: the fleet's $/hour over the requests it serves an hour, times a user's.
+    np.testing.assert_allclose(df.usd_per_user_month_owned,
+                               df.usd_per_hour_owned / (df.requests_per_s * 3600) * 200, rtol=1e-12)
+    for c in p["cheapest"]:
+        rows = df[df.load == c["load"]]
+        assert df.usd_per_hour_owned[c["row"]] == rows.usd_per_hour_owned.min()
+    with pytest.raises(tessera.TesseraError, match="give an SLO to plan for"):
+        tessera.plan(systems, small_llama(tmp_path), synthetic="rate=1,prompt=8,output=2,count=2")

@@ -255,12 +255,12 @@ double usd_per_hour(const arch::Arch& a, double chips, double avg_power_w, const
 
 struct Deployment::Impl {
   Impl(const arch::Arch& a, int64_t chips, const ServeSpec& sp, const RunOptions& options)
-      : system(a), replica(replica_of(a, chips, sp)), spec(sp), pricing(options.pricing), cost(replica, spec, options) {
+      : system(a), replica(replica_arch(a, chips, sp)), spec(sp), pricing(options.pricing), cost(replica, spec, options) {
     if (pricing == "cloud" && !a.cost.cloud_price) throw std::runtime_error(a.name + " has no cost.cloud_price for cloud pricing");
     tp = replica.system.chips;
     sim::serving::SchedulerConfig& sc = config;
     sc = spec.scheduler;
-    sc.max_context = cost_model_positions();
+    sc.max_context = compiler::load_model_config(spec.model).max_positions;
     if (sc.max_running < 1 || sc.max_batched_tokens < 1 || sc.block_tokens < 1 || sc.blocks < 0) {
       throw std::runtime_error("serve: max running sequences, batched tokens and block tokens must be at least 1");
     }
@@ -285,7 +285,7 @@ struct Deployment::Impl {
     idle_watts = sim::EnergyPrices::from(a).static_power * double(tp);
   }
   // The replica: tp chips of the system, tensor parallel (a ragged step runs on no pipeline).
-  static arch::Arch replica_of(const arch::Arch& a, int64_t chips, const ServeSpec& spec) {
+  static arch::Arch replica_arch(const arch::Arch& a, int64_t chips, const ServeSpec& spec) {
     const compiler::ModelConfig cfg = compiler::load_model_config(spec.model);
     const int64_t tp = chips > 0 ? chips : a.system.chips;
     if (tp > a.system.chips || a.system.chips % tp != 0) {
@@ -301,8 +301,6 @@ struct Deployment::Impl {
     if (r.system.scale_out.domain > tp || r.system.domain() == tp) r.system.scale_out.domain = 0;
     return r;
   }
-  int64_t cost_model_positions() const { return compiler::load_model_config(spec.model).max_positions; }
-
   const arch::Arch system, replica;
   const ServeSpec spec;
   const std::string pricing;
