@@ -179,6 +179,7 @@ TEST(Serve, DisaggregatedPoolsMoveEachPromptsKvCacheOnce) {
   const std::vector<workloads::Request> requests = load_traffic(t);
   ServeSpec spec;
   spec.model = small_llama(), spec.prefill_replicas = 1, spec.decode_replicas = 2;
+  spec.scheduler.max_batched_tokens = 512, spec.scheduler.max_running = 16, spec.grid_per_octave = 1;  // a quick grid
   const arch::Arch a = arch::load_arch("maia100-class", {});
   const ServeReport r = serve(a, requests, spec, {});
   EXPECT_EQ(r.replicas, 3);
@@ -207,7 +208,7 @@ TEST(Serve, SwapNeedsAHostLinkAndSharedPrefixesAreReported) {
               ::testing::ThrowsMessage<std::runtime_error>(::testing::HasSubstr("--prefix-sharing fraction: missing")));
   const std::vector<workloads::Request> requests = load_traffic(t);
   ServeSpec spec;
-  spec.model = small_llama();
+  spec.model = small_llama(), spec.scheduler.max_batched_tokens = 512, spec.scheduler.max_running = 16;
   const ServeReport r = serve(replica(), requests, spec, {});
   // 128 shared tokens = 8 blocks, found by every request after the first (0.2 s apart).
   EXPECT_EQ(r.metrics.cached_tokens, 5 * 128);
@@ -231,6 +232,7 @@ TEST(Plan, PricesTheFewestReplicasAndPicksTheCheapest) {
   const std::vector<workloads::Request> requests = load_traffic(t);
   PlanSpec p;
   p.serve.model = small_llama(), p.serve.slo = "ttft=1s,tpot=200ms";
+  p.serve.scheduler.max_batched_tokens = 512, p.serve.scheduler.max_running = 16;
   p.loads = {1, 2}, p.requests_per_user_month = 500, p.max_replicas = 4;
   const std::vector<arch::Arch> systems{arch::load_arch("maia100-class", {}), arch::load_arch("h100-sxm", {})};
   const PlanReport r = plan(systems, requests, p, {});
