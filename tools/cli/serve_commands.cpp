@@ -147,7 +147,8 @@ void print_plan(const api::PlanReport& r, size_t requests, double span) {
     std::cout << fmt::format("cheapest at {:g}x ({}): {}, tp {}, {}, {} replica{} ({} chip{}): {}/hour, {}/M tokens, {} "
                              "per user-month\n",
                              r.loads[i], r.pricing, b.system, b.tp, b.disaggregated ? "disaggregated" : "co-located",
-                             pools_of(b), b.fleet.pools.replicas() > 1 ? "s" : "", b.chips, b.chips > 1 ? "s" : "", usd(cloud ? b.usd_per_hour_cloud : b.usd_per_hour_owned),
+                             pools_of(b), b.fleet.pools.replicas() > 1 ? "s" : "", b.chips, b.chips > 1 ? "s" : "",
+                             usd(cloud ? b.usd_per_hour_cloud : b.usd_per_hour_owned),
                              usd(cloud ? b.usd_per_million_tokens_cloud : b.usd_per_million_tokens_owned),
                              usd(cloud ? b.usd_per_user_month_cloud : b.usd_per_user_month_owned));
   }
