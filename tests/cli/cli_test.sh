@@ -197,8 +197,7 @@ check "serve names a bad SLO key" 1 "--slo itl: unknown target" -- "$tessera" "$
 check "serve of a model larger than HBM says what fits" 1 "llama-3-70b needs [0-9.]+ GB of HBM" -- \
   "$tessera" serve --arch maia100-class --model llama-3-70b --requests "$tmp/trace.csv"
 check "serve disaggregated pools moves KV caches" 0 "KV transfers" -- \
-  "$tessera" serve --arch maia100-class --model "$tmp/tiny.json" --max-batched-tokens 512 --requests "$tmp/trace.csv" \
-  --disaggregate 1:1
+  "$tessera" "${serve[@]}" --requests "$tmp/trace.csv" --disaggregate 1:1 --grid 1
 check "serve --disaggregate needs P:D" 1 "--disaggregate 2: expected P:D" -- \
   "$tessera" "${serve[@]}" --requests "$tmp/trace.csv" --disaggregate 2
 check "serve reports prompt tokens found in the prefix cache" 0 "prefix cache .* found cached" -- \
@@ -206,9 +205,9 @@ check "serve reports prompt tokens found in the prefix cache" 0 "prefix cache .*
   --prefix-sharing fraction=0.5,groups=1
 check "serve names a bad prefix-sharing key" 1 "--prefix-sharing share: unknown key" -- \
   "$tessera" "${serve[@]}" --requests "$tmp/trace.csv" --prefix-sharing share=0.5
-check "serve --plan finds the cheapest system" 0 "cheapest at 1x \\(owned\\): (maia100-class|h100-sxm)" -- \
-  "$tessera" serve --plan --systems maia100-class,h100-sxm --model "$tmp/tiny.json" --max-batched-tokens 512 \
-  --requests "$tmp/trace.csv" --slo ttft=1s,tpot=100ms --requests-per-user-month 300
+check "serve --plan finds the cheapest system" 0 "cheapest at 1x \\(owned\\): (tpu-v4-class|maia100-class)" -- \
+  "$tessera" serve --plan --systems tpu-v4-class,maia100-class --model "$tmp/tiny.json" --max-batched-tokens 512 \
+  --requests "$tmp/trace.csv" --slo ttft=1s,tpot=100ms --requests-per-user-month 300 --grid 1 --no-disaggregation
 check "serve --plan needs an SLO" 1 "give an SLO to plan for" -- \
   "$tessera" serve --plan --systems maia100-class --model "$tmp/tiny.json" --requests "$tmp/trace.csv"
 check "serve --plan takes systems, not an arch" 1 "takes --systems, not --arch" -- \
