@@ -161,6 +161,7 @@ check "a power limit below the static power is an error" 1 "power.limit: a power
 check "an operator on several chips is refused" 1 "an operator runs on one" -- "$tessera" run --arch hgx-h100x8 --op gemm --shape 64,64,64
 check "cloud pricing needs a cloud price" 1 "cloud_price" -- "$tessera" run --arch maia100-class "${small[@]}" --pricing cloud
 check "compare with an unknown system is an error" 1 "no such preset or file" -- "$tessera" compare --systems maia100-class,gpu9000 "${small[@]}"
+check "compare of no systems is an error" 1 "compare: no systems given" -- "$tessera" compare --systems , --json
 # A run that fails is a row with its error; the others still run; exit 1 after the whole table.
 # Llama-3-70B's 141 GB of bf16 weights fit neither maia100-class (64 GB) nor tpu-v4-class (32 GiB).
 big=(compare --systems maia100-class,tpu-v4-class --model llama-3-70b --phase decode --batch 1 --context 128)

@@ -82,6 +82,11 @@ def test_compare_gives_ratios_and_a_dataframe(model):
     assert "utilization.hbm_bandwidth" in df.columns and "vs_first.tokens_per_joule" in df.columns
 
 
+def test_compare_of_no_systems_is_an_error():
+    with pytest.raises(tessera.TesseraError, match="compare: no systems given"):
+        tessera.compare([])
+
+
 def test_compare_gives_a_failed_run_as_a_row_with_its_error(model):
     pd = pytest.importorskip("pandas")
     base = tessera.Arch.load("maia100-class")

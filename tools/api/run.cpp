@@ -754,6 +754,8 @@ nlohmann::json Report::to_json(bool with_stats) const {
 
 Comparison compare(const std::vector<arch::Arch>& systems, const std::vector<RunSpec>& workloads,
                    const RunOptions& options) {
+  if (systems.empty()) throw std::runtime_error("compare: no systems given");
+  if (workloads.empty()) throw std::runtime_error("compare: no workloads given");
   for (const RunSpec& w : workloads) check_request(w, options);
   Comparison c;
   c.workloads = workloads;
