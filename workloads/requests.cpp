@@ -118,6 +118,21 @@ int64_t draw(const Lengths& l, Random& r) {
   return 1;
 }
 
+// Calls `f(key, value)` for each KEY=VALUE of a comma-separated spec (a CLI option's); an item
+// without '=' is an error naming the option.
+template <class F>
+void for_each_setting(const std::string& spec, const char* option, F f) {
+  std::string_view rest = spec;
+  while (!rest.empty()) {
+    const size_t comma = rest.find(',');
+    const std::string_view item = trim(rest.substr(0, comma));
+    rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+    const size_t eq = item.find('=');
+    if (eq == std::string_view::npos) throw std::runtime_error(fmt::format("{} {}: expected KEY=VALUE", option, item));
+    f(std::string(trim(item.substr(0, eq))), trim(item.substr(eq + 1)));
+  }
+}
+
 }  // namespace
 
 std::vector<Request> read_trace(const std::string& path) {
@@ -281,15 +296,7 @@ Synthetic parse_synthetic(const std::string& spec, const std::vector<Request>& t
     }
     return l;
   };
-  std::string_view rest = spec;
-  while (!rest.empty()) {
-    const size_t comma = rest.find(',');
-    const std::string_view item = trim(rest.substr(0, comma));
-    rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
-    const size_t eq = item.find('=');
-    if (eq == std::string_view::npos) throw bad(std::string(item), "expected KEY=VALUE");
-    const std::string key(trim(item.substr(0, eq)));
-    const std::string_view value = trim(item.substr(eq + 1));
+  for_each_setting(spec, "--synthetic", [&](const std::string& key, std::string_view value) {
     auto number = [&](double& out) {
       if (!parse_number(value, out) || !std::isfinite(out) || out <= 0)
         throw bad(key, fmt::format("'{}' is not a number above 0", value));
@@ -315,7 +322,7 @@ Synthetic parse_synthetic(const std::string& spec, const std::vector<Request>& t
     } else {
       throw bad(key, "unknown key (rate, prompt, output, arrivals, cv, count, duration, seed)");
     }
-  }
+  });
   if (!has_rate) throw bad("rate", "missing: the requests per second");
   if (!has_prompt) throw bad("prompt", "missing: the prompt lengths");
   if (!has_output) throw bad("output", "missing: the output lengths");
@@ -341,15 +348,7 @@ PrefixSharing parse_prefix_sharing(const std::string& spec) {
   auto bad = [](const std::string& key, const std::string& what) {
     return std::runtime_error(fmt::format("--prefix-sharing {}: {}", key, what));
   };
-  std::string_view rest = spec;
-  while (!rest.empty()) {
-    const size_t comma = rest.find(',');
-    const std::string_view item = trim(rest.substr(0, comma));
-    rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
-    const size_t eq = item.find('=');
-    if (eq == std::string_view::npos) throw bad(std::string(item), "expected KEY=VALUE");
-    const std::string key(trim(item.substr(0, eq)));
-    const std::string_view value = trim(item.substr(eq + 1));
+  for_each_setting(spec, "--prefix-sharing", [&](const std::string& key, std::string_view value) {
     auto share = [&](double& out) {
       if (!parse_number(value, out) || !(out >= 0 && out <= 1)) throw bad(key, fmt::format("'{}' is not a share from 0 to 1", value));
     };
@@ -365,7 +364,7 @@ PrefixSharing parse_prefix_sharing(const std::string& spec) {
     } else {
       throw bad(key, "unknown key (fraction, groups, requests, seed)");
     }
-  }
+  });
   if (!has_fraction) throw bad("fraction", "missing: the share of each prompt that is a shared prefix");
   return p;
 }

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <numeric>
 #include <stdexcept>
@@ -183,7 +184,8 @@ FleetPlan plan_fleet(const std::vector<workloads::Request>& requests, const Flee
 int64_t cheapest(const std::vector<FleetPlan>& plans) {
   int64_t best = -1;
   for (size_t i = 0; i < plans.size(); ++i) {
-    if (plans[i].feasible && (best < 0 || plans[i].usd_per_hour < plans[size_t(best)].usd_per_hour)) best = int64_t(i);
+    const double usd = plans[i].usd_per_hour;
+    if (plans[i].feasible && std::isfinite(usd) && (best < 0 || usd < plans[size_t(best)].usd_per_hour)) best = int64_t(i);
   }
   return best;
 }

@@ -72,7 +72,7 @@ struct FleetPlan {
 FleetPlan plan_fleet(const std::vector<workloads::Request>& requests, const FleetSpec& spec, const Slo& slo,
                      double attainment, bool disaggregated, int64_t max_replicas);
 
-// The feasible plan with the lowest $/hour (the first of equals), or -1.
+// The feasible plan with the lowest $/hour (the first of equals; none without a price), or -1.
 int64_t cheapest(const std::vector<FleetPlan>& plans);
 
 }  // namespace tessera::sim::serving

@@ -156,16 +156,16 @@ namespace {
 //   maia100-x8, tp 2: the next replica is in the same server: the 3-link bundle to the peer
 //     chip (150 GB/s, 2 us, 5 pJ/bit).
 //   hgx-h100x8, tp 4: through the NVSwitch: 18 x 25 GB/s = 450 GB/s, 1 us, two links of 5 pJ/bit.
-TEST(KvTransfer, TimeAndEnergyOverTheRouteByHand) {
+TEST(KvRoute, TimeAndEnergyOverTheRouteByHand) {
   const double mb = 1e6;
   const auto maia = arch::load_arch("maia100-x8", {}), h100 = arch::load_arch("hgx-h100x8", {});
-  const auto far = kv_transfer(maia, 8, mb);
+  const auto far = kv_route(maia, 8).cost(mb);
   EXPECT_NEAR(far.seconds, 4e-6 + mb / 150e9, 1e-12);
   EXPECT_NEAR(far.joules, 8 * mb * 8 * 20e-12, 1e-12);
-  const auto near = kv_transfer(maia, 2, mb);
+  const auto near = kv_route(maia, 2).cost(mb);
   EXPECT_NEAR(near.seconds, 2e-6 + mb / 150e9, 1e-12);
   EXPECT_NEAR(near.joules, 2 * mb * 8 * 5e-12, 1e-12);
-  const auto nvlink = kv_transfer(h100, 4, mb);
+  const auto nvlink = kv_route(h100, 4).cost(mb);
   EXPECT_NEAR(nvlink.seconds, 1e-6 + mb / 450e9, 1e-12);
   EXPECT_NEAR(nvlink.joules, 4 * mb * 8 * 10e-12, 1e-12);
 }
@@ -184,9 +184,10 @@ TEST(Serve, DisaggregatedPoolsMoveEachPromptsKvCacheOnce) {
   const ServeReport r = serve(a, requests, spec, {});
   EXPECT_EQ(r.replicas, 3);
   ASSERT_EQ(r.results.size(), 3u);
+  // One chip to the next through maia100-class's switch: 2 us over two hops of 12 x 400 Gb/s.
   double expected = 0;
   for (const workloads::Request& q : requests) {
-    if (q.output_tokens > 1) expected += kv_transfer(a, 1, 1024.0 * double(q.prompt_tokens)).seconds;
+    if (q.output_tokens > 1) expected += 2e-6 + 1024.0 * double(q.prompt_tokens) / 600e9;
   }
   EXPECT_NEAR(r.transfer_seconds, expected, 1e-12);
   for (size_t i = 0; i < requests.size(); ++i) {
@@ -243,7 +244,13 @@ TEST(Plan, PricesTheFewestReplicasAndPicksTheCheapest) {
     EXPECT_EQ(row.fleet.pools.replicas(), row.disaggregated ? 2 : 1);
     const sim::serving::ServeMetrics& m = row.fleet.metrics;
     EXPECT_NEAR(row.usd_per_user_month_owned, row.usd_per_hour_owned / (m.requests_per_s * 3600) * 500, 1e-9);
-    EXPECT_NEAR(row.usd_per_hour_owned, usd_per_hour(systems[row.system == "h100-sxm"], double(row.chips), row.avg_power_w, "owned"), 1e-12);
+    // Owned: capex over the years of amortisation, and energy at the PUE and electricity price ($ per J).
+    const arch::Arch& a = systems[row.system == "h100-sxm"];
+    const double capex_hour = arch::derive(a).capex_per_chip / (a.cost.amortization_years * 8760.0);
+    EXPECT_NEAR(row.usd_per_hour_owned,
+                capex_hour * double(row.chips) + row.avg_power_w * 3600 * a.cost.pue * a.cost.electricity_price,
+                1e-9 * row.usd_per_hour_owned);
+    EXPECT_EQ(std::isnan(row.usd_per_hour_cloud), !a.cost.cloud_price.has_value());
   }
   ASSERT_EQ(r.best.size(), 2u);
   const PlanRow& best = r.rows[size_t(r.best[0])];

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 namespace tessera::sim::serving {
 namespace {
 
@@ -79,6 +81,9 @@ TEST(Plan, ReplicasAreLoadOverCapacityAndACheaperChipMissingTtftLoses) {
   EXPECT_EQ(tb.pools.colocated, 16);
   EXPECT_EQ(tb.replays, 5);
   EXPECT_EQ(cheapest({ta, tb}), 0);
+  FleetPlan unpriced = pb;
+  unpriced.usd_per_hour = std::nan("");  // cloud pricing of a chip without a cloud price
+  EXPECT_EQ(cheapest({unpriced, pa}), 1);
 }
 
 // The search itself: fewest n meeting a monotone predicate, with few evaluations.

@@ -103,15 +103,13 @@ PlanReport plan(const std::vector<arch::Arch>& systems, const std::vector<worklo
   // load, by the pricing asked for.
   std::stable_sort(rep.rows.begin(), rep.rows.end(), [](const PlanRow& x, const PlanRow& y) { return x.load < y.load; });
   for (const double l : spec.loads) {
-    int64_t best = -1;
+    std::vector<sim::serving::FleetPlan> at_load;
+    std::vector<int64_t> row_of;
     for (size_t i = 0; i < rep.rows.size(); ++i) {
-      const PlanRow& r = rep.rows[i];
-      const double usd = options.pricing == "cloud" ? r.usd_per_hour_cloud : r.usd_per_hour_owned;
-      if (r.load != l || !r.fleet.feasible || !std::isfinite(usd)) continue;
-      const PlanRow* b = best >= 0 ? &rep.rows[size_t(best)] : nullptr;
-      if (!b || usd < (options.pricing == "cloud" ? b->usd_per_hour_cloud : b->usd_per_hour_owned)) best = int64_t(i);
+      if (rep.rows[i].load == l) at_load.push_back(rep.rows[i].fleet), row_of.push_back(int64_t(i));
     }
-    rep.best.push_back(best);
+    const int64_t k = sim::serving::cheapest(at_load);
+    rep.best.push_back(k < 0 ? -1 : row_of[size_t(k)]);
   }
   rep.host_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - host_start).count();
   return rep;

@@ -225,7 +225,7 @@ int64_t ReplicaCost::kv_blocks(int64_t tokens, int64_t block_tokens) {
   return blocks;
 }
 
-sim::serving::IterationCostResult kv_transfer(const arch::Arch& a, int64_t tp, double bytes_per_chip) {
+KvRoute kv_route(const arch::Arch& a, int64_t tp) {
   // The replica and the next one: in the system when it holds both, else in as many more of
   // its scale-up domains as they take.
   arch::SystemParams pair = a.system;
@@ -233,7 +233,7 @@ sim::serving::IterationCostResult kv_transfer(const arch::Arch& a, int64_t tp, d
   pair.chips = std::max(a.system.chips, 2 * tp);
   if (a.system.scale_out.domain > 0) pair.chips = (pair.chips + domain - 1) / domain * domain;
   const std::unique_ptr<sim::Topology> topology = sim::make_topology(pair);
-  sim::serving::IterationCostResult out;
+  KvRoute r;
   for (int64_t i = 0; i < tp; ++i) {
     double latency = 0, bandwidth = std::numeric_limits<double>::infinity(), pj = 0;
     for (const int l : topology->route(int(i), int(tp + i))) {
@@ -241,9 +241,16 @@ sim::serving::IterationCostResult kv_transfer(const arch::Arch& a, int64_t tp, d
       latency += link.latency, bandwidth = std::min(bandwidth, link.bandwidth);
       pj += link.scale_out ? a.system.scale_out.energy_per_bit : a.system.link.energy_per_bit;
     }
-    out.seconds = std::max(out.seconds, latency + bytes_per_chip / bandwidth);
-    out.joules += bytes_per_chip * 8.0 * pj;
+    r.latency.push_back(latency), r.bandwidth.push_back(bandwidth);
+    r.joules_per_byte += 8.0 * pj;
   }
+  return r;
+}
+
+sim::serving::IterationCostResult KvRoute::cost(double bytes_per_chip) const {
+  sim::serving::IterationCostResult out;
+  for (size_t i = 0; i < latency.size(); ++i) out.seconds = std::max(out.seconds, latency[i] + bytes_per_chip / bandwidth[i]);
+  out.joules = bytes_per_chip * joules_per_byte;
   return out;
 }
 
@@ -283,6 +290,7 @@ struct Deployment::Impl {
       throw std::runtime_error(fmt::format("serve: preemption '{}' is not recompute or swap", spec.preemption));
     }
     idle_watts = sim::EnergyPrices::from(a).static_power * double(tp);
+    kv_path = kv_route(a, tp);
   }
   // The replica: tp chips of the system, tensor parallel (a ragged step runs on no pipeline).
   static arch::Arch replica_arch(const arch::Arch& a, int64_t chips, const ServeSpec& spec) {
@@ -298,7 +306,7 @@ struct Deployment::Impl {
     r.system.chips = tp;
     r.system.parallelism.tp = tp, r.system.parallelism.pp = 1;
     r.system.parallelism.ep = std::max<int64_t>(1, a.system.parallelism.ep);
-    if (r.system.scale_out.domain > tp || r.system.domain() == tp) r.system.scale_out.domain = 0;
+    if (r.system.domain() == tp) r.system.scale_out.domain = 0;  // the replica is one domain
     return r;
   }
   const arch::Arch system, replica;
@@ -308,6 +316,7 @@ struct Deployment::Impl {
   sim::serving::SchedulerConfig config;
   int64_t tp = 1;
   double kv_per_token_chip = 0, idle_watts = 0;
+  KvRoute kv_path;  // to the next replica, for disaggregated pools
 };
 
 Deployment::Deployment(const arch::Arch& a, int64_t tp, const ServeSpec& spec, const RunOptions& options)
@@ -320,7 +329,7 @@ const sim::serving::SchedulerConfig& Deployment::config() const { return impl_->
 double Deployment::idle_watts() const { return impl_->idle_watts; }
 ReplicaCost& Deployment::cost() { return impl_->cost; }
 sim::serving::IterationCostResult Deployment::transfer(int64_t tokens) const {
-  return kv_transfer(impl_->system, impl_->tp, double(tokens) * impl_->kv_per_token_chip);
+  return impl_->kv_path.cost(double(tokens) * impl_->kv_per_token_chip);
 }
 
 ServeReport Deployment::serve(const std::vector<workloads::Request>& traffic, const sim::serving::Pools& pools,

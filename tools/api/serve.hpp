@@ -136,10 +136,15 @@ class Deployment {
   std::unique_ptr<Impl> impl_;
 };
 
-// Time and energy to move `bytes_per_chip` from each chip of a replica of `tp` chips of system
-// `a` to its peer in the next replica (chips i and tp + i), all chips at once: each over its own
-// route, latency plus bytes over the route's slowest link; energy per bit for every link crossed.
-sim::serving::IterationCostResult kv_transfer(const arch::Arch& a, int64_t tp, double bytes_per_chip);
+// The routes a KV cache takes from each chip of a replica of `tp` chips of system `a` to its
+// peer in the next replica (chips i and tp + i), all chips at once, each over its own route:
+// latency plus bytes over the route's slowest link; energy per bit for every link crossed.
+struct KvRoute {
+  std::vector<double> latency, bandwidth;  // per chip
+  double joules_per_byte = 0;              // every chip's route, summed
+  sim::serving::IterationCostResult cost(double bytes_per_chip) const;
+};
+KvRoute kv_route(const arch::Arch& a, int64_t tp);
 
 // A fleet of `chips` chips of system `a` drawing `avg_power_w`: capex amortised and energy at
 // the PUE and electricity price (owned), or the cloud price (NaN when the preset has none).
